@@ -1,0 +1,40 @@
+"""Typed errors. Each names the file or argument at fault, so a user knows where to look."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DetbenchError(Exception):
+    """Base class: a problem with the user's input, reported in one line without traceback."""
+
+
+class _PathError(DetbenchError):
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class DatasetError(_PathError):
+    """A data.yaml, label file or dataset tree is missing or malformed."""
+
+
+class ImageError(_PathError):
+    """An image cannot be decoded, is refused (e.g. a decompression bomb) or is empty."""
+
+
+class ModelFileError(_PathError):
+    """A weights or exported-model file is missing, corrupt, untrusted or does not fit."""
+
+
+class CacheError(_PathError):
+    """A cache entry is corrupt or was tampered with."""
+
+
+class BackendError(DetbenchError):
+    """A backend cannot run the input it was given (batch size, dtype, rank, values)."""
+
+
+class HistoryError(_PathError):
+    """A saved benchmark run cannot be read; never skipped silently."""
