@@ -1,0 +1,96 @@
+"""Accuracy through any backend, scored by ultralytics' own metric code (no hand-written AP).
+
+Images go through our preprocessing and the backend; NMS uses ultralytics' validation settings
+(conf 0.001, IoU 0.7, multi-label); matching is ``BaseValidator.match_predictions`` and scoring
+``DetMetrics`` / ``ap_per_class`` — the same code ``YOLO(...).val()`` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from detbench.backends import BaseBackend
+from detbench.data import Dataset
+from detbench.preprocess import preprocess, unletterbox_boxes
+
+VAL_CONF = 0.001
+VAL_IOU = 0.7
+VAL_MAX_DET = 300
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    mAP50: float
+    mAP50_95: float
+    precision: float
+    recall: float
+    per_class: dict[str, dict[str, float | None]]  # None: class absent from the split
+    images: int
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mAP50-95"] = d.pop("mAP50_95")
+        return d
+
+
+def read_labels(label: Path, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """YOLO label file to (classes, xyxy in pixels); a missing file is a background image."""
+    if not label.is_file():
+        return np.zeros(0), np.zeros((0, 4))
+    rows = np.array([line.split() for line in label.read_text().splitlines() if line.strip()], dtype=np.float64)
+    if rows.size == 0:
+        return np.zeros(0), np.zeros((0, 4))
+    cls, (cx, cy, w, h) = rows[:, 0], rows[:, 1:5].T
+    xyxy = np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1)
+    return cls, xyxy
+
+
+def evaluate(backend: BaseBackend, dataset: Dataset, *, imgsz: int, split: str = "val", batch: int = 8,
+             limit: int | None = None, progress: Callable[[int], None] | None = None) -> AccuracyResult:
+    import torch
+    from ultralytics.engine.validator import BaseValidator
+    from ultralytics.utils.metrics import DetMetrics, box_iou
+    from ultralytics.utils.nms import non_max_suppression
+
+    from detbench.preprocess import load_image
+
+    names = dataset.names
+    metrics = DetMetrics(names=dict(enumerate(names)))
+    matcher = SimpleNamespace(iouv=torch.linspace(0.5, 0.95, 10))
+    images: Sequence[Path] = dataset.images(split)[:limit]
+    step = batch if backend.dynamic_batch else (backend.spec.batch if backend.spec else 1) or 1
+    for start in range(0, len(images), step):
+        chunk = images[start:start + step]
+        pil = [load_image(p) for p in chunk]
+        x, infos = preprocess(pil, imgsz)
+        raw = backend.run(x)
+        preds = non_max_suppression(torch.from_numpy(raw), VAL_CONF, VAL_IOU, multi_label=True,
+                                    max_det=VAL_MAX_DET, max_time_img=1e6)
+        for path, img, pred, info in zip(chunk, pil, preds, infos):
+            tcls, tbox = read_labels(dataset.label_for(path), img.width, img.height)
+            pred = pred.numpy()
+            pbox = unletterbox_boxes(pred[:, :4].astype(np.float32), info)
+            if len(tcls) and len(pred):
+                iou = box_iou(torch.from_numpy(tbox).float(), torch.from_numpy(pbox).float())
+                tp = BaseValidator.match_predictions(matcher, torch.from_numpy(pred[:, 5]),
+                                                     torch.from_numpy(tcls), iou).numpy()
+            else:
+                tp = np.zeros((len(pred), 10), dtype=bool)
+            metrics.update_stats({"tp": tp, "conf": pred[:, 4], "pred_cls": pred[:, 5], "target_cls": tcls,
+                                  "target_img": np.unique(tcls), "im_name": path.name})
+        if progress:
+            progress(len(chunk))
+    metrics.process()
+    per_class: dict[str, dict[str, float | None]] = {
+        n: {"precision": None, "recall": None, "mAP50": None, "mAP50-95": None} for n in names}
+    box = metrics.box
+    for i, c in enumerate(metrics.ap_class_index):
+        per_class[names[int(c)]] = {"precision": float(box.p[i]), "recall": float(box.r[i]),
+                                    "mAP50": float(box.ap50[i]), "mAP50-95": float(box.ap[i])}
+    return AccuracyResult(mAP50=float(box.map50), mAP50_95=float(box.map), precision=float(box.mp),
+                          recall=float(box.mr), per_class=per_class, images=len(images))

@@ -1,0 +1,85 @@
+"""Which file each backend runs: one we export from the baseline, or one the user ships.
+
+``--detbench-artifact onnxruntime=deploy/model.onnx`` (pytest) and ``--artifact`` (CLI) swap in a
+user's artifact; it must fit the baseline (input size, class count, layout) or it is refused
+with a message saying which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from detbench.backends import REGISTRY, BackendSettings, BaseBackend, PyTorchBackend, create
+from detbench.cache import ArtifactCache
+from detbench.errors import BackendError, ModelFileError
+from detbench.export import ExportSettings, Exporter
+
+
+def parse_artifact_overrides(items: Sequence[str]) -> dict[str, Path]:
+    """``["onnxruntime=deploy/model.onnx", ...]`` → {backend: path}; errors name the bad item."""
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise BackendError(f"artifact override {item!r} must look like BACKEND=PATH")
+        if name not in REGISTRY:
+            raise BackendError(f"artifact override {item!r}: unknown backend {name!r}; "
+                               f"choose from {', '.join(REGISTRY)}")
+        if name == "pytorch":
+            raise BackendError("the pytorch backend runs the weights: use --detbench-weights / --weights")
+        out[name] = Path(path).expanduser().resolve()
+    return out
+
+
+@dataclass
+class Workbench:
+    """Everything a backend needs, resolved once: weights, export settings, user overrides."""
+
+    weights: Path
+    imgsz: int
+    names: tuple[str, ...]
+    settings: BackendSettings = field(default_factory=BackendSettings)
+    overrides: Mapping[str, Path] = field(default_factory=dict)
+    calib_images: Sequence[Path] = ()
+    cache: ArtifactCache | None = None
+
+    def __post_init__(self) -> None:
+        self.exporter = Exporter(self.weights, ExportSettings(imgsz=self.imgsz), cache=self.cache,
+                                 calib_images=self.calib_images)
+
+    def artifact(self, name: str) -> Path:
+        if name in self.overrides:
+            return self.overrides[name]
+        fmt = REGISTRY[name].artifact_format
+        return self.weights if fmt is None else self.exporter.get(fmt).path
+
+    def load(self, name: str) -> BaseBackend:
+        backend = create(name, self.settings)
+        path = self.artifact(name)
+        backend.load(path)
+        if isinstance(backend, PyTorchBackend):
+            backend.set_imgsz(self.imgsz)
+        self.check_fits(backend, path)
+        return backend
+
+    def check_fits(self, backend: BaseBackend, path: Path) -> None:
+        """Refuse an artifact whose input size, class count or output layout differs from the baseline."""
+        spec = backend.spec
+        assert spec is not None
+        if (spec.height, spec.width) != (self.imgsz, self.imgsz) or spec.channels != 3:
+            raise ModelFileError(path, f"input size {spec.channels}x{spec.height}x{spec.width} does not fit "
+                                       f"the baseline's 3x{self.imgsz}x{self.imgsz}")
+        probe = np.zeros((spec.batch or 1, 3, self.imgsz, self.imgsz), dtype=np.float32)
+        out = backend.run(probe)
+        anchors = sum((self.imgsz // s) ** 2 for s in (8, 16, 32))
+        if out.ndim != 3 or out.shape[1] != 4 + len(self.names):
+            classes = out.shape[1] - 4 if out.ndim == 3 else "?"
+            raise ModelFileError(path, f"output shape {out.shape} has {classes} classes; the baseline has "
+                                       f"{len(self.names)} (expected (N, {4 + len(self.names)}, {anchors}))")
+        if out.shape[2] != anchors:
+            raise ModelFileError(path, f"output layout {out.shape} is not (N, 4+classes, anchors={anchors}); "
+                                       "export without NMS and without transposing the head")

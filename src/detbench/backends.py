@@ -1,0 +1,296 @@
+"""One backend protocol and its implementations, so every runtime is timed and compared alike.
+
+A backend loads one artifact and maps a preprocessed batch ``(N, 3, H, W)`` float32 to the raw
+head ``(N, 4 + classes, anchors)`` float32. Input checks live in ``BaseBackend.run`` so every
+backend refuses bad tensors with the same typed error instead of crashing inside a runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from detbench.errors import BackendError, ModelFileError
+from detbench.model import check_model_file
+
+DEFAULT_THREADS = 1  # one thread: stable timings on a shared machine; override with --threads
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    threads: int = DEFAULT_THREADS
+    ort_optimization: str = "all"  # disable | basic | extended | all (ORT GraphOptimizationLevel)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    artifact_format: str | None  # export format it loads; None: the .pt checkpoint itself
+
+    def load(self, artifact: Path) -> None: ...
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What an artifact accepts; ``batch`` is None when the batch dimension is dynamic."""
+
+    batch: int | None
+    channels: int
+    height: int
+    width: int
+
+
+class BaseBackend:
+    name: ClassVar[str]
+    artifact_format: ClassVar[str | None]
+
+    def __init__(self, settings: BackendSettings | None = None) -> None:
+        self.settings = settings or BackendSettings()
+        self.artifact: Path | None = None
+        self.spec: InputSpec | None = None
+
+    # -- protocol --------------------------------------------------------------------------
+    def load(self, artifact: Path | str) -> None:
+        artifact = check_model_file(Path(artifact))
+        try:
+            self.spec = self._load(artifact)
+        except (ModelFileError, BackendError):
+            raise
+        except Exception as exc:  # each runtime has its own exception zoo for bad files
+            raise ModelFileError(artifact, f"{self.name} cannot load it ({type(exc).__name__}: "
+                                           f"{str(exc).strip().splitlines()[0][:300]})") from exc
+        self.artifact = artifact
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self._check(batch)
+        out = self._run(batch)
+        return np.asarray(out, dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "artifact": str(self.artifact), **asdict(self.settings),
+                **self._describe()}
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return self.spec is not None and self.spec.batch is None
+
+    # -- for subclasses -----------------------------------------------------------------------
+    def _load(self, artifact: Path) -> InputSpec:
+        raise NotImplementedError
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _describe(self) -> dict[str, Any]:
+        return {}
+
+    def _check(self, batch: np.ndarray) -> None:
+        if self.spec is None:
+            raise BackendError(f"{self.name}: run() before load()")
+        if not isinstance(batch, np.ndarray):
+            raise BackendError(f"{self.name}: input must be a numpy array, got {type(batch).__name__}")
+        if batch.dtype != np.float32:
+            raise BackendError(f"{self.name}: input dtype must be float32, got {batch.dtype}")
+        if batch.ndim != 4:
+            raise BackendError(f"{self.name}: input must be NCHW (rank 4), got rank {batch.ndim} "
+                               f"shape {batch.shape}")
+        s = self.spec
+        if batch.shape[1:] != (s.channels, s.height, s.width):
+            raise BackendError(f"{self.name}: input shape {batch.shape} does not fit artifact "
+                               f"{self.artifact} which takes (N, {s.channels}, {s.height}, {s.width})")
+        if s.batch is not None and batch.shape[0] != s.batch:
+            raise BackendError(f"{self.name}: artifact {self.artifact} has a fixed batch of {s.batch}; "
+                               f"got batch {batch.shape[0]} (export with dynamic batch)")
+        if batch.shape[0] == 0:
+            raise BackendError(f"{self.name}: empty batch")
+        if not np.isfinite(batch).all():
+            raise BackendError(f"{self.name}: input contains NaN or Inf")
+
+
+class PyTorchBackend(BaseBackend):
+    """Eager PyTorch: the baseline every other backend is compared with."""
+
+    name = "pytorch"
+    artifact_format = None
+
+    def _load(self, artifact: Path) -> InputSpec:
+        import torch
+
+        from detbench.model import load_detection_model
+
+        torch.set_num_threads(self.settings.threads)
+        self.model, self.info = load_detection_model(artifact)
+        return InputSpec(None, 3, self.info.imgsz, self.info.imgsz)
+
+    def set_imgsz(self, imgsz: int) -> None:
+        """Eager models take any stride-multiple size; the suite pins one so all backends match."""
+        assert self.spec is not None
+        self.spec = InputSpec(None, 3, imgsz, imgsz)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(batch)).numpy()
+
+    def _describe(self) -> dict[str, Any]:
+        import torch
+
+        return {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+class TorchScriptBackend(BaseBackend):
+    name = "torchscript"
+    artifact_format = "torchscript"
+
+    def _load(self, artifact: Path) -> InputSpec:
+        import torch
+
+        torch.set_num_threads(self.settings.threads)
+        self.model = torch.jit.load(str(artifact), map_location="cpu").eval()
+        imgsz = _torchscript_imgsz(self.model)
+        return InputSpec(None, 3, imgsz, imgsz)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(batch)).numpy()
+
+    def _describe(self) -> dict[str, Any]:
+        import torch
+
+        return {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def _torchscript_imgsz(model: Any) -> int:
+    """A traced YOLO bakes its anchors for one input size; read it off the anchor count."""
+    import torch
+
+    for size in (32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 416, 480, 512, 640, 736, 800, 960, 1024,
+                 1280):
+        anchors = sum((size // s) ** 2 for s in (8, 16, 32))
+        for name, buf in model.named_buffers():
+            if name.endswith("anchors") and buf.shape[-1] == anchors:
+                return size
+    # No named buffer: probe with a size-1 run at the common sizes.
+    for size in (128, 640, 320, 256):
+        try:
+            with torch.inference_mode():
+                model(torch.zeros(1, 3, size, size))
+            return size
+        except Exception:  # noqa: S112 - probing: a wrong size raises inside the traced graph
+            continue
+    raise ModelFileError(Path("<torchscript>"), "cannot determine the traced input size")
+
+
+class OnnxRuntimeBackend(BaseBackend):
+    name = "onnxruntime"
+    artifact_format = "onnx"
+    _LEVELS: ClassVar[dict[str, str]] = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+                                         "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+    def _load(self, artifact: Path) -> InputSpec:
+        import onnxruntime as ort
+
+        from detbench.onnx_checks import check_onnx_file
+
+        check_onnx_file(artifact)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.settings.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        level = self._LEVELS.get(self.settings.ort_optimization)
+        if level is None:
+            raise BackendError(f"unknown ORT optimization level {self.settings.ort_optimization!r}; "
+                               f"choose from {', '.join(self._LEVELS)}")
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(artifact), sess_options=opts,
+                                            providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        return _spec_from_shape(artifact, inp.shape)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]
+
+    def _describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {"onnxruntime": ort.__version__, "providers": self.session.get_providers()}
+
+
+class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
+    name = "onnxruntime-int8"
+    artifact_format = "onnx-int8"
+
+
+class OpenVINOBackend(BaseBackend):
+    name = "openvino"
+    artifact_format = "openvino"
+
+    def _load(self, artifact: Path) -> InputSpec:
+        import openvino as ov
+
+        xml = artifact / "model.xml" if artifact.is_dir() else artifact
+        if xml.suffix != ".xml":
+            raise ModelFileError(artifact, "expected an OpenVINO IR (.xml next to its .bin, or their folder)")
+        check_model_file(xml)
+        check_model_file(xml.with_suffix(".bin"))
+        core = ov.Core()
+        model = core.read_model(str(xml))
+        self.compiled = core.compile_model(model, "CPU", {
+            "INFERENCE_NUM_THREADS": self.settings.threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",  # no bf16/fp16 shortcuts: this is the fp32 model
+        })
+        self.request = self.compiled.create_infer_request()
+        pshape = model.inputs[0].get_partial_shape()
+        dims = [d.get_length() if d.is_static else None for d in pshape]
+        return _spec_from_shape(artifact, dims)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        self.request.infer({0: batch})
+        return self.request.get_output_tensor(0).data.copy()
+
+    def _describe(self) -> dict[str, Any]:
+        import openvino as ov
+
+        return {"openvino": ov.__version__,
+                "ov_threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS"))}
+
+
+def _spec_from_shape(artifact: Path, shape: list[Any]) -> InputSpec:
+    if len(shape) != 4:
+        raise ModelFileError(artifact, f"input has rank {len(shape)}; expected NCHW (rank 4)")
+    batch, c, h, w = (d if isinstance(d, int) else None for d in shape)
+    if c is None or h is None or w is None:
+        raise ModelFileError(artifact, f"input shape {shape} must have static channels, height and width")
+    return InputSpec(batch, c, h, w)
+
+
+REGISTRY: dict[str, type[BaseBackend]] = {
+    cls.name: cls
+    for cls in (PyTorchBackend, TorchScriptBackend, OnnxRuntimeBackend, OpenVINOBackend,
+                OnnxRuntimeInt8Backend)
+}
+
+
+def create(name: str, settings: BackendSettings | None = None) -> BaseBackend:
+    try:
+        return REGISTRY[name](settings)
+    except KeyError:
+        raise BackendError(f"unknown backend {name!r}; choose from {', '.join(REGISTRY)}") from None
+
+
+def backend_factory(name: str) -> Callable[[BackendSettings | None], BaseBackend]:
+    return REGISTRY[name]

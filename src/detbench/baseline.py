@@ -1,0 +1,77 @@
+"""The embedded default: the committed baseline checkpoint and the synthetic dataset it was trained on.
+
+Pickled checkpoints are code. We load a ``.pt`` only when it is the committed fixture and its
+sha256 matches the pinned value, or when the user names the file explicitly (their choice).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+from detbench import paths
+from detbench.cache import locked
+from detbench.data import SynthConfig, write_synthetic
+from detbench.errors import ModelFileError
+from detbench.train import sha256_file
+
+BASELINE_DIR = paths.FIXTURES / "baseline"
+BASELINE_WEIGHTS = BASELINE_DIR / "best.pt"
+PROVENANCE = BASELINE_DIR / "provenance.json"
+
+
+def pinned_sha256() -> str:
+    return json.loads(PROVENANCE.read_text())["weights_sha256"]
+
+
+def baseline_synth_config() -> SynthConfig:
+    """The dataset the committed baseline was trained on (its val split is the accuracy reference)."""
+    if PROVENANCE.is_file():
+        return SynthConfig(**json.loads(PROVENANCE.read_text())["synthetic_dataset"])
+    return SynthConfig()
+
+
+def baseline_weights() -> Path:
+    """The committed checkpoint, verified against its pinned sha256 before anything unpickles it."""
+    if not BASELINE_WEIGHTS.is_file() or not PROVENANCE.is_file():
+        raise ModelFileError(BASELINE_WEIGHTS, "committed baseline missing (fixtures/baseline/)")
+    actual, expected = sha256_file(BASELINE_WEIGHTS), pinned_sha256()
+    if actual != expected:
+        raise ModelFileError(BASELINE_WEIGHTS, f"sha256 {actual[:16]}… does not match the pinned "
+                                               f"{expected[:16]}… in {PROVENANCE.name}; refusing to unpickle it")
+    return BASELINE_WEIGHTS
+
+
+def resolve_weights(user: Path | str | None) -> Path:
+    """The user's explicitly named checkpoint, or the verified committed baseline."""
+    if user is None:
+        return baseline_weights()
+    path = Path(user).expanduser()
+    if not path.is_file():
+        raise ModelFileError(path, "weights file not found")
+    return path.resolve()
+
+
+def synthetic_dataset(cfg: SynthConfig | None = None) -> Path:
+    """Generate (once) the synthetic dataset into the cache and return its data.yaml.
+
+    Written to a private folder and renamed into place under a lock, so a killed run or two
+    parallel runs never leave a half dataset that is later reused.
+    """
+    cfg = cfg or baseline_synth_config()
+    root = paths.cache_dir("datasets")
+    final = root / cfg.key()
+    with locked(root / cfg.key()):
+        if (final / "data.yaml").is_file():
+            return final / "data.yaml"
+        tmp = root / f".tmp-{cfg.key()}-{uuid.uuid4().hex}"
+        try:
+            write_synthetic(tmp, cfg)
+            if final.exists():  # an incomplete leftover: no data.yaml, since that is written last
+                shutil.rmtree(final)
+            tmp.rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final / "data.yaml"

@@ -1,0 +1,282 @@
+"""The ``detbench`` command: thin subcommands over the package modules.
+
+Errors in the user's input print one line and exit non-zero; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from detbench.errors import DetbenchError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage plus a message; we want one clear line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise SystemExit(_fail(f"{self.prog}: {message}", code=2))
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"detbench: error: {message}", file=sys.stderr)
+    return code
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _existing(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such file or directory")
+    return path
+
+
+def _backends(text: str) -> list[str]:
+    from detbench.backends import REGISTRY
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown backend(s) {', '.join(unknown) or '(none)'}; "
+                                         f"choose from {', '.join(REGISTRY)}")
+    return names
+
+
+# -- subcommands ------------------------------------------------------------------------------
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from detbench.data import SynthConfig, write_synthetic
+
+    out = write_synthetic(args.out, SynthConfig(train=args.train, val=args.val, imgsz=args.imgsz,
+                                                seed=args.seed))
+    print(out)
+    return 0
+
+
+def cmd_data_from_voc(args: argparse.Namespace) -> int:
+    from detbench.voc import convert_voc
+
+    report = convert_voc(args.src, args.out, val_fraction=args.val_fraction, skip_bad=args.skip_bad)
+    for p in report.problems:
+        print(f"skipped {p.file}: {p.reason}", file=sys.stderr)
+    print(f"{report.data_yaml}: {report.converted} images, {report.boxes} boxes, "
+          f"{len(report.problems)} problem(s)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from detbench.data import load_dataset
+    from detbench.labels import validate_dataset
+    from detbench.train import TrainConfig, train
+
+    validate_dataset(load_dataset(args.data), allow_background=True)
+    weights = train(TrainConfig(data=str(args.data), model=args.model, imgsz=args.imgsz, epochs=args.epochs,
+                                batch=args.batch, seed=args.seed), args.out)
+    print(weights)
+    print(weights.parent / "metrics.json")
+    return 0
+
+
+def _workbench(args: argparse.Namespace, *, need_calib: bool):
+    from detbench.artifacts import Workbench, parse_artifact_overrides
+    from detbench.backends import BackendSettings
+    from detbench.baseline import resolve_weights, synthetic_dataset
+    from detbench.data import load_dataset
+    from detbench.model import load_detection_model
+
+    weights = resolve_weights(args.weights)
+    _, info = load_detection_model(weights)
+    imgsz = args.imgsz or info.imgsz
+    calib: list[Path] = []
+    if need_calib:
+        data = args.data or synthetic_dataset()
+        ds = load_dataset(data)
+        calib = ds.images("train")
+    return Workbench(weights=weights, imgsz=imgsz, names=info.names,
+                     settings=BackendSettings(threads=args.threads),
+                     overrides=parse_artifact_overrides(args.artifact or []), calib_images=calib)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from detbench.backends import REGISTRY
+
+    formats = args.format
+    bench = _workbench(args, need_calib="onnx-int8" in formats)
+    by_format = {cls.artifact_format: name for name, cls in REGISTRY.items()}
+    for fmt in formats:
+        print(f"{fmt}\t{bench.artifact(by_format[fmt])}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from detbench.postprocess import postprocess
+    from detbench.preprocess import load_image, preprocess
+
+    bench = _workbench(args, need_calib=args.backend == "onnxruntime-int8")
+    backend = bench.load(args.backend)
+    results = []
+    for path in args.images:
+        image = load_image(path)
+        x, infos = preprocess([image], bench.imgsz)
+        det = postprocess(backend.run(x), infos, bench.names, conf=args.conf)[0]
+        results.append({"image": str(path), "detections": det.to_list()})
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(f"{r['image']}: {len(r['detections'])} detection(s)")
+            for d in r["detections"]:
+                print(f"  {d['class_name']:<9} {d['score']:.3f}  {d['xyxy']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from detbench.report import run_report
+
+    return run_report(args)
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from detbench import gate
+
+    return gate.run(args)
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    from detbench import gate
+    from detbench.backends import BackendSettings, create
+    from detbench.preprocess import preprocess
+    from detbench.synth import make_scene
+
+    loaded = []
+    for path in (args.a, args.b):
+        backend = create(args.backend, BackendSettings(threads=args.threads))
+        backend.load(path)
+        loaded.append(backend)
+    spec = loaded[0].spec
+    assert spec is not None
+    image, _ = make_scene(0, "val", 0, spec.height)
+    x, _ = preprocess([image], spec.height)
+    verdict = gate.ab(lambda: loaded[0].run(x), lambda: loaded[1].run(x), rounds=args.rounds,
+                      warmup=args.warmup, name=f"{args.backend}: {args.a.name} vs {args.b.name}")
+    print(gate.format_table([verdict]))
+    if args.json:
+        print(gate.verdicts_to_json([verdict], {"rounds": args.rounds}))
+    return 1 if verdict.status == "regression" else 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+def _bench_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", type=_existing, help="YOLOv8 detection checkpoint (default: committed baseline)")
+    p.add_argument("--data", type=_existing, help="data.yaml (default: the synthetic dataset)")
+    p.add_argument("--imgsz", type=_positive, help="model input size (default: the checkpoint's)")
+    p.add_argument("--threads", type=_positive, default=1, help="threads for every backend (default 1)")
+    p.add_argument("--artifact", action="append", metavar="BACKEND=PATH",
+                   help="run this artifact instead of exporting one (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from detbench.backends import REGISTRY
+    from detbench.export import FORMATS
+
+    parser = _Parser(prog="detbench", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = sub.add_parser("data", help="datasets: synthetic generator, VOC converter")
+    dsub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    s = dsub.add_parser("synth", help="write the synthetic colorful-fashion dataset (YOLO format)")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--train", type=_positive, default=1500)
+    s.add_argument("--val", type=_positive, default=200)
+    s.add_argument("--imgsz", type=_positive, default=128)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_data_synth)
+    v = dsub.add_parser("from-voc", help="convert a Pascal-VOC tree (the real dataset) to YOLO format")
+    v.add_argument("src", type=_existing)
+    v.add_argument("--out", type=Path, required=True)
+    v.add_argument("--val-fraction", type=float, default=0.2)
+    v.add_argument("--skip-bad", action="store_true", help="convert the good files, list the bad ones")
+    v.set_defaults(func=cmd_data_from_voc)
+
+    t = sub.add_parser("train", help="train a YOLOv8 baseline (the original study's settings by default)")
+    t.add_argument("--data", type=_existing, required=True)
+    t.add_argument("--model", default="yolov8n.yaml", help="scale yaml (from scratch) or .pt to fine-tune")
+    t.add_argument("--imgsz", type=_positive, default=128)
+    t.add_argument("--epochs", type=_positive, default=5)
+    t.add_argument("--batch", type=_positive, default=8)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", type=Path, default=Path("runs/train"))
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="export the baseline (cached) and print the artifact paths")
+    _bench_options(e)
+    e.add_argument("--format", type=lambda s: [f for f in s.split(",") if f], default=list(FORMATS),
+                   help=f"comma-separated, from {', '.join(FORMATS)}")
+    e.set_defaults(func=cmd_export)
+
+    pr = sub.add_parser("predict", help="detect garments in images with any backend")
+    pr.add_argument("images", nargs="+", type=_existing)
+    pr.add_argument("--backend", choices=list(REGISTRY), default="onnxruntime")
+    pr.add_argument("--conf", type=float, default=0.25)
+    pr.add_argument("--json", action="store_true")
+    _bench_options(pr)
+    pr.set_defaults(func=cmd_predict)
+
+    r = sub.add_parser("report", help="the main job: accuracy, size and latency of every backend")
+    _bench_options(r)
+    r.add_argument("--backends", type=_backends, default=list(REGISTRY))
+    r.add_argument("--batch", type=_positive, default=8, help="batch size for the throughput run")
+    r.add_argument("--out", type=Path, default=Path("report"))
+    r.add_argument("--quick", action="store_true", help="fewer images and rounds (about a third of the time)")
+    r.set_defaults(func=cmd_report)
+
+    g = sub.add_parser("gate", help="compare two saved pytest-benchmark runs; exit 1 on a regression")
+    from detbench import gate as gate_mod
+
+    gate_mod.add_arguments(g)
+    g.set_defaults(func=cmd_gate)
+
+    ab = sub.add_parser("ab", help="interleaved A/B latency of two artifacts on one backend")
+    ab.add_argument("a", type=_existing)
+    ab.add_argument("b", type=_existing)
+    ab.add_argument("--backend", choices=[n for n in REGISTRY if n != "pytorch"], default="onnxruntime")
+    ab.add_argument("--rounds", type=_positive, default=40)
+    ab.add_argument("--warmup", type=_positive, default=5)
+    ab.add_argument("--threads", type=_positive, default=1)
+    ab.add_argument("--json", action="store_true")
+    ab.set_defaults(func=cmd_ab)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else _fail(str(exc.code), 2)
+    except (DetbenchError, ValueError, FileNotFoundError, ModuleNotFoundError) as exc:
+        if debug:
+            raise
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,293 @@
+"""The latency gate: compare two saved pytest-benchmark runs (``detbench gate``) or two callables (``ab``).
+
+Usage: ``detbench gate BASELINE.json CANDIDATE.json [--alpha A] [--min-effect E] [--min-samples N] [--json]``.
+Prints an aligned table (or, with ``--json``, a JSON verdict on stdout instead) and exits 1 when any
+benchmark regressed, else 0. Unreadable runs raise HistoryError; the CLI shows it as one line.
+
+Both runs must carry raw per-round timings: save them with ``--benchmark-save-data`` (or write them
+with ``--benchmark-json``, which always includes them). Summary statistics alone cannot give a
+significance test, so such files are refused rather than skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from detbench.errors import HistoryError
+from detbench.stats import CI_CONFIDENCE, Verdict, compare_samples, percentiles
+from detbench.timing import interleaved
+
+_SAVE_HINT = "rerun with --benchmark-save-data (or write the run with --benchmark-json)"
+
+
+def _read_json(path: Path) -> object:
+    if not path.exists():
+        raise HistoryError(
+            path,
+            "no such file; pass a run saved by pytest-benchmark (e.g. .benchmarks/<machine>/0001_*.json)",
+        )
+    if path.is_dir():
+        raise HistoryError(path, "is a directory; pass one saved run (a .json file inside it)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HistoryError(path, f"cannot read the file ({exc}); check its permissions and encoding") from exc
+    if not text.strip():
+        raise HistoryError(path, f"file is empty (an interrupted save?); {_SAVE_HINT}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HistoryError(
+            path,
+            f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); was the save interrupted?",
+        ) from exc
+
+
+def _entry_samples(path: Path, entry: object, index: int) -> tuple[str, np.ndarray]:
+    if not isinstance(entry, Mapping):
+        raise HistoryError(path, f"benchmarks[{index}] is not an object; not a pytest-benchmark run")
+    key = entry.get("fullname") or entry.get("name")
+    if not isinstance(key, str) or not key:
+        raise HistoryError(path, f"benchmarks[{index}] has neither 'fullname' nor 'name'")
+    stats = entry.get("stats")
+    if not isinstance(stats, Mapping):
+        raise HistoryError(path, f"benchmark {key!r} has no 'stats'; not a pytest-benchmark run")
+    data = stats.get("data")
+    if data is None:
+        raise HistoryError(path, f"benchmark {key!r} was saved without raw timings; {_SAVE_HINT}")
+    if not isinstance(data, list) or not data:
+        raise HistoryError(path, f"benchmark {key!r} has no timings in stats.data; {_SAVE_HINT}")
+    try:
+        samples = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise HistoryError(path, f"benchmark {key!r}: stats.data must be a list of seconds ({exc})") from exc
+    if samples.ndim != 1 or not np.all(np.isfinite(samples)) or np.any(samples < 0):
+        raise HistoryError(path, f"benchmark {key!r}: stats.data must be finite, non-negative seconds")
+    return key, samples
+
+
+def load_benchmark_json(path: Path | str) -> dict[str, np.ndarray]:
+    """Per-round seconds of each benchmark in a saved pytest-benchmark run, keyed by fullname (or name)."""
+    path = Path(path)
+    doc = _read_json(path)
+    if not isinstance(doc, Mapping) or "benchmarks" not in doc:
+        raise HistoryError(
+            path, "no 'benchmarks' list; not a pytest-benchmark run (save one with --benchmark-save)"
+        )
+    entries = doc["benchmarks"]
+    if not isinstance(entries, list):
+        raise HistoryError(path, "'benchmarks' is not a list; not a pytest-benchmark run")
+    if not entries:
+        raise HistoryError(
+            path, "contains no benchmarks; were they all deselected or run with --benchmark-disable?"
+        )
+    runs: dict[str, np.ndarray] = {}
+    for index, entry in enumerate(entries):
+        key, samples = _entry_samples(path, entry, index)
+        if key in runs:
+            raise HistoryError(path, f"benchmark {key!r} appears twice; the run is ambiguous")
+        runs[key] = samples
+    return runs
+
+
+def _missing(name: str, base: np.ndarray | None, cand: np.ndarray | None) -> Verdict:
+    nan = float("nan")
+    return Verdict(
+        name=name,
+        n_base=0 if base is None else int(base.size),
+        n_cand=0 if cand is None else int(cand.size),
+        median_base=nan if base is None else float(np.median(base)),
+        median_cand=nan if cand is None else float(np.median(cand)),
+        change=nan,
+        ci_low=nan,
+        ci_high=nan,
+        p_value=nan,
+        status="missing",
+    )
+
+
+def gate(
+    base_path: Path | str,
+    cand_path: Path | str,
+    *,
+    alpha: float = 0.01,
+    min_effect: float = 0.10,
+    min_samples: int = 9,
+) -> list[Verdict]:
+    """One Verdict per benchmark, sorted by name; a benchmark in only one run gets status "missing"."""
+    base = load_benchmark_json(base_path)
+    cand = load_benchmark_json(cand_path)
+    verdicts = []
+    for name in sorted(base.keys() | cand.keys()):
+        if name in base and name in cand:
+            verdicts.append(
+                compare_samples(
+                    name, base[name], cand[name], alpha=alpha, min_effect=min_effect, min_samples=min_samples
+                )
+            )
+        else:
+            verdicts.append(_missing(name, base.get(name), cand.get(name)))
+    return verdicts
+
+
+def ab(
+    run_a: Callable[[], object],
+    run_b: Callable[[], object],
+    *,
+    rounds: int = 30,
+    warmup: int = 3,
+    name: str = "b vs a",
+    alpha: float = 0.01,
+    min_effect: float = 0.10,
+    min_samples: int = 9,
+) -> Verdict:
+    """Time a and b interleaved on this machine and judge b (candidate) against a (baseline)."""
+    a, b = interleaved([run_a, run_b], rounds=rounds, warmup=warmup)
+    return compare_samples(name, a, b, alpha=alpha, min_effect=min_effect, min_samples=min_samples)
+
+
+def percentile_extra_info(benchmark: object) -> dict[str, float]:
+    """p50/p90/p99 in ms of a pytest-benchmark fixture's raw rounds, for ``benchmark.extra_info``.
+
+    Empty when the fixture is disabled (``--benchmark-disable``) or has not run yet.
+    """
+    if getattr(benchmark, "disabled", False):
+        return {}
+    data = getattr(getattr(getattr(benchmark, "stats", None), "stats", None), "data", None)
+    if not data:
+        return {}
+    return {f"{key}_ms": value * 1e3 for key, value in percentiles(data).items()}
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "-" if math.isnan(value) else format(value, spec)
+
+
+def _row(v: Verdict) -> list[str]:
+    ci = "-" if math.isnan(v.ci_low) else f"[{v.ci_low * 100:+.1f}, {v.ci_high * 100:+.1f}]"
+    return [
+        v.name,
+        f"{v.n_base}/{v.n_cand}",
+        _fmt(v.median_base * 1e3, ".3f"),
+        _fmt(v.median_cand * 1e3, ".3f"),
+        _fmt(v.change * 100, "+.1f"),
+        ci,
+        _fmt(v.p_value, ".2g"),
+        v.status,
+    ]
+
+
+def format_table(verdicts: Sequence[Verdict]) -> str:
+    """Plain aligned text table, one row per verdict (times in ms, change and CI in %)."""
+    header = [
+        "name",
+        "n base/cand",
+        "base ms",
+        "cand ms",
+        "change %",
+        f"{CI_CONFIDENCE:.0%} CI %",
+        "p",
+        "status",
+    ]
+    rows = [header, *(_row(v) for v in verdicts)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    # Names and status read left-aligned; numbers right-aligned so decimal points line up.
+    left = {0, len(header) - 1}
+
+    def line(cells: list[str]) -> str:
+        parts = [c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(r) for r in rows[1:])])
+
+
+def _json_value(value: object) -> object:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def verdicts_to_json(verdicts: Sequence[Verdict], settings: Mapping[str, object]) -> str:
+    """Strict JSON (NaN becomes null): settings, per-benchmark verdicts and a count per status."""
+    counts: dict[str, int] = {}
+    for v in verdicts:
+        counts[v.status] = counts.get(v.status, 0) + 1
+    doc = {
+        "settings": dict(settings),
+        "regression": counts.get("regression", 0) > 0,
+        "counts": counts,
+        "verdicts": [{k: _json_value(x) for k, x in asdict(v).items()} for v in verdicts],
+    }
+    return json.dumps(doc, indent=2, allow_nan=False)
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``detbench gate``."""
+    parser.add_argument("baseline", type=Path, help="saved pytest-benchmark run to compare against")
+    parser.add_argument("candidate", type=Path, help="saved pytest-benchmark run under test")
+    parser.add_argument(
+        "--alpha", type=_probability, default=0.01, help="significance level of the one-sided test (0.01)"
+    )
+    parser.add_argument(
+        "--min-effect",
+        type=_non_negative,
+        default=0.10,
+        help="smallest median change that counts, as a fraction (0.10 = 10%%)",
+    )
+    parser.add_argument(
+        "--min-samples", type=_at_least_two, default=9, help="fewer rounds on either side is inconclusive (9)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the verdict as JSON on stdout instead of the table"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``detbench gate``; 1 if any benchmark regressed, else 0. Raises HistoryError on unreadable runs."""
+    verdicts = gate(
+        args.baseline,
+        args.candidate,
+        alpha=args.alpha,
+        min_effect=args.min_effect,
+        min_samples=args.min_samples,
+    )
+    if args.json:
+        settings = {
+            "baseline": str(args.baseline),
+            "candidate": str(args.candidate),
+            "alpha": args.alpha,
+            "min_effect": args.min_effect,
+            "min_samples": args.min_samples,
+            "confidence": CI_CONFIDENCE,
+        }
+        print(verdicts_to_json(verdicts, settings))
+    else:
+        print(format_table(verdicts))
+    return 1 if any(v.status == "regression" for v in verdicts) else 0

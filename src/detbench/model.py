@@ -1,0 +1,80 @@
+"""Loading the baseline checkpoint as a plain ``torch.nn.Module`` that returns the raw head.
+
+Every backend and every export starts from this one module, so they all compute the same graph:
+Conv+BN fused (as ultralytics does for inference), Detect head in export mode (returns only the
+``(N, 4 + classes, anchors)`` tensor: xywh in input pixels, then per-class sigmoid scores).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from detbench.errors import ModelFileError
+
+LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    names: tuple[str, ...]
+    imgsz: int  # the size it was trained at (ultralytics records it in the checkpoint's train_args)
+    stride: int
+
+
+class RawHead(torch.nn.Module):
+    """Wraps a DetectionModel so its forward returns only the raw head tensor."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.model(x)
+        return y[0] if isinstance(y, (list, tuple)) else y
+
+
+def check_model_file(path: Path) -> Path:
+    """Cheap checks with clear messages before any loader sees the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(path, "file not found")
+    if path.is_file():
+        size = path.stat().st_size
+        if size == 0:
+            raise ModelFileError(path, "file is empty")
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+        if head.startswith(LFS_POINTER_PREFIX):
+            raise ModelFileError(path, "is a Git LFS pointer, not the model: run `git lfs pull`")
+    return path
+
+
+def load_detection_model(weights: Path | str) -> tuple[RawHead, ModelInfo]:
+    """Load an ultralytics detection checkpoint (.pt) for inference, fp32, on CPU."""
+    from ultralytics.nn.tasks import load_checkpoint
+
+    weights = check_model_file(Path(weights))
+    try:
+        model, ckpt = load_checkpoint(str(weights), device="cpu", fuse=True)
+    except ModelFileError:
+        raise
+    except Exception as exc:  # torch/pickle raise many types for corrupt files
+        raise ModelFileError(weights, f"cannot load checkpoint ({type(exc).__name__}: {exc})") from exc
+    if getattr(model, "task", "detect") != "detect":
+        raise ModelFileError(weights, f"is a {model.task} model; detbench needs a detection model")
+    model = copy.deepcopy(model).float().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for m in model.modules():
+        if m.__class__.__name__ in {"Detect", "v10Detect"}:
+            m.export = True  # return the decoded head only
+            m.format = "onnx"
+            m.dynamic = False
+    names = model.names
+    names = tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
+    imgsz = int((ckpt.get("train_args") or {}).get("imgsz", 640))
+    return RawHead(model).eval(), ModelInfo(names=names, imgsz=imgsz, stride=int(model.stride.max()))

@@ -1,0 +1,129 @@
+"""Hypothesis strategies for images and batches, shared by detbench's tests and its users.
+
+Every drawn image is built from a handful of drawn numbers (size, mode, content kind, a 32-bit
+seed) with one ``numpy.random.Generator``, never pixel by pixel, so examples are cheap to build
+and shrink well. ``img.info["detbench.content"]`` and ``["detbench.seed"]`` record how an image
+was made, for debugging a failing example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+from PIL import Image
+
+from detbench.synth import render_scene
+
+MODES = ("L", "RGB", "RGBA", "P", "CMYK", "I;16")
+CONTENTS = ("uniform", "noise", "gradient", "checkerboard", "scene")
+
+_CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4, "P": 1, "CMYK": 4, "I;16": 1}
+_SCENE_MIN_SIDE = 12  # synth.render_scene needs at least this on both sides
+_SCENE_MAX_SIDE = 256
+_SIZE_TIERS = (16, 64)  # most sides are small: examples stay fast, big ones still appear
+
+
+def _side(min_side: int, max_side: int) -> st.SearchStrategy[int]:
+    tops = sorted({min(max_side, max(min_side, t)) for t in _SIZE_TIERS} | {max_side})
+    return st.sampled_from(tops).flatmap(lambda top: st.integers(min_side, top))
+
+
+def _pattern(rng: np.random.Generator, kind: str, h: int, w: int, c: int, dtype: type) -> np.ndarray:
+    """(h, w, c) array spanning the full range of ``dtype``; whole-array numpy, nothing per pixel."""
+    top = int(np.iinfo(dtype).max)
+    if kind == "noise":
+        return rng.integers(0, top, (h, w, c), dtype=dtype, endpoint=True)
+    a, b = rng.integers(0, top, (2, c), endpoint=True).astype(dtype)
+    if kind == "uniform":
+        return np.broadcast_to(a, (h, w, c)).copy()
+    if kind == "gradient":
+        angle = rng.uniform(0, 2 * np.pi)
+        t = (np.arange(w, dtype=np.float32)[None, :] * np.float32(np.cos(angle))
+             + np.arange(h, dtype=np.float32)[:, None] * np.float32(np.sin(angle)))
+        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+        a32, b32 = a.astype(np.float32), b.astype(np.float32)
+        return np.rint(a32 + (b32 - a32) * t[:, :, None]).astype(dtype)
+    if kind == "checkerboard":
+        cell = int(rng.integers(1, max(1, min(h, w) // 2) + 1))
+        on = (np.arange(h)[:, None] // cell + np.arange(w)[None, :] // cell) % 2 == 1
+        return np.where(on[:, :, None], a, b)
+    raise ValueError(f"unknown content kind {kind!r}")
+
+
+def _scene(rng: np.random.Generator, w: int, h: int, mode: str) -> Image.Image:
+    # Rendered at a bounded size and resized, so a big scene still builds in milliseconds.
+    scale = min(1.0, _SCENE_MAX_SIDE / max(w, h))
+    rw, rh = max(round(w * scale), _SCENE_MIN_SIDE), max(round(h * scale), _SCENE_MIN_SIDE)
+    rgb, _ = render_scene(rng, rw, rh)
+    if (rw, rh) != (w, h):
+        rgb = rgb.resize((w, h), Image.Resampling.BILINEAR)
+    if mode == "I;16":  # a real 16-bit image: spread 8-bit levels over 0..65535 and add fine detail
+        grey = np.asarray(rgb.convert("L"), dtype=np.int32) * 257 + rng.integers(-128, 128, (h, w))
+        return Image.frombytes("I;16", (w, h), np.clip(grey, 0, 65535).astype("<u2").tobytes())
+    if mode == "RGBA":
+        alpha = rng.integers(0, 256, (h, w, 1), dtype=np.uint8)
+        return Image.fromarray(np.concatenate([np.asarray(rgb), alpha], axis=2))
+    return rgb.convert(mode)
+
+
+def _build(mode: str, kind: str, w: int, h: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    if kind == "scene":
+        img = _scene(rng, w, h, mode)
+    else:
+        arr = _pattern(rng, kind, h, w, _CHANNELS[mode], np.uint16 if mode == "I;16" else np.uint8)
+        img = Image.frombytes(mode, (w, h), arr.astype("<u2" if mode == "I;16" else np.uint8).tobytes())
+        if mode == "P":
+            img.putpalette(rng.integers(0, 256, 768, dtype=np.uint8).tobytes())
+    if mode == "P" and rng.random() < 0.3:
+        img.info["transparency"] = int(rng.integers(0, 256))
+    img.info["detbench.content"] = kind
+    img.info["detbench.seed"] = seed
+    return img
+
+
+def images(
+    min_side: int = 1,
+    max_side: int = 1024,
+    modes: Sequence[str] = MODES,
+    contents: Sequence[str] = CONTENTS,
+) -> st.SearchStrategy[Image.Image]:
+    """PIL images of any aspect ratio, sides in ``min_side..max_side`` (mostly small), in ``modes``.
+
+    I;16 images hold genuine 16-bit values (0..65535); P images carry a random palette and
+    sometimes a transparent index; "scene" content is a synthetic fashion scene.
+    """
+    if not (isinstance(min_side, int) and isinstance(max_side, int) and 1 <= min_side <= max_side):
+        raise InvalidArgument(f"need 1 <= min_side <= max_side, got min_side={min_side!r}, "
+                              f"max_side={max_side!r}")
+    bad_modes = [m for m in modes if m not in MODES]
+    if not modes or bad_modes:
+        raise InvalidArgument(f"modes must be a non-empty subset of {MODES}, got {tuple(modes)!r}")
+    bad_contents = [c for c in contents if c not in CONTENTS]
+    if not contents or bad_contents:
+        raise InvalidArgument(f"contents must be a non-empty subset of {CONTENTS}, got {tuple(contents)!r}")
+    return st.builds(
+        _build,
+        mode=st.sampled_from(tuple(modes)),
+        kind=st.sampled_from(tuple(contents)),
+        w=_side(min_side, max_side),
+        h=_side(min_side, max_side),
+        seed=st.integers(0, 2**32 - 1),
+    )
+
+
+def batch_sizes(max_batch: int = 8) -> st.SearchStrategy[int]:
+    """Batch sizes from 1 to ``max_batch``."""
+    if not isinstance(max_batch, int) or max_batch < 1:
+        raise InvalidArgument(f"max_batch must be an int >= 1, got {max_batch!r}")
+    return st.integers(1, max_batch)
+
+
+def image_batches(max_batch: int = 8, **image_kwargs) -> st.SearchStrategy[list[Image.Image]]:
+    """Lists of 1 to ``max_batch`` images drawn from ``images(**image_kwargs)``."""
+    return batch_sizes(max_batch).flatmap(
+        lambda n: st.lists(images(**image_kwargs), min_size=n, max_size=n)
+    )
