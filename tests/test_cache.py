@@ -146,16 +146,9 @@ class TestKey:
         b = {"b": {"y": 2, "x": 1}, "a": 1}
         assert cache.key(KIND, a) == cache.key(KIND, b)
 
-    @pytest.mark.parametrize(
-        "change",
-        [
-            {"model": "yolov8s"},
-            {"imgsz": 129},
-            {"opset": "17"},
-            {"simplify": False},
-            {"extra": None},
-        ],
-    )
+    CHANGES = ({"model": "yolov8s"}, {"imgsz": 129}, {"opset": "17"}, {"simplify": False}, {"extra": None})
+
+    @pytest.mark.parametrize("change", CHANGES)
     def test_key_changes_with_any_field(self, cache: ArtifactCache, change: dict) -> None:
         """Changing, retyping or adding one field gives a new key."""
         assert cache.key(KIND, {**FIELDS, **change}) != cache.key(KIND, FIELDS)
@@ -305,24 +298,17 @@ def _flip_byte(art) -> None:
     art.path.write_bytes(bytes(data))
 
 
-def _edit_entry(art) -> None:
+def _edit_entry(art, old: str, new: str) -> None:
     meta_path = art.path.parent / ENTRY_FILE
-    entry = json.loads(meta_path.read_text())
-    entry["created"] = "1999-01-01T00:00:00+00:00"
-    meta_path.write_text(json.dumps(entry))
-
-
-def _forge_sha(art) -> None:
-    meta_path = art.path.parent / ENTRY_FILE
-    meta_path.write_text(meta_path.read_text().replace(art.sha256, "0" * 64))
+    meta_path.write_text(meta_path.read_text().replace(old, new))
 
 
 TAMPERS = {
     "flipped-byte": _flip_byte,
     "truncated": lambda art: art.path.write_bytes(art.path.read_bytes()[:10]),
     "artifact-deleted": lambda art: art.path.unlink(),
-    "entry-edited": _edit_entry,
-    "entry-sha-forged": _forge_sha,
+    "entry-edited": lambda art: _edit_entry(art, art.meta["created"], "1999-01-01T00:00:00+00:00"),
+    "entry-sha-forged": lambda art: _edit_entry(art, art.sha256, "0" * 64),
     "entry-garbage": lambda art: (art.path.parent / ENTRY_FILE).write_bytes(b"\xff{not json"),
     "entry-deleted": lambda art: (art.path.parent / ENTRY_FILE).unlink(),
 }
@@ -353,6 +339,15 @@ class TestTampering:
         assert str(art.path.parent) in caplog.text
         assert not art.path.parent.exists()
         assert _stray_dirs(cache.root) == []
+
+    def test_lookup_leaves_removal_to_the_lock_holder(self, cache: ArtifactCache) -> None:
+        """lookup leaves a corrupt entry alone while another process holds its lock (maybe replacing it)."""
+        art = cache.get_or_build(KIND, FIELDS, "model.onnx", _writer())
+        _flip_byte(art)
+        impatient = ArtifactCache(cache.root, lock_timeout=0.1)
+        with locked(art.path.parent), pytest.raises(CacheError, match="not acquired"):
+            impatient.lookup(KIND, FIELDS)
+        assert art.path.exists()
 
     def test_entry_without_metadata_is_not_reused(self, cache: ArtifactCache) -> None:
         """A final dir holding only the artifact (no entry.json) is never handed out."""

@@ -123,7 +123,9 @@ class TestCompareSamples:
 
     def test_flags_improvement(self):
         """A 30% faster candidate is an improvement, with the p-value of the faster direction."""
-        v = compare_samples("net", lognormal(30, 2 * MS, 0.05, seed=16), lognormal(30, 1.4 * MS, 0.05, seed=17))
+        v = compare_samples(
+            "net", lognormal(30, 2 * MS, 0.05, seed=16), lognormal(30, 1.4 * MS, 0.05, seed=17)
+        )
         assert v.status == "improvement"
         assert v.change < -0.10
         assert v.p_value < 0.01
@@ -156,7 +158,11 @@ class TestCompareSamples:
 
     @pytest.mark.parametrize(
         ("kwargs", "match"),
-        [({"alpha": 0.0}, "alpha"), ({"min_effect": -0.1}, "min_effect"), ({"min_samples": 1}, "min_samples")],
+        [
+            ({"alpha": 0.0}, "alpha"),
+            ({"min_effect": -0.1}, "min_effect"),
+            ({"min_samples": 1}, "min_samples"),
+        ],
     )
     def test_rejects_bad_settings(self, kwargs, match):
         """Out-of-range settings raise an error naming the setting."""

@@ -80,8 +80,11 @@ class TestConvert:
         report = convert_voc(make_voc(tmp_path / "voc"), tmp_path / "yolo")
         out = tmp_path / "yolo"
         assert report.converted == {"train": 4, "val": 2}
-        assert report.boxes == 7 and report.problems == [] and report.data_yaml == out / "data.yaml"
-        assert sorted(p.name for p in (out / "images" / "train").iterdir()) == [f"look0{i}.jpg" for i in (1, 2, 3, 4)]
+        assert report.boxes == 7
+        assert report.problems == []
+        assert report.data_yaml == out / "data.yaml"
+        assert sorted(p.name for p in (out / "images" / "train").iterdir()) == [
+            "look01.jpg", "look02.jpg", "look03.jpg", "look04.jpg"]
         assert sorted(p.name for p in (out / "labels" / "val").iterdir()) == ["look05.txt", "look06.txt"]
         assert (out / "images" / "val" / "look05.jpg").read_bytes() == \
             (tmp_path / "voc" / "JPEGImages" / "look05.jpg").read_bytes()
@@ -381,5 +384,6 @@ class TestProblems:
         with pytest.raises(DatasetError) as exc:
             convert_voc(src, tmp_path / "yolo")
         message = str(exc.value)
-        assert "60 problem(s)" in message and "... and 10 more" in message
+        assert "60 problem(s)" in message
+        assert "... and 10 more" in message
         assert sum("missing image" in line for line in message.splitlines()) == 50

@@ -154,8 +154,11 @@ class TorchScriptBackend(BaseBackend):
     def _load(self, artifact: Path) -> InputSpec:
         import torch
 
+        from detbench._compat import quiet_torch_exporters
+
         torch.set_num_threads(self.settings.threads)
-        self.model = torch.jit.load(str(artifact), map_location="cpu").eval()
+        with quiet_torch_exporters():
+            self.model = torch.jit.load(str(artifact), map_location="cpu").eval()
         imgsz = _torchscript_imgsz(self.model)
         return InputSpec(None, 3, imgsz, imgsz)
 

@@ -310,7 +310,7 @@ class ArtifactCache:
         replace: bool,
     ) -> Artifact:
         tmp = d.parent / f".tmp-{d.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        tmp.mkdir(parents=True)
         try:
             dest = tmp / filename
             build(dest)
@@ -352,6 +352,8 @@ class ArtifactCache:
 
     def _sweep(self, kind_dir: Path, key: str) -> None:
         """Remove temp/trash dirs left by killed builds. Called with ``key``'s lock held."""
+        if not kind_dir.is_dir():
+            return
         now = time.time()
         for p in kind_dir.iterdir():
             parts = p.name.split("-")

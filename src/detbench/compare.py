@@ -161,3 +161,20 @@ def assert_detections_match(ref: Sequence[Detections], out: Sequence[Detections]
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise OutputMismatch(f"{where}detections differ:\n  {shown}{more}")
+
+
+def assert_accuracy_close(ref: dict, out: dict, tol: Tolerance, *, label: str = "") -> None:
+    """Overall mAP50 and mAP50-95 within ``tol.map_drop`` of the reference (either way); no class's
+    mAP50 more than ``tol.class_map_drop`` below it. Takes ``AccuracyResult.to_dict()`` mappings."""
+    where = f"{label}: " if label else ""
+    problems = [f"{k} {out[k]:.4f} vs reference {ref[k]:.4f} (|diff| {abs(out[k] - ref[k]):.4f} > "
+                f"{tol.map_drop})" for k in ("mAP50", "mAP50-95") if abs(out[k] - ref[k]) > tol.map_drop]
+    for name, r in ref["per_class"].items():
+        o = out["per_class"][name]
+        if r["mAP50"] is None:
+            continue
+        if r["mAP50"] - (o["mAP50"] or 0.0) > tol.class_map_drop:
+            problems.append(f"class {name}: mAP50 {o['mAP50'] or 0.0:.4f} is more than {tol.class_map_drop} "
+                            f"below the reference {r['mAP50']:.4f}")
+    if problems:
+        raise OutputMismatch(f"{where}accuracy differs:\n  " + "\n  ".join(problems))

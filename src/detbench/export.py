@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from detbench import __version__
+from detbench._compat import quiet_torch_exporters
 from detbench.cache import Artifact, ArtifactCache
 from detbench.model import load_detection_model
 from detbench.train import sha256_file
@@ -77,19 +78,28 @@ def _dummy(settings: ExportSettings) -> torch.Tensor:
     return torch.zeros(1, 3, settings.imgsz, settings.imgsz)
 
 
-def build_torchscript(weights: Path, dest: Path, settings: ExportSettings) -> None:
-    model, _ = load_detection_model(weights)
+def _prepared(weights: Path, settings: ExportSettings) -> tuple[torch.nn.Module, object]:
+    """The raw-head module after one dry run: Detect caches its anchors for the input size on the
+    first call, so tracing twice (the trace check) then sees the same graph, as ultralytics does."""
+    model, info = load_detection_model(weights)
     with torch.no_grad():
+        model(_dummy(settings))
+    return model, info
+
+
+def build_torchscript(weights: Path, dest: Path, settings: ExportSettings) -> None:
+    model, _ = _prepared(weights, settings)
+    with torch.no_grad(), quiet_torch_exporters():
         traced = torch.jit.trace(model, _dummy(settings), strict=False)
-    traced.save(str(dest))
+        traced.save(str(dest))
 
 
 def build_onnx(weights: Path, dest: Path, settings: ExportSettings) -> None:
     import onnx
 
-    model, info = load_detection_model(weights)
+    model, info = _prepared(weights, settings)
     dynamic = {"images": {0: "batch"}, "output0": {0: "batch"}} if settings.dynamic_batch else None
-    with torch.no_grad():
+    with torch.no_grad(), quiet_torch_exporters():
         torch.onnx.export(model, _dummy(settings), str(dest), opset_version=settings.opset,
                           input_names=["images"], output_names=["output0"], dynamic_axes=dynamic,
                           dynamo=False)

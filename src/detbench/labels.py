@@ -29,16 +29,14 @@ class _Problem(Protocol):
     reason: str
 
 
-def format_problems(problems: Sequence[_Problem], *, root: Path | None = None, limit: int = MAX_LISTED) -> str:
-    """One ``file[:line]: reason`` per line, paths relative to ``root`` when inside it, capped at ``limit``."""
+def format_problems(problems: Sequence[_Problem], *, root: Path | None = None,
+                    limit: int = MAX_LISTED) -> str:
+    """One ``file[:line]: reason`` per line, paths relative to ``root`` if inside it, capped at ``limit``."""
     lines = []
     for p in problems[:limit]:
         name = str(p.file)
-        if root is not None:
-            try:
-                name = p.file.relative_to(root).as_posix()
-            except ValueError:
-                pass
+        if root is not None and p.file.is_relative_to(root):
+            name = p.file.relative_to(root).as_posix()
         line = getattr(p, "line", None)
         lines.append(f"  {name}:{line}: {p.reason}" if line is not None else f"  {name}: {p.reason}")
     if len(problems) > limit:

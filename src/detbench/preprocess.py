@@ -85,9 +85,28 @@ def _strict_truncation() -> Iterator[None]:
                 ImageFile.LOAD_TRUNCATED_IMAGES = _strict_saved
 
 
-def _open_formats() -> list[str]:
-    Image.init()  # Image.open raises KeyError for a format id whose plugin is not registered
-    return [f for f in SUPPORTED_FORMATS if f in Image.OPEN]
+def _identify(fh, formats: Sequence[str], filename: str) -> ImageFile.ImageFile | None:
+    """Pillow's identification loop over ``formats``: reads headers, decodes nothing.
+
+    Not ``Image.open``: ultralytics replaces it with a wrapper that, on a file Pillow cannot identify,
+    tries to install and import pi-heif; and its decompression-bomb warning would pre-empt our limit.
+    """
+    Image.init()
+    fh.seek(0)
+    prefix = fh.read(16)
+    for fmt in formats:
+        if fmt not in Image.OPEN:
+            continue
+        factory, accept = Image.OPEN[fmt]
+        ok = accept(prefix) if accept else True
+        if not ok or isinstance(ok, str):  # a str means "this format, but its codec is missing"
+            continue
+        fh.seek(0)
+        try:
+            return factory(fh, filename)
+        except (SyntaxError, IndexError, TypeError, struct.error):  # not this format after all
+            continue
+    return None
 
 
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"),
@@ -100,15 +119,12 @@ def _why_unidentified(fh, head: bytes) -> str:
         w, h = struct.unpack(">II", head[16:24])
         if w == 0 or h == 0:
             return f"zero-size image ({w}x{h} in the PNG header)"
-    fh.seek(0)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fmt = Image.open(fh).format  # header only: nothing is decoded
+        other = _identify(fh, [f for f in Image.ID if f not in SUPPORTED_FORMATS], "")
     except Exception:
-        fmt = None
-    if fmt:
-        return f"unsupported image format {fmt}; supported: {', '.join(SUPPORTED_FORMATS)}"
+        other = None
+    if other is not None:
+        return f"unsupported image format {other.format}; supported: {', '.join(SUPPORTED_FORMATS)}"
     for magic, name in _MAGIC:
         if head.startswith(magic):
             return f"corrupt or truncated {name} header"
@@ -132,8 +148,8 @@ def load_image(
 ) -> Image.Image:
     """Decode ``path`` to an RGB image with its EXIF orientation applied.
 
-    ``max_pixels`` refuses decompression bombs from the header alone (None: only Pillow's own hard
-    limit applies). ``draft_above``: a JPEG with more pixels than this is decoded at a reduced scale
+    ``max_pixels`` refuses decompression bombs from the header alone, before decoding (None: no
+    limit). ``draft_above``: a JPEG with more pixels than this is decoded at a reduced scale
     (``Image.draft``, 1/2 to 1/8) to bound memory; the result is then smaller than the file. Off by
     default, because box coordinates must refer to the full-resolution image.
     """
@@ -152,21 +168,14 @@ def load_image(
         raise ImageError(path, "empty file (0 bytes)")
     with fh:
         head = fh.read(512)
-        fh.seek(0)
         try:
-            # Pillow warns above its own limit; pytest would turn that into an error, and our
-            # limit below is the one that decides.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                img = Image.open(fh, formats=_open_formats())
-        except Image.UnidentifiedImageError as exc:
-            raise ImageError(path, _why_unidentified(fh, head)) from exc
-        except Image.DecompressionBombError as exc:
-            raise ImageError(path, f"refused as a possible decompression bomb: {exc}") from exc
+            img = _identify(fh, SUPPORTED_FORMATS, str(path))
         except MemoryError:
             raise
         except Exception as exc:
             raise ImageError(path, f"cannot read image header: {exc}") from exc
+        if img is None:
+            raise ImageError(path, _why_unidentified(fh, head))
 
         w, h = img.size
         if w == 0 or h == 0:
@@ -181,11 +190,16 @@ def load_image(
             if draft_above is not None and img.format in ("JPEG", "MPO") and w * h > draft_above:
                 scale = math.sqrt(w * h / draft_above)
                 img.draft(img.mode, (max(1, math.ceil(w / scale)), max(1, math.ceil(h / scale))))
-            with _strict_truncation():
+            # Some plugins re-check frame sizes against Pillow's own limit while decoding; ours has
+            # already decided, and pytest would turn the warning into an error.
+            with _strict_truncation(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 img.load()  # decode everything now, inside the try, so truncation raises here
             img = ImageOps.exif_transpose(img)
         except MemoryError:
             raise
+        except Image.DecompressionBombError as exc:
+            raise ImageError(path, f"refused as a possible decompression bomb: {exc}") from exc
         except Exception as exc:  # corrupt data makes Pillow's plugins raise many exception types
             reason = str(exc) or type(exc).__name__
             raise ImageError(path, f"truncated or corrupt {img.format} data: {reason}") from exc

@@ -169,12 +169,13 @@ def _convert_one(xml_path: Path, image: Path, classes: dict[str, int],
                 continue
             # VOC pixels are 1-based; shift by one like ultralytics' VOC.yaml converter
             # (centre = (min+max)/2 - 1, size = max - min), then clip to the image.
-            x0, y0, x1, y1 = xmin, ymin, xmax, ymax
+            x0, y0, x1, y1 = xmin - 1, ymin - 1, xmax - 1, ymax - 1
             cx0, cy0 = min(max(x0, 0.0), width), min(max(y0, 0.0), height)
             cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
             if cx1 <= cx0 or cy1 <= cy0:
-                problems.append(VocProblem(xml_path, f"{where}: box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} "
-                                                     f"ymax={ymax:g} lies outside the {width:g}x{height:g} image"))
+                problems.append(VocProblem(xml_path, f"{where}: box xmin={xmin:g} ymin={ymin:g} "
+                                                     f"xmax={xmax:g} ymax={ymax:g} lies outside the "
+                                                     f"{width:g}x{height:g} image"))
                 continue
             clipped += (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1)
             lines.append(f"{cls} {(cx0 + cx1) / 2 / width:.6f} {(cy0 + cy1) / 2 / height:.6f} "

@@ -1,0 +1,51 @@
+"""Accuracy parity: mAP50, mAP50-95 and per-class mAP50 on the val split through every backend,
+scored with ultralytics' metric code."""
+
+from __future__ import annotations
+
+import pytest
+
+from detbench.accuracy import evaluate
+from detbench.backends import BaseBackend
+from detbench.compare import TOLERANCES, OutputMismatch, assert_accuracy_close
+
+pytestmark = pytest.mark.equivalence
+
+
+@pytest.fixture(scope="session")
+def val_limit(pytestconfig: pytest.Config) -> int | None:
+    return pytestconfig.getoption("--detbench-val-images")
+
+
+@pytest.fixture(scope="session")
+def reference_accuracy(reference: BaseBackend, dataset, model_info, val_limit) -> dict:
+    return evaluate(reference, dataset, imgsz=model_info.imgsz, limit=val_limit).to_dict()
+
+
+def test_reference_agrees_with_ultralytics_val(reference_accuracy: dict, baseline, dataset_yaml,
+                                               model_info, val_limit) -> None:
+    """Our adapter path scores the baseline within 0.01 of YOLO(weights).val() on the same split."""
+    if val_limit is not None:
+        pytest.skip("YOLO.val() scores the whole split; --detbench-val-images limits ours")
+    from detbench.train import validate
+
+    theirs = validate(baseline, dataset_yaml, model_info.imgsz)
+    assert reference_accuracy["mAP50"] == pytest.approx(float(theirs.box.map50), abs=0.01)
+    assert reference_accuracy["mAP50-95"] == pytest.approx(float(theirs.box.map), abs=0.01)
+
+
+def test_accuracy_matches_reference(backend: BaseBackend, reference_accuracy: dict, dataset, model_info,
+                                    val_limit, record_property) -> None:
+    """fp32 backends within 0.005 of the baseline; INT8 within 0.02 overall, no class 0.05 below."""
+    out = evaluate(backend, dataset, imgsz=model_info.imgsz, limit=val_limit).to_dict()
+    record_property("mAP50", out["mAP50"])
+    record_property("mAP50-95", out["mAP50-95"])
+    assert_accuracy_close(reference_accuracy, out, TOLERANCES[backend.name], label=backend.name)
+
+
+def test_accuracy_check_catches_a_collapsed_model(reference_accuracy: dict) -> None:
+    """A model that scores zero (what naive INT8 did) fails even the loosest bound."""
+    dead = {**reference_accuracy, "mAP50": 0.0, "mAP50-95": 0.0,
+            "per_class": {k: {**v, "mAP50": 0.0} for k, v in reference_accuracy["per_class"].items()}}
+    with pytest.raises(OutputMismatch, match="mAP50"):
+        assert_accuracy_close(reference_accuracy, dead, TOLERANCES["onnxruntime-int8"])

@@ -1,0 +1,109 @@
+"""The backend protocol: every backend loads, runs batches, refuses bad tensors, and our pipeline
+matches ultralytics' own predict()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detbench.backends import REGISTRY, Backend, BaseBackend
+from detbench.compare import TOLERANCES, assert_detections_match
+from detbench.errors import BackendError
+from detbench.postprocess import Detections, postprocess
+from detbench.preprocess import load_image, preprocess
+from detbench.synth import make_scene
+
+ASSETS = Path(__import__("ultralytics").__file__).parent / "assets"
+
+
+def test_registry_lists_every_backend() -> None:
+    """The five backends of the study and beyond are registered under their documented names."""
+    assert list(REGISTRY) == ["pytorch", "torchscript", "onnxruntime", "openvino", "onnxruntime-int8"]
+
+
+def test_backend_satisfies_protocol(backend: BaseBackend) -> None:
+    """Each backend is a Backend: name, load, run, describe (with explicit thread count)."""
+    assert isinstance(backend, Backend)
+    info = backend.describe()
+    assert info["backend"] == backend.name and info["threads"] >= 1
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_backend_runs_batches(backend: BaseBackend, model_info, batch: int) -> None:
+    """Batch 1 always; batch 4 where the artifact is dynamic, else a clear BackendError."""
+    x, _ = preprocess([make_scene(1, "val", i, 128)[0] for i in range(batch)], model_info.imgsz)
+    if backend.spec.batch not in (None, batch):
+        with pytest.raises(BackendError, match="fixed batch"):
+            backend.run(x)
+        return
+    out = backend.run(x)
+    anchors = sum((model_info.imgsz // s) ** 2 for s in (8, 16, 32))
+    assert out.shape == (batch, 4 + len(model_info.names), anchors) and out.dtype == np.float32
+
+
+BAD_TENSORS = {
+    "rank3": lambda s: np.zeros((3, s, s), np.float32),
+    "float64": lambda s: np.zeros((1, 3, s, s), np.float64),
+    "uint8": lambda s: np.zeros((1, 3, s, s), np.uint8),
+    "nan": lambda s: np.full((1, 3, s, s), np.nan, np.float32),
+    "inf": lambda s: np.full((1, 3, s, s), np.inf, np.float32),
+    "wrong-size": lambda s: np.zeros((1, 3, s + 32, s), np.float32),
+    "nhwc": lambda s: np.zeros((1, s, s, 3), np.float32),
+    "empty-batch": lambda s: np.zeros((0, 3, s, s), np.float32),
+}
+
+
+@pytest.mark.parametrize("make", BAD_TENSORS.values(), ids=BAD_TENSORS.keys())
+def test_bad_tensor_is_refused_with_a_typed_error(backend: BaseBackend, model_info, make) -> None:
+    """Wrong rank, dtype, size, layout or non-finite values raise BackendError naming the backend."""
+    with pytest.raises(BackendError, match=backend.name):
+        backend.run(make(model_info.imgsz))
+
+
+def test_fixed_batch_artifact_says_so(workbench, tmp_path: Path) -> None:
+    """An ONNX model exported without a dynamic batch refuses batch 2 with a clear message."""
+    import dataclasses
+
+    from detbench.backends import create
+    from detbench.cache import ArtifactCache
+    from detbench.export import Exporter
+
+    exp = Exporter(workbench.weights, dataclasses.replace(workbench.exporter.settings, dynamic_batch=False),
+                   cache=ArtifactCache(tmp_path))
+    b = create("onnxruntime")
+    b.load(exp.get("onnx").path)
+    x = np.zeros((2, 3, workbench.imgsz, workbench.imgsz), np.float32)
+    with pytest.raises(BackendError, match="fixed batch of 1"):
+        b.run(x)
+    assert b.run(x[:1]).shape[0] == 1
+
+
+def _ultralytics_predict(weights: Path, rgb: np.ndarray, imgsz: int, names) -> Detections:
+    from ultralytics import YOLO
+
+    # Same decoded pixels for both sides (BGR for ultralytics); rect=False: square letterbox like ours.
+    r = YOLO(str(weights)).predict(source=np.ascontiguousarray(rgb[..., ::-1]), imgsz=imgsz, rect=False,
+                                   conf=0.25, iou=0.7, device="cpu", verbose=False)[0]
+    b = r.boxes
+    return Detections(b.xyxy.numpy(), b.conf.numpy(), b.cls.numpy().astype(np.int64), tuple(names))
+
+
+def _images() -> list:
+    real = [pytest.param(ASSETS / n, id=n) for n in ("bus.jpg", "zidane.jpg")]
+    return real + [pytest.param(("scene", i), id=f"scene{i}") for i in range(4)]
+
+
+@pytest.mark.parametrize("source", _images())
+def test_pipeline_matches_ultralytics_predict(reference: BaseBackend, baseline: Path, model_info,
+                                              source) -> None:
+    """Our preprocessing + eager PyTorch + postprocessing = YOLO(weights).predict(): same count,
+    classes, IoU >= 0.99, scores within 1e-3."""
+    image = load_image(source) if isinstance(source, Path) else make_scene(11, "val", source[1], 160)[0]
+    rgb = np.asarray(image)
+    x, infos = preprocess([rgb], model_info.imgsz)
+    ours = postprocess(reference.run(x), infos, model_info.names)[0]
+    theirs = _ultralytics_predict(baseline, rgb, model_info.imgsz, model_info.names)
+    assert len(ours) == len(theirs)
+    assert_detections_match([theirs], [ours], TOLERANCES["torchscript"], label=str(source))

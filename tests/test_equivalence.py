@@ -1,0 +1,69 @@
+"""Cross-backend equivalence on inputs nobody hand-picked: raw head, detections, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import BACKEND_PARAMS
+from detbench.backends import REGISTRY, BaseBackend
+from detbench.compare import TOLERANCES, assert_detections_match, assert_outputs_close
+from detbench.postprocess import postprocess
+from detbench.preprocess import preprocess
+from detbench.testing.strategies import image_batches, images
+
+pytestmark = pytest.mark.equivalence
+
+
+def test_backend_fixture_covers_the_registry() -> None:
+    """A backend added to the registry is tested automatically: the fixture's params are the registry."""
+    assert [p.values[0] for p in BACKEND_PARAMS] == list(REGISTRY)
+    assert set(TOLERANCES) == set(REGISTRY), "every backend needs a row in the tolerance table"
+
+
+def _max_batch(backend: BaseBackend) -> int:
+    return 8 if backend.dynamic_batch else backend.spec.batch
+
+
+@given(data=st.data())
+def test_raw_head_matches_pytorch(backend: BaseBackend, reference: BaseBackend, model_info, data) -> None:
+    """Raw head output on the identical preprocessed batch is within the backend's tolerance."""
+    batch = data.draw(image_batches(max_batch=_max_batch(backend), max_side=512), label="batch")
+    x, _ = preprocess(batch, model_info.imgsz)
+    assert_outputs_close(reference.run(x), backend.run(x), TOLERANCES[backend.name], label=backend.name)
+
+
+@given(image=images(min_side=48, max_side=320, modes=("RGB", "L", "P"), contents=("scene",)))
+def test_detections_match_pytorch(backend: BaseBackend, reference: BaseBackend, model_info, image) -> None:
+    """After NMS, every detection has a same-class partner with IoU and score within tolerance."""
+    x, infos = preprocess([image], model_info.imgsz)
+    ref = postprocess(reference.run(x), infos, model_info.names)
+    out = postprocess(backend.run(x), infos, model_info.names)
+    assert_detections_match(ref, out, TOLERANCES[backend.name], label=backend.name)
+
+
+def test_detections_match_on_val_images(backend: BaseBackend, reference: BaseBackend, model_info,
+                                        dataset) -> None:
+    """The same on the first 32 synthetic val images, where the baseline finds many garments."""
+    from detbench.preprocess import load_image
+
+    paths = dataset.images("val")[:32]
+    x, infos = preprocess([load_image(p) for p in paths], model_info.imgsz)
+    step = _max_batch(backend)
+    raw = np.concatenate([backend.run(x[i:i + step]) for i in range(0, len(x), step)])
+    ref = postprocess(reference.run(x), infos, model_info.names)
+    assert sum(len(d) for d in ref) > 32, "the baseline should detect garments on val images"
+    assert_detections_match(ref, postprocess(raw, infos, model_info.names), TOLERANCES[backend.name],
+                            label=backend.name)
+
+
+def test_repeated_runs_are_bit_identical(backend: BaseBackend, model_info, dataset) -> None:
+    """Same backend, same input, fixed threads: the same bits every time."""
+    from detbench.preprocess import load_image
+
+    x, _ = preprocess([load_image(p) for p in dataset.images("val")[:1]], model_info.imgsz)
+    first = backend.run(x)
+    for _ in range(3):
+        assert np.array_equal(first, backend.run(x))

@@ -1,0 +1,88 @@
+"""Exports: every format builds into the cache, reuse does no work, tampering is caught, and our
+ONNX agrees with ultralytics' own exporter."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detbench.backends import create
+from detbench.cache import ArtifactCache, sha256_path
+from detbench.compare import TOLERANCES, assert_outputs_close
+from detbench.export import FORMATS, Exporter, Int8Recipe, export_onnx_ultralytics
+from detbench.preprocess import preprocess
+from detbench.synth import make_scene
+
+
+def test_every_format_is_cached_and_verified(workbench) -> None:
+    """Each format has a cache entry whose recorded sha256 matches the artifact on disk."""
+    for fmt in FORMATS:
+        art = workbench.exporter.get(fmt)
+        assert art.path.exists() and art.sha256 == sha256_path(art.path)
+
+
+def test_reuse_does_no_export_work(workbench, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warm cache returns every artifact without calling any builder."""
+    import detbench.export as export
+
+    for fmt in FORMATS:
+        workbench.exporter.get(fmt)
+
+    def boom(*_a, **_k):
+        raise AssertionError("export ran although the cache was warm")
+
+    for name in ("build_torchscript", "build_onnx", "build_openvino", "build_onnx_int8"):
+        monkeypatch.setattr(export, name, boom)
+    builds = workbench.exporter.cache.builds
+    for fmt in FORMATS:
+        workbench.exporter.get(fmt)
+    assert workbench.exporter.cache.builds == builds
+
+
+def test_tampered_entry_is_detected_and_rebuilt(baseline: Path, tmp_path: Path) -> None:
+    """Flipping one byte of a cached export makes the next lookup rebuild it."""
+    exp = Exporter(baseline, cache=ArtifactCache(tmp_path))
+    first = exp.get("torchscript")
+    data = bytearray(first.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    first.path.write_bytes(bytes(data))
+    again = exp.get("torchscript")
+    assert exp.cache.rebuilds == 1
+    assert sha256_path(again.path) == again.sha256 == first.sha256  # tracing is deterministic
+
+
+def test_cache_key_covers_settings_and_versions(baseline: Path, tmp_path: Path) -> None:
+    """Opset, size and versions change the key; the INT8 recipe changes only the INT8 key."""
+    exp = Exporter(baseline, cache=ArtifactCache(tmp_path))
+    other = Exporter(baseline, dataclasses.replace(exp.settings, opset=16), cache=exp.cache)
+    int8 = Exporter(baseline, dataclasses.replace(exp.settings, int8=Int8Recipe(method="MinMax")),
+                    cache=exp.cache)
+    key = exp.cache.key
+    assert key("onnx", exp.fields("onnx")) != key("onnx", other.fields("onnx"))
+    assert key("onnx", exp.fields("onnx")) == key("onnx", int8.fields("onnx"))
+    assert key("onnx-int8", exp.fields("onnx-int8")) != key("onnx-int8", int8.fields("onnx-int8"))
+    assert {"torch", "ultralytics", "onnx", "onnxruntime", "openvino", "python"} <= set(
+        exp.fields("onnx")["versions"])
+
+
+def test_onnx_metadata_records_names_and_size(workbench) -> None:
+    """The exported ONNX carries class names and input size, like ultralytics' exports."""
+    import onnx
+
+    proto = onnx.load(str(workbench.exporter.get("onnx").path), load_external_data=False)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert "sunglass" in meta["names"] and meta["imgsz"] == str([workbench.imgsz] * 2)
+
+
+def test_onnx_agrees_with_ultralytics_exporter(workbench, tmp_path: Path) -> None:
+    """Cross-check: our torch.onnx.export artifact and ultralytics' exporter compute the same head."""
+    theirs_path = export_onnx_ultralytics(workbench.weights, tmp_path, workbench.imgsz)
+    ours, theirs = create("onnxruntime"), create("onnxruntime")
+    ours.load(workbench.exporter.get("onnx").path)
+    theirs.load(theirs_path)
+    x, _ = preprocess([make_scene(2, "val", i, 128)[0] for i in range(1)], workbench.imgsz)
+    assert_outputs_close(theirs.run(x), ours.run(x), TOLERANCES["onnxruntime"], label="ours vs ultralytics")
+    assert not np.array_equal(x, 0)
