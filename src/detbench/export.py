@@ -40,7 +40,19 @@ class Int8Recipe:
     # Node-name fragments kept in fp32. The Detect head decodes boxes (DFL softmax, anchor
     # arithmetic) and applies the class sigmoid: quantizing those scrambles every score.
     keep_fp32: tuple[str, ...] = ("/model.22/",)
+    # Fragments whose non-Conv nodes only stay fp32 (the convs inside are quantized).
+    keep_fp32_non_conv: tuple[str, ...] = ()
     calib_seed: int = 0
+
+    def excluded(self, nodes: Sequence[object]) -> list[str]:
+        """Names of the ONNX nodes this recipe leaves in fp32."""
+        out = []
+        for n in nodes:
+            name, op = getattr(n, "name", ""), getattr(n, "op_type", "")
+            if any(f in name for f in self.keep_fp32) or (
+                    op != "Conv" and any(f in name for f in self.keep_fp32_non_conv)):
+                out.append(name)
+        return out
 
 
 @dataclass(frozen=True)
@@ -155,8 +167,7 @@ def build_onnx_int8(onnx_path: Path, dest: Path, settings: ExportSettings,
     recipe = settings.int8
     pre = dest.with_name("pre.onnx")
     quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
-    nodes = [n.name for n in onnx.load(str(pre)).graph.node]
-    exclude = [n for n in nodes if any(frag in n for frag in recipe.keep_fp32)]
+    exclude = recipe.excluded(onnx.load(str(pre)).graph.node)
     quantize_static(
         str(pre), str(dest),
         calibration_data_reader=_Calibration(calibration_batches(calib_images, recipe, settings.imgsz)),
