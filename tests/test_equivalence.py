@@ -52,8 +52,9 @@ def test_detections_match_on_val_images(backend: BaseBackend, reference: BaseBac
     paths = dataset.images("val")[:32]
     x, infos = preprocess([load_image(p) for p in paths], model_info.imgsz)
     step = _max_batch(backend)
-    raw = np.concatenate([backend.run(x[i:i + step]) for i in range(0, len(x), step)])
-    ref = postprocess(reference.run(x), infos, model_info.names)
+    chunks = [x[i:i + step] for i in range(0, len(x), step)]  # same batches on both sides
+    raw = np.concatenate([backend.run(c) for c in chunks])
+    ref = postprocess(np.concatenate([reference.run(c) for c in chunks]), infos, model_info.names)
     assert sum(len(d) for d in ref) > 32, "the baseline should detect garments on val images"
     assert_detections_match(ref, postprocess(raw, infos, model_info.names), TOLERANCES[backend.name],
                             label=backend.name)

@@ -51,7 +51,8 @@ def test_tampered_entry_is_detected_and_rebuilt(baseline: Path, tmp_path: Path) 
     first.path.write_bytes(bytes(data))
     again = exp.get("torchscript")
     assert exp.cache.rebuilds == 1
-    assert sha256_path(again.path) == again.sha256 == first.sha256  # tracing is deterministic
+    assert sha256_path(again.path) == again.sha256  # a fresh, valid entry (TorchScript zips are not
+    create("torchscript").load(again.path)  # byte-reproducible, so equality with `first` is not expected)
 
 
 def test_cache_key_covers_settings_and_versions(baseline: Path, tmp_path: Path) -> None:

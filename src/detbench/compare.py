@@ -25,22 +25,29 @@ class Tolerance:
     map_drop: float  # overall mAP50 / mAP50-95 may fall at most this far below the baseline
     class_map_drop: float  # and no class's mAP50 further than this
     reason: str
+    # Box channels are compared only at anchors whose reference top score reaches this: an anchor
+    # no detection can come from may regress its box anywhere under INT8, and that is harmless.
+    box_score_floor: float = 0.0
+    # Fraction of detections that may go unmatched (INT8 moves a few small boxes past the IoU bar).
+    det_unmatched_frac: float = 0.0
 
 
 # Measured margins are in the README ("Tolerances"); each value is ~10x the largest deviation
 # seen on the synthetic val split and on Hypothesis inputs, so noise passes and bugs do not.
 TOLERANCES: dict[str, Tolerance] = {
-    "pytorch": Tolerance(0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0,
-                         "the reference itself: must be bit-identical run to run"),
+    "pytorch": Tolerance(1e-3, 1e-5, 1e-5, 0.99, 1e-3, 0.005, 0.005,
+                         "the reference against itself: only batch-size-dependent kernel choice "
+                         "differs (run-to-run identity is tested separately, bit for bit)"),
     "torchscript": Tolerance(1e-3, 1e-5, 1e-5, 0.99, 1e-3, 0.005, 0.005,
                              "traced graph runs the same ATen kernels; only fusion order differs"),
     "onnxruntime": Tolerance(2e-2, 5e-4, 1e-4, 0.99, 1e-3, 0.005, 0.005,
                              "MLAS conv kernels sum in another order: fp32 rounding only"),
     "openvino": Tolerance(2e-2, 5e-4, 1e-4, 0.99, 1e-3, 0.005, 0.005,
                           "oneDNN kernels, fp32 precision hint: fp32 rounding only"),
-    "onnxruntime-int8": Tolerance(8.0, 0.25, 1.0, 0.5, 0.25, 0.02, 0.05,
-                                  "8-bit weights/activations: judged by mAP, raw bounds only catch "
-                                  "gross breakage"),
+    "onnxruntime-int8": Tolerance(8.0, 0.25, 0.1, 0.5, 0.25, 0.02, 0.05,
+                                  "8-bit weights/activations: judged by mAP; raw and detection "
+                                  "bounds only catch gross breakage", box_score_floor=CONF,
+                                  det_unmatched_frac=0.1),
 }
 
 
@@ -87,9 +94,12 @@ def assert_outputs_close(ref: np.ndarray, out: np.ndarray, tol: Tolerance, *, la
         raise OutputMismatch(f"{where}non-finite value at {tuple(int(i) for i in bad)}")
     dev = deviation(ref, out)
     ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+    live = ref64[:, 4:].max(axis=1, keepdims=True) >= tol.box_score_floor  # (N, 1, A)
     for group, sl, atol in (("box", slice(0, 4), tol.box_atol), ("score", slice(4, None), tol.score_atol)):
         bound = atol + tol.rtol * np.abs(ref64[:, sl])
         excess = np.abs(out64[:, sl] - ref64[:, sl]) - bound
+        if group == "box":
+            excess = np.where(live, excess, -np.inf)
         if (excess > 0).any():
             n, c, a = np.unravel_index(int(np.argmax(excess)), excess.shape)
             c += sl.start
@@ -145,6 +155,8 @@ def assert_detections_match(ref: Sequence[Detections], out: Sequence[Detections]
     if len(ref) != len(out):
         raise OutputMismatch(f"{where}{len(out)} images of detections vs {len(ref)} in the reference")
     problems = []
+    unmatched: list[str] = []
+    total = sum(len(r) for r in ref)
     for i, (r, o) in enumerate(zip(ref, out)):
         m = match_detections(r, o, iou=tol.det_iou)
         for ri, oi, iou_v, ds in m.pairs:
@@ -154,9 +166,14 @@ def assert_detections_match(ref: Sequence[Detections], out: Sequence[Detections]
         for side, det, idxs in (("reference", r, m.unmatched_ref), ("candidate", o, m.unmatched_out)):
             for k in idxs:
                 if abs(float(det.scores[k]) - conf) > tol.det_score:
-                    problems.append(f"image {i}: {side} {det.class_names[k]} "
+                    unmatched.append(f"image {i}: {side} {det.class_names[k]} "
                                     f"(score {det.scores[k]:.4f}, box {np.round(det.xyxy[k], 1).tolist()}) "
                                     f"has no match with IoU >= {tol.det_iou}")
+    if len(unmatched) > tol.det_unmatched_frac * total:
+        problems += unmatched
+        if tol.det_unmatched_frac:
+            problems.append(f"{len(unmatched)} unmatched of {total} reference detections "
+                            f"(allowed: {tol.det_unmatched_frac:.0%})")
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""

@@ -221,6 +221,7 @@ def export_onnx_ultralytics(weights: Path, out_dir: Path, imgsz: int, opset: int
     out_dir.mkdir(parents=True, exist_ok=True)
     local = out_dir / weights.name
     shutil.copy2(weights, local)  # ultralytics writes the export next to the weights
-    path = YOLO(str(local)).export(format="onnx", imgsz=imgsz, opset=opset, simplify=True,
-                                   dynamic=False, device="cpu", verbose=False)
+    with quiet_torch_exporters():
+        path = YOLO(str(local)).export(format="onnx", imgsz=imgsz, opset=opset, simplify=True,
+                                       dynamic=False, device="cpu", verbose=False)
     return Path(path)
