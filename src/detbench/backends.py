@@ -159,7 +159,7 @@ class TorchScriptBackend(BaseBackend):
         torch.set_num_threads(self.settings.threads)
         with quiet_torch_exporters():
             self.model = torch.jit.load(str(artifact), map_location="cpu").eval()
-        imgsz = _torchscript_imgsz(self.model)
+        imgsz = _torchscript_imgsz(self.model, artifact)
         return InputSpec(None, 3, imgsz, imgsz)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -174,7 +174,7 @@ class TorchScriptBackend(BaseBackend):
         return {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
-def _torchscript_imgsz(model: Any) -> int:
+def _torchscript_imgsz(model: Any, artifact: Path) -> int:
     """A traced YOLO bakes its anchors for one input size; read it off the anchor count."""
     import torch
 
@@ -192,7 +192,7 @@ def _torchscript_imgsz(model: Any) -> int:
             return size
         except Exception:  # noqa: S112 - probing: a wrong size raises inside the traced graph
             continue
-    raise ModelFileError(Path("<torchscript>"), "cannot determine the traced input size")
+    raise ModelFileError(artifact, "cannot determine the traced input size (not a traced YOLO detector?)")
 
 
 class OnnxRuntimeBackend(BaseBackend):
@@ -249,13 +249,17 @@ class OpenVINOBackend(BaseBackend):
             raise ModelFileError(artifact, "expected an OpenVINO IR (.xml next to its .bin, or their folder)")
         check_model_file(xml)
         check_model_file(xml.with_suffix(".bin"))
+        _check_ir_xml(xml)
         core = ov.Core()
-        model = core.read_model(str(xml))
-        self.compiled = core.compile_model(model, "CPU", {
-            "INFERENCE_NUM_THREADS": self.settings.threads,
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",  # no bf16/fp16 shortcuts: this is the fp32 model
-        })
+        try:
+            model = core.read_model(str(xml), str(xml.with_suffix(".bin")))
+            self.compiled = core.compile_model(model, "CPU", {
+                "INFERENCE_NUM_THREADS": self.settings.threads,
+                "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": "f32",  # no bf16/fp16 shortcuts: this is the fp32 model
+            })
+        except RuntimeError as exc:
+            raise ModelFileError(xml, f"OpenVINO cannot read this IR ({_openvino_reason(exc)})") from exc
         self.request = self.compiled.create_infer_request()
         pshape = model.inputs[0].get_partial_shape()
         dims = [d.get_length() if d.is_static else None for d in pshape]
@@ -270,6 +274,26 @@ class OpenVINOBackend(BaseBackend):
 
         return {"openvino": ov.__version__,
                 "ov_threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS"))}
+
+
+def _check_ir_xml(xml: Path) -> None:
+    """Refuse a non-IR .xml ourselves: OpenVINO would offer it to every frontend (TF, Paddle, ...),
+    which print parse errors straight to the process's stderr before failing with a vague message."""
+    from xml.etree import ElementTree
+
+    try:
+        _, root = next(ElementTree.iterparse(str(xml), events=("start",)))  # reads only the head
+    except (ElementTree.ParseError, StopIteration) as exc:
+        raise ModelFileError(xml, f"not an OpenVINO IR: not valid XML ({exc or 'no element'})") from None
+    if root.tag != "net":
+        raise ModelFileError(xml, f"not an OpenVINO IR: root element is <{root.tag}>, expected <net>")
+
+
+def _openvino_reason(exc: Exception) -> str:
+    """OpenVINO's message without its source-location lines (``Exception from src/...``, ``Check ...``)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from ", "Check '"))]
+    return "; ".join(useful or lines[-1:])[:300]
 
 
 def _spec_from_shape(artifact: Path, shape: list[Any]) -> InputSpec:

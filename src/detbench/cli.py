@@ -36,6 +36,35 @@ def _positive(text: str) -> int:
     return value
 
 
+def _fraction(low_open: bool = False, high_open: bool = False):
+    """A float in [0, 1], with either end excluded; the message names the allowed range."""
+    lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        below = value <= 0 if low_open else value < 0
+        above = value >= 1 if high_open else value > 1
+        if below or above or value != value:  # value != value: NaN
+            raise argparse.ArgumentTypeError(f"must be in {lo}0, 1{hi}, got {text}")
+        return value
+
+    return parse
+
+
+def _formats(text: str) -> list[str]:
+    from detbench.export import FORMATS
+
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise argparse.ArgumentTypeError(f"unknown format(s) {', '.join(unknown) or '(none)'}; "
+                                         f"choose from {', '.join(FORMATS)}")
+    return formats
+
+
 def _existing(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.exists():
@@ -208,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = dsub.add_parser("from-voc", help="convert a Pascal-VOC tree (the real dataset) to YOLO format")
     v.add_argument("src", type=_existing)
     v.add_argument("--out", type=Path, required=True)
-    v.add_argument("--val-fraction", type=float, default=0.2)
+    v.add_argument("--val-fraction", type=_fraction(high_open=True), default=0.2)
     v.add_argument("--skip-bad", action="store_true", help="convert the good files, list the bad ones")
     v.set_defaults(func=cmd_data_from_voc)
 
@@ -224,14 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="export the baseline (cached) and print the artifact paths")
     _bench_options(e)
-    e.add_argument("--format", type=lambda s: [f for f in s.split(",") if f], default=list(FORMATS),
+    e.add_argument("--format", type=_formats, default=list(FORMATS),
                    help=f"comma-separated, from {', '.join(FORMATS)}")
     e.set_defaults(func=cmd_export)
 
     pr = sub.add_parser("predict", help="detect garments in images with any backend")
     pr.add_argument("images", nargs="+", type=_existing)
     pr.add_argument("--backend", choices=list(REGISTRY), default="onnxruntime")
-    pr.add_argument("--conf", type=float, default=0.25)
+    pr.add_argument("--conf", type=_fraction(), default=0.25)
     pr.add_argument("--json", action="store_true")
     _bench_options(pr)
     pr.set_defaults(func=cmd_predict)
@@ -242,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch", type=_positive, default=8, help="batch size for the throughput run")
     r.add_argument("--out", type=Path, default=Path("report"))
     r.add_argument("--quick", action="store_true", help="fewer images and rounds (about a third of the time)")
+    r.add_argument("--val-images", type=_positive,
+                   help="score the first N val images (default: all; 64 with --quick)")
+    r.add_argument("--rounds", type=_positive,
+                   help="latency rounds at batch 1 (default 150; 30 with --quick); throughput runs a third")
     r.set_defaults(func=cmd_report)
 
     g = sub.add_parser("gate", help="compare two saved pytest-benchmark runs; exit 1 on a regression")
@@ -270,10 +303,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else _fail(str(exc.code), 2)
-    except (DetbenchError, ValueError, FileNotFoundError, ModuleNotFoundError) as exc:
+    except (DetbenchError, ValueError, OSError, ModuleNotFoundError) as exc:
         if debug:
             raise
         return _fail(str(exc))
+    except Exception as exc:  # a bug, not bad input: still one line, with the way to the traceback
+        if debug:
+            raise
+        return _fail(f"internal error {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
 

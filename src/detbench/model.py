@@ -8,6 +8,7 @@ Conv+BN fused (as ultralytics does for inference), Detect head in export mode (r
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,16 @@ def check_model_file(path: Path) -> Path:
     return path
 
 
+def _one_line_cause(exc: BaseException) -> str:
+    """The innermost cause in one line: ultralytics wraps torch's error in a multi-line, decorated one."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    line = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    line = re.sub(r"^ERROR\W*", "", line)  # ultralytics' "ERROR ❌️ " prefix
+    line = re.split(r"(?<=\.)\s", line, maxsplit=1)[0]  # first sentence; torch appends paragraphs
+    return f"{type(exc).__name__}: {line[:300]}"
+
+
 def load_detection_model(weights: Path | str) -> tuple[RawHead, ModelInfo]:
     """Load an ultralytics detection checkpoint (.pt) for inference, fp32, on CPU."""
     from ultralytics.nn.tasks import load_checkpoint
@@ -63,7 +74,7 @@ def load_detection_model(weights: Path | str) -> tuple[RawHead, ModelInfo]:
     except ModelFileError:
         raise
     except Exception as exc:  # torch/pickle raise many types for corrupt files
-        raise ModelFileError(weights, f"cannot load checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise ModelFileError(weights, f"cannot load checkpoint ({_one_line_cause(exc)})") from exc
     if getattr(model, "task", "detect") != "detect":
         raise ModelFileError(weights, f"is a {model.task} model; detbench needs a detection model")
     model = copy.deepcopy(model).float().eval()

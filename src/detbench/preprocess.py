@@ -140,6 +140,28 @@ def _why_unidentified(fh, head: bytes) -> str:
     return "not an image: no supported decoder recognises its contents"
 
 
+def open_header(path: str | os.PathLike) -> Image.Image:
+    """Open ``path`` reading its header only (no pixel decode), without ultralytics' patched
+    ``Image.open``; the caller closes it. Raises ImageError naming the file."""
+    path = Path(path)
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise ImageError(path, f"cannot read file: {exc.strerror or exc}") from exc
+    head = fh.read(512)
+    try:
+        img = _identify(fh, SUPPORTED_FORMATS, str(path))
+    except Exception as exc:
+        fh.close()
+        raise ImageError(path, f"cannot read image header: {exc}") from exc
+    if img is None:
+        reason = _why_unidentified(fh, head)
+        fh.close()
+        raise ImageError(path, reason)
+    img._exclusive_fp = True  # Image.close() closes the file we opened
+    return img
+
+
 def load_image(
     path: str | os.PathLike,
     *,

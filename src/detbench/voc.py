@@ -15,7 +15,7 @@ from PIL import Image
 
 from detbench import CLASS_NAMES
 from detbench.data import IMAGE_SUFFIXES, data_yaml_text
-from detbench.errors import DatasetError, DetbenchError
+from detbench.errors import DatasetError, ImageError, DetbenchError
 from detbench.labels import format_problems
 
 SPLITS = ("train", "val", "test")
@@ -67,7 +67,9 @@ def _number(text: str | None) -> float | None:
 
 def _image_size(path: Path) -> tuple[tuple[int, int], tuple[int, int]]:
     """(stored size, size as displayed after EXIF rotation); reads the header only, no decode."""
-    with Image.open(path) as im:
+    from detbench.preprocess import open_header
+
+    with open_header(path) as im:
         w, h = im.size
         orientation = im.getexif().get(EXIF_ORIENTATION, 1)
     # Orientations 5-8 rotate by 90 degrees; cv2.imread (ultralytics) applies them when loading.
@@ -123,6 +125,8 @@ def _convert_one(xml_path: Path, image: Path, classes: dict[str, int],
         return [VocProblem(xml_path, size)]
     try:
         stored, shown = _image_size(image)
+    except ImageError as exc:
+        return [VocProblem(image, f"image cannot be read: {exc.reason}")]
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return [VocProblem(image, f"image cannot be read ({exc.__class__.__name__}: {exc})")]
     if size == (0.0, 0.0):

@@ -1,0 +1,116 @@
+"""Measure every budget in fixtures/budgets.toml on this machine and print TOML to paste back.
+
+    python scripts/measure_budgets.py                      # 40 interleaved rounds per ratio
+    python scripts/measure_budgets.py --rounds 80 --threads 1 --weights path/to/best.pt
+
+Run it on a quiet machine (no training, no browser): the ratios cancel machine speed, not noise.
+Prints, for each entry, ``max_ratio`` = a suggestion (the CI's upper end x --headroom, rounded up)
+and ``measured = {...}`` (median ratio, 95% CI, rounds, threads, machine, date, this command), and
+an ``[absolute."<machine id>"]`` table for this machine. Review the suggestions before committing:
+a budget is a promise about the deployment, not just the last measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from detbench import history
+from detbench.artifacts import Workbench
+from detbench.backends import REGISTRY, BackendSettings, BaseBackend
+from detbench.baseline import resolve_weights, synthetic_dataset
+from detbench.budgets import (
+    BUDGETS_FILE,
+    absolute_toml,
+    check_size,
+    latency_toml,
+    load_budgets,
+    measure_latency,
+    path_size,
+    size_toml,
+)
+from detbench.data import load_dataset
+from detbench.export import openvino_available
+from detbench.model import load_detection_model
+from detbench.preprocess import preprocess
+
+
+def _round_up(value: float, step: float = 0.05) -> float:
+    return round(math.ceil(value / step - 1e-9) * step, 4)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", type=Path, help="checkpoint (default: the committed baseline)")
+    ap.add_argument("--budgets", type=Path, default=BUDGETS_FILE)
+    ap.add_argument("--rounds", type=int, default=40, help="interleaved rounds per latency ratio")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--headroom", type=float, default=1.25,
+                    help="suggested latency max_ratio = CI high x this (sizes use 1.1, absolute 1.5)")
+    args = ap.parse_args(argv)
+    command = "python scripts/measure_budgets.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+
+    budgets = load_budgets(args.budgets)
+    weights = resolve_weights(args.weights)
+    info = load_detection_model(weights)[1]
+    dataset = load_dataset(synthetic_dataset())
+    bench = Workbench(weights=weights, imgsz=info.imgsz, names=info.names,
+                      settings=BackendSettings(threads=args.threads), calib_images=dataset.images("train"))
+    machine = history.machine_id()
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    common = {"machine": machine, "date": stamp, "command": command.strip()}
+
+    print(f"# Measured on {history.cpu_model()} ({history.machine_info(args.threads)['logical_cpus']} "
+          f"logical CPUs, flags {' '.join(history.cpu_flags())}), machine id {machine}, {args.threads} "
+          f"thread(s), weights {weights.name} at {info.imgsz} px.\n")
+
+    backend_of = {REGISTRY[n].artifact_format: n for n in REGISTRY}
+
+    def size_of(what: str) -> int:
+        return path_size(weights if what == "checkpoint" else bench.artifact(backend_of[what]))
+
+    for budget in budgets.size:
+        if "openvino" in (budget.artifact, budget.relative_to) and not openvino_available():
+            print(f"# {budget.name}: skipped (openvino is not installed)\n")
+            continue
+        result = check_size(budget, size_of(budget.artifact), size_of(budget.relative_to))
+        print(size_toml(budget, result, max_ratio=_round_up(result.ratio * 1.1), measured=common))
+
+    loaded: dict[str, BaseBackend] = {}
+    medians: dict[str, list[float]] = {}
+    for budget in budgets.latency:
+        names = (budget.numerator, budget.denominator)
+        if "openvino" in names and not openvino_available():
+            print(f"# {budget.name}: skipped (openvino is not installed)\n")
+            continue
+        for name in names:
+            if name not in loaded:
+                loaded[name] = bench.load(name)
+        x = preprocess(dataset.images("val")[: budget.batch], info.imgsz)[0]
+        num_b, den_b = loaded[budget.numerator], loaded[budget.denominator]
+        result, num, den = measure_latency(budget, lambda b=num_b, x=x: b.run(x),
+                                           lambda b=den_b, x=x: b.run(x), rounds=args.rounds,
+                                           warmup=args.warmup)
+        if budget.batch == 1:
+            medians.setdefault(budget.numerator, []).append(float(np.median(num)) * 1e3)
+            medians.setdefault(budget.denominator, []).append(float(np.median(den)) * 1e3)
+        measured = {"rounds": args.rounds, "threads": args.threads, **common}
+        print(latency_toml(budget, result, max_ratio=_round_up(result.ci_high * args.headroom),
+                           measured=measured))
+
+    if medians:
+        print("# Optional: this machine's absolute budgets (1.5 x the measured median, batch 1).")
+        print(absolute_toml(machine, {k: float(np.median(v)) for k, v in medians.items()},
+                            threads=args.threads))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,333 @@
+"""Size and latency budgets (``fixtures/budgets.toml``) and the checks that judge them.
+
+Three kinds, all machine-independent except the last:
+
+- ``[size.<format>]``: an artifact's bytes <= ``max_ratio`` x the bytes of ``relative_to`` (the
+  baseline ``checkpoint`` or another export format). Sizes are deterministic, so this is exact.
+- ``[latency."<name>"]``: median(numerator backend) / median(denominator backend) <= ``max_ratio``,
+  both measured in one interleaved run so machine speed and drift cancel. Judged by
+  ``stats.check_ratio_budget``: fails only when the median ratio AND its whole 95% CI exceed it.
+- ``[absolute."<machine id>"]``: median milliseconds per backend, applied only on the machine with
+  that id (``detbench.history.machine_id``) and at the table's ``threads``. Owners of a CI machine
+  add their own table; everyone else skips it.
+
+Each entry may carry ``measured = {...}`` recording what was measured and by which command;
+``scripts/measure_budgets.py`` prints those tables. The checks never read ``measured``.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detbench.backends import REGISTRY
+from detbench.errors import DetbenchError
+from detbench.export import FORMATS
+from detbench.paths import FIXTURES
+from detbench.stats import BudgetResult, bootstrap_ratio_ci, check_ratio_budget
+from detbench.timing import interleaved
+
+BUDGETS_FILE = FIXTURES / "budgets.toml"
+SIZE_REFERENCES = ("checkpoint", *FORMATS)
+_SECTIONS = ("size", "latency", "absolute")
+_ABSOLUTE_SETTINGS = ("threads", "batch", "measured")
+
+
+class BudgetError(DetbenchError):
+    """The budgets file is missing or malformed; names the file and the entry at fault."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class SizeBudget:
+    artifact: str  # an export format
+    relative_to: str  # "checkpoint" or another export format
+    max_ratio: float
+    measured: Mapping[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"size {self.artifact} <= {self.max_ratio:g} x {self.relative_to}"
+
+
+@dataclass(frozen=True)
+class LatencyBudget:
+    name: str
+    numerator: str  # backend names
+    denominator: str
+    max_ratio: float
+    batch: int = 1
+    measured: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AbsoluteBudget:
+    machine: str
+    backend: str
+    max_ms: float
+    threads: int = 1
+    batch: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"absolute {self.backend} batch{self.batch} <= {self.max_ms:g} ms on {self.machine}"
+
+
+@dataclass(frozen=True)
+class Budgets:
+    source: Path
+    size: tuple[SizeBudget, ...] = ()
+    latency: tuple[LatencyBudget, ...] = ()
+    absolute: tuple[AbsoluteBudget, ...] = field(default=())
+
+    def absolute_for(self, machine: str) -> tuple[AbsoluteBudget, ...]:
+        """Absolute budgets of ``machine`` only: another machine's milliseconds say nothing here."""
+        return tuple(b for b in self.absolute if b.machine == machine)
+
+
+# -------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _table(source: Path, value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise BudgetError(source, f"{where} must be a table, got {type(value).__name__}")
+    return value
+
+
+def _positive(source: Path, value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise BudgetError(source, f"{where} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _count(source: Path, value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BudgetError(source, f"{where} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _choice(source: Path, value: object, choices: Sequence[str], where: str) -> str:
+    if value not in choices:
+        raise BudgetError(source, f"{where} is {value!r}; choose from {', '.join(choices)}")
+    return str(value)
+
+
+def _only(source: Path, entry: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    extra = sorted(set(entry) - set(allowed))
+    if extra:
+        raise BudgetError(source, f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(allowed)}")
+
+
+def _measured(source: Path, entry: Mapping[str, Any], where: str) -> Mapping[str, Any] | None:
+    value = entry.get("measured")
+    return None if value is None else _table(source, value, f"{where}.measured")
+
+
+def _size(source: Path, artifact: str, raw: object) -> SizeBudget:
+    where = f"[size.{artifact}]"
+    entry = _table(source, raw, where)
+    _only(source, entry, ("relative_to", "max_ratio", "measured"), where)
+    _choice(source, artifact, FORMATS, f"{where} artifact")
+    ref = _choice(source, entry.get("relative_to"), SIZE_REFERENCES, f"{where} relative_to")
+    if ref == artifact:
+        raise BudgetError(source, f"{where} relative_to must name a different artifact")
+    return SizeBudget(artifact, ref, _positive(source, entry.get("max_ratio"), f"{where} max_ratio"),
+                      _measured(source, entry, where))
+
+
+def _latency(source: Path, name: str, raw: object) -> LatencyBudget:
+    where = f'[latency."{name}"]'
+    entry = _table(source, raw, where)
+    _only(source, entry, ("numerator", "denominator", "max_ratio", "batch", "measured"), where)
+    num = _choice(source, entry.get("numerator"), list(REGISTRY), f"{where} numerator")
+    den = _choice(source, entry.get("denominator"), list(REGISTRY), f"{where} denominator")
+    if num == den:
+        raise BudgetError(source, f"{where} numerator and denominator are both {num!r}")
+    return LatencyBudget(name, num, den, _positive(source, entry.get("max_ratio"), f"{where} max_ratio"),
+                         _count(source, entry.get("batch", 1), f"{where} batch"),
+                         _measured(source, entry, where))
+
+
+def _absolute(source: Path, machine: str, raw: object) -> list[AbsoluteBudget]:
+    where = f'[absolute."{machine}"]'
+    entry = _table(source, raw, where)
+    _only(source, entry, (*_ABSOLUTE_SETTINGS, *REGISTRY), where)
+    threads = _count(source, entry.get("threads", 1), f"{where} threads")
+    batch = _count(source, entry.get("batch", 1), f"{where} batch")
+    return [AbsoluteBudget(machine, backend, _positive(source, value, f"{where} {backend}"), threads, batch)
+            for backend, value in entry.items() if backend not in _ABSOLUTE_SETTINGS]
+
+
+def parse_budgets(doc: Mapping[str, Any], source: Path | str = "<budgets>") -> Budgets:
+    """Validate a parsed budgets document; every error names ``source`` and the entry."""
+    source = Path(source)
+    _only(source, doc, _SECTIONS, "top level")
+    size = [_size(source, k, v) for k, v in _table(source, doc.get("size", {}), "[size]").items()]
+    latency = [_latency(source, k, v) for k, v in _table(source, doc.get("latency", {}), "[latency]").items()]
+    absolute = [b for k, v in _table(source, doc.get("absolute", {}), "[absolute]").items()
+                for b in _absolute(source, k, v)]
+    return Budgets(source, tuple(size), tuple(latency), tuple(absolute))
+
+
+def load_budgets(path: Path | str = BUDGETS_FILE) -> Budgets:
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BudgetError(path, "budgets file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BudgetError(path, f"cannot read it ({exc})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise BudgetError(path, f"not valid TOML ({exc})") from exc
+    return parse_budgets(doc, path)
+
+
+# -------------------------------------------------------------------------------------------------
+# Checks
+
+
+def path_size(path: Path) -> int:
+    """Bytes of a file, or of every file under a directory (an OpenVINO IR is .xml + .bin)."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+@dataclass(frozen=True)
+class SizeResult:
+    name: str
+    size_bytes: int
+    reference_bytes: int
+    ratio: float
+    max_ratio: float
+    passed: bool
+    reason: str
+
+
+def check_size(budget: SizeBudget, size_bytes: int, reference_bytes: int) -> SizeResult:
+    """Exact: sizes do not fluctuate, so no confidence interval."""
+    if reference_bytes <= 0:
+        raise ValueError(f"{budget.name}: reference size must be > 0 bytes, got {reference_bytes}")
+    ratio = size_bytes / reference_bytes
+    passed = ratio <= budget.max_ratio
+    verb = "<=" if passed else ">"
+    reason = (f"{budget.artifact} is {size_bytes / 1e6:.2f} MB = {ratio:.3f} x {budget.relative_to} "
+              f"({reference_bytes / 1e6:.2f} MB) {verb} budget {budget.max_ratio:g}")
+    return SizeResult(budget.name, size_bytes, reference_bytes, ratio, budget.max_ratio, passed, reason)
+
+
+def check_latency(budget: LatencyBudget, num: Sequence[float] | np.ndarray,
+                  den: Sequence[float] | np.ndarray, *, seed: int = 0) -> BudgetResult:
+    """Judge seconds-per-call samples of numerator and denominator against the budget."""
+    return check_ratio_budget(budget.name, num, den, budget.max_ratio, seed=seed)
+
+
+def measure_latency(budget: LatencyBudget, run_num: Any, run_den: Any, *, rounds: int = 30,
+                    warmup: int = 3) -> tuple[BudgetResult, np.ndarray, np.ndarray]:
+    """Time both zero-argument callables interleaved (drift hits both alike), then judge."""
+    num, den = interleaved([run_num, run_den], rounds=rounds, warmup=warmup)
+    return check_latency(budget, num, den), num, den
+
+
+def latency_message(result: BudgetResult) -> str:
+    """One line for a failed (or passed) latency budget: the budget's name, ratio, CI and verdict."""
+    return f"latency budget {result.name!r}: {result.reason}"
+
+
+@dataclass(frozen=True)
+class AbsoluteResult:
+    name: str
+    median_ms: float
+    ci_low_ms: float
+    ci_high_ms: float
+    max_ms: float
+    passed: bool
+    reason: str
+
+
+def check_absolute(budget: AbsoluteBudget, samples_s: Sequence[float] | np.ndarray, *,
+                   seed: int = 0) -> AbsoluteResult:
+    """Median ms <= max_ms, failing only when the median's whole 95% CI is above it too."""
+    # The median's bootstrap CI is the ratio CI against a constant denominator of 1 second.
+    median, low, high = (v * 1e3 for v in bootstrap_ratio_ci(samples_s, np.ones(1), seed=seed))
+    ci = f"95% CI [{low:.3f}, {high:.3f}] ms"
+    if median <= budget.max_ms:
+        passed, verdict = True, f"<= budget {budget.max_ms:g} ms"
+    elif low <= budget.max_ms:
+        passed, verdict = True, f"> budget {budget.max_ms:g} ms but the CI reaches it: not conclusive"
+    else:
+        passed, verdict = False, f"> budget {budget.max_ms:g} ms and the whole CI is above it"
+    reason = f"{budget.name}: median {median:.3f} ms {verdict} ({ci})"
+    return AbsoluteResult(budget.name, median, low, high, budget.max_ms, passed, reason)
+
+
+# -------------------------------------------------------------------------------------------------
+# TOML snippets for scripts/measure_budgets.py
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _measured_toml(items: Mapping[str, Any]) -> str:
+    parts = []
+    for key, value in items.items():
+        if isinstance(value, str):
+            parts.append(f"{key} = {_quote(value)}")
+        elif isinstance(value, (list, tuple)):
+            parts.append(f"{key} = [{', '.join(_fmt(v) for v in value)}]")
+        elif isinstance(value, float):
+            parts.append(f"{key} = {_fmt(value)}")
+        else:
+            parts.append(f"{key} = {value}")
+    return "{ " + ", ".join(parts) + " }"
+
+
+def latency_toml(budget: LatencyBudget, result: BudgetResult, *, max_ratio: float,
+                 measured: Mapping[str, Any]) -> str:
+    """A ``[latency."name"]`` table with ``max_ratio`` and the measured ratio and CI beside it."""
+    info = {"ratio": result.ratio, "ci95": [result.ci_low, result.ci_high], **measured}
+    lines = [f"[latency.{_quote(budget.name)}]",
+             f"numerator = {_quote(budget.numerator)}",
+             f"denominator = {_quote(budget.denominator)}"]
+    if budget.batch != 1:
+        lines.append(f"batch = {budget.batch}")
+    lines += [f"max_ratio = {max_ratio:g}", f"measured = {_measured_toml(info)}"]
+    return "\n".join(lines) + "\n"
+
+
+def size_toml(budget: SizeBudget, result: SizeResult, *, max_ratio: float,
+              measured: Mapping[str, Any]) -> str:
+    info = {"ratio": result.ratio, "bytes": result.size_bytes, "reference_bytes": result.reference_bytes,
+            **measured}
+    return "\n".join([f"[size.{_quote(budget.artifact)}]",
+                      f"relative_to = {_quote(budget.relative_to)}",
+                      f"max_ratio = {max_ratio:g}",
+                      f"measured = {_measured_toml(info)}"]) + "\n"
+
+
+def absolute_toml(machine: str, medians_ms: Mapping[str, float], *, threads: int, batch: int = 1,
+                  headroom: float = 1.5) -> str:
+    """An ``[absolute."<machine>"]`` table: ``headroom`` x each measured median, the median in a comment."""
+    lines = [f"[absolute.{_quote(machine)}]", f"threads = {threads}"]
+    if batch != 1:
+        lines.append(f"batch = {batch}")
+    for backend, ms in medians_ms.items():
+        lines.append(f"{_quote(backend)} = {ms * headroom:.2f}  # measured median {ms:.3f} ms")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,169 @@
+"""Which machine a benchmark ran on, and the history of timed runs kept in the cache.
+
+Machine id: the first 12 hex of sha256 over the CPU model, the logical CPU count, the machine
+architecture and the CPU's inference-relevant instruction-set flags. The hostname is left out on
+purpose: a pool of identical CI runners, or an ephemeral container, keeps one id, while two hosts
+with different CPUs never share one (virtual machines often report a generic model name such as
+"AMD EPYC", which is why the ISA flags are part of the key). ``DETBENCH_MACHINE_ID`` overrides it,
+for owners who want to name a runner class themselves.
+
+History: every timed pytest-benchmark run (``--benchmark-json`` / ``--benchmark-autosave``) is also
+copied to ``<cache>/history/<UTC timestamp>_<machine id>.json``, written atomically under a lock,
+so the gate can compare any two past runs of one machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from detbench.cache import atomic_write_text, locked
+from detbench.paths import cache_dir
+
+MACHINE_ID_ENV = "DETBENCH_MACHINE_ID"
+MACHINE_ID_LEN = 12
+CPUINFO = Path("/proc/cpuinfo")
+
+ISA_FLAGS = (
+    # x86: what decides which kernels oneDNN / MLAS / OpenVINO pick for fp32, bf16 and int8.
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
+    # Arm (the "Features" line): dot product, int8 matmul, bf16, SVE.
+    "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2",
+)
+
+
+def _cpuinfo_fields(text: str) -> dict[str, str]:
+    """First value of each key in /proc/cpuinfo (one block per logical CPU; they agree on these)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    return fields
+
+
+def _read_cpuinfo(path: Path = CPUINFO) -> dict[str, str]:
+    try:
+        return _cpuinfo_fields(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:  # not Linux: fall back to what platform knows
+        return {}
+
+
+def cpu_model(fields: Mapping[str, str] | None = None) -> str:
+    fields = _read_cpuinfo() if fields is None else fields
+    for key in ("model name", "cpu model", "hardware", "processor"):
+        value = fields.get(key, "")
+        if value and not value.isdigit():  # x86 "processor" is the CPU index, not a name
+            return value
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_flags(fields: Mapping[str, str] | None = None) -> list[str]:
+    """The ISA_FLAGS this CPU has, in ISA_FLAGS order (x86 "flags" or Arm "Features")."""
+    fields = _read_cpuinfo() if fields is None else fields
+    present = set((fields.get("flags") or fields.get("features") or "").split())
+    return [f for f in ISA_FLAGS if f in present]
+
+
+def machine_id(fields: Mapping[str, str] | None = None) -> str:
+    """Short stable id of this machine's CPU (see the module docstring); DETBENCH_MACHINE_ID wins."""
+    override = os.environ.get(MACHINE_ID_ENV, "").strip()
+    if override:
+        return override
+    fields = _read_cpuinfo() if fields is None else fields
+    key = "|".join([cpu_model(fields), str(os.cpu_count() or 0), platform.machine(), *cpu_flags(fields)])
+    return hashlib.sha256(key.encode()).hexdigest()[:MACHINE_ID_LEN]
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """What pytest-benchmark's machine_info lacks for CPU inference: CPU model, ISA, versions, threads."""
+    from detbench.export import toolchain_versions
+
+    fields = _read_cpuinfo()
+    return {
+        "detbench_machine_id": machine_id(fields),
+        "cpu_model": cpu_model(fields),
+        "cpu_flags": cpu_flags(fields),
+        "logical_cpus": os.cpu_count(),
+        "threads": threads,
+        "versions": toolchain_versions(),
+    }
+
+
+# -------------------------------------------------------------------------------------------------
+# History of timed runs
+
+
+def history_dir() -> Path:
+    return cache_dir("history")
+
+
+def has_raw_data(output_json: Mapping[str, Any]) -> bool:
+    """True when every benchmark carries its per-round timings (what the gate needs)."""
+    benches = output_json.get("benchmarks") or []
+    return bool(benches) and all((b.get("stats") or {}).get("data") for b in benches)
+
+
+def _stamp(now: datetime) -> str:
+    return now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def save_run(
+    output_json: Mapping[str, Any],
+    *,
+    directory: Path | None = None,
+    machine: str | None = None,
+    now: datetime | None = None,
+    replace: Path | None = None,
+) -> Path:
+    """Write one run to ``<directory>/<UTC timestamp>_<machine id>.json`` and return the path.
+
+    Two runs in the same second get ``-2``, ``-3``... suffixes instead of overwriting each other;
+    ``replace`` names a file this session wrote earlier that should be overwritten instead.
+    """
+    directory = Path(directory) if directory is not None else history_dir()
+    text = json.dumps(output_json, indent=2, sort_keys=True, default=str) + "\n"
+    # One lock for the directory: choosing a free name and writing it must be one step.
+    with locked(directory):
+        if replace is not None:
+            path = replace
+        else:
+            base = f"{_stamp(now or datetime.now(timezone.utc))}_{machine or machine_id()}"
+            path = directory / f"{base}.json"
+            n = 1
+            while path.exists():
+                n += 1
+                path = directory / f"{base}-{n}.json"
+        atomic_write_text(path, text)
+    return path
+
+
+class HistoryRecorder:
+    """Copies a session's benchmark JSON into the history once.
+
+    pytest-benchmark calls its JSON hook once per output (``--benchmark-json`` and the autosave);
+    the first is kept unless a later one carries raw timings the first lacked.
+    """
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
+        self.path: Path | None = None
+        self._with_data = False
+
+    def record(self, output_json: Mapping[str, Any], *, enabled: bool) -> Path | None:
+        """Save ``output_json`` when timing was enabled; returns the history file (None if skipped)."""
+        if not enabled:
+            return None
+        with_data = has_raw_data(output_json)
+        if self.path is not None and (self._with_data or not with_data):
+            return self.path
+        self.path = save_run(output_json, directory=self.directory, replace=self.path)
+        self._with_data = with_data
+        return self.path

@@ -1,0 +1,179 @@
+"""Fixtures and pytest-benchmark hooks for the latency benchmarks.
+
+Only inference is timed: loading, exporting, preprocessing and warm-up all happen before the
+``benchmark`` call. Ordinary runs pass ``--benchmark-disable`` (pyproject addopts), so every
+benchmark runs once as a smoke test; timing runs are documented in the README:
+
+    pytest tests/benchmarks --benchmark-enable --benchmark-autosave --benchmark-save-data --benchmark-min-rounds=15
+    pytest tests/benchmarks --benchmark-enable --benchmark-compare --benchmark-compare-fail=median:10%
+
+This directory is a package (``__init__.py``) so this conftest does not shadow the root one,
+which test modules import as ``conftest`` for ``BACKEND_PARAMS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detbench import CLASS_NAMES
+from detbench.artifacts import Workbench
+from detbench.backends import BackendSettings, BaseBackend
+from detbench.budgets import path_size
+from detbench.gate import percentile_extra_info
+from detbench import history
+
+ASSETS = Path(__import__("ultralytics").__file__).parent / "assets"
+WARMUP_CALLS = 3  # first calls pay for lazy init (ORT/OpenVINO kernels, allocator growth)
+SCALES = ("n", "s", "m", "l", "x")
+SCALE_BACKENDS = ("pytorch", "torchscript", "onnxruntime", "openvino")
+SCALE_IMGSZ = 128
+
+
+def anchors(imgsz: int) -> int:
+    return sum((imgsz // s) ** 2 for s in (8, 16, 32))
+
+
+# -- pytest-benchmark hooks ------------------------------------------------------------------------
+
+def _timing_enabled(config: pytest.Config) -> bool:
+    session = getattr(config, "_benchmarksession", None)
+    return session is not None and not session.disabled
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """CPU model, ISA flags, machine id, runtime versions and threads; minus the current clock."""
+    cpu = machine_info.get("cpu")
+    if isinstance(cpu, dict):
+        # The momentary clock differs run to run: --benchmark-compare would warn on every run.
+        for key in ("hz_actual", "hz_actual_friendly"):
+            cpu.pop(key, None)
+    machine_info.update(history.machine_info(config.getoption("--detbench-threads")))
+
+
+_RECORDER = pytest.StashKey[history.HistoryRecorder]()
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    """Also keep every timed run in ``<cache>/history`` (atomic, locked; see detbench.history)."""
+    recorder = config.stash.setdefault(_RECORDER, history.HistoryRecorder())
+    recorder.record(output_json, enabled=_timing_enabled(config))
+
+
+@pytest.hookimpl(tryfirst=True)  # scale first in the test id: yolov8s-onnxruntime
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "scale" in metafunc.fixturenames:
+        scales = [s.strip() for s in metafunc.config.getoption("--detbench-scales").split(",") if s.strip()]
+        unknown = [s for s in scales if s not in SCALES]
+        if unknown or not scales:
+            raise pytest.UsageError(f"--detbench-scales: unknown scale(s) {', '.join(unknown) or '(none)'}; "
+                                    f"choose from {', '.join(SCALES)}")
+        metafunc.parametrize("scale", scales, ids=[f"yolov8{s}" for s in scales], scope="session")
+
+
+# -- timing ------------------------------------------------------------------------------------------
+
+def workload_info(backend: BaseBackend, *, batch: int, imgsz: int) -> dict:
+    """What a benchmark ran: backend, threads, artifact and its size, versions, batch and image size."""
+    assert backend.artifact is not None
+    return {"backend": backend.name, "threads": backend.settings.threads, "batch": batch, "imgsz": imgsz,
+            "artifact": str(backend.artifact), "artifact_bytes": path_size(backend.artifact),
+            "versions": backend.describe()}
+
+
+@pytest.fixture
+def timed(benchmark) -> Callable[[BaseBackend, np.ndarray], np.ndarray]:
+    """``timed(backend, x)`` times ``backend.run(x)`` alone and fills ``benchmark.extra_info``."""
+
+    def run(backend: BaseBackend, x: np.ndarray) -> np.ndarray:
+        benchmark.extra_info.update(workload_info(backend, batch=x.shape[0], imgsz=x.shape[-1]))
+        if not benchmark.disabled:
+            for _ in range(WARMUP_CALLS):
+                backend.run(x)
+        out = benchmark(backend.run, x)
+        benchmark.extra_info.update(percentile_extra_info(benchmark))
+        return out
+
+    return run
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def make_input(dataset) -> Callable[..., np.ndarray]:
+    """``make_input(imgsz, batch=1, images=None)``: a real letterboxed batch, built once per key."""
+    from detbench.preprocess import preprocess
+
+    cache: dict[tuple, np.ndarray] = {}
+    val = dataset.images("val")
+
+    def make(imgsz: int, batch: int = 1, images: Sequence[Path] | None = None) -> np.ndarray:
+        chosen = list(images) if images is not None else val[:batch]
+        if len(chosen) < batch:
+            pytest.skip(f"need {batch} images for a batch of {batch}, have {len(chosen)}")
+        chosen = (chosen * batch)[:batch]
+        key = (imgsz, batch, tuple(chosen))
+        if key not in cache:
+            cache[key] = preprocess(chosen, imgsz)[0]
+        return cache[key]
+
+    return make
+
+
+# -- other workbenches: 640 px, and untrained models of other scales ----------------------------------
+
+@pytest.fixture(scope="session")
+def workbench_640(workbench: Workbench, baseline: Path, model_info, dataset) -> Workbench:
+    """The baseline's weights exported at 640 px (cached like every export). --detbench-artifact
+    overrides are not applied: a user's artifact has one input size, the baseline's."""
+    return Workbench(weights=baseline, imgsz=640, names=model_info.names, settings=workbench.settings,
+                     calib_images=dataset.images("train"))
+
+
+def build_untrained_checkpoint(scale: str, dest: Path, *, imgsz: int, names: Sequence[str],
+                               seed: int = 0) -> None:
+    """An untrained ``yolov8{scale}`` with ``len(names)`` classes, saved as ultralytics saves a
+    checkpoint (fp16 module under "model", "train_args" with imgsz), so load_detection_model reads it."""
+    import torch
+    import ultralytics
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(seed)
+    model = DetectionModel(f"yolov8{scale}.yaml", nc=len(names), verbose=False)
+    model.names = dict(enumerate(names))
+    ckpt = {"model": model.half(), "train_args": {"imgsz": imgsz}, "version": ultralytics.__version__,
+            "date": None, "note": f"untrained yolov8{scale} (seed {seed}) for latency benchmarks only"}
+    torch.save(ckpt, dest)
+
+
+@pytest.fixture(scope="session")
+def scale_workbench(scale: str, pytestconfig: pytest.Config) -> Workbench:
+    """Workbench of an untrained yolov8<scale> at 128 px: latency does not depend on the weights."""
+    from detbench.cache import ArtifactCache
+    from detbench.export import toolchain_versions
+
+    fields = {"scale": scale, "names": list(CLASS_NAMES), "imgsz": SCALE_IMGSZ, "seed": 0,
+              "versions": toolchain_versions()}
+    ckpt = ArtifactCache().get_or_build(
+        "untrained-checkpoint", fields, f"yolov8{scale}.pt",
+        lambda dest: build_untrained_checkpoint(scale, dest, imgsz=SCALE_IMGSZ, names=CLASS_NAMES))
+    return Workbench(weights=ckpt.path, imgsz=SCALE_IMGSZ, names=CLASS_NAMES,
+                     settings=BackendSettings(threads=pytestconfig.getoption("--detbench-threads")))
+
+
+def _scale_backend_params() -> list:
+    marks = {"openvino": [pytest.mark.openvino]}
+    return [pytest.param(n, id=n, marks=marks.get(n, [])) for n in SCALE_BACKENDS]
+
+
+@pytest.fixture(scope="session", params=_scale_backend_params())
+def scale_backend(request: pytest.FixtureRequest, scale_workbench: Workbench) -> BaseBackend:
+    """fp32 backends on an untrained model of each --detbench-scales scale (INT8 needs a trained model)."""
+    from detbench.export import openvino_available
+
+    if request.param == "openvino" and not openvino_available():
+        pytest.skip("openvino is not installed (optional dependency: pip install openvino)")
+    return scale_workbench.load(request.param)

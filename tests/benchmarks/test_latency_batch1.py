@@ -1,0 +1,16 @@
+"""Latency of every backend on the baseline (yolov8n) at its own size (128 px), batch 1."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import anchors
+
+pytestmark = [pytest.mark.benchmark(group="yolov8n-128-batch1")]
+
+
+def test_latency_yolov8n_128_batch1(timed, backend, make_input, model_info) -> None:
+    """One image through backend.run; only that call is timed."""
+    x = make_input(model_info.imgsz)
+    out = timed(backend, x)
+    assert out.shape == (1, 4 + len(model_info.names), anchors(model_info.imgsz))
