@@ -1,11 +1,10 @@
-"""Size and latency budgets (fixtures/budgets.toml) hold for the baseline's artifacts, and the checks can fail."""
+"""Size and latency budgets (fixtures/budgets.toml) hold for the baseline's artifacts; the checks can fail."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from detbench.budgets import (
     latency_message,
     latency_toml,
     load_budgets,
+    loads,
     measure_latency,
     parse_budgets,
     path_size,
@@ -93,7 +93,7 @@ def test_size_budget(budget: SizeBudget, workbench, baseline: Path) -> None:
 @pytest.mark.parametrize("budget", [pytest.param(b, id=b.name, marks=_marks(b.numerator, b.denominator))
                                     for b in BUDGETS.latency])
 def test_latency_budget(budget: LatencyBudget, load_backend, val_batch) -> None:
-    """Numerator/denominator median latency, measured interleaved, is within the budget (or its CI reaches it)."""
+    """The interleaved median latency ratio is within budget (or its CI reaches it)."""
     _skip_without_openvino(budget.numerator, budget.denominator)
     num, den = load_backend(budget.numerator), load_backend(budget.denominator)
     x = val_batch(budget.batch)
@@ -108,7 +108,8 @@ _ABSOLUTE = BUDGETS.absolute_for(MACHINE)
 @pytest.mark.parametrize("budget", [pytest.param(b, id=b.backend, marks=_marks(b.backend)) for b in _ABSOLUTE]
                          or [pytest.param(None, id="none", marks=pytest.mark.skip(
                              reason=f'no [absolute."{MACHINE}"] table in budgets.toml for this machine'))])
-def test_absolute_budget_of_this_machine(budget: AbsoluteBudget, load_backend, val_batch, pytestconfig) -> None:
+def test_absolute_budget_of_this_machine(budget: AbsoluteBudget, load_backend, val_batch,
+                                         pytestconfig) -> None:
     """This machine's absolute milliseconds hold, at the threads its table was written for."""
     _skip_without_openvino(budget.backend)
     threads = pytestconfig.getoption("--detbench-threads")
@@ -129,30 +130,35 @@ class TestLatencyCheck:
         result = check_latency(self.BUDGET, lognormal(20, seed=1), lognormal(10, seed=2))
         message = latency_message(result)
         assert not result.passed
-        assert 1.8 < result.ratio < 2.2 and result.ci_low > 1.2
-        assert "'onnxruntime/pytorch'" in message and "budget 1.2" in message
-        assert f"{result.ratio:.3f}" in message and f"[{result.ci_low:.3f}, {result.ci_high:.3f}]" in message
+        assert 1.8 < result.ratio < 2.2
+        assert result.ci_low > 1.2
+        assert "'onnxruntime/pytorch'" in message
+        assert "budget 1.2" in message
+        assert f"{result.ratio:.3f}" in message
+        assert f"[{result.ci_low:.3f}, {result.ci_high:.3f}]" in message
 
     def test_median_over_budget_within_noise_passes_as_inconclusive(self) -> None:
         """A median a little over budget whose CI reaches it is not a failure, and says so."""
         spread = np.array([8, 9, 10, 11, 12.5, 14, 15, 16, 17]) * MS  # median 12.5 ms, wide
         result = check_latency(self.BUDGET, spread, np.full(9, 10 * MS))
-        assert result.ratio > 1.2 and result.ci_low <= 1.2
-        assert result.passed and "not conclusive" in result.reason
+        assert result.ratio > 1.2
+        assert result.ci_low <= 1.2
+        assert result.passed
+        assert "not conclusive" in result.reason
 
     def test_within_budget_passes(self) -> None:
         """Equal medians pass a 1.2 budget."""
         assert check_latency(self.BUDGET, lognormal(10, seed=5), lognormal(10, seed=6)).passed
 
     def test_real_measurement_of_a_slowed_callable_fails(self) -> None:
-        """Measured interleaved, a callable made 2x slower fails a 1.2 budget against the original."""
-        data = np.random.default_rng(0).random(20_000)
+        """Measured interleaved, a callable made 3x slower fails a 1.2 budget against the original."""
+        data = np.random.default_rng(0).random(5_000)
 
         def work() -> None:
             np.sort(data)
 
-        result, num, den = measure_latency(self.BUDGET, Slowed(work, 1.0), work, rounds=20, warmup=2)
-        assert num.size == den.size == 20
+        result, num, den = measure_latency(self.BUDGET, Slowed(work, 2.0), work, rounds=30, warmup=2)
+        assert num.size == den.size == 30
         assert not result.passed, latency_message(result)
 
 
@@ -160,8 +166,10 @@ class TestSizeCheck:
     def test_oversized_artifact_fails_with_ratio(self) -> None:
         """3x the checkpoint against a 2.2 budget fails and the reason gives both sizes and the ratio."""
         result = check_size(SizeBudget("onnx", "checkpoint", 2.2), 3_000_000, 1_000_000)
-        assert not result.passed and result.ratio == pytest.approx(3.0)
-        assert "3.000 x checkpoint" in result.reason and "budget 2.2" in result.reason
+        assert not result.passed
+        assert result.ratio == pytest.approx(3.0)
+        assert "3.000 x checkpoint" in result.reason
+        assert "budget 2.2" in result.reason
 
     def test_size_at_budget_passes(self) -> None:
         """A ratio equal to the budget passes (the budget is inclusive)."""
@@ -191,7 +199,8 @@ class TestAbsoluteBudgets:
         assert check_absolute(budget, lognormal(20)).passed
         tight = parse_budgets(self.doc(own_ms=10.0)).absolute_for(MACHINE)[0]
         result = check_absolute(tight, lognormal(20))
-        assert not result.passed and "> budget 10 ms" in result.reason
+        assert not result.passed
+        assert "> budget 10 ms" in result.reason
         assert f"median {result.median_ms:.3f} ms" in result.reason
 
     def test_machine_id_override_selects_that_table(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,7 +212,7 @@ class TestAbsoluteBudgets:
     def test_printed_table_round_trips(self) -> None:
         """The [absolute] table measure_budgets.py prints loads back with headroom applied."""
         text = absolute_toml(MACHINE, {"onnxruntime": 4.0, "onnxruntime-int8": 2.0}, threads=2)
-        budgets = parse_budgets(tomllib.loads(text)).absolute_for(MACHINE)
+        budgets = loads(text).absolute_for(MACHINE)
         assert {(b.backend, b.max_ms, b.threads) for b in budgets} == {("onnxruntime", 6.0, 2),
                                                                       ("onnxruntime-int8", 3.0, 2)}
 
@@ -212,7 +221,8 @@ class TestBudgetFile:
     def test_committed_file_covers_every_export_and_records_provenance(self) -> None:
         """Every export format has a size budget, and each latency ratio names two backends."""
         assert {b.artifact for b in BUDGETS.size} >= {"torchscript", "onnx", "onnx-int8"}
-        assert BUDGETS.latency and all(b.numerator in REGISTRY and b.denominator in REGISTRY
+        assert BUDGETS.latency
+        assert all(b.numerator in REGISTRY and b.denominator in REGISTRY
                                        for b in BUDGETS.latency)
 
     @pytest.mark.parametrize(("doc", "match"), [
@@ -229,7 +239,8 @@ class TestBudgetFile:
                             "rounds": 5}}}, "unknown key.*rounds"),
         ({"absolute": {"abc": {"onnxruntime": "fast"}}}, r'\[absolute."abc"\] onnxruntime'),
         ({"absolute": {"abc": {"threads": 0, "onnxruntime": 3.0}}}, "threads"),
-    ], ids=["section", "negative", "self-relative", "format", "backend", "same", "bool", "key", "ms", "threads"])
+    ], ids=["section", "negative", "self-relative", "format", "backend", "same", "bool", "key", "ms",
+            "threads"])
     def test_malformed_entry_names_file_and_entry(self, doc: dict, match: str) -> None:
         """Each malformed entry raises BudgetError naming the file and the entry."""
         with pytest.raises(BudgetError, match=match) as info:
@@ -250,7 +261,7 @@ class TestBudgetFile:
         budget = LatencyBudget("onnxruntime-int8/onnxruntime", "onnxruntime-int8", "onnxruntime", 1.0)
         result = check_latency(budget, lognormal(4, seed=7), lognormal(8, seed=8))
         text = latency_toml(budget, result, max_ratio=0.65, measured={"rounds": 30, "command": 'say "hi"'})
-        (back,) = parse_budgets(tomllib.loads(text)).latency
+        (back,) = loads(text).latency
         assert (back.numerator, back.denominator, back.max_ratio) == ("onnxruntime-int8", "onnxruntime", 0.65)
         assert back.measured["ratio"] == pytest.approx(result.ratio, abs=1e-3)
         assert back.measured["ci95"][1] == pytest.approx(result.ci_high, abs=1e-3)
@@ -281,9 +292,11 @@ class TestMachine:
     def test_machine_info_has_cpu_versions_and_threads(self) -> None:
         """What the benchmark hook adds to pytest-benchmark's machine_info."""
         info = history.machine_info(threads=3)
-        assert info["threads"] == 3 and info["detbench_machine_id"] == MACHINE
+        assert info["threads"] == 3
+        assert info["detbench_machine_id"] == MACHINE
         assert {"torch", "onnxruntime", "openvino", "ultralytics"} <= set(info["versions"])
-        assert info["cpu_model"] and isinstance(info["cpu_flags"], list)
+        assert info["cpu_model"]
+        assert isinstance(info["cpu_flags"], list)
 
 
 RUN = {"machine_info": {}, "benchmarks": [{"name": "b", "stats": {"data": [0.001, 0.002]}}]}
@@ -304,7 +317,8 @@ class TestHistory:
         """A second run in the same second gets a -2 suffix."""
         first = history.save_run(RUN, directory=tmp_path, machine="m", now=self.NOW)
         second = history.save_run(RUN_NO_DATA, directory=tmp_path, machine="m", now=self.NOW)
-        assert second.name == "20250102T030405Z_m-2.json" and first.read_text() != second.read_text()
+        assert second.name == "20250102T030405Z_m-2.json"
+        assert first.read_text() != second.read_text()
 
     def test_save_waits_for_the_directory_lock(self, tmp_path: Path) -> None:
         """While another holder has the history lock, a save blocks instead of racing it."""

@@ -47,7 +47,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def untrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A loadable (untrained) 10-class YOLOv8n checkpoint at 64 px, for the cases that get past the weights."""
+    """A loadable untrained 10-class YOLOv8n checkpoint (64 px), for cases that get past the weights."""
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
@@ -65,7 +65,8 @@ def _run(capsys: pytest.CaptureFixture, argv: list[str]) -> tuple[int, list[str]
 def _assert_one_line(code: int, err: list[str], expected_code: int, *fragments: str) -> None:
     assert code == expected_code, err
     assert len(err) == 1, "stderr is not one line:\n" + "\n".join(err)
-    assert err[0].startswith("detbench: error: ") and "Traceback" not in err[0]
+    assert err[0].startswith("detbench: error: ")
+    assert "Traceback" not in err[0]
     for fragment in fragments:
         assert fragment in err[0], f"{fragment!r} not in {err[0]!r}"
 
@@ -117,7 +118,8 @@ CASES = {
     # gate
     "gate-missing-runs": ("gate", 2, ["baseline, candidate"]),
     "gate-nonexistent-run": ("gate /nonexistent/a.json {truncated.json}", 1, ["/nonexistent/a.json"]),
-    "gate-truncated-json": ("gate {truncated.json} {truncated.json}", 1, ["truncated.json", "not valid JSON"]),
+    "gate-truncated-json": ("gate {truncated.json} {truncated.json}", 1,
+                            ["truncated.json", "not valid JSON"]),
     "gate-empty-json": ("gate {empty.json} {empty.json}", 1, ["empty.json", "empty"]),
     "gate-not-a-run": ("gate {not-a-run.json} {not-a-run.json}", 1, ["not-a-run.json", "benchmarks"]),
     "gate-run-without-timings": ("gate {no-timings.json} {no-timings.json}", 1, ["no-timings.json",
@@ -153,7 +155,8 @@ def test_bad_input_gives_one_line(capsys: pytest.CaptureFixture, files: dict[str
 
 # Cases that get past the weights (a loadable untrained checkpoint) and fail further on.
 LOADED_CASES = {
-    "export-override-without-equals": ("export --weights {weights} --artifact onnxruntime", 1, ["BACKEND=PATH"]),
+    "export-override-without-equals": ("export --weights {weights} --artifact onnxruntime", 1,
+                                       ["BACKEND=PATH"]),
     "export-override-unknown-backend": ("export --weights {weights} --artifact tensorrt={corrupt.onnx}", 1,
                                         ["unknown backend 'tensorrt'"]),
     "export-override-pytorch": ("export --weights {weights} --artifact pytorch={corrupt.pt}", 1, ["pytorch"]),
@@ -176,7 +179,7 @@ def test_bad_input_after_loading_weights_gives_one_line(capsys: pytest.CaptureFi
 class TestDebug:
     def test_debug_raises_the_typed_error(self, files: dict[str, Path]) -> None:
         """With --debug the error propagates (the traceback is the point of the flag)."""
-        with pytest.raises(HistoryError, match="truncated.json"):
+        with pytest.raises(HistoryError, match=r"truncated\.json"):
             main(["--debug", "gate", str(files["truncated.json"]), str(files["truncated.json"])])
 
     def test_unexpected_exception_is_one_line_pointing_to_debug(self, capsys: pytest.CaptureFixture,
@@ -220,4 +223,5 @@ class TestConsoleScript:
         _assert_one_line(proc.returncode, proc.stderr.splitlines(), 1, "truncated.json")
         debug = _console("--debug", "gate", *run, tmp_path=tmp_path)
         assert debug.returncode != 0
-        assert "Traceback (most recent call last)" in debug.stderr and "HistoryError" in debug.stderr
+        assert "Traceback (most recent call last)" in debug.stderr
+        assert "HistoryError" in debug.stderr

@@ -1,10 +1,11 @@
-"""Bad model files and bad tensors: every backend refuses them with a typed, one-line error naming the file."""
+"""Bad model files and tensors: every backend refuses them with a typed one-line error naming the file."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -50,7 +51,8 @@ def sources(workbench) -> dict[str, Path]:
 
 def _assert_refused(exc: ModelFileError, offending: Path, *fragments: str) -> None:
     message = str(exc)
-    assert exc.path == offending and str(offending) in message
+    assert exc.path == offending
+    assert str(offending) in message
     assert "\n" not in message, f"message is not one line: {message!r}"
     for fragment in fragments:
         assert fragment.lower() in message.lower(), f"{fragment!r} not in {message!r}"
@@ -174,7 +176,6 @@ def _tiny_onnx(path: Path, *, batch: int | str = "N", channels: int = 3, size: i
     ``external``: store the Conv weight as external data at this location (relative to ``path``'s
     folder, or absolute), writing the bytes there so only detbench's check can stop the load.
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     anchors = _anchors(size) if anchors is None else anchors
@@ -188,7 +189,8 @@ def _tiny_onnx(path: Path, *, batch: int | str = "N", channels: int = 3, size: i
     if transpose:
         nodes.append(helper.make_node("Transpose", ["sliced"], ["output0"], perm=[0, 2, 1]))
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, channels, size, size])],
+        nodes, "tiny",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, channels, size, size])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, None)], initializer=[w, *consts])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # old enough for any supported onnxruntime
@@ -213,7 +215,8 @@ ONNX_BACKENDS = ["onnxruntime", "onnxruntime-int8"]
 class TestExternalData:
     @pytest.mark.parametrize("name", ONNX_BACKENDS)
     @pytest.mark.parametrize("location", ["../secret.bin", "sub/../../secret.bin"])
-    def test_relative_path_leaving_the_folder_is_refused(self, tmp_path: Path, name: str, location: str) -> None:
+    def test_relative_path_leaving_the_folder_is_refused(self, tmp_path: Path, name: str,
+                                                         location: str) -> None:
         """External data at ``../secret.bin`` (which exists) is refused before the runtime reads it."""
         path = _tiny_onnx(tmp_path / "model" / "model.onnx", external=location)
         assert (tmp_path / "secret.bin").is_file()
@@ -292,7 +295,7 @@ class TestDoesNotFit:
         _assert_refused(exc.value, three_class_onnx, "3 classes", f"has {len(model_info.names)}")
 
     # (kwargs for _tiny_onnx given the baseline's size, message fragment); outputs default to 4 + classes
-    MISFITS = {
+    MISFITS: ClassVar[dict] = {
         "input-size": (lambda s: {"size": s + 32}, "input size 3x{big}x{big}"),
         "grayscale": (lambda s: {"channels": 1}, "input size 1x"),
         "classes": (lambda s: {"outputs": 4 + 3}, "3 classes"),
@@ -319,9 +322,10 @@ class TestDoesNotFit:
         backend = _bench(baseline, model_info, tmp_path, "onnxruntime", path).load("onnxruntime")
         assert backend.spec.height == model_info.imgsz
 
-    @pytest.mark.parametrize(("shape", "fragment"), [(["N", 3, 128], "rank 3"),
-                                                     (["N", 3, "H", "W"], "static channels, height and width")])
-    def test_unusable_input_shape_is_refused_at_load(self, tmp_path: Path, shape: list, fragment: str) -> None:
+    @pytest.mark.parametrize(("shape", "fragment"), [
+        (["N", 3, 128], "rank 3"), (["N", 3, "H", "W"], "static channels, height and width")])
+    def test_unusable_input_shape_is_refused_at_load(self, tmp_path: Path, shape: list,
+                                                     fragment: str) -> None:
         """An input that is not NCHW with a static size is refused when the artifact loads."""
         import onnx
         from onnx import TensorProto, helper
@@ -361,7 +365,8 @@ def test_batch_other_than_a_fixed_batch_is_refused(tmp_path: Path, name: str, ba
         path = _fixed_batch_ir(path, tmp_path / "ir")
     backend = create(name)
     backend.load(path)
-    assert backend.spec.batch == 2 and not backend.dynamic_batch
+    assert backend.spec.batch == 2
+    assert not backend.dynamic_batch
     with pytest.raises(BackendError, match=rf"{name}: .*fixed batch of 2; got batch {batch}"):
         backend.run(np.zeros((batch, 3, 128, 128), np.float32))
     assert backend.run(np.zeros((2, 3, 128, 128), np.float32)).shape == (2, 14, _anchors(128))

@@ -18,7 +18,6 @@ Each entry may carry ``measured = {...}`` recording what was measured and by whi
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,11 @@ from detbench.export import FORMATS
 from detbench.paths import FIXTURES
 from detbench.stats import BudgetResult, bootstrap_ratio_ci, check_ratio_budget
 from detbench.timing import interleaved
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
+    import tomli as tomllib  # type: ignore[no-redef]
 
 BUDGETS_FILE = FIXTURES / "budgets.toml"
 SIZE_REFERENCES = ("checkpoint", *FORMATS)
@@ -106,7 +110,8 @@ def _table(source: Path, value: object, where: str) -> Mapping[str, Any]:
 
 
 def _positive(source: Path, value: object, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and value > 0):
         raise BudgetError(source, f"{where} must be a positive number, got {value!r}")
     return float(value)
 
@@ -126,7 +131,8 @@ def _choice(source: Path, value: object, choices: Sequence[str], where: str) -> 
 def _only(source: Path, entry: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
     extra = sorted(set(entry) - set(allowed))
     if extra:
-        raise BudgetError(source, f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(allowed)}")
+        raise BudgetError(source, f"{where}: unknown key(s) {', '.join(extra)}; "
+                                  f"allowed: {', '.join(allowed)}")
 
 
 def _measured(source: Path, entry: Mapping[str, Any], where: str) -> Mapping[str, Any] | None:
@@ -180,17 +186,24 @@ def parse_budgets(doc: Mapping[str, Any], source: Path | str = "<budgets>") -> B
     return Budgets(source, tuple(size), tuple(latency), tuple(absolute))
 
 
+def loads(text: str, source: Path | str = "<budgets>") -> Budgets:
+    """Parse and validate budgets TOML text."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BudgetError(source, f"not valid TOML ({exc})") from exc
+    return parse_budgets(doc, source)
+
+
 def load_budgets(path: Path | str = BUDGETS_FILE) -> Budgets:
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BudgetError(path, "budgets file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BudgetError(path, f"cannot read it ({exc})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise BudgetError(path, f"not valid TOML ({exc})") from exc
-    return parse_budgets(doc, path)
+    return loads(text, path)
 
 
 # -------------------------------------------------------------------------------------------------

@@ -32,19 +32,21 @@ class Tolerance:
     det_unmatched_frac: float = 0.0
 
 
-# Measured margins are in the README ("Tolerances"); each value is ~10x the largest deviation
-# seen on the synthetic val split and on Hypothesis inputs, so noise passes and bugs do not.
+# Each fp32 bound is ~10x the largest deviation measured over 120 val images plus 120 images of
+# every mode/content kind the Hypothesis strategies draw (README "Tolerances": onnxruntime box
+# 3.0e-4 px / score 1.3e-6, openvino 3.7e-4 px / 1.7e-6, torchscript 0). INT8: box 2.6 px on live
+# anchors, score 0.26; its real gate is mAP.
 TOLERANCES: dict[str, Tolerance] = {
     "pytorch": Tolerance(1e-3, 1e-5, 1e-5, 0.99, 1e-3, 0.005, 0.005,
                          "the reference against itself: only batch-size-dependent kernel choice "
                          "differs (run-to-run identity is tested separately, bit for bit)"),
     "torchscript": Tolerance(1e-3, 1e-5, 1e-5, 0.99, 1e-3, 0.005, 0.005,
                              "traced graph runs the same ATen kernels; only fusion order differs"),
-    "onnxruntime": Tolerance(2e-2, 5e-4, 1e-4, 0.99, 1e-3, 0.005, 0.005,
+    "onnxruntime": Tolerance(4e-3, 2e-5, 1e-5, 0.99, 1e-3, 0.005, 0.005,
                              "MLAS conv kernels sum in another order: fp32 rounding only"),
-    "openvino": Tolerance(2e-2, 5e-4, 1e-4, 0.99, 1e-3, 0.005, 0.005,
+    "openvino": Tolerance(4e-3, 2e-5, 1e-5, 0.99, 1e-3, 0.005, 0.005,
                           "oneDNN kernels, fp32 precision hint: fp32 rounding only"),
-    "onnxruntime-int8": Tolerance(8.0, 0.25, 0.1, 0.5, 0.25, 0.02, 0.05,
+    "onnxruntime-int8": Tolerance(10.0, 0.4, 0.1, 0.5, 0.25, 0.02, 0.05,
                                   "8-bit weights/activations: judged by mAP; raw and detection "
                                   "bounds only catch gross breakage", box_score_floor=CONF,
                                   det_unmatched_frac=0.1),

@@ -40,19 +40,17 @@ def latency_vs_size(backends: Sequence[Mapping[str, Any]], dest: Path) -> Path:
     """One point per backend: artifact size (MB) against p50 latency at batch 1, labelled with mAP50-95."""
     fig = _figure(7, 4.5)
     ax = fig.add_subplot()
-    # Backends of similar size and speed sit close together: alternate labels above and below.
-    by_latency = sorted(backends, key=lambda r: r["latency_ms"]["p50"])
-    for i, row in enumerate(by_latency):
-        x, y = row["size_mb"], row["latency_ms"]["p50"]
-        ax.scatter([x], [y], s=40)
+    # Labels go in the legend: backends of similar size and speed sit on top of each other.
+    for i, row in enumerate(backends):
         m = row["accuracy"]["mAP50-95"]
-        ax.annotate(f"{row['name']}\nmAP50-95 {m:.3f}", (x, y), textcoords="offset points",
-                    xytext=(7, 4 if i % 2 else -22), fontsize=8)
+        ax.scatter([row["size_mb"]], [row["latency_ms"]["p50"]], s=50, color=f"C{i}",
+                   marker="os^Dv<>ph*"[i % 10], label=f"{row['name']}: mAP50-95 {m:.3f}")
+    ax.legend(fontsize=8)
     ax.set_xlabel("artifact size (MB)")
     ax.set_ylabel("latency p50 at batch 1 (ms)")
     ax.set_title("Latency vs size")
     ax.grid(alpha=0.3)
-    ax.margins(x=0.25, y=0.2)
+    ax.margins(x=0.2, y=0.2)
     return _save(fig, dest)
 
 
@@ -65,7 +63,7 @@ def per_class_map50(backends: Sequence[Mapping[str, Any]], names: Sequence[str],
         per_class = row["accuracy"]["per_class"]
         heights = [_num(per_class.get(n, {}).get("mAP50")) for n in names]
         xs = [i - 0.4 + width * (j + 0.5) for i in range(len(names))]
-        ax.bar(xs, [0.0 if math.isnan(h) else h for h in heights], width, label=row["name"])
+        ax.bar(xs, [0.0 if math.isnan(h) else h for h in heights], width, label=row["name"], color=f"C{j}")
     ax.set_xticks(range(len(names)), list(names), rotation=30, ha="right")
     ax.set_ylabel("mAP50")
     ax.set_ylim(0, 1.2)  # headroom for the legend above the bars

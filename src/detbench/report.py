@@ -356,7 +356,9 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
 
         # The yardstick, measured right before the latency runs so both see the same machine load.
         t = time.perf_counter()
+        task = prog.add_task(f"matmul peak (n={s.matmul_n})", total=1)
         peak = matmul_peak(s.matmul_n, threads=s.threads, repeats=s.matmul_repeats)
+        prog.advance(task)
         timings["peak"] = time.perf_counter() - t
 
         # Latency at batch 1, all backends interleaved.
@@ -513,6 +515,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     tr = report["training"]
     if tr["source"]:
         parts.append(f"From `{tr['source']}`" + (f" ({tr['note']})" if tr["note"] else "") + ".")
+        if isinstance(tr["final"], dict):
+            parts.append("Final validation at the end of training (ultralytics, full val split): "
+                         + ", ".join(f"{k} {_f(tr['final'].get(k), '.4f')}"
+                                     for k in ("precision", "recall", "mAP50", "mAP50-95")) + ".")
         if tr["epochs"]:
             keys = [k for k in ("train_box_loss", "train_cls_loss", "train_dfl_loss", "mAP50", "mAP50-95")
                     if all(k in e for e in tr["epochs"])]
@@ -598,6 +604,13 @@ def print_table(report: dict[str, Any], console: Any) -> None:
     for row in table_rows(report):
         table.add_row(*row)
     console.print(table)
+    gflops, peak = report["model"]["gflops"], report["peak"]
+    if gflops:
+        achieved = ", ".join(f"{r['name']} {_f(_pct(r['efficiency']['peak_fraction_batch1']), '.0f')}%"
+                             for r in report["backends"])
+        console.print(f"{gflops:.3f} GFLOPs/image; measured matmul peak {peak['gflops_per_s']:.1f} GFLOP/s "
+                      f"({peak['library']}); share of it at batch 1: {achieved}",
+                      highlight=False, soft_wrap=True)
     for note in report["notes"]:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
 

@@ -2,9 +2,10 @@
 
 Only inference is timed: loading, exporting, preprocessing and warm-up all happen before the
 ``benchmark`` call. Ordinary runs pass ``--benchmark-disable`` (pyproject addopts), so every
-benchmark runs once as a smoke test; timing runs are documented in the README:
+benchmark runs once as a smoke test. Timing runs (README):
 
-    pytest tests/benchmarks --benchmark-enable --benchmark-autosave --benchmark-save-data --benchmark-min-rounds=15
+    pytest tests/benchmarks --benchmark-enable --benchmark-autosave --benchmark-save-data \
+        --benchmark-min-rounds=15
     pytest tests/benchmarks --benchmark-enable --benchmark-compare --benchmark-compare-fail=median:10%
 
 This directory is a package (``__init__.py``) so this conftest does not shadow the root one,
@@ -19,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detbench import CLASS_NAMES
+from detbench import CLASS_NAMES, history
 from detbench.artifacts import Workbench
 from detbench.backends import BackendSettings, BaseBackend
 from detbench.budgets import path_size
 from detbench.gate import percentile_extra_info
-from detbench import history
 
 ASSETS = Path(__import__("ultralytics").__file__).parent / "assets"
 WARMUP_CALLS = 3  # first calls pay for lazy init (ORT/OpenVINO kernels, allocator growth)

@@ -37,7 +37,8 @@ def test_preprocess_load_letterbox(benchmark, dataset, image: str, imgsz: int) -
     path: Path = dataset.images("val")[0] if image == "synthetic" else BUS
     benchmark.extra_info.update({"image": path.name, "imgsz": imgsz, "bytes": path.stat().st_size})
     x, infos = _time(benchmark, preprocess, [path], imgsz)
-    assert x.shape == (1, 3, imgsz, imgsz) and len(infos) == 1
+    assert x.shape == (1, 3, imgsz, imgsz)
+    assert len(infos) == 1
 
 
 @pytest.fixture(scope="module", params=[("synthetic", 128), ("bus", 640)], ids=["synthetic-128", "bus-640"])
@@ -57,5 +58,6 @@ def test_postprocess_nms(benchmark, raw_head, model_info) -> None:
     benchmark.extra_info.update({"imgsz": infos[0].new_shape[0], "anchors": raw.shape[2],
                                  "candidates_over_conf": candidates})
     dets = _time(benchmark, postprocess, raw, infos, model_info.names)
-    assert len(dets) == 1 and len(dets[0]) <= candidates
+    assert len(dets) == 1
+    assert len(dets[0]) <= candidates
     assert np.isfinite(dets[0].xyxy).all()

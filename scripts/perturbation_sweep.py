@@ -1,0 +1,72 @@
+"""Smallest single-weight perturbation of the ONNX model that the equivalence checks catch.
+
+    python scripts/perturbation_sweep.py [--weights W] [--images 16]
+
+For a few Conv layers, shifts one weight by decreasing amounts and reports whether the raw-head
+comparison (onnxruntime tolerance) and the detection comparison flag it on the first val images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from detbench.artifacts import Workbench
+from detbench.backends import create
+from detbench.baseline import resolve_weights, synthetic_dataset
+from detbench.compare import TOLERANCES, OutputMismatch, assert_detections_match, assert_outputs_close
+from detbench.data import load_dataset
+from detbench.model import load_detection_model
+from detbench.perturb import perturb_conv_weight
+from detbench.postprocess import postprocess
+from detbench.preprocess import load_image, preprocess
+
+NODES = ["/model.22/cv3.0/cv3.0.2/Conv", "/model.22/cv2.0/cv2.0.2/Conv", "/model.6/m.0/cv1/conv/Conv",
+         "/model.0/conv/Conv"]
+DELTAS = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5]
+
+
+def caught(fn) -> bool:
+    try:
+        fn()
+    except OutputMismatch:
+        return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", type=Path)
+    ap.add_argument("--images", type=int, default=16)
+    args = ap.parse_args(argv)
+    weights = resolve_weights(args.weights)
+    _, info = load_detection_model(weights)
+    ds = load_dataset(synthetic_dataset())
+    bench = Workbench(weights=weights, imgsz=info.imgsz, names=info.names)
+    ref = bench.load("pytorch")
+    x, infos = preprocess([load_image(p) for p in ds.images("val")[:args.images]], info.imgsz)
+    r = ref.run(x)
+    ref_det = postprocess(r, infos, info.names)
+    tol = TOLERANCES["onnxruntime"]
+    print(f"{'node':<34} {'delta':>8}  raw-head  detections")
+    with tempfile.TemporaryDirectory() as tmp:
+        for node in NODES:
+            smallest = None
+            for delta in DELTAS:
+                path = Path(tmp) / "p.onnx"
+                perturb_conv_weight(bench.artifact("onnxruntime"), path, node=node, delta=delta)
+                b = create("onnxruntime")
+                b.load(path)
+                o = b.run(x)
+                raw = caught(lambda o=o: assert_outputs_close(r, o, tol))
+                det = caught(lambda o=o: assert_detections_match(ref_det, postprocess(o, infos, info.names), tol))
+                print(f"{node:<34} {delta:>8.0e}  {'caught' if raw else 'missed':>8}  {'caught' if det else 'missed':>10}")
+                if raw:
+                    smallest = delta
+            print(f"  smallest delta caught by the raw-head check: {smallest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
