@@ -166,8 +166,11 @@ class TestSchema:
 
     def test_every_requested_backend_appears_pytorch_first(self, doc: dict) -> None:
         """All registered backends were requested (the default) and each has exactly one row."""
-        assert [r["name"] for r in doc["backends"]] == list(REGISTRY)
-        assert [r["reference"] for r in doc["backends"]] == [n == "pytorch" for n in REGISTRY]
+        from detbench.export import openvino_available
+
+        expected = [n for n in REGISTRY if n != "openvino" or openvino_available()]  # optional runtime
+        assert [r["name"] for r in doc["backends"]] == expected
+        assert [r["reference"] for r in doc["backends"]] == [n == "pytorch" for n in expected]
 
     def test_settings_echo_the_run(self, doc: dict) -> None:
         """The settings record what was asked: val images, rounds, batch, quick."""
@@ -371,6 +374,7 @@ _NETWORK_HINTS = ("socket", "network", "download", "offline", "connection", "url
 
 def _peer(weights: Path, data: Path, imgsz: int, fmt: str) -> tuple[float, float]:
     """(size MiB, mAP50-95) of one format from ultralytics.utils.benchmarks.benchmark."""
+    pytest.importorskip("polars", reason="ultralytics' benchmark() tabulates with polars")
     from ultralytics.utils.benchmarks import benchmark
 
     errors: list[str] = []

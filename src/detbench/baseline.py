@@ -23,7 +23,13 @@ PROVENANCE = BASELINE_DIR / "provenance.json"
 
 
 def pinned_sha256() -> str:
-    return json.loads(PROVENANCE.read_text())["weights_sha256"]
+    try:
+        value = json.loads(PROVENANCE.read_text())["weights_sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(PROVENANCE, f"cannot read the pinned weights_sha256 ({type(exc).__name__})") from exc
+    if not isinstance(value, str) or len(value) != 64:
+        raise ModelFileError(PROVENANCE, "weights_sha256 is not a sha256 hex digest")
+    return value
 
 
 def baseline_synth_config() -> SynthConfig:
@@ -66,6 +72,9 @@ def synthetic_dataset(cfg: SynthConfig | None = None) -> Path:
     with locked(root / cfg.key()):
         if (final / "data.yaml").is_file():
             return final / "data.yaml"
+        # Holding the lock proves no live writer owns a temp folder of this key: sweep leftovers.
+        for stale in root.glob(f".tmp-{cfg.key()}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = root / f".tmp-{cfg.key()}-{uuid.uuid4().hex}"
         try:
             write_synthetic(tmp, cfg)

@@ -11,7 +11,7 @@ report.json schema (``"schema": 1``; times in ms, sizes in bytes and MB = 1e6 by
 
     schema            1
     created           ISO-8601 UTC time the report was written
-    duration_s        wall time of the whole run
+    duration_s        wall time of the whole run; step_s {step: seconds} splits it up
     settings          weights, weights_sha256, data, imgsz, threads, batch (throughput batch),
                       val_images (images scored; all of the split when not limited), rounds, warmup,
                       throughput_rounds, deviation_images, quick, backends [names, pytorch first]
@@ -20,7 +20,8 @@ report.json schema (``"schema": 1``; times in ms, sizes in bytes and MB = 1e6 by
                       versions {python, detbench, torch, ultralytics, onnx, onnxruntime, onnxslim,
                       openvino}, git_commit (null outside a git checkout)
     model             gflops (per image at imgsz; null when ultralytics cannot count them), parameters
-    peak              n, threads, repeats, best_s, gflops_per_s, library (float32 matmul, best of repeats)
+    peak              n, threads, repeats, best_s, gflops_per_s, library, candidates {library: GFLOP/s}
+                      (float32 matmul, best of repeats, fastest library; see detbench.peak)
     backends          list, one object per backend, pytorch first:
         name, reference (true for pytorch), artifact (path), artifact_bytes, size_mb,
         dynamic_batch, describe {the backend's own description},
@@ -39,6 +40,7 @@ report.json schema (``"schema": 1``; times in ms, sizes in bytes and MB = 1e6 by
                       skipped [one line per unreadable file], note}
     plots             {latency_vs_size, per_class_map50, training_curves, latency_history}: file name
                       in --out, or null when not drawn (``notes`` says why)
+    class_names       the model's classes, in id order (rows of the per-class tables)
     notes             list of sentences: everything skipped or approximated, and why
 """
 
@@ -111,8 +113,10 @@ class ReportSettings:
 def artifact_bytes(path: Path) -> int:
     """The artifact's real size on disk; an OpenVINO IR counts its .xml plus its .bin."""
     path = Path(path)
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.iterdir() if p.is_file() and p.suffix in (".xml", ".bin"))
+    if path.is_dir() and (path / "model.xml").is_file():  # the IR folder the openvino backend loads
+        path = path / "model.xml"
+    elif path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     if path.suffix == ".xml" and path.with_suffix(".bin").is_file():
         return path.stat().st_size + path.with_suffix(".bin").stat().st_size
     return path.stat().st_size
@@ -121,17 +125,18 @@ def artifact_bytes(path: Path) -> int:
 def environment(threads: int) -> dict[str, Any]:
     from detbench.export import toolchain_versions
 
-    model, flags = platform.processor() or None, []
+    model, flags = None, []
     try:
         text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    except OSError:  # not Linux
         text = ""
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "model name" and model in (None, ""):
+        if key.strip() == "model name" and model is None:
             model = value.strip()
         elif key.strip() in ("flags", "Features") and not flags:
             flags = sorted(f for f in value.split() if _FLAG_RE.match(f))
+    model = model or platform.processor()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cpu_model": model or "unknown", "cpu_flags": flags, "logical_cpus": os.cpu_count(),
             "usable_cpus": usable, "load_average": [round(x, 2) for x in os.getloadavg()],
