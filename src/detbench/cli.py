@@ -54,15 +54,35 @@ def _fraction(low_open: bool = False, high_open: bool = False):
     return parse
 
 
-def _formats(text: str) -> list[str]:
+def _choices(what: str, allowed) -> object:
+    """argparse type for a comma-separated list drawn from ``allowed`` (read lazily)."""
+
+    def parse(text: str) -> list[str]:
+        known = list(allowed())
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        unknown = [t for t in items if t not in known]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(f"unknown {what}(s) {', '.join(unknown) or '(none)'}; "
+                                             f"choose from {', '.join(known)}")
+        return items
+
+    return parse
+
+
+def _all_formats():
     from detbench.export import FORMATS
 
-    formats = [f.strip() for f in text.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise argparse.ArgumentTypeError(f"unknown format(s) {', '.join(unknown) or '(none)'}; "
-                                         f"choose from {', '.join(FORMATS)}")
-    return formats
+    return FORMATS
+
+
+def _all_backends():
+    from detbench.backends import REGISTRY
+
+    return REGISTRY
+
+
+_formats = _choices("format", _all_formats)
+_backends = _choices("backend", _all_backends)
 
 
 def _existing(text: str) -> Path:
@@ -70,17 +90,6 @@ def _existing(text: str) -> Path:
     if not path.exists():
         raise argparse.ArgumentTypeError(f"{text}: no such file or directory")
     return path
-
-
-def _backends(text: str) -> list[str]:
-    from detbench.backends import REGISTRY
-
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in REGISTRY]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown backend(s) {', '.join(unknown) or '(none)'}; "
-                                         f"choose from {', '.join(REGISTRY)}")
-    return names
 
 
 # -- subcommands ------------------------------------------------------------------------------

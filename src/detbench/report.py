@@ -180,7 +180,7 @@ def load_training(weights: Path) -> dict[str, Any]:
 
 
 def history_dirs() -> list[Path]:
-    return [Path.cwd() / ".benchmarks", paths.cache_dir("history")]
+    return [Path.cwd() / ".benchmarks", paths.cache_root() / "history"]  # looked in, never created
 
 
 def collect_history(dirs: Sequence[Path]) -> dict[str, Any]:

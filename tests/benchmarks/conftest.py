@@ -40,6 +40,7 @@ def anchors(imgsz: int) -> int:
 # -- pytest-benchmark hooks ------------------------------------------------------------------------
 
 def _timing_enabled(config: pytest.Config) -> bool:
+    """pytest-benchmark's own verdict: off for --benchmark-disable (unless --benchmark-enable), xdist."""
     session = getattr(config, "_benchmarksession", None)
     return session is not None and not session.disabled
 
