@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 
 import detbench  # noqa: F401 - configures ultralytics' offline mode before anything imports it
+from detbench import history
 from detbench.backends import REGISTRY, BackendSettings, BaseBackend
 
 # -- Hypothesis profiles (chosen with HYPOTHESIS_PROFILE) ------------------------------------------
@@ -117,3 +118,30 @@ def backend(request: pytest.FixtureRequest, workbench) -> BaseBackend:
 def reference(workbench) -> BaseBackend:
     """Eager PyTorch on the baseline weights: what every backend is compared with."""
     return workbench.load("pytorch")
+
+
+# -- pytest-benchmark hooks ------------------------------------------------------------------------
+
+def _timing_enabled(config: pytest.Config) -> bool:
+    """pytest-benchmark's own verdict: off for --benchmark-disable (unless --benchmark-enable), xdist."""
+    session = getattr(config, "_benchmarksession", None)
+    return session is not None and not session.disabled
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """CPU model, ISA flags, machine id, runtime versions and threads; minus the current clock."""
+    cpu = machine_info.get("cpu")
+    if isinstance(cpu, dict):
+        # The momentary clock differs run to run: --benchmark-compare would warn on every run.
+        for key in ("hz_actual", "hz_actual_friendly"):
+            cpu.pop(key, None)
+    machine_info.update(history.machine_info(config.getoption("--detbench-threads")))
+
+
+_RECORDER = pytest.StashKey[history.HistoryRecorder]()
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    """Also keep every timed run in ``<cache>/history`` (atomic, locked; see detbench.history)."""
+    recorder = config.stash.setdefault(_RECORDER, history.HistoryRecorder())
+    recorder.record(output_json, enabled=_timing_enabled(config))

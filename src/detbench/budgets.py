@@ -32,10 +32,7 @@ from detbench.paths import FIXTURES
 from detbench.stats import BudgetResult, bootstrap_ratio_ci, check_ratio_budget
 from detbench.timing import interleaved
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
-    import tomli as tomllib  # type: ignore[no-redef]
+import tomllib
 
 BUDGETS_FILE = FIXTURES / "budgets.toml"
 SIZE_REFERENCES = ("checkpoint", *FORMATS)

@@ -8,7 +8,9 @@ INT8 is ONNX Runtime static QDQ quantization of it (recipe in ``Int8Recipe``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
 import platform
 import shutil
 from collections.abc import Iterator, Sequence
@@ -168,14 +170,16 @@ def build_onnx_int8(onnx_path: Path, dest: Path, settings: ExportSettings,
     pre = dest.with_name("pre.onnx")
     quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
     exclude = recipe.excluded(onnx.load(str(pre)).graph.node)
-    quantize_static(
-        str(pre), str(dest),
-        calibration_data_reader=_Calibration(calibration_batches(calib_images, recipe, settings.imgsz)),
-        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
-        calibrate_method=getattr(CalibrationMethod, recipe.method), nodes_to_exclude=exclude,
-        extra_options={"CalibMovingAverage": True} if recipe.method == "MinMax" else {},
-    )
+    # The calibrators print progress to stdout, which would interleave with our progress bars.
+    with contextlib.redirect_stdout(io.StringIO()):
+        quantize_static(
+            str(pre), str(dest),
+            calibration_data_reader=_Calibration(calibration_batches(calib_images, recipe, settings.imgsz)),
+            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
+            calibrate_method=getattr(CalibrationMethod, recipe.method), nodes_to_exclude=exclude,
+            extra_options={"CalibMovingAverage": True} if recipe.method == "MinMax" else {},
+        )
     pre.unlink()
 
 

@@ -1,4 +1,5 @@
-"""Fixtures and pytest-benchmark hooks for the latency benchmarks.
+"""Fixtures for the latency benchmarks (the pytest-benchmark hooks are in the root conftest, which
+pytest loads before it builds the machine info).
 
 Only inference is timed: loading, exporting, preprocessing and warm-up all happen before the
 ``benchmark`` call. Ordinary runs pass ``--benchmark-disable`` (pyproject addopts), so every
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detbench import CLASS_NAMES, history
+from detbench import CLASS_NAMES
 from detbench.artifacts import Workbench
 from detbench.backends import BackendSettings, BaseBackend
 from detbench.budgets import path_size
@@ -35,33 +36,6 @@ SCALE_IMGSZ = 128
 
 def anchors(imgsz: int) -> int:
     return sum((imgsz // s) ** 2 for s in (8, 16, 32))
-
-
-# -- pytest-benchmark hooks ------------------------------------------------------------------------
-
-def _timing_enabled(config: pytest.Config) -> bool:
-    """pytest-benchmark's own verdict: off for --benchmark-disable (unless --benchmark-enable), xdist."""
-    session = getattr(config, "_benchmarksession", None)
-    return session is not None and not session.disabled
-
-
-def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    """CPU model, ISA flags, machine id, runtime versions and threads; minus the current clock."""
-    cpu = machine_info.get("cpu")
-    if isinstance(cpu, dict):
-        # The momentary clock differs run to run: --benchmark-compare would warn on every run.
-        for key in ("hz_actual", "hz_actual_friendly"):
-            cpu.pop(key, None)
-    machine_info.update(history.machine_info(config.getoption("--detbench-threads")))
-
-
-_RECORDER = pytest.StashKey[history.HistoryRecorder]()
-
-
-def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
-    """Also keep every timed run in ``<cache>/history`` (atomic, locked; see detbench.history)."""
-    recorder = config.stash.setdefault(_RECORDER, history.HistoryRecorder())
-    recorder.record(output_json, enabled=_timing_enabled(config))
 
 
 @pytest.hookimpl(tryfirst=True)  # scale first in the test id: yolov8s-onnxruntime
