@@ -20,10 +20,10 @@ from detbench.backends import REGISTRY, BackendSettings, BaseBackend
 # -- Hypothesis profiles (chosen with HYPOTHESIS_PROFILE) ------------------------------------------
 _common = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 settings.register_profile("dev", max_examples=10, **_common)
-settings.register_profile("ci", max_examples=25, derandomize=True, database=None, print_blob=True,
-                          **_common)
-settings.register_profile("thorough", max_examples=300, print_blob=True,
-                          phases=list(Phase), verbosity=Verbosity.normal, **_common)
+settings.register_profile("ci", max_examples=25, derandomize=True, database=None, print_blob=True, **_common)
+settings.register_profile(
+    "thorough", max_examples=300, print_blob=True, phases=list(Phase), verbosity=Verbosity.normal, **_common
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
@@ -31,18 +31,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("detbench")
     g.addoption("--detbench-weights", type=Path, help="checkpoint to test instead of the committed baseline")
     g.addoption("--detbench-data", type=Path, help="data.yaml to use instead of the synthetic dataset")
-    g.addoption("--detbench-artifact", action="append", default=[], metavar="BACKEND=PATH",
-                help="test this deploy artifact instead of exporting one (repeatable)")
+    g.addoption(
+        "--detbench-artifact",
+        action="append",
+        default=[],
+        metavar="BACKEND=PATH",
+        help="test this deploy artifact instead of exporting one (repeatable)",
+    )
     g.addoption("--detbench-threads", type=int, default=1, help="threads for every backend (default 1)")
-    g.addoption("--detbench-retrain", action="store_true",
-                help="retrain the baseline (scripts/train_baseline.py settings) instead of loading it")
-    g.addoption("--detbench-scales", default="n",
-                help="model scales for the scale benchmarks, comma-separated from n,s,m (default n)")
-    g.addoption("--detbench-val-images", type=int, default=None,
-                help="limit the accuracy tests to the first N val images (default: all)")
+    g.addoption(
+        "--detbench-retrain",
+        action="store_true",
+        help="retrain the baseline (scripts/train_baseline.py settings) instead of loading it",
+    )
+    g.addoption(
+        "--detbench-scales",
+        default="n",
+        help="model scales for the scale benchmarks, comma-separated from n,s,m (default n)",
+    )
+    g.addoption(
+        "--detbench-val-images",
+        type=int,
+        default=None,
+        help="limit the accuracy tests to the first N val images (default: all)",
+    )
 
 
 # -- the fixture chain ------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def dataset_yaml(pytestconfig: pytest.Config) -> Path:
@@ -89,7 +105,9 @@ def workbench(pytestconfig: pytest.Config, baseline: Path, model_info, dataset):
     from detbench.artifacts import Workbench, parse_artifact_overrides
 
     return Workbench(
-        weights=baseline, imgsz=model_info.imgsz, names=model_info.names,
+        weights=baseline,
+        imgsz=model_info.imgsz,
+        names=model_info.names,
         settings=BackendSettings(threads=pytestconfig.getoption("--detbench-threads")),
         overrides=parse_artifact_overrides(pytestconfig.getoption("--detbench-artifact")),
         calib_images=dataset.images("train"),
@@ -121,6 +139,7 @@ def reference(workbench) -> BaseBackend:
 
 
 # -- pytest-benchmark hooks ------------------------------------------------------------------------
+
 
 def _timing_enabled(config: pytest.Config) -> bool:
     """pytest-benchmark's own verdict: off for --benchmark-disable (unless --benchmark-enable), xdist."""

@@ -21,18 +21,26 @@ from detbench.backends import create
 from detbench.baseline import resolve_weights, synthetic_dataset
 from detbench.cache import ArtifactCache, atomic_write_text
 from detbench.data import load_dataset
-from detbench.export import ExportSettings, Exporter, Int8Recipe
+from detbench.export import Exporter, ExportSettings, Int8Recipe
 
 RECIPES: dict[str, Int8Recipe] = {
-    "naive: whole graph, MinMax, 64 imgs": Int8Recipe(calibration_images=64, method="MinMax", keep_fp32=(),
-                                                      reduce_range=False),
-    "head non-conv fp32, MinMax, 64 imgs": Int8Recipe(calibration_images=64, method="MinMax", keep_fp32=(),
-                                                      keep_fp32_non_conv=("/model.22/",), reduce_range=False),
+    "naive: whole graph, MinMax, 64 imgs": Int8Recipe(
+        calibration_images=64, method="MinMax", keep_fp32=(), reduce_range=False
+    ),
+    "head non-conv fp32, MinMax, 64 imgs": Int8Recipe(
+        calibration_images=64,
+        method="MinMax",
+        keep_fp32=(),
+        keep_fp32_non_conv=("/model.22/",),
+        reduce_range=False,
+    ),
     "head fp32, MinMax, 128 imgs": Int8Recipe(method="MinMax"),
     "head fp32, Entropy, 128 imgs": Int8Recipe(method="Entropy"),
     "head fp32, Percentile, 128 imgs": Int8Recipe(method="Percentile"),
     "head fp32, Percentile, 256 imgs": Int8Recipe(method="Percentile", calibration_images=256),
-    "head + stem fp32, Percentile, 128 imgs": Int8Recipe(method="Percentile", keep_fp32=("/model.22/", "/model.0/")),
+    "head + stem fp32, Percentile, 128 imgs": Int8Recipe(
+        method="Percentile", keep_fp32=("/model.22/", "/model.0/")
+    ),
 }
 
 
@@ -55,23 +63,40 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and name not in args.only:
             continue
         t0 = time.perf_counter()
-        exp = Exporter(weights, replace(ExportSettings(), int8=recipe), cache=cache,
-                       calib_images=ds.images("train"))
+        exp = Exporter(
+            weights, replace(ExportSettings(), int8=recipe), cache=cache, calib_images=ds.images("train")
+        )
         art = exp.get("onnx-int8")
         b = create("onnxruntime-int8")
         b.load(art.path)
         acc = evaluate(b, ds, imgsz=exp.settings.imgsz)
-        worst = max(((ref.per_class[c]["mAP50"] or 0) - (acc.per_class[c]["mAP50"] or 0), c)
-                    for c in ref.per_class)
-        row = {"recipe": name, **asdict(recipe), "mAP50": acc.mAP50, "mAP50-95": acc.mAP50_95,
-               "delta_mAP50": acc.mAP50 - ref.mAP50, "delta_mAP50-95": acc.mAP50_95 - ref.mAP50_95,
-               "worst_class_drop": {"class": worst[1], "mAP50_drop": worst[0]},
-               "size_mb": art.path.stat().st_size / 1e6, "seconds": time.perf_counter() - t0}
+        worst = max(
+            ((ref.per_class[c]["mAP50"] or 0) - (acc.per_class[c]["mAP50"] or 0), c) for c in ref.per_class
+        )
+        row = {
+            "recipe": name,
+            **asdict(recipe),
+            "mAP50": acc.mAP50,
+            "mAP50-95": acc.mAP50_95,
+            "delta_mAP50": acc.mAP50 - ref.mAP50,
+            "delta_mAP50-95": acc.mAP50_95 - ref.mAP50_95,
+            "worst_class_drop": {"class": worst[1], "mAP50_drop": worst[0]},
+            "size_mb": art.path.stat().st_size / 1e6,
+            "seconds": time.perf_counter() - t0,
+        }
         results.append(row)
-        print(f"{name:<45} mAP50 {acc.mAP50:.4f} ({row['delta_mAP50']:+.4f}) mAP50-95 {acc.mAP50_95:.4f} "
-              f"({row['delta_mAP50-95']:+.4f}) worst class {worst[1]} -{worst[0]:.3f}", flush=True)
-    record = {"weights_sha256": base.weights_sha256, "fp32_onnx": {"mAP50": ref.mAP50, "mAP50-95": ref.mAP50_95},
-              "val_images": ref.images, "command": "python scripts/int8_recipes.py", "results": results}
+        print(
+            f"{name:<45} mAP50 {acc.mAP50:.4f} ({row['delta_mAP50']:+.4f}) mAP50-95 {acc.mAP50_95:.4f} "
+            f"({row['delta_mAP50-95']:+.4f}) worst class {worst[1]} -{worst[0]:.3f}",
+            flush=True,
+        )
+    record = {
+        "weights_sha256": base.weights_sha256,
+        "fp32_onnx": {"mAP50": ref.mAP50, "mAP50-95": ref.mAP50_95},
+        "val_images": ref.images,
+        "command": "python scripts/int8_recipes.py",
+        "results": results,
+    }
     atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
     return 0
 

@@ -16,7 +16,7 @@ import argparse
 import math
 import shlex
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=40, help="interleaved rounds per latency ratio")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--headroom", type=float, default=1.25,
-                    help="suggested latency max_ratio = CI high x this (sizes use 1.1, absolute 1.5)")
+    ap.add_argument(
+        "--headroom",
+        type=float,
+        default=1.25,
+        help="suggested latency max_ratio = CI high x this (sizes use 1.1, absolute 1.5)",
+    )
     args = ap.parse_args(argv)
     command = "python scripts/measure_budgets.py " + shlex.join(argv if argv is not None else sys.argv[1:])
 
@@ -61,15 +65,22 @@ def main(argv: list[str] | None = None) -> int:
     weights = resolve_weights(args.weights)
     info = load_detection_model(weights)[1]
     dataset = load_dataset(synthetic_dataset())
-    bench = Workbench(weights=weights, imgsz=info.imgsz, names=info.names,
-                      settings=BackendSettings(threads=args.threads), calib_images=dataset.images("train"))
+    bench = Workbench(
+        weights=weights,
+        imgsz=info.imgsz,
+        names=info.names,
+        settings=BackendSettings(threads=args.threads),
+        calib_images=dataset.images("train"),
+    )
     machine = history.machine_id()
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     common = {"machine": machine, "date": stamp, "command": command.strip()}
 
-    print(f"# Measured on {history.cpu_model()} ({history.machine_info(args.threads)['logical_cpus']} "
-          f"logical CPUs, flags {' '.join(history.cpu_flags())}), machine id {machine}, {args.threads} "
-          f"thread(s), weights {weights.name} at {info.imgsz} px.\n")
+    print(
+        f"# Measured on {history.cpu_model()} ({history.machine_info(args.threads)['logical_cpus']} "
+        f"logical CPUs, flags {' '.join(history.cpu_flags())}), machine id {machine}, {args.threads} "
+        f"thread(s), weights {weights.name} at {info.imgsz} px.\n"
+    )
 
     backend_of = {REGISTRY[n].artifact_format: n for n in REGISTRY}
 
@@ -95,20 +106,28 @@ def main(argv: list[str] | None = None) -> int:
                 loaded[name] = bench.load(name)
         x = preprocess(dataset.images("val")[: budget.batch], info.imgsz)[0]
         num_b, den_b = loaded[budget.numerator], loaded[budget.denominator]
-        result, num, den = measure_latency(budget, lambda b=num_b, x=x: b.run(x),
-                                           lambda b=den_b, x=x: b.run(x), rounds=args.rounds,
-                                           warmup=args.warmup)
+        result, num, den = measure_latency(
+            budget,
+            lambda b=num_b, x=x: b.run(x),
+            lambda b=den_b, x=x: b.run(x),
+            rounds=args.rounds,
+            warmup=args.warmup,
+        )
         if budget.batch == 1:
             medians.setdefault(budget.numerator, []).append(float(np.median(num)) * 1e3)
             medians.setdefault(budget.denominator, []).append(float(np.median(den)) * 1e3)
         measured = {"rounds": args.rounds, "threads": args.threads, **common}
-        print(latency_toml(budget, result, max_ratio=_round_up(result.ci_high * args.headroom),
-                           measured=measured))
+        print(
+            latency_toml(
+                budget, result, max_ratio=_round_up(result.ci_high * args.headroom), measured=measured
+            )
+        )
 
     if medians:
         print("# Optional: this machine's absolute budgets (1.5 x the measured median, batch 1).")
-        print(absolute_toml(machine, {k: float(np.median(v)) for k, v in medians.items()},
-                            threads=args.threads))
+        print(
+            absolute_toml(machine, {k: float(np.median(v)) for k, v in medians.items()}, threads=args.threads)
+        )
     return 0
 
 

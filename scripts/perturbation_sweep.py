@@ -22,8 +22,12 @@ from detbench.perturb import perturb_conv_weight
 from detbench.postprocess import postprocess
 from detbench.preprocess import load_image, preprocess
 
-NODES = ["/model.22/cv3.0/cv3.0.2/Conv", "/model.22/cv2.0/cv2.0.2/Conv", "/model.6/m.0/cv1/conv/Conv",
-         "/model.0/conv/Conv"]
+NODES = [
+    "/model.22/cv3.0/cv3.0.2/Conv",
+    "/model.22/cv2.0/cv2.0.2/Conv",
+    "/model.6/m.0/cv1/conv/Conv",
+    "/model.0/conv/Conv",
+]
 DELTAS = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5]
 
 
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ds = load_dataset(synthetic_dataset())
     bench = Workbench(weights=weights, imgsz=info.imgsz, names=info.names)
     ref = bench.load("pytorch")
-    x, infos = preprocess([load_image(p) for p in ds.images("val")[:args.images]], info.imgsz)
+    x, infos = preprocess([load_image(p) for p in ds.images("val")[: args.images]], info.imgsz)
     r = ref.run(x)
     ref_det = postprocess(r, infos, info.names)
     tol = TOLERANCES["onnxruntime"]
@@ -60,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
                 b.load(path)
                 o = b.run(x)
                 raw = caught(lambda o=o: assert_outputs_close(r, o, tol))
-                det = caught(lambda o=o: assert_detections_match(ref_det, postprocess(o, infos, info.names), tol))
-                print(f"{node:<34} {delta:>8.0e}  {'caught' if raw else 'missed':>8}  {'caught' if det else 'missed':>10}")
+                det = caught(
+                    lambda o=o: assert_detections_match(ref_det, postprocess(o, infos, info.names), tol)
+                )
+                verdicts = ["caught" if hit else "missed" for hit in (raw, det)]
+                print(f"{node:<34} {delta:>8.0e}  {verdicts[0]:>8}  {verdicts[1]:>10}")
                 if raw:
                     smallest = delta
             print(f"  smallest delta caught by the raw-head check: {smallest}")

@@ -22,8 +22,9 @@ def reference_accuracy(reference: BaseBackend, dataset, model_info, val_limit) -
     return evaluate(reference, dataset, imgsz=model_info.imgsz, limit=val_limit).to_dict()
 
 
-def test_reference_agrees_with_ultralytics_val(reference_accuracy: dict, baseline, dataset_yaml,
-                                               model_info, val_limit) -> None:
+def test_reference_agrees_with_ultralytics_val(
+    reference_accuracy: dict, baseline, dataset_yaml, model_info, val_limit
+) -> None:
     """Our adapter path scores the baseline within 0.01 of YOLO(weights).val() on the same split."""
     if val_limit is not None:
         pytest.skip("YOLO.val() scores the whole split; --detbench-val-images limits ours")
@@ -34,8 +35,9 @@ def test_reference_agrees_with_ultralytics_val(reference_accuracy: dict, baselin
     assert reference_accuracy["mAP50-95"] == pytest.approx(float(theirs.box.map), abs=0.01)
 
 
-def test_accuracy_matches_reference(backend: BaseBackend, reference_accuracy: dict, dataset, model_info,
-                                    val_limit, record_property) -> None:
+def test_accuracy_matches_reference(
+    backend: BaseBackend, reference_accuracy: dict, dataset, model_info, val_limit, record_property
+) -> None:
     """fp32 backends within 0.005 of the baseline; INT8 within 0.02 overall, no class 0.05 below."""
     out = evaluate(backend, dataset, imgsz=model_info.imgsz, limit=val_limit).to_dict()
     record_property("mAP50", out["mAP50"])
@@ -45,7 +47,11 @@ def test_accuracy_matches_reference(backend: BaseBackend, reference_accuracy: di
 
 def test_accuracy_check_catches_a_collapsed_model(reference_accuracy: dict) -> None:
     """A model that scores zero (what naive INT8 did) fails even the loosest bound."""
-    dead = {**reference_accuracy, "mAP50": 0.0, "mAP50-95": 0.0,
-            "per_class": {k: {**v, "mAP50": 0.0} for k, v in reference_accuracy["per_class"].items()}}
+    dead = {
+        **reference_accuracy,
+        "mAP50": 0.0,
+        "mAP50-95": 0.0,
+        "per_class": {k: {**v, "mAP50": 0.0} for k, v in reference_accuracy["per_class"].items()},
+    }
     with pytest.raises(OutputMismatch, match="mAP50"):
         assert_accuracy_close(reference_accuracy, dead, TOLERANCES["onnxruntime-int8"])

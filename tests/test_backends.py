@@ -70,8 +70,11 @@ def test_fixed_batch_artifact_says_so(workbench, tmp_path: Path) -> None:
     from detbench.cache import ArtifactCache
     from detbench.export import Exporter
 
-    exp = Exporter(workbench.weights, dataclasses.replace(workbench.exporter.settings, dynamic_batch=False),
-                   cache=ArtifactCache(tmp_path))
+    exp = Exporter(
+        workbench.weights,
+        dataclasses.replace(workbench.exporter.settings, dynamic_batch=False),
+        cache=ArtifactCache(tmp_path),
+    )
     b = create("onnxruntime")
     b.load(exp.get("onnx").path)
     x = np.zeros((2, 3, workbench.imgsz, workbench.imgsz), np.float32)
@@ -84,8 +87,15 @@ def _ultralytics_predict(weights: Path, rgb: np.ndarray, imgsz: int, names) -> D
     from ultralytics import YOLO
 
     # Same decoded pixels for both sides (BGR for ultralytics); rect=False: square letterbox like ours.
-    r = YOLO(str(weights)).predict(source=np.ascontiguousarray(rgb[..., ::-1]), imgsz=imgsz, rect=False,
-                                   conf=0.25, iou=0.7, device="cpu", verbose=False)[0]
+    r = YOLO(str(weights)).predict(
+        source=np.ascontiguousarray(rgb[..., ::-1]),
+        imgsz=imgsz,
+        rect=False,
+        conf=0.25,
+        iou=0.7,
+        device="cpu",
+        verbose=False,
+    )[0]
     b = r.boxes
     return Detections(b.xyxy.numpy(), b.conf.numpy(), b.cls.numpy().astype(np.int64), tuple(names))
 
@@ -96,8 +106,9 @@ def _images() -> list:
 
 
 @pytest.mark.parametrize("source", _images())
-def test_pipeline_matches_ultralytics_predict(reference: BaseBackend, baseline: Path, model_info,
-                                              source) -> None:
+def test_pipeline_matches_ultralytics_predict(
+    reference: BaseBackend, baseline: Path, model_info, source
+) -> None:
     """Our preprocessing + eager PyTorch + postprocessing = YOLO(weights).predict(): same count,
     classes, IoU >= 0.99, scores within 1e-3."""
     image = load_image(source) if isinstance(source, Path) else make_scene(11, "val", source[1], 160)[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +77,10 @@ def val_batch(dataset, model_info):
 
 # -- the committed budgets ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("budget", [pytest.param(b, id=b.artifact, marks=_marks(b.artifact, b.relative_to))
-                                    for b in BUDGETS.size])
+
+@pytest.mark.parametrize(
+    "budget", [pytest.param(b, id=b.artifact, marks=_marks(b.artifact, b.relative_to)) for b in BUDGETS.size]
+)
 def test_size_budget(budget: SizeBudget, workbench, baseline: Path) -> None:
     """Each artifact is no bigger than its budget times the checkpoint (or another artifact)."""
     _skip_without_openvino(budget.artifact, budget.relative_to)
@@ -90,26 +92,39 @@ def test_size_budget(budget: SizeBudget, workbench, baseline: Path) -> None:
     assert result.passed, result.reason
 
 
-@pytest.mark.parametrize("budget", [pytest.param(b, id=b.name, marks=_marks(b.numerator, b.denominator))
-                                    for b in BUDGETS.latency])
+@pytest.mark.parametrize(
+    "budget", [pytest.param(b, id=b.name, marks=_marks(b.numerator, b.denominator)) for b in BUDGETS.latency]
+)
 def test_latency_budget(budget: LatencyBudget, load_backend, val_batch) -> None:
     """The interleaved median latency ratio is within budget (or its CI reaches it)."""
     _skip_without_openvino(budget.numerator, budget.denominator)
     num, den = load_backend(budget.numerator), load_backend(budget.denominator)
     x = val_batch(budget.batch)
-    result, _, _ = measure_latency(budget, lambda: num.run(x), lambda: den.run(x), rounds=ROUNDS,
-                                   warmup=WARMUP)
+    result, _, _ = measure_latency(
+        budget, lambda: num.run(x), lambda: den.run(x), rounds=ROUNDS, warmup=WARMUP
+    )
     assert result.passed, latency_message(result)
 
 
 _ABSOLUTE = BUDGETS.absolute_for(MACHINE)
 
 
-@pytest.mark.parametrize("budget", [pytest.param(b, id=b.backend, marks=_marks(b.backend)) for b in _ABSOLUTE]
-                         or [pytest.param(None, id="none", marks=pytest.mark.skip(
-                             reason=f'no [absolute."{MACHINE}"] table in budgets.toml for this machine'))])
-def test_absolute_budget_of_this_machine(budget: AbsoluteBudget, load_backend, val_batch,
-                                         pytestconfig) -> None:
+@pytest.mark.parametrize(
+    "budget",
+    [pytest.param(b, id=b.backend, marks=_marks(b.backend)) for b in _ABSOLUTE]
+    or [
+        pytest.param(
+            None,
+            id="none",
+            marks=pytest.mark.skip(
+                reason=f'no [absolute."{MACHINE}"] table in budgets.toml for this machine'
+            ),
+        )
+    ],
+)
+def test_absolute_budget_of_this_machine(
+    budget: AbsoluteBudget, load_backend, val_batch, pytestconfig
+) -> None:
     """This machine's absolute milliseconds hold, at the threads its table was written for."""
     _skip_without_openvino(budget.backend)
     threads = pytestconfig.getoption("--detbench-threads")
@@ -121,6 +136,7 @@ def test_absolute_budget_of_this_machine(budget: AbsoluteBudget, load_backend, v
 
 
 # -- the checks themselves -----------------------------------------------------------------------------
+
 
 class TestLatencyCheck:
     BUDGET = LatencyBudget("onnxruntime/pytorch", "onnxruntime", "pytorch", max_ratio=1.2)
@@ -184,8 +200,12 @@ class TestSizeCheck:
 
 class TestAbsoluteBudgets:
     def doc(self, other_ms: float = 1.0, own_ms: float = 50.0) -> dict:
-        return {"absolute": {"ffffffffffff": {"onnxruntime": other_ms},
-                             MACHINE: {"threads": 1, "onnxruntime": own_ms, "pytorch": own_ms}}}
+        return {
+            "absolute": {
+                "ffffffffffff": {"onnxruntime": other_ms},
+                MACHINE: {"threads": 1, "onnxruntime": own_ms, "pytorch": own_ms},
+            }
+        }
 
     def test_another_machines_budget_is_not_applied(self) -> None:
         """Only this machine's table is selected; another id's (impossibly tight) budget is left out."""
@@ -213,8 +233,10 @@ class TestAbsoluteBudgets:
         """The [absolute] table measure_budgets.py prints loads back with headroom applied."""
         text = absolute_toml(MACHINE, {"onnxruntime": 4.0, "onnxruntime-int8": 2.0}, threads=2)
         budgets = loads(text).absolute_for(MACHINE)
-        assert {(b.backend, b.max_ms, b.threads) for b in budgets} == {("onnxruntime", 6.0, 2),
-                                                                      ("onnxruntime-int8", 3.0, 2)}
+        assert {(b.backend, b.max_ms, b.threads) for b in budgets} == {
+            ("onnxruntime", 6.0, 2),
+            ("onnxruntime-int8", 3.0, 2),
+        }
 
 
 class TestBudgetFile:
@@ -222,25 +244,53 @@ class TestBudgetFile:
         """Every export format has a size budget, and each latency ratio names two backends."""
         assert {b.artifact for b in BUDGETS.size} >= {"torchscript", "onnx", "onnx-int8"}
         assert BUDGETS.latency
-        assert all(b.numerator in REGISTRY and b.denominator in REGISTRY
-                                       for b in BUDGETS.latency)
+        assert all(b.numerator in REGISTRY and b.denominator in REGISTRY for b in BUDGETS.latency)
 
-    @pytest.mark.parametrize(("doc", "match"), [
-        ({"speed": {}}, "unknown key.*speed"),
-        ({"size": {"onnx": {"relative_to": "checkpoint", "max_ratio": -1}}}, r"\[size.onnx\] max_ratio"),
-        ({"size": {"onnx": {"relative_to": "onnx", "max_ratio": 1}}}, "different artifact"),
-        ({"size": {"tflite": {"relative_to": "onnx", "max_ratio": 1}}}, "artifact is 'tflite'"),
-        ({"latency": {"x": {"numerator": "tensorrt", "denominator": "pytorch", "max_ratio": 1}}},
-         r'\[latency."x"\] numerator'),
-        ({"latency": {"x": {"numerator": "pytorch", "denominator": "pytorch", "max_ratio": 1}}}, "both"),
-        ({"latency": {"x": {"numerator": "onnxruntime", "denominator": "pytorch", "max_ratio": True}}},
-         "positive number"),
-        ({"latency": {"x": {"numerator": "onnxruntime", "denominator": "pytorch", "max_ratio": 1,
-                            "rounds": 5}}}, "unknown key.*rounds"),
-        ({"absolute": {"abc": {"onnxruntime": "fast"}}}, r'\[absolute."abc"\] onnxruntime'),
-        ({"absolute": {"abc": {"threads": 0, "onnxruntime": 3.0}}}, "threads"),
-    ], ids=["section", "negative", "self-relative", "format", "backend", "same", "bool", "key", "ms",
-            "threads"])
+    @pytest.mark.parametrize(
+        ("doc", "match"),
+        [
+            ({"speed": {}}, "unknown key.*speed"),
+            ({"size": {"onnx": {"relative_to": "checkpoint", "max_ratio": -1}}}, r"\[size.onnx\] max_ratio"),
+            ({"size": {"onnx": {"relative_to": "onnx", "max_ratio": 1}}}, "different artifact"),
+            ({"size": {"tflite": {"relative_to": "onnx", "max_ratio": 1}}}, "artifact is 'tflite'"),
+            (
+                {"latency": {"x": {"numerator": "tensorrt", "denominator": "pytorch", "max_ratio": 1}}},
+                r'\[latency."x"\] numerator',
+            ),
+            ({"latency": {"x": {"numerator": "pytorch", "denominator": "pytorch", "max_ratio": 1}}}, "both"),
+            (
+                {"latency": {"x": {"numerator": "onnxruntime", "denominator": "pytorch", "max_ratio": True}}},
+                "positive number",
+            ),
+            (
+                {
+                    "latency": {
+                        "x": {
+                            "numerator": "onnxruntime",
+                            "denominator": "pytorch",
+                            "max_ratio": 1,
+                            "rounds": 5,
+                        }
+                    }
+                },
+                "unknown key.*rounds",
+            ),
+            ({"absolute": {"abc": {"onnxruntime": "fast"}}}, r'\[absolute."abc"\] onnxruntime'),
+            ({"absolute": {"abc": {"threads": 0, "onnxruntime": 3.0}}}, "threads"),
+        ],
+        ids=[
+            "section",
+            "negative",
+            "self-relative",
+            "format",
+            "backend",
+            "same",
+            "bool",
+            "key",
+            "ms",
+            "threads",
+        ],
+    )
     def test_malformed_entry_names_file_and_entry(self, doc: dict, match: str) -> None:
         """Each malformed entry raises BudgetError naming the file and the entry."""
         with pytest.raises(BudgetError, match=match) as info:
@@ -304,7 +354,7 @@ RUN_NO_DATA = {"machine_info": {}, "benchmarks": [{"name": "b", "stats": {"media
 
 
 class TestHistory:
-    NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
     def test_run_is_saved_under_timestamp_and_machine(self, tmp_path: Path) -> None:
         """The file is <UTC stamp>_<machine>.json holding the run; no temp file is left behind."""

@@ -23,8 +23,13 @@ pytestmark = pytest.mark.timeout(180)
 
 def _spawn(tmp_path: Path, code: str, *args: object) -> subprocess.Popen:
     env = {**os.environ, "DETBENCH_CACHE": str(tmp_path / "cache")}
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _sigkill(proc: subprocess.Popen) -> None:
@@ -82,7 +87,9 @@ _BARRIER = """
             time.sleep(0.005)
 """
 
-_EXPORT_RACE = _BARRIER + """
+_EXPORT_RACE = (
+    _BARRIER
+    + """
     from detbench.cache import ArtifactCache
     from detbench.export import Exporter, ExportSettings
 
@@ -93,6 +100,7 @@ _EXPORT_RACE = _BARRIER + """
     print(json.dumps({"sha256": art.sha256, "path": str(art.path), "builds": exporter.cache.builds,
                       "hits": exporter.cache.hits}))
 """
+)
 
 
 def test_two_processes_export_once(tmp_path: Path, baseline: Path, model_info) -> None:
@@ -162,7 +170,9 @@ def test_killed_export_is_not_reused(tmp_path: Path, baseline: Path, model_info)
 
 SMALL = SynthConfig(train=4, val=2, imgsz=64, seed=7)
 
-_DATASET_RACE = _BARRIER + """
+_DATASET_RACE = (
+    _BARRIER
+    + """
     import detbench.baseline as baseline
     from detbench.data import SynthConfig
 
@@ -179,6 +189,7 @@ _DATASET_RACE = _BARRIER + """
     wait_for_go()
     print(json.dumps({"data_yaml": str(baseline.synthetic_dataset(cfg))}))
 """
+)
 
 
 def _assert_complete(data_yaml: Path, cfg: SynthConfig, tmp_path: Path) -> None:

@@ -64,20 +64,28 @@ def test_data_yaml_has_the_ten_classes_in_order(tmp_path: Path) -> None:
 def test_labels_are_valid_yolo_boxes_inside_the_image(tmp_path: Path) -> None:
     """Every label line has a known class and a normalised box inside the image."""
     root = write_synthetic(tmp_path, SynthConfig(train=40, val=0 + 1, imgsz=128, seed=0)).parent
-    rows = np.array([line.split() for f in sorted((root / "labels").rglob("*.txt"))
-                     for line in f.read_text().splitlines()], dtype=float)
+    rows = np.array(
+        [
+            line.split()
+            for f in sorted((root / "labels").rglob("*.txt"))
+            for line in f.read_text().splitlines()
+        ],
+        dtype=float,
+    )
     assert len(rows) > 100
     cls, xywh = rows[:, 0], rows[:, 1:]
     assert set(np.unique(cls).astype(int)) == set(range(10)), "every class appears in 40 scenes"
     assert (xywh[:, 2:] > 0).all()
-    assert (xywh[:, :2] - xywh[:, 2:] / 2 >= -1e-6).all() and (xywh[:, :2] + xywh[:, 2:] / 2 <= 1 + 1e-6).all()
+    assert (xywh[:, :2] - xywh[:, 2:] / 2 >= -1e-6).all() and (
+        xywh[:, :2] + xywh[:, 2:] / 2 <= 1 + 1e-6
+    ).all()
 
 
 def test_sunglasses_are_small_relative_to_dresses() -> None:
     """Garment sizes stay realistic: sunglasses are far smaller than dresses or pants."""
     areas: dict[int, list[float]] = {}
     for i in range(60):
-        image, boxes = make_scene(0, "train", i, 128)
+        _, boxes = make_scene(0, "train", i, 128)
         for b in boxes:
             areas.setdefault(b.cls, []).append((b.x1 - b.x0) * (b.y1 - b.y0))
     assert np.median(areas[0]) * 8 < np.median(areas[7])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import BACKEND_PARAMS
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import BACKEND_PARAMS
 from detbench.backends import REGISTRY, BaseBackend
 from detbench.compare import TOLERANCES, assert_detections_match, assert_outputs_close
 from detbench.postprocess import postprocess
@@ -44,20 +44,22 @@ def test_detections_match_pytorch(backend: BaseBackend, reference: BaseBackend, 
     assert_detections_match(ref, out, TOLERANCES[backend.name], label=backend.name)
 
 
-def test_detections_match_on_val_images(backend: BaseBackend, reference: BaseBackend, model_info,
-                                        dataset) -> None:
+def test_detections_match_on_val_images(
+    backend: BaseBackend, reference: BaseBackend, model_info, dataset
+) -> None:
     """The same on the first 32 synthetic val images, where the baseline finds many garments."""
     from detbench.preprocess import load_image
 
     paths = dataset.images("val")[:32]
     x, infos = preprocess([load_image(p) for p in paths], model_info.imgsz)
     step = _max_batch(backend)
-    chunks = [x[i:i + step] for i in range(0, len(x), step)]  # same batches on both sides
+    chunks = [x[i : i + step] for i in range(0, len(x), step)]  # same batches on both sides
     raw = np.concatenate([backend.run(c) for c in chunks])
     ref = postprocess(np.concatenate([reference.run(c) for c in chunks]), infos, model_info.names)
     assert sum(len(d) for d in ref) > 32, "the baseline should detect garments on val images"
-    assert_detections_match(ref, postprocess(raw, infos, model_info.names), TOLERANCES[backend.name],
-                            label=backend.name)
+    assert_detections_match(
+        ref, postprocess(raw, infos, model_info.names), TOLERANCES[backend.name], label=backend.name
+    )
 
 
 def test_repeated_runs_are_bit_identical(backend: BaseBackend, model_info, dataset) -> None:

@@ -59,14 +59,16 @@ def test_cache_key_covers_settings_and_versions(baseline: Path, tmp_path: Path) 
     """Opset, size and versions change the key; the INT8 recipe changes only the INT8 key."""
     exp = Exporter(baseline, cache=ArtifactCache(tmp_path))
     other = Exporter(baseline, dataclasses.replace(exp.settings, opset=16), cache=exp.cache)
-    int8 = Exporter(baseline, dataclasses.replace(exp.settings, int8=Int8Recipe(method="MinMax")),
-                    cache=exp.cache)
+    int8 = Exporter(
+        baseline, dataclasses.replace(exp.settings, int8=Int8Recipe(method="MinMax")), cache=exp.cache
+    )
     key = exp.cache.key
     assert key("onnx", exp.fields("onnx")) != key("onnx", other.fields("onnx"))
     assert key("onnx", exp.fields("onnx")) == key("onnx", int8.fields("onnx"))
     assert key("onnx-int8", exp.fields("onnx-int8")) != key("onnx-int8", int8.fields("onnx-int8"))
     assert {"torch", "ultralytics", "onnx", "onnxruntime", "openvino", "python"} <= set(
-        exp.fields("onnx")["versions"])
+        exp.fields("onnx")["versions"]
+    )
 
 
 def test_onnx_metadata_records_names_and_size(workbench) -> None:

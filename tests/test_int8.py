@@ -21,9 +21,12 @@ NAIVE = Int8Recipe(calibration_images=64, method="MinMax", keep_fp32=(), reduce_
 
 @pytest.fixture(scope="module")
 def naive_int8(workbench, tmp_path_factory: pytest.TempPathFactory):
-    exp = Exporter(workbench.weights, dataclasses.replace(workbench.exporter.settings, int8=NAIVE),
-                   cache=ArtifactCache(tmp_path_factory.mktemp("naive-int8")),
-                   calib_images=workbench.calib_images)
+    exp = Exporter(
+        workbench.weights,
+        dataclasses.replace(workbench.exporter.settings, int8=NAIVE),
+        cache=ArtifactCache(tmp_path_factory.mktemp("naive-int8")),
+        calib_images=workbench.calib_images,
+    )
     backend = create("onnxruntime-int8")
     backend.load(exp.get("onnx-int8").path)
     return backend

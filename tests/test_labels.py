@@ -24,6 +24,7 @@ def _bad_line(line: str):
     def corrupt(root: Path) -> str:
         (root / LABEL).write_text(f"{GOOD_LINE}\n{line}\n")
         return f"{LABEL}:2:"
+
     corrupt.__name__ = line
     return corrupt
 
@@ -89,8 +90,11 @@ class TestValidateDataset:
     @pytest.mark.parametrize("key", ["train", "val", "names"])
     def test_missing_yaml_key_is_refused_on_load(self, synth, key):
         """A data.yaml without train, val or names is refused by load_dataset, naming the file and key."""
-        kept = [line for line in synth.read_text().splitlines()
-                if not line.startswith(f"{key}:") and not (key == "names" and line.startswith("  "))]
+        kept = [
+            line
+            for line in synth.read_text().splitlines()
+            if not line.startswith(f"{key}:") and not (key == "names" and line.startswith("  "))
+        ]
         synth.write_text("\n".join(line for line in kept if not line.startswith("nc:")) + "\n")
         with pytest.raises(DatasetError, match=f"missing key\\(s\\): {key}") as exc:
             load_dataset(synth)

@@ -31,8 +31,12 @@ def test_perturbed_onnx_fails_equivalence(workbench, reference, val_batch, tmp_p
     backend = create("onnxruntime")
     backend.load(broken)
     with pytest.raises(OutputMismatch) as info:
-        assert_outputs_close(reference.run(val_batch), backend.run(val_batch), TOLERANCES["onnxruntime"],
-                             label="perturbed onnxruntime")
+        assert_outputs_close(
+            reference.run(val_batch),
+            backend.run(val_batch),
+            TOLERANCES["onnxruntime"],
+            label="perturbed onnxruntime",
+        )
     msg = str(info.value)
     assert "outputs differ beyond" in msg and "worst excess at image" in msg and "channel" in msg
     assert "max abs" in msg and "max rel" in msg

@@ -47,8 +47,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def _png_header_only(w: int, h: int) -> bytes:
     """A PNG whose IHDR claims w x h greyscale pixels, followed by a token IDAT: tiny on disk."""
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
-            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 _ORIENT = {  # EXIF orientation -> what a viewer shows, written independently of Pillow
@@ -173,8 +177,10 @@ class TestLoadImage:
     @pytest.mark.parametrize("orientation", range(1, 9))
     def test_exif_orientation_jpeg(self, tmp_path, orientation):
         """Every EXIF orientation in a JPEG is applied (compared on 16-pixel colour blocks)."""
-        colours = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]],
-                            [[255, 255, 0], [0, 255, 255], [255, 0, 255]]], dtype=np.uint8)
+        colours = np.array(
+            [[[255, 0, 0], [0, 255, 0], [0, 0, 255]], [[255, 255, 0], [0, 255, 255], [255, 0, 255]]],
+            dtype=np.uint8,
+        )
         arr = colours.repeat(16, axis=0).repeat(16, axis=1)
         exif = Image.Exif()
         exif[0x0112] = orientation
@@ -266,10 +272,30 @@ class TestLoadImageErrors:
 class TestLetterbox:
     @pytest.mark.parametrize(
         ("h", "w", "imgsz"),
-        [(96, 64, 128), (64, 96, 128), (30, 20, 128), (128, 128, 128), (1, 300, 128), (333, 517, 128),
-         (127, 129, 128), (480, 640, 160), (50, 70, (96, 160)), (300, 80, (160, 96))],
-        ids=["portrait", "landscape", "upscale", "exact", "thin", "odd", "near-square", "vga",
-             "rect-target", "rect-target-tall"],
+        [
+            (96, 64, 128),
+            (64, 96, 128),
+            (30, 20, 128),
+            (128, 128, 128),
+            (1, 300, 128),
+            (333, 517, 128),
+            (127, 129, 128),
+            (480, 640, 160),
+            (50, 70, (96, 160)),
+            (300, 80, (160, 96)),
+        ],
+        ids=[
+            "portrait",
+            "landscape",
+            "upscale",
+            "exact",
+            "thin",
+            "odd",
+            "near-square",
+            "vga",
+            "rect-target",
+            "rect-target-tall",
+        ],
     )
     def test_matches_ultralytics_pixel_exactly(self, h, w, imgsz):
         """Our letterbox of an RGB image equals ultralytics' LetterBox of the BGR image, reversed."""
@@ -280,8 +306,9 @@ class TestLetterbox:
         assert info.new_shape == out.shape[:2]
 
     @settings(max_examples=25, deadline=None)
-    @given(h=st.integers(1, 400), w=st.integers(1, 400), s=st.integers(8, 160),
-           seed=st.integers(0, 2**32 - 1))
+    @given(
+        h=st.integers(1, 400), w=st.integers(1, 400), s=st.integers(8, 160), seed=st.integers(0, 2**32 - 1)
+    )
     def test_matches_ultralytics_on_any_shape(self, h, w, s, seed):
         """Parity with LetterBox holds for any image and target size."""
         rgb = _noise(h, w, seed)
@@ -308,8 +335,12 @@ class TestLetterbox:
 
     @pytest.mark.parametrize(
         "arr",
-        [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4, 3), np.float32),
-         np.zeros((0, 4, 3), np.uint8)],
+        [
+            np.zeros((4, 4), np.uint8),
+            np.zeros((4, 4, 4), np.uint8),
+            np.zeros((4, 4, 3), np.float32),
+            np.zeros((0, 4, 3), np.uint8),
+        ],
         ids=["2d", "4-channel", "float", "empty"],
     )
     def test_bad_array_raises(self, arr):
@@ -329,8 +360,10 @@ class TestLetterbox:
 
 class TestUnletterbox:
     @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-    @pytest.mark.parametrize(("h", "w", "s"), [(96, 64, 128), (64, 96, 128), (333, 517, 128), (1, 300, 64),
-                                                (128, 128, 128), (20, 30, 160)])
+    @pytest.mark.parametrize(
+        ("h", "w", "s"),
+        [(96, 64, 128), (64, 96, 128), (333, 517, 128), (1, 300, 64), (128, 128, 128), (20, 30, 160)],
+    )
     def test_matches_scale_boxes(self, h, w, s, dtype):
         """Letterbox boxes map back exactly as ultralytics' scale_boxes maps them, padding and all."""
         _, info = letterbox(_noise(h, w), s)
@@ -420,8 +453,17 @@ class TestPreprocess:
             ({"images": [np.zeros((4, 4), np.uint8)]}, ValueError, r"images\[0\]"),
             ({"images": np.zeros((4, 4, 3), np.uint8)}, TypeError, "sequence"),
         ],
-        ids=["mode", "imgsz-zero", "imgsz-negative", "empty", "mean-length", "std-zero", "not-an-image",
-             "bad-array", "bare-array"],
+        ids=[
+            "mode",
+            "imgsz-zero",
+            "imgsz-negative",
+            "empty",
+            "mean-length",
+            "std-zero",
+            "not-an-image",
+            "bad-array",
+            "bare-array",
+        ],
     )
     def test_bad_arguments_raise(self, kwargs, error, match):
         """Bad arguments raise with a message naming the argument."""

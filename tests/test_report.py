@@ -28,6 +28,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # -- one shared run ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_data(dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first TINY_VAL val images of the dataset under test; train points at the full train split so
@@ -47,9 +48,19 @@ def tiny_data(dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _epoch(i: int) -> dict:
     loss = 3.0 / i
-    return {"epoch": i, "train_box_loss": loss, "train_cls_loss": 2 * loss, "train_dfl_loss": loss / 2,
-            "val_box_loss": loss, "val_cls_loss": 2 * loss, "val_dfl_loss": loss / 2, "precision": 0.1 * i,
-            "recall": 0.1 * i, "mAP50": 0.1 * i, "mAP50-95": 0.05 * i}
+    return {
+        "epoch": i,
+        "train_box_loss": loss,
+        "train_cls_loss": 2 * loss,
+        "train_dfl_loss": loss / 2,
+        "val_box_loss": loss,
+        "val_cls_loss": 2 * loss,
+        "val_dfl_loss": loss / 2,
+        "precision": 0.1 * i,
+        "recall": 0.1 * i,
+        "mAP50": 0.1 * i,
+        "mAP50-95": 0.05 * i,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,21 +74,31 @@ def weights(baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     if real.is_file() and json.loads(real.read_text()).get("weights_sha256") == sha256_file(baseline):
         shutil.copy2(real, folder / "metrics.json")
     else:
-        doc = {"schema": 1, "weights_sha256": sha256_file(dest), "epochs": [_epoch(1), _epoch(2), _epoch(3)],
-               "final": {"mAP50": 0.3, "mAP50-95": 0.15}, "per_class": {}}
+        doc = {
+            "schema": 1,
+            "weights_sha256": sha256_file(dest),
+            "epochs": [_epoch(1), _epoch(2), _epoch(3)],
+            "final": {"mAP50": 0.3, "mAP50-95": 0.15},
+            "per_class": {},
+        }
         (folder / "metrics.json").write_text(json.dumps(doc))
     return dest
 
 
 def _benchmark_run(stamp: str, medians_s: dict[str, float]) -> dict:
-    return {"datetime": stamp, "benchmarks": [
-        {"name": n, "fullname": f"tests/benchmarks/test_latency.py::{n}", "stats": {"median": m}}
-        for n, m in medians_s.items()]}
+    return {
+        "datetime": stamp,
+        "benchmarks": [
+            {"name": n, "fullname": f"tests/benchmarks/test_latency.py::{n}", "stats": {"median": m}}
+            for n, m in medians_s.items()
+        ],
+    }
 
 
 @pytest.fixture(scope="module")
-def run(pytestconfig: pytest.Config, weights: Path, tiny_data: Path,
-        tmp_path_factory: pytest.TempPathFactory) -> dict:
+def run(
+    pytestconfig: pytest.Config, weights: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict:
     """Run ``detbench report`` once, in-process, from a scratch cwd holding two saved benchmark runs."""
     cwd = tmp_path_factory.mktemp("cwd")
     hist = cwd / ".benchmarks" / "Linux-CPython-3.11-64bit"
@@ -85,14 +106,30 @@ def run(pytestconfig: pytest.Config, weights: Path, tiny_data: Path,
     (hist / "0001_a.json").write_text(json.dumps(_benchmark_run("2026-01-01T00:00:00", {"t[onnx]": 0.004})))
     (hist / "0002_b.json").write_text(json.dumps(_benchmark_run("2026-01-02T00:00:00", {"t[onnx]": 0.005})))
     out = cwd / "report"
-    argv = ["report", "--weights", str(weights), "--data", str(tiny_data), "--quick", "--rounds", str(ROUNDS),
-            "--batch", str(BATCH), "--out", str(out),
-            "--threads", str(pytestconfig.getoption("--detbench-threads"))]
+    argv = [
+        "report",
+        "--weights",
+        str(weights),
+        "--data",
+        str(tiny_data),
+        "--quick",
+        "--rounds",
+        str(ROUNDS),
+        "--batch",
+        str(BATCH),
+        "--out",
+        str(out),
+        "--threads",
+        str(pytestconfig.getoption("--detbench-threads")),
+    ]
     for item in pytestconfig.getoption("--detbench-artifact"):
         argv += ["--artifact", item]
     stdout, stderr = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), \
-            contextlib.redirect_stderr(stderr):
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+    ):
         mp.chdir(cwd)
         code = cli.main(argv)
     assert code == 0, stderr.getvalue()
@@ -111,6 +148,7 @@ def rows(doc: dict) -> dict[str, dict]:
 
 # -- schema -----------------------------------------------------------------------------------------
 
+
 def _is(value: object, kind: type | tuple[type, ...]) -> bool:
     if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
         return False  # JSON true is not a number
@@ -118,25 +156,80 @@ def _is(value: object, kind: type | tuple[type, ...]) -> bool:
 
 
 NUM = (int, float)
-TOP = {"schema": int, "created": str, "duration_s": NUM, "settings": dict, "environment": dict, "model": dict,
-       "peak": dict, "backends": list, "class_names": list, "training": dict, "history": dict, "plots": dict,
-       "notes": list}
-SETTINGS = {"weights": str, "weights_sha256": str, "data": str, "imgsz": int, "threads": int,
-            "batch": int, "val_images": int, "rounds": int, "warmup": int, "throughput_rounds": int,
-            "deviation_images": int, "quick": bool, "backends": list}
-ENVIRONMENT = {"cpu_model": str, "cpu_flags": list, "logical_cpus": int, "load_average": list,
-               "threads": int, "platform": str, "versions": dict, "git_commit": (str, type(None))}
-BACKEND = {"name": str, "reference": bool, "artifact": str, "artifact_bytes": int, "size_mb": NUM,
-           "dynamic_batch": bool, "describe": dict, "latency_ms": dict, "throughput": dict, "speedup": dict,
-           "accuracy": dict, "deviation": dict, "efficiency": dict}
+TOP = {
+    "schema": int,
+    "created": str,
+    "duration_s": NUM,
+    "settings": dict,
+    "environment": dict,
+    "model": dict,
+    "peak": dict,
+    "backends": list,
+    "class_names": list,
+    "training": dict,
+    "history": dict,
+    "plots": dict,
+    "notes": list,
+}
+SETTINGS = {
+    "weights": str,
+    "weights_sha256": str,
+    "data": str,
+    "imgsz": int,
+    "threads": int,
+    "batch": int,
+    "val_images": int,
+    "rounds": int,
+    "warmup": int,
+    "throughput_rounds": int,
+    "deviation_images": int,
+    "quick": bool,
+    "backends": list,
+}
+ENVIRONMENT = {
+    "cpu_model": str,
+    "cpu_flags": list,
+    "logical_cpus": int,
+    "load_average": list,
+    "threads": int,
+    "platform": str,
+    "versions": dict,
+    "git_commit": (str, type(None)),
+}
+BACKEND = {
+    "name": str,
+    "reference": bool,
+    "artifact": str,
+    "artifact_bytes": int,
+    "size_mb": NUM,
+    "dynamic_batch": bool,
+    "describe": dict,
+    "latency_ms": dict,
+    "throughput": dict,
+    "speedup": dict,
+    "accuracy": dict,
+    "deviation": dict,
+    "efficiency": dict,
+}
 NESTED = {
     "latency_ms": {"batch": int, "rounds": int, "p50": NUM, "p90": NUM, "p99": NUM, "mean": NUM},
     "speedup": {"ratio": NUM, "ci_low": NUM, "ci_high": NUM, "confidence": NUM},
-    "accuracy": {"mAP50": NUM, "mAP50-95": NUM, "precision": NUM, "recall": NUM, "images": int,
-                 "per_class": dict},
+    "accuracy": {
+        "mAP50": NUM,
+        "mAP50-95": NUM,
+        "precision": NUM,
+        "recall": NUM,
+        "images": int,
+        "per_class": dict,
+    },
     "deviation": {"images": int, "max_abs": NUM, "box_max_abs": NUM, "score_max_abs": NUM},
-    "throughput": {"batch": int, "rounds": int, "images_per_s": (*NUM, type(None)),
-                   "p50_ms": (*NUM, type(None)), "reason": (str, type(None))},
+    "throughput": {
+        "batch": int,
+        "rounds": int,
+        "images_per_s": (*NUM, type(None)),
+        "p50_ms": (*NUM, type(None)),
+        "reason": (str, type(None)),
+    },
 }
 
 
@@ -180,6 +273,7 @@ class TestSchema:
 
 
 # -- measurements -----------------------------------------------------------------------------------
+
 
 def _on_disk(path: Path) -> int:
     if path.is_dir():  # OpenVINO IR: the .xml and its weights .bin
@@ -229,15 +323,16 @@ class TestMeasurements:
             assert eff["gflops_per_s_batch1"] == pytest.approx(gflops / per_image_s)
             assert eff["peak_fraction_batch1"] == pytest.approx(eff["gflops_per_s_batch1"] / peak)
 
-    def test_reference_deviation_is_zero_and_others_recomputable(self, doc: dict, rows: dict,
-                                                                   workbench, tiny_data: Path) -> None:
+    def test_reference_deviation_is_zero_and_others_recomputable(
+        self, doc: dict, rows: dict, workbench, tiny_data: Path
+    ) -> None:
         """pytorch deviates 0 from itself; onnxruntime's reported deviation is reproduced independently."""
         from detbench.compare import deviation
         from detbench.data import load_dataset
         from detbench.preprocess import preprocess
 
         assert rows["pytorch"]["deviation"]["max_abs"] == 0.0
-        images = load_dataset(tiny_data).images("val")[:rows["onnxruntime"]["deviation"]["images"]]
+        images = load_dataset(tiny_data).images("val")[: rows["onnxruntime"]["deviation"]["images"]]
         x, _ = preprocess(images, doc["settings"]["imgsz"])
         ref, out = workbench.load("pytorch").run(x), workbench.load("onnxruntime").run(x)
         d = deviation(ref, out)
@@ -248,12 +343,14 @@ class TestMeasurements:
     def test_environment_flags_come_from_cpuinfo(self, doc: dict) -> None:
         """Reported CPU flags are a subset of the kernel's flag list (nothing invented)."""
         text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-        flags = {f for line in text.splitlines() if line.startswith("flags")
-                 for f in line.split(":")[1].split()}
+        flags = {
+            f for line in text.splitlines() if line.startswith("flags") for f in line.split(":")[1].split()
+        }
         assert set(doc["environment"]["cpu_flags"]) <= flags
 
 
 # -- outputs ----------------------------------------------------------------------------------------
+
 
 class TestOutputs:
     def test_all_four_plots_are_valid_pngs(self, run: dict) -> None:
@@ -301,6 +398,7 @@ class TestOutputs:
 
 # -- small units and errors -------------------------------------------------------------------------
 
+
 class TestPieces:
     def test_openvino_size_counts_xml_and_bin(self, tmp_path: Path) -> None:
         """An IR folder or its .xml counts both files; other files in the folder do not count."""
@@ -343,21 +441,26 @@ class TestPieces:
         assert "no throughput: fixed batch of 1" in md
         assert "no metrics.json here" in md
 
-    @pytest.mark.parametrize(("argv", "code", "needle"), [
-        (["report", "--backends", "tensorrt"], 2, "unknown backend(s) tensorrt"),
-        (["report", "--weights", "/nonexistent/w.pt"], 2, "/nonexistent/w.pt: no such file"),
-        (["report", "--rounds", "0"], 2, "must be positive"),
-    ])
-    def test_bad_arguments_fail_in_one_line(self, capsys: pytest.CaptureFixture[str], argv: list[str],
-                                            code: int, needle: str) -> None:
+    @pytest.mark.parametrize(
+        ("argv", "code", "needle"),
+        [
+            (["report", "--backends", "tensorrt"], 2, "unknown backend(s) tensorrt"),
+            (["report", "--weights", "/nonexistent/w.pt"], 2, "/nonexistent/w.pt: no such file"),
+            (["report", "--rounds", "0"], 2, "must be positive"),
+        ],
+    )
+    def test_bad_arguments_fail_in_one_line(
+        self, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, needle: str
+    ) -> None:
         """Bad report arguments exit non-zero with one line naming the argument."""
         assert cli.main(argv) == code
         err = capsys.readouterr().err.strip()
         assert needle in err
         assert len(err.splitlines()) == 1
 
-    def test_out_that_is_a_file_fails_before_measuring(self, tmp_path: Path, baseline: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    def test_out_that_is_a_file_fails_before_measuring(
+        self, tmp_path: Path, baseline: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """--out naming an existing file is refused at once, in one line naming it."""
         clash = tmp_path / "report"
         clash.write_text("")
@@ -410,8 +513,9 @@ def _peer(weights: Path, data: Path, imgsz: int, fmt: str) -> tuple[float, float
 PEER_FORMATS = [("-", "pytorch", 0.0), ("onnx", "onnxruntime", 0.02), ("torchscript", "torchscript", 0.02)]
 
 
-def test_agrees_with_ultralytics_benchmark(rows: dict, doc: dict, weights: Path, tiny_data: Path,
-                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_agrees_with_ultralytics_benchmark(
+    rows: dict, doc: dict, weights: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Same weights, images and size: sizes match ultralytics' benchmark like for like and mAP50-95
     agrees within 0.01 for every format both tools run."""
     monkeypatch.chdir(tmp_path)  # the peer appends to ./benchmarks.log

@@ -52,8 +52,9 @@ def untrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ultralytics.nn.tasks import DetectionModel
 
     path = tmp_path_factory.mktemp("untrained") / "untrained.pt"
-    torch.save({"model": DetectionModel("yolov8n.yaml", nc=10, verbose=False), "train_args": {"imgsz": 64}},
-               path)
+    torch.save(
+        {"model": DetectionModel("yolov8n.yaml", nc=10, verbose=False), "train_args": {"imgsz": 64}}, path
+    )
     return path
 
 
@@ -118,20 +119,29 @@ CASES = {
     # gate
     "gate-missing-runs": ("gate", 2, ["baseline, candidate"]),
     "gate-nonexistent-run": ("gate /nonexistent/a.json {truncated.json}", 1, ["/nonexistent/a.json"]),
-    "gate-truncated-json": ("gate {truncated.json} {truncated.json}", 1,
-                            ["truncated.json", "not valid JSON"]),
+    "gate-truncated-json": (
+        "gate {truncated.json} {truncated.json}",
+        1,
+        ["truncated.json", "not valid JSON"],
+    ),
     "gate-empty-json": ("gate {empty.json} {empty.json}", 1, ["empty.json", "empty"]),
     "gate-not-a-run": ("gate {not-a-run.json} {not-a-run.json}", 1, ["not-a-run.json", "benchmarks"]),
-    "gate-run-without-timings": ("gate {no-timings.json} {no-timings.json}", 1, ["no-timings.json",
-                                                                                 "--benchmark-save-data"]),
+    "gate-run-without-timings": (
+        "gate {no-timings.json} {no-timings.json}",
+        1,
+        ["no-timings.json", "--benchmark-save-data"],
+    ),
     "gate-directory": ("gate {dir} {dir}", 1, ["is a directory"]),
     "gate-alpha-out-of-range": ("gate {empty.json} {empty.json} --alpha 2", 2, ["--alpha"]),
     # ab
     "ab-missing-artifacts": ("ab", 2, ["a, b"]),
     "ab-nonexistent-artifact": ("ab /nonexistent/a.onnx {corrupt.onnx}", 2, ["/nonexistent/a.onnx"]),
     "ab-corrupt-onnx": ("ab {corrupt.onnx} {corrupt.onnx}", 1, ["corrupt.onnx", "ONNX"]),
-    "ab-corrupt-torchscript": ("ab {corrupt.torchscript} {corrupt.torchscript} --backend torchscript", 1,
-                               ["corrupt.torchscript"]),
+    "ab-corrupt-torchscript": (
+        "ab {corrupt.torchscript} {corrupt.torchscript} --backend torchscript",
+        1,
+        ["corrupt.torchscript"],
+    ),
     "ab-garbage-openvino-xml": ("ab {garbage.xml} {garbage.xml} --backend openvino", 1, ["garbage.xml"]),
     "ab-pytorch-backend": ("ab {corrupt.onnx} {corrupt.onnx} --backend pytorch", 2, ["pytorch"]),
     "ab-zero-rounds": ("ab {corrupt.onnx} {corrupt.onnx} --rounds 0", 2, ["--rounds"]),
@@ -155,21 +165,34 @@ def test_bad_input_gives_one_line(capsys: pytest.CaptureFixture, files: dict[str
 
 # Cases that get past the weights (a loadable untrained checkpoint) and fail further on.
 LOADED_CASES = {
-    "export-override-without-equals": ("export --weights {weights} --artifact onnxruntime", 1,
-                                       ["BACKEND=PATH"]),
-    "export-override-unknown-backend": ("export --weights {weights} --artifact tensorrt={corrupt.onnx}", 1,
-                                        ["unknown backend 'tensorrt'"]),
+    "export-override-without-equals": (
+        "export --weights {weights} --artifact onnxruntime",
+        1,
+        ["BACKEND=PATH"],
+    ),
+    "export-override-unknown-backend": (
+        "export --weights {weights} --artifact tensorrt={corrupt.onnx}",
+        1,
+        ["unknown backend 'tensorrt'"],
+    ),
     "export-override-pytorch": ("export --weights {weights} --artifact pytorch={corrupt.pt}", 1, ["pytorch"]),
-    "predict-corrupt-override": ("predict {not-an-image.jpg} --weights {weights} "
-                                 "--artifact onnxruntime={corrupt.onnx}", 1, ["corrupt.onnx"]),
-    "predict-not-an-image": ("predict {not-an-image.jpg} --weights {weights} --backend pytorch", 1,
-                             ["not-an-image.jpg"]),
+    "predict-corrupt-override": (
+        "predict {not-an-image.jpg} --weights {weights} --artifact onnxruntime={corrupt.onnx}",
+        1,
+        ["corrupt.onnx"],
+    ),
+    "predict-not-an-image": (
+        "predict {not-an-image.jpg} --weights {weights} --backend pytorch",
+        1,
+        ["not-an-image.jpg"],
+    ),
 }
 
 
 @pytest.mark.parametrize("case", LOADED_CASES)
-def test_bad_input_after_loading_weights_gives_one_line(capsys: pytest.CaptureFixture, files: dict[str, Path],
-                                                        untrained: Path, case: str) -> None:
+def test_bad_input_after_loading_weights_gives_one_line(
+    capsys: pytest.CaptureFixture, files: dict[str, Path], untrained: Path, case: str
+) -> None:
     """Bad overrides and undecodable images are refused in one line once the weights have loaded."""
     template, expected_code, fragments = LOADED_CASES[case]
     code, err = _run(capsys, _argv(template, {**files, "weights": untrained}))
@@ -182,9 +205,9 @@ class TestDebug:
         with pytest.raises(HistoryError, match=r"truncated\.json"):
             main(["--debug", "gate", str(files["truncated.json"]), str(files["truncated.json"])])
 
-    def test_unexpected_exception_is_one_line_pointing_to_debug(self, capsys: pytest.CaptureFixture,
-                                                                files: dict[str, Path],
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_unexpected_exception_is_one_line_pointing_to_debug(
+        self, capsys: pytest.CaptureFixture, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """A bug (an exception that is not about the input) is still one line, and says how to see more."""
         from detbench import gate
 
@@ -201,12 +224,14 @@ class TestDebug:
 
 # -- the installed console script, in a real process --------------------------------------------------
 
+
 def _console(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     if not CONSOLE_SCRIPT.is_file():
         pytest.skip(f"console script not installed at {CONSOLE_SCRIPT}")
     env = {**os.environ, "DETBENCH_CACHE": str(tmp_path / "cache")}
-    return subprocess.run([str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, env=env, timeout=120,
-                          check=False)
+    return subprocess.run(
+        [str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
 
 
 class TestConsoleScript:

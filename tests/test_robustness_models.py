@@ -17,11 +17,15 @@ from detbench.errors import BackendError, ModelFileError
 from detbench.export import openvino_available
 from detbench.model import load_detection_model
 
-LFS_POINTER = ("version https://git-lfs.github.com/spec/v1\n"
-               "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 123\n")
+LFS_POINTER = (
+    "version https://git-lfs.github.com/spec/v1\n"
+    "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 123\n"
+)
 
-needs_openvino = [pytest.mark.openvino,
-                  pytest.mark.skipif(not openvino_available(), reason="openvino is not installed")]
+needs_openvino = [
+    pytest.mark.openvino,
+    pytest.mark.skipif(not openvino_available(), reason="openvino is not installed"),
+]
 
 
 def _anchors(imgsz: int) -> int:
@@ -39,8 +43,12 @@ CORRUPTIONS: dict[str, Callable[[bytes], bytes]] = {
     "lfs-pointer": lambda data: LFS_POINTER.encode(),
 }
 # What each backend loads; both ONNX backends get the fp32 ONNX file (same loader, no INT8 export needed).
-SOURCES = {"pytorch": "pytorch", "torchscript": "torchscript", "onnxruntime": "onnxruntime",
-           "onnxruntime-int8": "onnxruntime"}
+SOURCES = {
+    "pytorch": "pytorch",
+    "torchscript": "torchscript",
+    "onnxruntime": "onnxruntime",
+    "onnxruntime-int8": "onnxruntime",
+}
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +80,9 @@ class TestCorruptFiles:
         _assert_refused(exc.value, bad, *(["LFS"] if corruption == "lfs-pointer" else []))
 
     @pytest.mark.parametrize("corruption", CORRUPTIONS)
-    def test_load_detection_model_refuses_corrupt_checkpoint(self, baseline: Path, tmp_path: Path,
-                                                             corruption: str) -> None:
+    def test_load_detection_model_refuses_corrupt_checkpoint(
+        self, baseline: Path, tmp_path: Path, corruption: str
+    ) -> None:
         """The loader every export starts from refuses the same corpus, in one line."""
         bad = tmp_path / "best.pt"
         bad.write_bytes(CORRUPTIONS[corruption](baseline.read_bytes()))
@@ -81,9 +90,15 @@ class TestCorruptFiles:
             load_detection_model(bad)
         _assert_refused(exc.value, bad, *(["LFS"] if corruption == "lfs-pointer" else []))
 
-    @pytest.mark.parametrize(("name", "other"), [
-        ("pytorch", "torchscript"), ("torchscript", "pytorch"), ("onnxruntime", "torchscript"),
-        pytest.param("openvino", "onnxruntime", marks=needs_openvino)])
+    @pytest.mark.parametrize(
+        ("name", "other"),
+        [
+            ("pytorch", "torchscript"),
+            ("torchscript", "pytorch"),
+            ("onnxruntime", "torchscript"),
+            pytest.param("openvino", "onnxruntime", marks=needs_openvino),
+        ],
+    )
     def test_file_of_another_format_is_refused(self, sources, name: str, other: str) -> None:
         """A valid model of the wrong format is refused by name, not crashed on."""
         with pytest.raises(ModelFileError) as exc:
@@ -105,6 +120,7 @@ class TestCorruptFiles:
 
 
 # -- OpenVINO IR: an .xml and its .bin, loaded by folder or by .xml ------------------------------------
+
 
 def _xml_garbage(xml: Path, _bin: Path) -> Path:
     xml.write_bytes(np.random.default_rng(0).bytes(4096))
@@ -169,8 +185,18 @@ def test_corrupt_openvino_ir_is_refused(workbench, tmp_path: Path, corruption: s
 
 # -- hand-made ONNX graphs: cheap artifacts with exactly the defect under test ----------------------
 
-def _tiny_onnx(path: Path, *, batch: int | str = "N", channels: int = 3, size: int = 128, outputs: int = 14,
-               anchors: int | None = None, transpose: bool = False, external: str | None = None) -> Path:
+
+def _tiny_onnx(
+    path: Path,
+    *,
+    batch: int | str = "N",
+    channels: int = 3,
+    size: int = 128,
+    outputs: int = 14,
+    anchors: int | None = None,
+    transpose: bool = False,
+    external: str | None = None,
+) -> Path:
     """images (batch, channels, size, size) -> 1x1 Conv -> (N, outputs, anchors) [-> transposed].
 
     ``external``: store the Conv weight as external data at this location (relative to ``path``'s
@@ -180,18 +206,25 @@ def _tiny_onnx(path: Path, *, batch: int | str = "N", channels: int = 3, size: i
 
     anchors = _anchors(size) if anchors is None else anchors
     w = numpy_helper.from_array(np.full((outputs, channels, 1, 1), 0.01, np.float32), "w")
-    consts = [numpy_helper.from_array(np.array(v, np.int64), n)
-              for v, n in (([0, outputs, -1], "shape"), ([0], "starts"), ([anchors], "ends"), ([2], "axes"))]
+    consts = [
+        numpy_helper.from_array(np.array(v, np.int64), n)
+        for v, n in (([0, outputs, -1], "shape"), ([0], "starts"), ([anchors], "ends"), ([2], "axes"))
+    ]
     last = "sliced" if transpose else "output0"
-    nodes = [helper.make_node("Conv", ["images", "w"], ["conv"]),
-             helper.make_node("Reshape", ["conv", "shape"], ["flat"]),
-             helper.make_node("Slice", ["flat", "starts", "ends", "axes"], [last])]
+    nodes = [
+        helper.make_node("Conv", ["images", "w"], ["conv"]),
+        helper.make_node("Reshape", ["conv", "shape"], ["flat"]),
+        helper.make_node("Slice", ["flat", "starts", "ends", "axes"], [last]),
+    ]
     if transpose:
         nodes.append(helper.make_node("Transpose", ["sliced"], ["output0"], perm=[0, 2, 1]))
     graph = helper.make_graph(
-        nodes, "tiny",
+        nodes,
+        "tiny",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, channels, size, size])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, None)], initializer=[w, *consts])
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, None)],
+        initializer=[w, *consts],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # old enough for any supported onnxruntime
     if external is not None:
@@ -215,8 +248,9 @@ ONNX_BACKENDS = ["onnxruntime", "onnxruntime-int8"]
 class TestExternalData:
     @pytest.mark.parametrize("name", ONNX_BACKENDS)
     @pytest.mark.parametrize("location", ["../secret.bin", "sub/../../secret.bin"])
-    def test_relative_path_leaving_the_folder_is_refused(self, tmp_path: Path, name: str,
-                                                         location: str) -> None:
+    def test_relative_path_leaving_the_folder_is_refused(
+        self, tmp_path: Path, name: str, location: str
+    ) -> None:
         """External data at ``../secret.bin`` (which exists) is refused before the runtime reads it."""
         path = _tiny_onnx(tmp_path / "model" / "model.onnx", external=location)
         assert (tmp_path / "secret.bin").is_file()
@@ -264,9 +298,15 @@ class TestExternalData:
 
 # -- artifacts that load but do not fit the baseline ---------------------------------------------------
 
+
 def _bench(baseline: Path, model_info, tmp_path: Path, name: str, path: Path) -> Workbench:
-    return Workbench(weights=baseline, imgsz=model_info.imgsz, names=model_info.names,
-                     overrides={name: path}, cache=ArtifactCache(tmp_path / "cache"))
+    return Workbench(
+        weights=baseline,
+        imgsz=model_info.imgsz,
+        names=model_info.names,
+        overrides={name: path},
+        cache=ArtifactCache(tmp_path / "cache"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -279,15 +319,21 @@ def three_class_onnx(tmp_path_factory: pytest.TempPathFactory, model_info) -> Pa
 
     out = tmp_path_factory.mktemp("three-class")
     weights = out / "nc3.pt"
-    torch.save({"model": DetectionModel("yolov8n.yaml", nc=3, verbose=False),
-                "train_args": {"imgsz": model_info.imgsz}}, weights)
+    torch.save(
+        {
+            "model": DetectionModel("yolov8n.yaml", nc=3, verbose=False),
+            "train_args": {"imgsz": model_info.imgsz},
+        },
+        weights,
+    )
     build_onnx(weights, out / "nc3.onnx", ExportSettings(imgsz=model_info.imgsz))
     return out / "nc3.onnx"
 
 
 class TestDoesNotFit:
-    def test_wrong_class_count_from_a_real_export(self, baseline: Path, model_info, tmp_path: Path,
-                                                  three_class_onnx: Path) -> None:
+    def test_wrong_class_count_from_a_real_export(
+        self, baseline: Path, model_info, tmp_path: Path, three_class_onnx: Path
+    ) -> None:
         """A 3-class YOLOv8 export is refused for a 10-class baseline, saying so."""
         bench = _bench(baseline, model_info, tmp_path, "onnxruntime", three_class_onnx)
         with pytest.raises(ModelFileError) as exc:
@@ -304,8 +350,9 @@ class TestDoesNotFit:
     }
 
     @pytest.mark.parametrize("misfit", MISFITS)
-    def test_misfit_is_refused_with_what_differs(self, baseline: Path, model_info, tmp_path: Path,
-                                                 misfit: str) -> None:
+    def test_misfit_is_refused_with_what_differs(
+        self, baseline: Path, model_info, tmp_path: Path, misfit: str
+    ) -> None:
         """Input size, channels, class count and head layout are each named when they differ."""
         make, fragment = self.MISFITS[misfit]
         s = model_info.imgsz
@@ -322,17 +369,23 @@ class TestDoesNotFit:
         backend = _bench(baseline, model_info, tmp_path, "onnxruntime", path).load("onnxruntime")
         assert backend.spec.height == model_info.imgsz
 
-    @pytest.mark.parametrize(("shape", "fragment"), [
-        (["N", 3, 128], "rank 3"), (["N", 3, "H", "W"], "static channels, height and width")])
-    def test_unusable_input_shape_is_refused_at_load(self, tmp_path: Path, shape: list,
-                                                     fragment: str) -> None:
+    @pytest.mark.parametrize(
+        ("shape", "fragment"),
+        [(["N", 3, 128], "rank 3"), (["N", 3, "H", "W"], "static channels, height and width")],
+    )
+    def test_unusable_input_shape_is_refused_at_load(
+        self, tmp_path: Path, shape: list, fragment: str
+    ) -> None:
         """An input that is not NCHW with a static size is refused when the artifact loads."""
         import onnx
         from onnx import TensorProto, helper
 
-        graph = helper.make_graph([helper.make_node("Identity", ["images"], ["output0"])], "g",
-                                  [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
-                                  [helper.make_tensor_value_info("output0", TensorProto.FLOAT, None)])
+        graph = helper.make_graph(
+            [helper.make_node("Identity", ["images"], ["output0"])],
+            "g",
+            [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
+            [helper.make_tensor_value_info("output0", TensorProto.FLOAT, None)],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         model.ir_version = 8
         path = tmp_path / "odd.onnx"
@@ -344,6 +397,7 @@ class TestDoesNotFit:
 
 # -- tensors the artifact cannot take (test_backends covers rank, dtype, NaN/Inf per backend) ---------
 
+
 def _fixed_batch_ir(onnx_path: Path, out: Path) -> Path:
     import openvino as ov
 
@@ -353,7 +407,8 @@ def _fixed_batch_ir(onnx_path: Path, out: Path) -> Path:
 
 
 FIXED_BATCH_LOADERS = [pytest.param(name, id=name) for name in ONNX_BACKENDS] + [
-    pytest.param("openvino", id="openvino", marks=needs_openvino)]
+    pytest.param("openvino", id="openvino", marks=needs_openvino)
+]
 
 
 @pytest.mark.parametrize("name", FIXED_BATCH_LOADERS)
@@ -380,8 +435,9 @@ def tiny_backend(tmp_path_factory: pytest.TempPathFactory):
 
 
 GAP_TENSORS = {
-    "one-nan-pixel": lambda: np.where(np.arange(3 * 128 * 128).reshape(1, 3, 128, 128) == 777, np.nan,
-                                      0.5).astype(np.float32),
+    "one-nan-pixel": lambda: np.where(
+        np.arange(3 * 128 * 128).reshape(1, 3, 128, 128) == 777, np.nan, 0.5
+    ).astype(np.float32),
     "minus-inf": lambda: np.full((1, 3, 128, 128), -np.inf, np.float32),
     "float16": lambda: np.zeros((1, 3, 128, 128), np.float16),
     "rank5": lambda: np.zeros((1, 1, 3, 128, 128), np.float32),

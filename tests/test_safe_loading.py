@@ -60,8 +60,9 @@ def original() -> bytes:
 
 def _install(d: Path, weights: bytes, pinned: bytes) -> Path:
     (d / "best.pt").write_bytes(weights)
-    (d / "provenance.json").write_text(json.dumps({"weights_sha256": _sha256(pinned),
-                                                   "synthetic_dataset": {"train": 4, "val": 2}}))
+    (d / "provenance.json").write_text(
+        json.dumps({"weights_sha256": _sha256(pinned), "synthetic_dataset": {"train": 4, "val": 2}})
+    )
     return d / "best.pt"
 
 
@@ -76,7 +77,7 @@ class TestPinnedBaseline:
     def test_tampered_fixture_is_refused(self, fixture_dir: Path, original: bytes, where: str) -> None:
         """One flipped byte anywhere: refused with a message naming the file and its sha256."""
         i = {"first": 0, "middle": len(original) // 2, "last": len(original) - 1}[where]
-        tampered = original[:i] + bytes([original[i] ^ 0xFF]) + original[i + 1:]
+        tampered = original[:i] + bytes([original[i] ^ 0xFF]) + original[i + 1 :]
         path = _install(fixture_dir, tampered, original)
         with pytest.raises(ModelFileError) as exc:
             baseline_mod.resolve_weights(None)
@@ -109,8 +110,9 @@ class TestMaliciousPickle:
         assert exc.value.path == path
         assert not marker.exists(), "the checkpoint was unpickled before its sha256 was checked"
 
-    def test_cli_refuses_it_in_one_line(self, fixture_dir: Path, original: bytes, tmp_path: Path,
-                                        capsys: pytest.CaptureFixture) -> None:
+    def test_cli_refuses_it_in_one_line(
+        self, fixture_dir: Path, original: bytes, tmp_path: Path, capsys: pytest.CaptureFixture
+    ) -> None:
         """`detbench export` with no --weights falls back to the fixture: refused, one line, no code run."""
         marker = tmp_path / "pwned"
         path = _install(fixture_dir, pickle.dumps({"model": _Payload(marker)}), original)
@@ -144,8 +146,10 @@ def _unsafe_loads(tree: ast.AST) -> list[tuple[int, str]]:
         if name in ("pickle.load", "pickle.loads", "pickle.Unpickler", "dill.load", "joblib.load"):
             found.append((node.lineno, name))
         elif name == "torch.load":
-            safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
-                       for k in node.keywords)
+            safe = any(
+                k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                for k in node.keywords
+            )
             if not safe:
                 found.append((node.lineno, "torch.load without weights_only=True"))
     return found
@@ -163,6 +167,7 @@ def test_package_never_unpickles_on_its_own() -> None:
 
 def test_unsafe_load_detector_catches_both_forms() -> None:
     """Control for the scan above: flags bare torch.load and pickle.load, passes weights_only=True."""
-    code = ("torch.load(p)\ntorch.load(p, weights_only=True)\npickle.load(f)\n"
-            "torch.load(p, weights_only=False)\n")
+    code = (
+        "torch.load(p)\ntorch.load(p, weights_only=True)\npickle.load(f)\ntorch.load(p, weights_only=False)\n"
+    )
     assert [line for line, _ in _unsafe_loads(ast.parse(code))] == [1, 3, 4]

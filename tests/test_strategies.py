@@ -13,8 +13,13 @@ from detbench.preprocess import preprocess
 from detbench.testing.strategies import CONTENTS, MODES, batch_sizes, image_batches, images
 
 # Generation only: a shrunk example is not needed to prove one exists.
-_FIND = settings(max_examples=500, deadline=None, database=None, phases=[Phase.generate],
-                 suppress_health_check=list(HealthCheck))
+_FIND = settings(
+    max_examples=500,
+    deadline=None,
+    database=None,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @settings(max_examples=25, deadline=None)
@@ -75,8 +80,11 @@ def test_every_content_is_drawn(content):
 
 def test_16bit_images_use_the_full_range():
     """I;16 images hold genuine 16-bit values, not 8-bit ones in a wider type."""
-    img = find(images(min_side=8, max_side=16, modes=("I;16",), contents=("noise",)),
-               lambda img: True, settings=_FIND)
+    img = find(
+        images(min_side=8, max_side=16, modes=("I;16",), contents=("noise",)),
+        lambda img: True,
+        settings=_FIND,
+    )
     assert np.asarray(img).max() > 255
 
 
@@ -90,8 +98,13 @@ def test_very_different_aspect_ratios_are_drawn():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"min_side": 0}, {"min_side": 9, "max_side": 8}, {"modes": ("LAB",)}, {"modes": ()},
-     {"contents": ("plasma",)}],
+    [
+        {"min_side": 0},
+        {"min_side": 9, "max_side": 8},
+        {"modes": ("LAB",)},
+        {"modes": ()},
+        {"contents": ("plasma",)},
+    ],
     ids=["min-side-zero", "min-over-max", "unknown-mode", "no-modes", "unknown-content"],
 )
 def test_bad_arguments_are_refused(kwargs):

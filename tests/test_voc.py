@@ -38,8 +38,10 @@ def annotation_xml(stem: str, objects, size: tuple[int, int] | None = (W, H), di
         parts.append(f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>")
     for name, box in objects:
         coords = "".join(f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
-        parts.append(f"<object><name>{escape(name)}</name><pose>Unspecified</pose><truncated>0</truncated>"
-                     f"<difficult>{int(difficult)}</difficult><bndbox>{coords}</bndbox></object>")
+        parts.append(
+            f"<object><name>{escape(name)}</name><pose>Unspecified</pose><truncated>0</truncated>"
+            f"<difficult>{int(difficult)}</difficult><bndbox>{coords}</bndbox></object>"
+        )
     return "".join(parts) + "</annotation>\n"
 
 
@@ -84,10 +86,15 @@ class TestConvert:
         assert report.problems == []
         assert report.data_yaml == out / "data.yaml"
         assert sorted(p.name for p in (out / "images" / "train").iterdir()) == [
-            "look01.jpg", "look02.jpg", "look03.jpg", "look04.jpg"]
+            "look01.jpg",
+            "look02.jpg",
+            "look03.jpg",
+            "look04.jpg",
+        ]
         assert sorted(p.name for p in (out / "labels" / "val").iterdir()) == ["look05.txt", "look06.txt"]
-        assert (out / "images" / "val" / "look05.jpg").read_bytes() == \
-            (tmp_path / "voc" / "JPEGImages" / "look05.jpg").read_bytes()
+        assert (out / "images" / "val" / "look05.jpg").read_bytes() == (
+            tmp_path / "voc" / "JPEGImages" / "look05.jpg"
+        ).read_bytes()
         assert not (out / "images" / "test").exists()
 
     def test_data_yaml_keeps_class_order(self, tmp_path):
@@ -133,8 +140,11 @@ class TestConvert:
 
     def test_custom_class_order(self, tmp_path):
         """Class ids follow the ``names`` argument."""
-        src = make_voc(tmp_path / "voc", {"a": [("hat", (11, 6, 31, 26))], "b": [("shoes", (1, 1, 9, 9))]},
-                       {"train": ["a"], "val": ["b"]})
+        src = make_voc(
+            tmp_path / "voc",
+            {"a": [("hat", (11, 6, 31, 26))], "b": [("shoes", (1, 1, 9, 9))]},
+            {"train": ["a"], "val": ["b"]},
+        )
         report = convert_voc(src, tmp_path / "yolo", names=("shoes", "hat"))
         assert load_dataset(report.data_yaml).names == ("shoes", "hat")
         assert labels_of(tmp_path / "yolo", "train", "a")[0].startswith("1 ")
@@ -200,8 +210,10 @@ class TestSplits:
         specs = {f"img{i:02d}": [("hat", (2, 2, 20, 20))] for i in range(12)}
         src = make_voc(tmp_path / "voc", specs, split=None)
         convert_voc(src, tmp_path / "a")
-        code = ("import sys; from pathlib import Path; from detbench.voc import convert_voc; "
-                "convert_voc(Path(sys.argv[1]), Path(sys.argv[2]))")
+        code = (
+            "import sys; from pathlib import Path; from detbench.voc import convert_voc; "
+            "convert_voc(Path(sys.argv[1]), Path(sys.argv[2]))"
+        )
         env = {**os.environ, "PYTHONHASHSEED": "12345"}
         subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "b")], check=True, env=env)
         assert tree_sha256(tmp_path / "a") == tree_sha256(tmp_path / "b")
@@ -267,8 +279,13 @@ def _no_bndbox(src: Path) -> tuple[str, str]:
 
 def _bad_size(src: Path) -> tuple[str, str]:
     add_image(src, "nosize")
-    add_xml(src, "nosize", annotation_xml("nosize", [], size=None).replace(
-        "<annotation>", "<annotation><size><width>64</width></size>"))
+    add_xml(
+        src,
+        "nosize",
+        annotation_xml("nosize", [], size=None).replace(
+            "<annotation>", "<annotation><size><width>64</width></size>"
+        ),
+    )
     return "nosize.xml", "<size> has no <height>"
 
 
@@ -309,8 +326,12 @@ def _unreadable_image(src: Path) -> tuple[str, str]:
 
 def _doctype(src: Path) -> tuple[str, str]:
     add_image(src, "laughs")
-    add_xml(src, "laughs", '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "xxxx">]>'
-            + annotation_xml("laughs", [("&x;", (1, 1, 9, 9))]).replace("&amp;", "&"))
+    add_xml(
+        src,
+        "laughs",
+        '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "xxxx">]>'
+        + annotation_xml("laughs", [("&x;", (1, 1, 9, 9))]).replace("&amp;", "&"),
+    )
     return "laughs.xml", "refused a DOCTYPE/ENTITY"
 
 
@@ -337,9 +358,24 @@ def _unsupported_image_type(src: Path) -> tuple[str, str]:
     return "scan.tiff", "not a supported image type"
 
 
-DEFECTS = [_unknown_class, _missing_image, _malformed_xml, _no_bndbox, _bad_size, _degenerate_box,
-           _non_numeric_box, _box_outside, _size_mismatch, _image_without_annotation, _unreadable_image,
-           _doctype, _id_without_files, _split_leak, _unlisted_annotation, _unsupported_image_type]
+DEFECTS = [
+    _unknown_class,
+    _missing_image,
+    _malformed_xml,
+    _no_bndbox,
+    _bad_size,
+    _degenerate_box,
+    _non_numeric_box,
+    _box_outside,
+    _size_mismatch,
+    _image_without_annotation,
+    _unreadable_image,
+    _doctype,
+    _id_without_files,
+    _split_leak,
+    _unlisted_annotation,
+    _unsupported_image_type,
+]
 
 
 class TestProblems:

@@ -42,16 +42,28 @@ def read_labels(label: Path, width: int, height: int) -> tuple[np.ndarray, np.nd
     """YOLO label file to (classes, xyxy in pixels); a missing file is a background image."""
     if not label.is_file():
         return np.zeros(0), np.zeros((0, 4))
-    rows = np.array([line.split() for line in label.read_text().splitlines() if line.strip()], dtype=np.float64)
+    rows = np.array(
+        [line.split() for line in label.read_text().splitlines() if line.strip()], dtype=np.float64
+    )
     if rows.size == 0:
         return np.zeros(0), np.zeros((0, 4))
     cls, (cx, cy, w, h) = rows[:, 0], rows[:, 1:5].T
-    xyxy = np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1)
+    xyxy = np.stack(
+        [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1
+    )
     return cls, xyxy
 
 
-def evaluate(backend: BaseBackend, dataset: Dataset, *, imgsz: int, split: str = "val", batch: int = 8,
-             limit: int | None = None, progress: Callable[[int], None] | None = None) -> AccuracyResult:
+def evaluate(
+    backend: BaseBackend,
+    dataset: Dataset,
+    *,
+    imgsz: int,
+    split: str = "val",
+    batch: int = 8,
+    limit: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> AccuracyResult:
     import torch
     from ultralytics.engine.validator import BaseValidator
     from ultralytics.utils.metrics import DetMetrics, box_iou
@@ -65,32 +77,53 @@ def evaluate(backend: BaseBackend, dataset: Dataset, *, imgsz: int, split: str =
     images: Sequence[Path] = dataset.images(split)[:limit]
     step = batch if backend.dynamic_batch else (backend.spec.batch if backend.spec else 1) or 1
     for start in range(0, len(images), step):
-        chunk = images[start:start + step]
+        chunk = images[start : start + step]
         pil = [load_image(p) for p in chunk]
         x, infos = preprocess(pil, imgsz)
         raw = backend.run(x)
-        preds = non_max_suppression(torch.from_numpy(raw), VAL_CONF, VAL_IOU, multi_label=True,
-                                    max_det=VAL_MAX_DET, max_time_img=1e6)
+        preds = non_max_suppression(
+            torch.from_numpy(raw), VAL_CONF, VAL_IOU, multi_label=True, max_det=VAL_MAX_DET, max_time_img=1e6
+        )
         for path, img, pred, info in zip(chunk, pil, preds, infos):
             tcls, tbox = read_labels(dataset.label_for(path), img.width, img.height)
             pred = pred.numpy()
             pbox = unletterbox_boxes(pred[:, :4].astype(np.float32), info)
             if len(tcls) and len(pred):
                 iou = box_iou(torch.from_numpy(tbox).float(), torch.from_numpy(pbox).float())
-                tp = BaseValidator.match_predictions(matcher, torch.from_numpy(pred[:, 5]),
-                                                     torch.from_numpy(tcls), iou).numpy()
+                tp = BaseValidator.match_predictions(
+                    matcher, torch.from_numpy(pred[:, 5]), torch.from_numpy(tcls), iou
+                ).numpy()
             else:
                 tp = np.zeros((len(pred), 10), dtype=bool)
-            metrics.update_stats({"tp": tp, "conf": pred[:, 4], "pred_cls": pred[:, 5], "target_cls": tcls,
-                                  "target_img": np.unique(tcls), "im_name": path.name})
+            metrics.update_stats(
+                {
+                    "tp": tp,
+                    "conf": pred[:, 4],
+                    "pred_cls": pred[:, 5],
+                    "target_cls": tcls,
+                    "target_img": np.unique(tcls),
+                    "im_name": path.name,
+                }
+            )
         if progress:
             progress(len(chunk))
     metrics.process()
     per_class: dict[str, dict[str, float | None]] = {
-        n: {"precision": None, "recall": None, "mAP50": None, "mAP50-95": None} for n in names}
+        n: {"precision": None, "recall": None, "mAP50": None, "mAP50-95": None} for n in names
+    }
     box = metrics.box
     for i, c in enumerate(metrics.ap_class_index):
-        per_class[names[int(c)]] = {"precision": float(box.p[i]), "recall": float(box.r[i]),
-                                    "mAP50": float(box.ap50[i]), "mAP50-95": float(box.ap[i])}
-    return AccuracyResult(mAP50=float(box.map50), mAP50_95=float(box.map), precision=float(box.mp),
-                          recall=float(box.mr), per_class=per_class, images=len(images))
+        per_class[names[int(c)]] = {
+            "precision": float(box.p[i]),
+            "recall": float(box.r[i]),
+            "mAP50": float(box.ap50[i]),
+            "mAP50-95": float(box.ap[i]),
+        }
+    return AccuracyResult(
+        mAP50=float(box.map50),
+        mAP50_95=float(box.map),
+        precision=float(box.mp),
+        recall=float(box.mr),
+        per_class=per_class,
+        images=len(images),
+    )

@@ -16,7 +16,7 @@ import numpy as np
 from detbench.backends import REGISTRY, BackendSettings, BaseBackend, PyTorchBackend, create
 from detbench.cache import ArtifactCache
 from detbench.errors import BackendError, ModelFileError
-from detbench.export import ExportSettings, Exporter
+from detbench.export import Exporter, ExportSettings
 
 
 def parse_artifact_overrides(items: Sequence[str]) -> dict[str, Path]:
@@ -27,8 +27,9 @@ def parse_artifact_overrides(items: Sequence[str]) -> dict[str, Path]:
         if not sep or not path:
             raise BackendError(f"artifact override {item!r} must look like BACKEND=PATH")
         if name not in REGISTRY:
-            raise BackendError(f"artifact override {item!r}: unknown backend {name!r}; "
-                               f"choose from {', '.join(REGISTRY)}")
+            raise BackendError(
+                f"artifact override {item!r}: unknown backend {name!r}; choose from {', '.join(REGISTRY)}"
+            )
         if name == "pytorch":
             raise BackendError("the pytorch backend runs the weights: use --detbench-weights / --weights")
         out[name] = Path(path).expanduser().resolve()
@@ -48,8 +49,9 @@ class Workbench:
     cache: ArtifactCache | None = None
 
     def __post_init__(self) -> None:
-        self.exporter = Exporter(self.weights, ExportSettings(imgsz=self.imgsz), cache=self.cache,
-                                 calib_images=self.calib_images)
+        self.exporter = Exporter(
+            self.weights, ExportSettings(imgsz=self.imgsz), cache=self.cache, calib_images=self.calib_images
+        )
 
     def artifact(self, name: str) -> Path:
         if name in self.overrides:
@@ -71,15 +73,24 @@ class Workbench:
         spec = backend.spec
         assert spec is not None
         if (spec.height, spec.width) != (self.imgsz, self.imgsz) or spec.channels != 3:
-            raise ModelFileError(path, f"input size {spec.channels}x{spec.height}x{spec.width} does not fit "
-                                       f"the baseline's 3x{self.imgsz}x{self.imgsz}")
+            raise ModelFileError(
+                path,
+                f"input size {spec.channels}x{spec.height}x{spec.width} does not fit "
+                f"the baseline's 3x{self.imgsz}x{self.imgsz}",
+            )
         probe = np.zeros((spec.batch or 1, 3, self.imgsz, self.imgsz), dtype=np.float32)
         out = backend.run(probe)
         anchors = sum((self.imgsz // s) ** 2 for s in (8, 16, 32))
         if out.ndim != 3 or out.shape[1] != 4 + len(self.names):
             classes = out.shape[1] - 4 if out.ndim == 3 else "?"
-            raise ModelFileError(path, f"output shape {out.shape} has {classes} classes; the baseline has "
-                                       f"{len(self.names)} (expected (N, {4 + len(self.names)}, {anchors}))")
+            raise ModelFileError(
+                path,
+                f"output shape {out.shape} has {classes} classes; the baseline has "
+                f"{len(self.names)} (expected (N, {4 + len(self.names)}, {anchors}))",
+            )
         if out.shape[2] != anchors:
-            raise ModelFileError(path, f"output layout {out.shape} is not (N, 4+classes, anchors={anchors}); "
-                                       "export without NMS and without transposing the head")
+            raise ModelFileError(
+                path,
+                f"output layout {out.shape} is not (N, 4+classes, anchors={anchors}); "
+                "export without NMS and without transposing the head",
+            )

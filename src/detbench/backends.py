@@ -65,8 +65,11 @@ class BaseBackend:
         except (ModelFileError, BackendError):
             raise
         except Exception as exc:  # each runtime has its own exception zoo for bad files
-            raise ModelFileError(artifact, f"{self.name} cannot load it ({type(exc).__name__}: "
-                                           f"{str(exc).strip().splitlines()[0][:300]})") from exc
+            raise ModelFileError(
+                artifact,
+                f"{self.name} cannot load it ({type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0][:300]})",
+            ) from exc
         self.artifact = artifact
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -75,8 +78,12 @@ class BaseBackend:
         return np.asarray(out, dtype=np.float32)
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "artifact": str(self.artifact), **asdict(self.settings),
-                **self._describe()}
+        return {
+            "backend": self.name,
+            "artifact": str(self.artifact),
+            **asdict(self.settings),
+            **self._describe(),
+        }
 
     @property
     def dynamic_batch(self) -> bool:
@@ -100,15 +107,20 @@ class BaseBackend:
         if batch.dtype != np.float32:
             raise BackendError(f"{self.name}: input dtype must be float32, got {batch.dtype}")
         if batch.ndim != 4:
-            raise BackendError(f"{self.name}: input must be NCHW (rank 4), got rank {batch.ndim} "
-                               f"shape {batch.shape}")
+            raise BackendError(
+                f"{self.name}: input must be NCHW (rank 4), got rank {batch.ndim} shape {batch.shape}"
+            )
         s = self.spec
         if batch.shape[1:] != (s.channels, s.height, s.width):
-            raise BackendError(f"{self.name}: input shape {batch.shape} does not fit artifact "
-                               f"{self.artifact} which takes (N, {s.channels}, {s.height}, {s.width})")
+            raise BackendError(
+                f"{self.name}: input shape {batch.shape} does not fit artifact "
+                f"{self.artifact} which takes (N, {s.channels}, {s.height}, {s.width})"
+            )
         if s.batch is not None and batch.shape[0] != s.batch:
-            raise BackendError(f"{self.name}: artifact {self.artifact} has a fixed batch of {s.batch}; "
-                               f"got batch {batch.shape[0]} (export with dynamic batch)")
+            raise BackendError(
+                f"{self.name}: artifact {self.artifact} has a fixed batch of {s.batch}; "
+                f"got batch {batch.shape[0]} (export with dynamic batch)"
+            )
         if batch.shape[0] == 0:
             raise BackendError(f"{self.name}: empty batch")
         if not np.isfinite(batch).all():
@@ -178,8 +190,27 @@ def _torchscript_imgsz(model: Any, artifact: Path) -> int:
     """A traced YOLO bakes its anchors for one input size; read it off the anchor count."""
     import torch
 
-    for size in (32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 416, 480, 512, 640, 736, 800, 960, 1024,
-                 1280):
+    for size in (
+        32,
+        64,
+        96,
+        128,
+        160,
+        192,
+        224,
+        256,
+        320,
+        384,
+        416,
+        480,
+        512,
+        640,
+        736,
+        800,
+        960,
+        1024,
+        1280,
+    ):
         anchors = sum((size // s) ** 2 for s in (8, 16, 32))
         for name, buf in model.named_buffers():
             if name.endswith("anchors") and buf.shape[-1] == anchors:
@@ -190,7 +221,7 @@ def _torchscript_imgsz(model: Any, artifact: Path) -> int:
             with torch.inference_mode():
                 model(torch.zeros(1, 3, size, size))
             return size
-        except Exception:  # noqa: S112 - probing: a wrong size raises inside the traced graph
+        except Exception:
             continue
     raise ModelFileError(artifact, "cannot determine the traced input size (not a traced YOLO detector?)")
 
@@ -198,8 +229,12 @@ def _torchscript_imgsz(model: Any, artifact: Path) -> int:
 class OnnxRuntimeBackend(BaseBackend):
     name = "onnxruntime"
     artifact_format = "onnx"
-    _LEVELS: ClassVar[dict[str, str]] = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
-                                         "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+    _LEVELS: ClassVar[dict[str, str]] = {
+        "disable": "ORT_DISABLE_ALL",
+        "basic": "ORT_ENABLE_BASIC",
+        "extended": "ORT_ENABLE_EXTENDED",
+        "all": "ORT_ENABLE_ALL",
+    }
 
     def _load(self, artifact: Path) -> InputSpec:
         import onnxruntime as ort
@@ -213,12 +248,15 @@ class OnnxRuntimeBackend(BaseBackend):
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         level = self._LEVELS.get(self.settings.ort_optimization)
         if level is None:
-            raise BackendError(f"unknown ORT optimization level {self.settings.ort_optimization!r}; "
-                               f"choose from {', '.join(self._LEVELS)}")
+            raise BackendError(
+                f"unknown ORT optimization level {self.settings.ort_optimization!r}; "
+                f"choose from {', '.join(self._LEVELS)}"
+            )
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(artifact), sess_options=opts,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(artifact), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         return _spec_from_shape(artifact, inp.shape)
@@ -253,11 +291,15 @@ class OpenVINOBackend(BaseBackend):
         core = ov.Core()
         try:
             model = core.read_model(str(xml), str(xml.with_suffix(".bin")))
-            self.compiled = core.compile_model(model, "CPU", {
-                "INFERENCE_NUM_THREADS": self.settings.threads,
-                "PERFORMANCE_HINT": "LATENCY",
-                "INFERENCE_PRECISION_HINT": "f32",  # no bf16/fp16 shortcuts: this is the fp32 model
-            })
+            self.compiled = core.compile_model(
+                model,
+                "CPU",
+                {
+                    "INFERENCE_NUM_THREADS": self.settings.threads,
+                    "PERFORMANCE_HINT": "LATENCY",
+                    "INFERENCE_PRECISION_HINT": "f32",  # no bf16/fp16 shortcuts: this is the fp32 model
+                },
+            )
         except RuntimeError as exc:
             raise ModelFileError(xml, f"OpenVINO cannot read this IR ({_openvino_reason(exc)})") from exc
         self.request = self.compiled.create_infer_request()
@@ -272,8 +314,10 @@ class OpenVINOBackend(BaseBackend):
     def _describe(self) -> dict[str, Any]:
         import openvino as ov
 
-        return {"openvino": ov.__version__,
-                "ov_threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS"))}
+        return {
+            "openvino": ov.__version__,
+            "ov_threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS")),
+        }
 
 
 def _check_ir_xml(xml: Path) -> None:
@@ -307,8 +351,13 @@ def _spec_from_shape(artifact: Path, shape: list[Any]) -> InputSpec:
 
 REGISTRY: dict[str, type[BaseBackend]] = {
     cls.name: cls
-    for cls in (PyTorchBackend, TorchScriptBackend, OnnxRuntimeBackend, OpenVINOBackend,
-                OnnxRuntimeInt8Backend)
+    for cls in (
+        PyTorchBackend,
+        TorchScriptBackend,
+        OnnxRuntimeBackend,
+        OpenVINOBackend,
+        OnnxRuntimeInt8Backend,
+    )
 }
 
 

@@ -26,7 +26,9 @@ def pinned_sha256() -> str:
     try:
         value = json.loads(PROVENANCE.read_text())["weights_sha256"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelFileError(PROVENANCE, f"cannot read the pinned weights_sha256 ({type(exc).__name__})") from exc
+        raise ModelFileError(
+            PROVENANCE, f"cannot read the pinned weights_sha256 ({type(exc).__name__})"
+        ) from exc
     if not isinstance(value, str) or len(value) != 64:
         raise ModelFileError(PROVENANCE, "weights_sha256 is not a sha256 hex digest")
     return value
@@ -45,8 +47,11 @@ def baseline_weights() -> Path:
         raise ModelFileError(BASELINE_WEIGHTS, "committed baseline missing (fixtures/baseline/)")
     actual, expected = sha256_file(BASELINE_WEIGHTS), pinned_sha256()
     if actual != expected:
-        raise ModelFileError(BASELINE_WEIGHTS, f"sha256 {actual[:16]}… does not match the pinned "
-                                               f"{expected[:16]}… in {PROVENANCE.name}; refusing to unpickle it")
+        raise ModelFileError(
+            BASELINE_WEIGHTS,
+            f"sha256 {actual[:16]}… does not match the pinned "
+            f"{expected[:16]}… in {PROVENANCE.name}; refusing to unpickle it",
+        )
     return BASELINE_WEIGHTS
 
 

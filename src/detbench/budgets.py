@@ -18,6 +18,7 @@ Each entry may carry ``measured = {...}`` recording what was measured and by whi
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,6 @@ from detbench.export import FORMATS
 from detbench.paths import FIXTURES
 from detbench.stats import BudgetResult, bootstrap_ratio_ci, check_ratio_budget
 from detbench.timing import interleaved
-
-import tomllib
 
 BUDGETS_FILE = FIXTURES / "budgets.toml"
 SIZE_REFERENCES = ("checkpoint", *FORMATS)
@@ -128,8 +127,9 @@ def _choice(source: Path, value: object, choices: Sequence[str], where: str) -> 
 def _only(source: Path, entry: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
     extra = sorted(set(entry) - set(allowed))
     if extra:
-        raise BudgetError(source, f"{where}: unknown key(s) {', '.join(extra)}; "
-                                  f"allowed: {', '.join(allowed)}")
+        raise BudgetError(
+            source, f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(allowed)}"
+        )
 
 
 def _measured(source: Path, entry: Mapping[str, Any], where: str) -> Mapping[str, Any] | None:
@@ -145,8 +145,12 @@ def _size(source: Path, artifact: str, raw: object) -> SizeBudget:
     ref = _choice(source, entry.get("relative_to"), SIZE_REFERENCES, f"{where} relative_to")
     if ref == artifact:
         raise BudgetError(source, f"{where} relative_to must name a different artifact")
-    return SizeBudget(artifact, ref, _positive(source, entry.get("max_ratio"), f"{where} max_ratio"),
-                      _measured(source, entry, where))
+    return SizeBudget(
+        artifact,
+        ref,
+        _positive(source, entry.get("max_ratio"), f"{where} max_ratio"),
+        _measured(source, entry, where),
+    )
 
 
 def _latency(source: Path, name: str, raw: object) -> LatencyBudget:
@@ -157,9 +161,14 @@ def _latency(source: Path, name: str, raw: object) -> LatencyBudget:
     den = _choice(source, entry.get("denominator"), list(REGISTRY), f"{where} denominator")
     if num == den:
         raise BudgetError(source, f"{where} numerator and denominator are both {num!r}")
-    return LatencyBudget(name, num, den, _positive(source, entry.get("max_ratio"), f"{where} max_ratio"),
-                         _count(source, entry.get("batch", 1), f"{where} batch"),
-                         _measured(source, entry, where))
+    return LatencyBudget(
+        name,
+        num,
+        den,
+        _positive(source, entry.get("max_ratio"), f"{where} max_ratio"),
+        _count(source, entry.get("batch", 1), f"{where} batch"),
+        _measured(source, entry, where),
+    )
 
 
 def _absolute(source: Path, machine: str, raw: object) -> list[AbsoluteBudget]:
@@ -168,8 +177,11 @@ def _absolute(source: Path, machine: str, raw: object) -> list[AbsoluteBudget]:
     _only(source, entry, (*_ABSOLUTE_SETTINGS, *REGISTRY), where)
     threads = _count(source, entry.get("threads", 1), f"{where} threads")
     batch = _count(source, entry.get("batch", 1), f"{where} batch")
-    return [AbsoluteBudget(machine, backend, _positive(source, value, f"{where} {backend}"), threads, batch)
-            for backend, value in entry.items() if backend not in _ABSOLUTE_SETTINGS]
+    return [
+        AbsoluteBudget(machine, backend, _positive(source, value, f"{where} {backend}"), threads, batch)
+        for backend, value in entry.items()
+        if backend not in _ABSOLUTE_SETTINGS
+    ]
 
 
 def parse_budgets(doc: Mapping[str, Any], source: Path | str = "<budgets>") -> Budgets:
@@ -178,8 +190,11 @@ def parse_budgets(doc: Mapping[str, Any], source: Path | str = "<budgets>") -> B
     _only(source, doc, _SECTIONS, "top level")
     size = [_size(source, k, v) for k, v in _table(source, doc.get("size", {}), "[size]").items()]
     latency = [_latency(source, k, v) for k, v in _table(source, doc.get("latency", {}), "[latency]").items()]
-    absolute = [b for k, v in _table(source, doc.get("absolute", {}), "[absolute]").items()
-                for b in _absolute(source, k, v)]
+    absolute = [
+        b
+        for k, v in _table(source, doc.get("absolute", {}), "[absolute]").items()
+        for b in _absolute(source, k, v)
+    ]
     return Budgets(source, tuple(size), tuple(latency), tuple(absolute))
 
 
@@ -233,19 +248,27 @@ def check_size(budget: SizeBudget, size_bytes: int, reference_bytes: int) -> Siz
     ratio = size_bytes / reference_bytes
     passed = ratio <= budget.max_ratio
     verb = "<=" if passed else ">"
-    reason = (f"{budget.artifact} is {size_bytes / 1e6:.2f} MB = {ratio:.3f} x {budget.relative_to} "
-              f"({reference_bytes / 1e6:.2f} MB) {verb} budget {budget.max_ratio:g}")
+    reason = (
+        f"{budget.artifact} is {size_bytes / 1e6:.2f} MB = {ratio:.3f} x {budget.relative_to} "
+        f"({reference_bytes / 1e6:.2f} MB) {verb} budget {budget.max_ratio:g}"
+    )
     return SizeResult(budget.name, size_bytes, reference_bytes, ratio, budget.max_ratio, passed, reason)
 
 
-def check_latency(budget: LatencyBudget, num: Sequence[float] | np.ndarray,
-                  den: Sequence[float] | np.ndarray, *, seed: int = 0) -> BudgetResult:
+def check_latency(
+    budget: LatencyBudget,
+    num: Sequence[float] | np.ndarray,
+    den: Sequence[float] | np.ndarray,
+    *,
+    seed: int = 0,
+) -> BudgetResult:
     """Judge seconds-per-call samples of numerator and denominator against the budget."""
     return check_ratio_budget(budget.name, num, den, budget.max_ratio, seed=seed)
 
 
-def measure_latency(budget: LatencyBudget, run_num: Any, run_den: Any, *, rounds: int = 30,
-                    warmup: int = 3) -> tuple[BudgetResult, np.ndarray, np.ndarray]:
+def measure_latency(
+    budget: LatencyBudget, run_num: Any, run_den: Any, *, rounds: int = 30, warmup: int = 3
+) -> tuple[BudgetResult, np.ndarray, np.ndarray]:
     """Time both zero-argument callables interleaved (drift hits both alike), then judge."""
     num, den = interleaved([run_num, run_den], rounds=rounds, warmup=warmup)
     return check_latency(budget, num, den), num, den
@@ -267,8 +290,9 @@ class AbsoluteResult:
     reason: str
 
 
-def check_absolute(budget: AbsoluteBudget, samples_s: Sequence[float] | np.ndarray, *,
-                   seed: int = 0) -> AbsoluteResult:
+def check_absolute(
+    budget: AbsoluteBudget, samples_s: Sequence[float] | np.ndarray, *, seed: int = 0
+) -> AbsoluteResult:
     """Median ms <= max_ms, failing only when the median's whole 95% CI is above it too."""
     # The median's bootstrap CI is the ratio CI against a constant denominator of 1 second.
     median, low, high = (v * 1e3 for v in bootstrap_ratio_ci(samples_s, np.ones(1), seed=seed))
@@ -309,31 +333,47 @@ def _measured_toml(items: Mapping[str, Any]) -> str:
     return "{ " + ", ".join(parts) + " }"
 
 
-def latency_toml(budget: LatencyBudget, result: BudgetResult, *, max_ratio: float,
-                 measured: Mapping[str, Any]) -> str:
+def latency_toml(
+    budget: LatencyBudget, result: BudgetResult, *, max_ratio: float, measured: Mapping[str, Any]
+) -> str:
     """A ``[latency."name"]`` table with ``max_ratio`` and the measured ratio and CI beside it."""
     info = {"ratio": result.ratio, "ci95": [result.ci_low, result.ci_high], **measured}
-    lines = [f"[latency.{_quote(budget.name)}]",
-             f"numerator = {_quote(budget.numerator)}",
-             f"denominator = {_quote(budget.denominator)}"]
+    lines = [
+        f"[latency.{_quote(budget.name)}]",
+        f"numerator = {_quote(budget.numerator)}",
+        f"denominator = {_quote(budget.denominator)}",
+    ]
     if budget.batch != 1:
         lines.append(f"batch = {budget.batch}")
     lines += [f"max_ratio = {max_ratio:g}", f"measured = {_measured_toml(info)}"]
     return "\n".join(lines) + "\n"
 
 
-def size_toml(budget: SizeBudget, result: SizeResult, *, max_ratio: float,
-              measured: Mapping[str, Any]) -> str:
-    info = {"ratio": result.ratio, "bytes": result.size_bytes, "reference_bytes": result.reference_bytes,
-            **measured}
-    return "\n".join([f"[size.{_quote(budget.artifact)}]",
-                      f"relative_to = {_quote(budget.relative_to)}",
-                      f"max_ratio = {max_ratio:g}",
-                      f"measured = {_measured_toml(info)}"]) + "\n"
+def size_toml(
+    budget: SizeBudget, result: SizeResult, *, max_ratio: float, measured: Mapping[str, Any]
+) -> str:
+    info = {
+        "ratio": result.ratio,
+        "bytes": result.size_bytes,
+        "reference_bytes": result.reference_bytes,
+        **measured,
+    }
+    return (
+        "\n".join(
+            [
+                f"[size.{_quote(budget.artifact)}]",
+                f"relative_to = {_quote(budget.relative_to)}",
+                f"max_ratio = {max_ratio:g}",
+                f"measured = {_measured_toml(info)}",
+            ]
+        )
+        + "\n"
+    )
 
 
-def absolute_toml(machine: str, medians_ms: Mapping[str, float], *, threads: int, batch: int = 1,
-                  headroom: float = 1.5) -> str:
+def absolute_toml(
+    machine: str, medians_ms: Mapping[str, float], *, threads: int, batch: int = 1, headroom: float = 1.5
+) -> str:
     """An ``[absolute."<machine>"]`` table: ``headroom`` x each measured median, the median in a comment."""
     lines = [f"[absolute.{_quote(machine)}]", f"threads = {threads}"]
     if batch != 1:

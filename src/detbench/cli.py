@@ -62,8 +62,9 @@ def _choices(what: str, allowed) -> object:
         items = [t.strip() for t in text.split(",") if t.strip()]
         unknown = [t for t in items if t not in known]
         if unknown or not items:
-            raise argparse.ArgumentTypeError(f"unknown {what}(s) {', '.join(unknown) or '(none)'}; "
-                                             f"choose from {', '.join(known)}")
+            raise argparse.ArgumentTypeError(
+                f"unknown {what}(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}"
+            )
         return items
 
     return parse
@@ -94,11 +95,13 @@ def _existing(text: str) -> Path:
 
 # -- subcommands ------------------------------------------------------------------------------
 
+
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from detbench.data import SynthConfig, write_synthetic
 
-    out = write_synthetic(args.out, SynthConfig(train=args.train, val=args.val, imgsz=args.imgsz,
-                                                seed=args.seed))
+    out = write_synthetic(
+        args.out, SynthConfig(train=args.train, val=args.val, imgsz=args.imgsz, seed=args.seed)
+    )
     print(out)
     return 0
 
@@ -109,8 +112,10 @@ def cmd_data_from_voc(args: argparse.Namespace) -> int:
     report = convert_voc(args.src, args.out, val_fraction=args.val_fraction, skip_bad=args.skip_bad)
     for p in report.problems:
         print(f"skipped {p.file}: {p.reason}", file=sys.stderr)
-    print(f"{report.data_yaml}: {report.converted} images, {report.boxes} boxes, "
-          f"{len(report.problems)} problem(s)")
+    print(
+        f"{report.data_yaml}: {report.converted} images, {report.boxes} boxes, "
+        f"{len(report.problems)} problem(s)"
+    )
     return 0
 
 
@@ -120,8 +125,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from detbench.train import TrainConfig, train
 
     validate_dataset(load_dataset(args.data), allow_background=True)
-    weights = train(TrainConfig(data=str(args.data), model=args.model, imgsz=args.imgsz, epochs=args.epochs,
-                                batch=args.batch, seed=args.seed), args.out)
+    weights = train(
+        TrainConfig(
+            data=str(args.data),
+            model=args.model,
+            imgsz=args.imgsz,
+            epochs=args.epochs,
+            batch=args.batch,
+            seed=args.seed,
+        ),
+        args.out,
+    )
     print(weights)
     print(weights.parent / "metrics.json")
     return 0
@@ -142,9 +156,14 @@ def _workbench(args: argparse.Namespace, *, need_calib: bool):
         data = args.data or synthetic_dataset()
         ds = load_dataset(data)
         calib = ds.images("train")
-    return Workbench(weights=weights, imgsz=imgsz, names=info.names,
-                     settings=BackendSettings(threads=args.threads),
-                     overrides=parse_artifact_overrides(args.artifact or []), calib_images=calib)
+    return Workbench(
+        weights=weights,
+        imgsz=imgsz,
+        names=info.names,
+        settings=BackendSettings(threads=args.threads),
+        overrides=parse_artifact_overrides(args.artifact or []),
+        calib_images=calib,
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -207,8 +226,13 @@ def cmd_ab(args: argparse.Namespace) -> int:
     assert spec is not None
     image, _ = make_scene(0, "val", 0, spec.height)
     x, _ = preprocess([image], spec.height)
-    verdict = gate.ab(lambda: loaded[0].run(x), lambda: loaded[1].run(x), rounds=args.rounds,
-                      warmup=args.warmup, name=f"{args.backend}: {args.a.name} vs {args.b.name}")
+    verdict = gate.ab(
+        lambda: loaded[0].run(x),
+        lambda: loaded[1].run(x),
+        rounds=args.rounds,
+        warmup=args.warmup,
+        name=f"{args.backend}: {args.a.name} vs {args.b.name}",
+    )
     print(gate.format_table([verdict]))
     if args.json:
         print(gate.verdicts_to_json([verdict], {"rounds": args.rounds}))
@@ -217,13 +241,20 @@ def cmd_ab(args: argparse.Namespace) -> int:
 
 # -- parser -----------------------------------------------------------------------------------
 
+
 def _bench_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", type=_existing, help="YOLOv8 detection checkpoint (default: committed baseline)")
+    p.add_argument(
+        "--weights", type=_existing, help="YOLOv8 detection checkpoint (default: committed baseline)"
+    )
     p.add_argument("--data", type=_existing, help="data.yaml (default: the synthetic dataset)")
     p.add_argument("--imgsz", type=_positive, help="model input size (default: the checkpoint's)")
     p.add_argument("--threads", type=_positive, default=1, help="threads for every backend (default 1)")
-    p.add_argument("--artifact", action="append", metavar="BACKEND=PATH",
-                   help="run this artifact instead of exporting one (repeatable)")
+    p.add_argument(
+        "--artifact",
+        action="append",
+        metavar="BACKEND=PATH",
+        help="run this artifact instead of exporting one (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,8 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="export the baseline (cached) and print the artifact paths")
     _bench_options(e)
-    e.add_argument("--format", type=_formats, default=list(FORMATS),
-                   help=f"comma-separated, from {', '.join(FORMATS)}")
+    e.add_argument(
+        "--format", type=_formats, default=list(FORMATS), help=f"comma-separated, from {', '.join(FORMATS)}"
+    )
     e.set_defaults(func=cmd_export)
 
     pr = sub.add_parser("predict", help="detect garments in images with any backend")
@@ -280,10 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch", type=_positive, default=8, help="batch size for the throughput run")
     r.add_argument("--out", type=Path, default=Path("report"))
     r.add_argument("--quick", action="store_true", help="fewer images and rounds (about a third of the time)")
-    r.add_argument("--val-images", type=_positive,
-                   help="score the first N val images (default: all; 64 with --quick)")
-    r.add_argument("--rounds", type=_positive,
-                   help="latency rounds at batch 1 (default 150; 30 with --quick); throughput runs a third")
+    r.add_argument(
+        "--val-images", type=_positive, help="score the first N val images (default: all; 64 with --quick)"
+    )
+    r.add_argument(
+        "--rounds",
+        type=_positive,
+        help="latency rounds at batch 1 (default 150; 30 with --quick); throughput runs a third",
+    )
     r.set_defaults(func=cmd_report)
 
     g = sub.add_parser("gate", help="compare two saved pytest-benchmark runs; exit 1 on a regression")

@@ -37,19 +37,52 @@ class Tolerance:
 # 3.0e-4 px / score 1.3e-6, openvino 3.7e-4 px / 1.7e-6, torchscript 0). INT8: box 2.6 px on live
 # anchors, score 0.26; its real gate is mAP.
 TOLERANCES: dict[str, Tolerance] = {
-    "pytorch": Tolerance(1e-3, 1e-5, 1e-5, 0.99, 1e-3, 0.005, 0.005,
-                         "the reference against itself: only batch-size-dependent kernel choice "
-                         "differs (run-to-run identity is tested separately, bit for bit)"),
-    "torchscript": Tolerance(1e-3, 1e-5, 1e-5, 0.99, 1e-3, 0.005, 0.005,
-                             "traced graph runs the same ATen kernels; only fusion order differs"),
-    "onnxruntime": Tolerance(4e-3, 2e-5, 1e-5, 0.99, 1e-3, 0.005, 0.005,
-                             "MLAS conv kernels sum in another order: fp32 rounding only"),
-    "openvino": Tolerance(4e-3, 2e-5, 1e-5, 0.99, 1e-3, 0.005, 0.005,
-                          "oneDNN kernels, fp32 precision hint: fp32 rounding only"),
-    "onnxruntime-int8": Tolerance(10.0, 0.4, 0.1, 0.5, 0.25, 0.02, 0.05,
-                                  "8-bit weights/activations: judged by mAP; raw and detection "
-                                  "bounds only catch gross breakage", box_score_floor=CONF,
-                                  det_unmatched_frac=0.1),
+    "pytorch": Tolerance(
+        1e-3,
+        1e-5,
+        1e-5,
+        0.99,
+        1e-3,
+        0.005,
+        0.005,
+        "the reference against itself: only batch-size-dependent kernel choice "
+        "differs (run-to-run identity is tested separately, bit for bit)",
+    ),
+    "torchscript": Tolerance(
+        1e-3,
+        1e-5,
+        1e-5,
+        0.99,
+        1e-3,
+        0.005,
+        0.005,
+        "traced graph runs the same ATen kernels; only fusion order differs",
+    ),
+    "onnxruntime": Tolerance(
+        4e-3,
+        2e-5,
+        1e-5,
+        0.99,
+        1e-3,
+        0.005,
+        0.005,
+        "MLAS conv kernels sum in another order: fp32 rounding only",
+    ),
+    "openvino": Tolerance(
+        4e-3, 2e-5, 1e-5, 0.99, 1e-3, 0.005, 0.005, "oneDNN kernels, fp32 precision hint: fp32 rounding only"
+    ),
+    "onnxruntime-int8": Tolerance(
+        10.0,
+        0.4,
+        0.1,
+        0.5,
+        0.25,
+        0.02,
+        0.05,
+        "8-bit weights/activations: judged by mAP; raw and detection bounds only catch gross breakage",
+        box_score_floor=CONF,
+        det_unmatched_frac=0.1,
+    ),
 }
 
 
@@ -64,9 +97,11 @@ class Deviation:
 
     def describe(self) -> str:
         n, c, a = self.worst_index
-        return (f"max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}; worst at image {n}, channel {c} "
-                f"({self.worst_group}), anchor {a}; box group max abs {self.box_max_abs:.3g} px, "
-                f"score group max abs {self.score_max_abs:.3g}")
+        return (
+            f"max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}; worst at image {n}, channel {c} "
+            f"({self.worst_group}), anchor {a}; box group max abs {self.box_max_abs:.3g} px, "
+            f"score group max abs {self.score_max_abs:.3g}"
+        )
 
 
 class OutputMismatch(AssertionError):
@@ -78,9 +113,12 @@ def deviation(ref: np.ndarray, out: np.ndarray) -> Deviation:
     rel = diff / np.maximum(np.abs(ref.astype(np.float64)), 1e-6)
     idx = np.unravel_index(int(np.argmax(diff)), diff.shape)
     return Deviation(
-        max_abs=float(diff.max(initial=0.0)), max_rel=float(rel.max(initial=0.0)),
-        worst_index=tuple(int(i) for i in idx), worst_group="box" if idx[1] < 4 else "score",
-        box_max_abs=float(diff[:, :4].max(initial=0.0)), score_max_abs=float(diff[:, 4:].max(initial=0.0)),
+        max_abs=float(diff.max(initial=0.0)),
+        max_rel=float(rel.max(initial=0.0)),
+        worst_index=tuple(int(i) for i in idx),
+        worst_group="box" if idx[1] < 4 else "score",
+        box_max_abs=float(diff[:, :4].max(initial=0.0)),
+        score_max_abs=float(diff[:, 4:].max(initial=0.0)),
     )
 
 
@@ -109,7 +147,8 @@ def assert_outputs_close(ref: np.ndarray, out: np.ndarray, tol: Tolerance, *, la
                 f"{where}{group} outputs differ beyond atol={atol:g}, rtol={tol.rtol:g}: "
                 f"{int((excess > 0).sum())} of {excess.size} elements; worst excess at image {n}, "
                 f"channel {c}, anchor {a}: ref {ref64[n, c, a]:.6g} vs {out64[n, c, a]:.6g}. "
-                f"Overall: {dev.describe()}")
+                f"Overall: {dev.describe()}"
+            )
     return dev
 
 
@@ -137,19 +176,31 @@ def match_detections(ref: Detections, out: Detections, *, iou: float) -> Detecti
     taken: set[int] = set()
     pairs = []
     for r in np.argsort(-ref.scores, kind="stable"):
-        cand = [(ious[r, o], o) for o in range(len(out))
-                if o not in taken and out.class_ids[o] == ref.class_ids[r] and ious[r, o] >= iou]
+        cand = [
+            (ious[r, o], o)
+            for o in range(len(out))
+            if o not in taken and out.class_ids[o] == ref.class_ids[r] and ious[r, o] >= iou
+        ]
         if cand:
             best_iou, o = max(cand)
             taken.add(o)
             pairs.append((int(r), int(o), float(best_iou), float(abs(ref.scores[r] - out.scores[o]))))
     matched_ref = {p[0] for p in pairs}
-    return DetectionMatch(pairs, [i for i in range(len(ref)) if i not in matched_ref],
-                          [o for o in range(len(out)) if o not in taken])
+    return DetectionMatch(
+        pairs,
+        [i for i in range(len(ref)) if i not in matched_ref],
+        [o for o in range(len(out)) if o not in taken],
+    )
 
 
-def assert_detections_match(ref: Sequence[Detections], out: Sequence[Detections], tol: Tolerance, *,
-                            conf: float = CONF, label: str = "") -> None:
+def assert_detections_match(
+    ref: Sequence[Detections],
+    out: Sequence[Detections],
+    tol: Tolerance,
+    *,
+    conf: float = CONF,
+    label: str = "",
+) -> None:
     """Same objects, same classes, IoU >= tol.det_iou, score within tol.det_score. A detection left
     unmatched is excused only when its score lies within tol.det_score of the confidence threshold
     (the other backend may have scored it just below)."""
@@ -161,21 +212,27 @@ def assert_detections_match(ref: Sequence[Detections], out: Sequence[Detections]
     total = sum(len(r) for r in ref)
     for i, (r, o) in enumerate(zip(ref, out)):
         m = match_detections(r, o, iou=tol.det_iou)
-        for ri, oi, iou_v, ds in m.pairs:
+        for ri, oi, _iou, ds in m.pairs:
             if ds > tol.det_score:
-                problems.append(f"image {i}: {r.class_names[ri]} score {r.scores[ri]:.4f} vs "
-                                f"{o.scores[oi]:.4f} (diff {ds:.2g} > {tol.det_score:g})")
+                problems.append(
+                    f"image {i}: {r.class_names[ri]} score {r.scores[ri]:.4f} vs "
+                    f"{o.scores[oi]:.4f} (diff {ds:.2g} > {tol.det_score:g})"
+                )
         for side, det, idxs in (("reference", r, m.unmatched_ref), ("candidate", o, m.unmatched_out)):
             for k in idxs:
                 if abs(float(det.scores[k]) - conf) > tol.det_score:
-                    unmatched.append(f"image {i}: {side} {det.class_names[k]} "
-                                    f"(score {det.scores[k]:.4f}, box {np.round(det.xyxy[k], 1).tolist()}) "
-                                    f"has no match with IoU >= {tol.det_iou}")
+                    unmatched.append(
+                        f"image {i}: {side} {det.class_names[k]} "
+                        f"(score {det.scores[k]:.4f}, box {np.round(det.xyxy[k], 1).tolist()}) "
+                        f"has no match with IoU >= {tol.det_iou}"
+                    )
     if len(unmatched) > tol.det_unmatched_frac * total:
         problems += unmatched
         if tol.det_unmatched_frac:
-            problems.append(f"{len(unmatched)} unmatched of {total} reference detections "
-                            f"(allowed: {tol.det_unmatched_frac:.0%})")
+            problems.append(
+                f"{len(unmatched)} unmatched of {total} reference detections "
+                f"(allowed: {tol.det_unmatched_frac:.0%})"
+            )
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -186,14 +243,19 @@ def assert_accuracy_close(ref: dict, out: dict, tol: Tolerance, *, label: str = 
     """Overall mAP50 and mAP50-95 within ``tol.map_drop`` of the reference (either way); no class's
     mAP50 more than ``tol.class_map_drop`` below it. Takes ``AccuracyResult.to_dict()`` mappings."""
     where = f"{label}: " if label else ""
-    problems = [f"{k} {out[k]:.4f} vs reference {ref[k]:.4f} (|diff| {abs(out[k] - ref[k]):.4f} > "
-                f"{tol.map_drop})" for k in ("mAP50", "mAP50-95") if abs(out[k] - ref[k]) > tol.map_drop]
+    problems = [
+        f"{k} {out[k]:.4f} vs reference {ref[k]:.4f} (|diff| {abs(out[k] - ref[k]):.4f} > {tol.map_drop})"
+        for k in ("mAP50", "mAP50-95")
+        if abs(out[k] - ref[k]) > tol.map_drop
+    ]
     for name, r in ref["per_class"].items():
         o = out["per_class"][name]
         if r["mAP50"] is None:
             continue
         if r["mAP50"] - (o["mAP50"] or 0.0) > tol.class_map_drop:
-            problems.append(f"class {name}: mAP50 {o['mAP50'] or 0.0:.4f} is more than {tol.class_map_drop} "
-                            f"below the reference {r['mAP50']:.4f}")
+            problems.append(
+                f"class {name}: mAP50 {o['mAP50'] or 0.0:.4f} is more than {tol.class_map_drop} "
+                f"below the reference {r['mAP50']:.4f}"
+            )
     if problems:
         raise OutputMismatch(f"{where}accuracy differs:\n  " + "\n  ".join(problems))

@@ -54,8 +54,9 @@ def write_synthetic(out: Path, cfg: SynthConfig) -> Path:
             image.save(img_dir / f"{stem}.png", optimize=False)
             text = "".join(b.yolo_line(image.width, image.height) + "\n" for b in boxes)
             (lbl_dir / f"{stem}.txt").write_text(text)
-    (out / "synth.json").write_text(json.dumps({"generator": "detbench.synth", **asdict(cfg)},
-                                               indent=2, sort_keys=True) + "\n")
+    (out / "synth.json").write_text(
+        json.dumps({"generator": "detbench.synth", **asdict(cfg)}, indent=2, sort_keys=True) + "\n"
+    )
     data_yaml = out / "data.yaml"
     data_yaml.write_text(data_yaml_text(header="# detbench synthetic colorful-fashion dataset"))
     return data_yaml

@@ -27,8 +27,12 @@ from detbench.model import load_detection_model
 from detbench.train import sha256_file
 
 FORMATS = ("torchscript", "onnx", "openvino", "onnx-int8")
-FILENAMES = {"torchscript": "model.torchscript", "onnx": "model.onnx", "openvino": "openvino_model",
-             "onnx-int8": "model.int8.onnx"}
+FILENAMES = {
+    "torchscript": "model.torchscript",
+    "onnx": "model.onnx",
+    "openvino": "openvino_model",
+    "onnx-int8": "model.int8.onnx",
+}
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,8 @@ class Int8Recipe:
         for n in nodes:
             name, op = getattr(n, "name", ""), getattr(n, "op_type", "")
             if any(f in name for f in self.keep_fp32) or (
-                    op != "Conv" and any(f in name for f in self.keep_fp32_non_conv)):
+                op != "Conv" and any(f in name for f in self.keep_fp32_non_conv)
+            ):
                 out.append(name)
         return out
 
@@ -75,9 +80,11 @@ def _version(pkg: str) -> str:
 
 def toolchain_versions() -> dict[str, str]:
     """Versions that can change an exported artifact; part of every cache key."""
-    return {"python": platform.python_version(), "detbench": __version__,
-            **{p: _version(p) for p in ("torch", "ultralytics", "onnx", "onnxruntime", "onnxslim",
-                                         "openvino")}}
+    return {
+        "python": platform.python_version(),
+        "detbench": __version__,
+        **{p: _version(p) for p in ("torch", "ultralytics", "onnx", "onnxruntime", "onnxslim", "openvino")},
+    }
 
 
 def openvino_available() -> bool:
@@ -114,16 +121,27 @@ def build_onnx(weights: Path, dest: Path, settings: ExportSettings) -> None:
     model, info = _prepared(weights, settings)
     dynamic = {"images": {0: "batch"}, "output0": {0: "batch"}} if settings.dynamic_batch else None
     with torch.no_grad(), quiet_torch_exporters():
-        torch.onnx.export(model, _dummy(settings), str(dest), opset_version=settings.opset,
-                          input_names=["images"], output_names=["output0"], dynamic_axes=dynamic,
-                          dynamo=False)
+        torch.onnx.export(
+            model,
+            _dummy(settings),
+            str(dest),
+            opset_version=settings.opset,
+            input_names=["images"],
+            output_names=["output0"],
+            dynamic_axes=dynamic,
+            dynamo=False,
+        )
     proto = onnx.load(str(dest))
     if settings.simplify:
         import onnxslim
 
         proto = onnxslim.slim(proto)
-    meta = {"names": repr(dict(enumerate(info.names))), "imgsz": str([settings.imgsz] * 2),
-            "stride": str(info.stride), "producer": f"detbench {__version__}"}
+    meta = {
+        "names": repr(dict(enumerate(info.names))),
+        "imgsz": str([settings.imgsz] * 2),
+        "stride": str(info.stride),
+        "producer": f"detbench {__version__}",
+    }
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
     onnx.checker.check_model(proto)
@@ -160,8 +178,9 @@ def calibration_batches(images: Sequence[Path], recipe: Int8Recipe, imgsz: int) 
     return [preprocess([images[i]], imgsz)[0] for i in sorted(chosen)]
 
 
-def build_onnx_int8(onnx_path: Path, dest: Path, settings: ExportSettings,
-                    calib_images: Sequence[Path]) -> None:
+def build_onnx_int8(
+    onnx_path: Path, dest: Path, settings: ExportSettings, calib_images: Sequence[Path]
+) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -173,11 +192,16 @@ def build_onnx_int8(onnx_path: Path, dest: Path, settings: ExportSettings,
     # The calibrators print progress to stdout, which would interleave with our progress bars.
     with contextlib.redirect_stdout(io.StringIO()):
         quantize_static(
-            str(pre), str(dest),
+            str(pre),
+            str(dest),
             calibration_data_reader=_Calibration(calibration_batches(calib_images, recipe, settings.imgsz)),
-            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
-            calibrate_method=getattr(CalibrationMethod, recipe.method), nodes_to_exclude=exclude,
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=recipe.per_channel,
+            reduce_range=recipe.reduce_range,
+            calibrate_method=getattr(CalibrationMethod, recipe.method),
+            nodes_to_exclude=exclude,
             extra_options={"CalibMovingAverage": True} if recipe.method == "MinMax" else {},
         )
     pre.unlink()
@@ -186,8 +210,13 @@ def build_onnx_int8(onnx_path: Path, dest: Path, settings: ExportSettings,
 class Exporter:
     """Builds (or reuses) every artifact of one baseline checkpoint."""
 
-    def __init__(self, weights: Path | str, settings: ExportSettings | None = None,
-                 cache: ArtifactCache | None = None, calib_images: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        weights: Path | str,
+        settings: ExportSettings | None = None,
+        cache: ArtifactCache | None = None,
+        calib_images: Sequence[Path] = (),
+    ) -> None:
         self.weights = Path(weights).resolve()
         self.settings = settings or ExportSettings()
         self.cache = cache or ArtifactCache()
@@ -198,8 +227,12 @@ class Exporter:
         s = asdict(self.settings)
         if fmt != "onnx-int8":
             s.pop("int8")  # the INT8 recipe must not invalidate the fp32 artifacts
-        return {"format": fmt, "weights_sha256": self.weights_sha256, "settings": s,
-                "versions": toolchain_versions()}
+        return {
+            "format": fmt,
+            "weights_sha256": self.weights_sha256,
+            "settings": s,
+            "versions": toolchain_versions(),
+        }
 
     def get(self, fmt: str) -> Artifact:
         if fmt not in FORMATS:
@@ -212,8 +245,9 @@ class Exporter:
             "torchscript": lambda d: build_torchscript(self.weights, d, self.settings),
             "onnx": lambda d: build_onnx(self.weights, d, self.settings),
             "openvino": lambda d: build_openvino(self.get("onnx").path, d, self.settings),
-            "onnx-int8": lambda d: build_onnx_int8(self.get("onnx").path, d, self.settings,
-                                                   self.calib_images),
+            "onnx-int8": lambda d: build_onnx_int8(
+                self.get("onnx").path, d, self.settings, self.calib_images
+            ),
         }
         return self.cache.get_or_build(fmt, self.fields(fmt), FILENAMES[fmt], builders[fmt])
 
@@ -226,6 +260,7 @@ def export_onnx_ultralytics(weights: Path, out_dir: Path, imgsz: int, opset: int
     local = out_dir / weights.name
     shutil.copy2(weights, local)  # ultralytics writes the export next to the weights
     with quiet_torch_exporters():
-        path = YOLO(str(local)).export(format="onnx", imgsz=imgsz, opset=opset, simplify=True,
-                                       dynamic=False, device="cpu", verbose=False)
+        path = YOLO(str(local)).export(
+            format="onnx", imgsz=imgsz, opset=opset, simplify=True, dynamic=False, device="cpu", verbose=False
+        )
     return Path(path)

@@ -19,7 +19,7 @@ import json
 import os
 import platform
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,28 @@ CPUINFO = Path("/proc/cpuinfo")
 
 ISA_FLAGS = (
     # x86: what decides which kernels oneDNN / MLAS / OpenVINO pick for fp32, bf16 and int8.
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
     # Arm (the "Features" line): dot product, int8 matmul, bf16, SVE.
-    "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "bf16",
+    "sve",
+    "sve2",
 )
 
 
@@ -112,7 +130,7 @@ def has_raw_data(output_json: Mapping[str, Any]) -> bool:
 
 
 def _stamp(now: datetime) -> str:
-    return now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def save_run(
@@ -135,7 +153,7 @@ def save_run(
         if replace is not None:
             path = replace
         else:
-            base = f"{_stamp(now or datetime.now(timezone.utc))}_{machine or machine_id()}"
+            base = f"{_stamp(now or datetime.now(UTC))}_{machine or machine_id()}"
             path = directory / f"{base}.json"
             n = 1
             while path.exists():

@@ -29,8 +29,9 @@ class _Problem(Protocol):
     reason: str
 
 
-def format_problems(problems: Sequence[_Problem], *, root: Path | None = None,
-                    limit: int = MAX_LISTED) -> str:
+def format_problems(
+    problems: Sequence[_Problem], *, root: Path | None = None, limit: int = MAX_LISTED
+) -> str:
     """One ``file[:line]: reason`` per line, paths relative to ``root`` if inside it, capped at ``limit``."""
     lines = []
     for p in problems[:limit]:
@@ -102,8 +103,13 @@ def check_dataset(ds: Dataset, *, allow_background: bool = False) -> list[LabelP
     for split, folder in ds.splits.items():
         labels_dir = _labels_folder(ds, folder)
         if labels_dir is None:
-            problems.append(LabelProblem(folder, None, f"{split} folder has no 'images' path component, "
-                                                       "so ultralytics cannot find its labels"))
+            problems.append(
+                LabelProblem(
+                    folder,
+                    None,
+                    f"{split} folder has no 'images' path component, so ultralytics cannot find its labels",
+                )
+            )
             continue
         images = ds.images(split)
         if not images:
@@ -115,15 +121,23 @@ def check_dataset(ds: Dataset, *, allow_background: bool = False) -> list[LabelP
             if label.is_file():
                 problems.extend(_check_label_file(label, nc))
             elif not allow_background:
-                problems.append(LabelProblem(
-                    image, None, f"no label file {label.name}; YOLO would train on it as a background "
-                                 "image with no objects (allowed only with allow_background / "
-                                 "--allow-background)"))
+                problems.append(
+                    LabelProblem(
+                        image,
+                        None,
+                        f"no label file {label.name}; YOLO would train on it as a background "
+                        "image with no objects (allowed only with allow_background / "
+                        "--allow-background)",
+                    )
+                )
         if labels_dir.is_dir():
             for label in sorted(labels_dir.rglob("*.txt")):
                 if label not in expected:
-                    problems.append(LabelProblem(label, None, "label file without an image "
-                                                              f"(no {label.stem}.* image in {folder})"))
+                    problems.append(
+                        LabelProblem(
+                            label, None, f"label file without an image (no {label.stem}.* image in {folder})"
+                        )
+                    )
     return problems
 
 
@@ -131,5 +145,6 @@ def validate_dataset(ds: Dataset, *, allow_background: bool = False) -> None:
     """Raise ``DatasetError`` on ``ds.yaml_path`` listing every label problem; return if there are none."""
     problems = check_dataset(ds, allow_background=allow_background)
     if problems:
-        raise DatasetError(ds.yaml_path, f"{len(problems)} label problem(s):\n"
-                                         + format_problems(problems, root=ds.root))
+        raise DatasetError(
+            ds.yaml_path, f"{len(problems)} label problem(s):\n" + format_problems(problems, root=ds.root)
+        )

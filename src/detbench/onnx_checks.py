@@ -30,7 +30,10 @@ def check_onnx_file(path: Path) -> None:
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         target = (base / location).resolve()
         if Path(location).is_absolute() or not target.is_relative_to(base):
-            raise ModelFileError(path, f"external data {location!r} of tensor {tensor.name!r} points "
-                                       "outside the model's folder; refused")
+            raise ModelFileError(
+                path,
+                f"external data {location!r} of tensor {tensor.name!r} points "
+                "outside the model's folder; refused",
+            )
         if not target.is_file():
             raise ModelFileError(path, f"external data file {location!r} is missing")

@@ -79,10 +79,18 @@ def torch_matmul(n: int, threads: int, repeats: int) -> tuple[float, str]:
 
 def numpy_matmul(n: int, threads: int, repeats: int, timeout: float = 300) -> tuple[float, str]:
     """The same with numpy's BLAS, in a child process whose BLAS is pinned to ``threads`` threads."""
-    env = {**os.environ, **{k: str(threads) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                                        "MKL_NUM_THREADS")}}
-    done = subprocess.run([sys.executable, "-c", _NUMPY_PROBE, str(n), str(repeats)], env=env,
-                          capture_output=True, text=True, timeout=timeout, check=True)
+    env = {
+        **os.environ,
+        **{k: str(threads) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")},
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _NUMPY_PROBE, str(n), str(repeats)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
     doc = json.loads(done.stdout.strip().splitlines()[-1])
     return float(doc["best_s"]), str(doc["library"])
 
@@ -94,8 +102,9 @@ def matmul_peak(n: int = 2048, *, threads: int = 1, repeats: int = 5) -> MatmulP
     A library that fails (e.g. the child process cannot start) is recorded as None and skipped.
     """
     if n < 1 or threads < 1 or repeats < 1:
-        raise ValueError(f"n, threads and repeats must be positive, got n={n}, threads={threads}, "
-                         f"repeats={repeats}")
+        raise ValueError(
+            f"n, threads and repeats must be positive, got n={n}, threads={threads}, repeats={repeats}"
+        )
     results: list[tuple[float, str]] = [torch_matmul(n, threads, repeats)]
     candidates: dict[str, float | None] = {results[0][1]: _gflops(n, results[0][0])}
     try:
@@ -104,5 +113,12 @@ def matmul_peak(n: int = 2048, *, threads: int = 1, repeats: int = 5) -> MatmulP
     except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError):
         candidates["numpy matmul"] = None
     best, library = min(results)
-    return MatmulPeak(n=n, threads=threads, repeats=repeats, best_s=best, gflops_per_s=_gflops(n, best),
-                      library=library, candidates=candidates)
+    return MatmulPeak(
+        n=n,
+        threads=threads,
+        repeats=repeats,
+        best_s=best,
+        gflops_per_s=_gflops(n, best),
+        library=library,
+        candidates=candidates,
+    )

@@ -13,7 +13,9 @@ def conv_weights(model) -> list[tuple[str, str]]:
     return [(n.name, n.input[1]) for n in model.graph.node if n.op_type == "Conv" and n.input[1] in inits]
 
 
-def perturb_conv_weight(src: Path, dst: Path, *, node: str, delta: float, index: int = 0) -> tuple[str, float]:
+def perturb_conv_weight(
+    src: Path, dst: Path, *, node: str, delta: float, index: int = 0
+) -> tuple[str, float]:
     """Copy the ONNX model at ``src`` to ``dst`` with one weight of Conv ``node`` (a name fragment)
     shifted by ``delta``; returns (the node's full name, the weight's original value)."""
     import onnx

@@ -43,8 +43,14 @@ def latency_vs_size(backends: Sequence[Mapping[str, Any]], dest: Path) -> Path:
     # Labels go in the legend: backends of similar size and speed sit on top of each other.
     for i, row in enumerate(backends):
         m = row["accuracy"]["mAP50-95"]
-        ax.scatter([row["size_mb"]], [row["latency_ms"]["p50"]], s=50, color=f"C{i}",
-                   marker="os^Dv<>ph*"[i % 10], label=f"{row['name']}: mAP50-95 {m:.3f}")
+        ax.scatter(
+            [row["size_mb"]],
+            [row["latency_ms"]["p50"]],
+            s=50,
+            color=f"C{i}",
+            marker="os^Dv<>ph*"[i % 10],
+            label=f"{row['name']}: mAP50-95 {m:.3f}",
+        )
     ax.legend(fontsize=8)
     ax.set_xlabel("artifact size (MB)")
     ax.set_ylabel("latency p50 at batch 1 (ms)")
@@ -73,8 +79,14 @@ def per_class_map50(backends: Sequence[Mapping[str, Any]], names: Sequence[str],
     return _save(fig, dest)
 
 
-LOSS_KEYS = ("train_box_loss", "train_cls_loss", "train_dfl_loss", "val_box_loss", "val_cls_loss",
-             "val_dfl_loss")
+LOSS_KEYS = (
+    "train_box_loss",
+    "train_cls_loss",
+    "train_dfl_loss",
+    "val_box_loss",
+    "val_cls_loss",
+    "val_dfl_loss",
+)
 MAP_KEYS = ("mAP50", "mAP50-95", "precision", "recall")
 
 
@@ -85,8 +97,13 @@ def training_curves(epochs: Sequence[Mapping[str, Any]], dest: Path) -> Path:
     xs = [int(e["epoch"]) for e in epochs]
     for key in LOSS_KEYS:
         if all(key in e for e in epochs):
-            loss_ax.plot(xs, [_num(e[key]) for e in epochs], "--" if key.startswith("val") else "-",
-                         marker="o", label=key)
+            loss_ax.plot(
+                xs,
+                [_num(e[key]) for e in epochs],
+                "--" if key.startswith("val") else "-",
+                marker="o",
+                label=key,
+            )
     for key in MAP_KEYS:
         if all(key in e for e in epochs):
             map_ax.plot(xs, [_num(e[key]) for e in epochs], marker="o", label=key)

@@ -32,9 +32,15 @@ class Detections:
         return [self.names[int(c)] for c in self.class_ids]
 
     def to_list(self) -> list[dict]:
-        return [{"class_id": int(c), "class_name": self.names[int(c)], "score": round(float(s), 5),
-                 "xyxy": [round(float(v), 2) for v in box]}
-                for box, s, c in zip(self.xyxy, self.scores, self.class_ids)]
+        return [
+            {
+                "class_id": int(c),
+                "class_name": self.names[int(c)],
+                "score": round(float(s), 5),
+                "xyxy": [round(float(v), 2) for v in box],
+            }
+            for box, s, c in zip(self.xyxy, self.scores, self.class_ids)
+        ]
 
     def to_json(self) -> str:
         return json.dumps(self.to_list())
@@ -48,21 +54,41 @@ def nms(raw: np.ndarray, *, conf: float = CONF, iou: float = IOU, max_det: int =
 
     # max_time_img: ultralytics stops NMS after a time limit; on a loaded machine that would make
     # results depend on load. Effectively no limit here.
-    out = non_max_suppression(torch.from_numpy(np.ascontiguousarray(raw)), conf_thres=conf,
-                              iou_thres=iou, max_det=max_det, max_time_img=1e6)
+    out = non_max_suppression(
+        torch.from_numpy(np.ascontiguousarray(raw)),
+        conf_thres=conf,
+        iou_thres=iou,
+        max_det=max_det,
+        max_time_img=1e6,
+    )
     return [o.numpy() for o in out]
 
 
-def postprocess(raw: np.ndarray, infos: Sequence[LetterboxInfo], names: Sequence[str], *,
-                conf: float = CONF, iou: float = IOU, max_det: int = MAX_DET) -> list[Detections]:
+def postprocess(
+    raw: np.ndarray,
+    infos: Sequence[LetterboxInfo],
+    names: Sequence[str],
+    *,
+    conf: float = CONF,
+    iou: float = IOU,
+    max_det: int = MAX_DET,
+) -> list[Detections]:
     if raw.ndim != 3 or raw.shape[1] != 4 + len(names):
-        raise ValueError(f"raw head shape {raw.shape} does not fit {len(names)} classes "
-                         f"(expected (N, {4 + len(names)}, anchors))")
+        raise ValueError(
+            f"raw head shape {raw.shape} does not fit {len(names)} classes "
+            f"(expected (N, {4 + len(names)}, anchors))"
+        )
     if len(infos) != raw.shape[0]:
         raise ValueError(f"{len(infos)} letterbox infos for a batch of {raw.shape[0]}")
     dets = []
     for det, info in zip(nms(raw, conf=conf, iou=iou, max_det=max_det), infos):
         boxes = unletterbox_boxes(det[:, :4].astype(np.float32), info)
-        dets.append(Detections(xyxy=boxes.astype(np.float32), scores=det[:, 4].astype(np.float32),
-                               class_ids=det[:, 5].astype(np.int64), names=tuple(names)))
+        dets.append(
+            Detections(
+                xyxy=boxes.astype(np.float32),
+                scores=det[:, 4].astype(np.float32),
+                class_ids=det[:, 5].astype(np.int64),
+                names=tuple(names),
+            )
+        )
     return dets

@@ -109,8 +109,13 @@ def _identify(fh, formats: Sequence[str], filename: str) -> ImageFile.ImageFile 
     return None
 
 
-_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"),
-          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
 
 
 def _why_unidentified(fh, head: bytes) -> str:
@@ -265,6 +270,7 @@ def to_rgb(img: Image.Image, source: str = "<array>") -> Image.Image:
 
 # ---------------------------------------------------------------------------- geometry and batching
 
+
 def _target(imgsz: int | tuple[int, int]) -> tuple[int, int]:
     """``imgsz`` as (h, w): an int is a square."""
     if isinstance(imgsz, (int, np.integer)) and not isinstance(imgsz, bool):
@@ -340,8 +346,9 @@ def _as_rgb_array(item: ImageLike, index: int) -> np.ndarray:
         return np.asarray(to_rgb(item, source=source))
     if isinstance(item, (str, os.PathLike)):
         return np.asarray(load_image(item))
-    raise TypeError(f"images[{index}]: expected a PIL image, a path or an HxWx3 uint8 array, "
-                    f"got {type(item).__name__}")
+    raise TypeError(
+        f"images[{index}]: expected a PIL image, a path or an HxWx3 uint8 array, got {type(item).__name__}"
+    )
 
 
 def preprocess(

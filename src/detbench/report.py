@@ -56,7 +56,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,16 +99,27 @@ class ReportSettings:
         val_images = getattr(args, "val_images", None) or (64 if quick else None)
         backends = list(getattr(args, "backends", None) or REGISTRY)
         return cls(
-            weights=args.weights, data=args.data, imgsz=args.imgsz, threads=args.threads,
-            artifacts=tuple(args.artifact or ()), backends=tuple(dict.fromkeys(["pytorch", *backends])),
-            batch=args.batch, out=Path(args.out), quick=quick, val_images=val_images, rounds=rounds,
-            warmup=3 if quick else 5, throughput_rounds=max(3, rounds // 3),
-            matmul_n=1024 if quick else 2048, matmul_repeats=5,
+            weights=args.weights,
+            data=args.data,
+            imgsz=args.imgsz,
+            threads=args.threads,
+            artifacts=tuple(args.artifact or ()),
+            backends=tuple(dict.fromkeys(["pytorch", *backends])),
+            batch=args.batch,
+            out=Path(args.out),
+            quick=quick,
+            val_images=val_images,
+            rounds=rounds,
+            warmup=3 if quick else 5,
+            throughput_rounds=max(3, rounds // 3),
+            matmul_n=1024 if quick else 2048,
+            matmul_repeats=5,
             default_backends=backends == list(REGISTRY),
         )
 
 
 # -- small measurements ------------------------------------------------------------------------------
+
 
 def artifact_bytes(path: Path) -> int:
     """The artifact's real size on disk; an OpenVINO IR counts its .xml plus its .bin."""
@@ -138,17 +149,25 @@ def environment(threads: int) -> dict[str, Any]:
             flags = sorted(f for f in value.split() if _FLAG_RE.match(f))
     model = model or platform.processor()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu_model": model or "unknown", "cpu_flags": flags, "logical_cpus": os.cpu_count(),
-            "usable_cpus": usable, "load_average": [round(x, 2) for x in os.getloadavg()],
-            "threads": threads, "platform": platform.platform(), "versions": toolchain_versions(),
-            "git_commit": git_commit()}
+    return {
+        "cpu_model": model or "unknown",
+        "cpu_flags": flags,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "threads": threads,
+        "platform": platform.platform(),
+        "versions": toolchain_versions(),
+        "git_commit": git_commit(),
+    }
 
 
 def git_commit(repo: Path = paths.REPO_ROOT) -> str | None:
     """HEAD of the checkout detbench runs from; None for an installed wheel or without git."""
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                              timeout=10, check=False)
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     commit = done.stdout.strip()
@@ -162,21 +181,36 @@ def load_training(weights: Path) -> dict[str, Any]:
     empty = {"source": None, "matches_weights": None, "epochs": [], "final": None, "per_class": None}
     path = weights.parent / METRICS_FILE
     if not path.is_file():
-        return {**empty, "note": f"no {METRICS_FILE} next to {weights}: training curves and the training "
-                                 "per-class table are not available for these weights"}
+        return {
+            **empty,
+            "note": f"no {METRICS_FILE} next to {weights}: training curves and the training "
+            "per-class table are not available for these weights",
+        }
     try:
         doc = json.loads(path.read_text())
         epochs = list(doc.get("epochs") or [])
     except (OSError, ValueError, AttributeError) as exc:
         return {**empty, "note": f"{path}: unreadable ({exc}); training metrics left out"}
     matches = doc.get("weights_sha256") == sha256_file(weights)
-    notes = [] if matches else [f"{path} was written for other weights (sha256 differs from {weights.name}); "
-                                "shown for reference only"]
+    notes = (
+        []
+        if matches
+        else [
+            f"{path} was written for other weights (sha256 differs from {weights.name}); "
+            "shown for reference only"
+        ]
+    )
     if not epochs:
         notes.append(f"{path} has no per-epoch record: no training curves")
     note = "; ".join(notes)
-    return {"source": str(path), "matches_weights": matches, "epochs": epochs, "final": doc.get("final"),
-            "per_class": doc.get("per_class"), "note": note}
+    return {
+        "source": str(path),
+        "matches_weights": matches,
+        "epochs": epochs,
+        "final": doc.get("final"),
+        "per_class": doc.get("per_class"),
+        "note": note,
+    }
 
 
 def history_dirs() -> list[Path]:
@@ -194,23 +228,32 @@ def collect_history(dirs: Sequence[Path]) -> dict[str, Any]:
     for f in files:
         try:
             doc = json.loads(f.read_text())
-            medians = {str(b.get("fullname") or b["name"]): float(b["stats"]["median"]) * 1e3
-                       for b in doc["benchmarks"]}
+            medians = {
+                str(b.get("fullname") or b["name"]): float(b["stats"]["median"]) * 1e3
+                for b in doc["benchmarks"]
+            }
         except (OSError, ValueError, KeyError, TypeError) as exc:
             skipped.append(f"{f}: not a readable pytest-benchmark run ({type(exc).__name__}: {exc})")
             continue
         if not medians:
             skipped.append(f"{f}: contains no benchmarks")
             continue
-        saved = doc.get("datetime") or datetime.fromtimestamp(f.stat().st_mtime, timezone.utc).isoformat()
+        saved = doc.get("datetime") or datetime.fromtimestamp(f.stat().st_mtime, UTC).isoformat()
         stamp = str(saved)
         runs.append({"file": str(f), "datetime": stamp, "medians_ms": medians})
     runs.sort(key=lambda r: r["datetime"])
     for r in runs:  # pytest-benchmark numbers its saves (0001_...): keep the number when there is one
         number = re.match(r"\d+", Path(r["file"]).stem)
         r["label"] = f"{number.group() + ' ' if number else ''}{r['datetime'][:16]}"
-    note = "" if runs else ("no saved benchmark runs under " + ", ".join(str(d) for d in dirs)
-                            + " (save some with pytest --benchmark-enable --benchmark-autosave)")
+    note = (
+        ""
+        if runs
+        else (
+            "no saved benchmark runs under "
+            + ", ".join(str(d) for d in dirs)
+            + " (save some with pytest --benchmark-enable --benchmark-autosave)"
+        )
+    )
     return {"dirs": [str(d) for d in dirs], "runs": runs, "skipped": skipped, "note": note}
 
 
@@ -219,16 +262,17 @@ def _run_all(backend: Any, x: np.ndarray) -> np.ndarray:
     step = len(x) if backend.dynamic_batch else backend.spec.batch
     outs = []
     for start in range(0, len(x), step):
-        chunk = x[start:start + step]
+        chunk = x[start : start + step]
         pad = step - len(chunk)
         if pad:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-        outs.append(backend.run(chunk)[:step - pad])
+        outs.append(backend.run(chunk)[: step - pad])
     return np.concatenate(outs)
 
 
-def _interleaved(fns: Sequence[Callable[[], object]], rounds: int, warmup: int,
-                 advance: Callable[[int], None]) -> list[np.ndarray]:
+def _interleaved(
+    fns: Sequence[Callable[[], object]], rounds: int, warmup: int, advance: Callable[[int], None]
+) -> list[np.ndarray]:
     """``timing.interleaved`` in short stretches so a progress bar can move between them."""
     from detbench.timing import interleaved
 
@@ -267,11 +311,18 @@ def _clean(obj: Any) -> Any:
 
 # -- the run -----------------------------------------------------------------------------------------
 
+
 def _progress(console: Any) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=False)
+    return Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
@@ -297,8 +348,9 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
     _, info = load_detection_model(weights)
     imgsz = s.imgsz or info.imgsz
     if ds.names != info.names:
-        raise DatasetError(data_yaml, f"classes {list(ds.names)} do not match the weights' "
-                                      f"{list(info.names)}")
+        raise DatasetError(
+            data_yaml, f"classes {list(ds.names)} do not match the weights' {list(info.names)}"
+        )
     if "val" not in ds.splits:
         raise DatasetError(data_yaml, "no val split: the report scores accuracy on it")
     val = ds.images("val")
@@ -317,8 +369,14 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         if name not in names:
             notes.append(f"--artifact {name}=... ignored: backend {name} is not in --backends")
     calib = ds.images("train") if "onnxruntime-int8" in names and "train" in ds.splits else []
-    bench = Workbench(weights=weights, imgsz=imgsz, names=info.names,
-                      settings=BackendSettings(threads=s.threads), overrides=overrides, calib_images=calib)
+    bench = Workbench(
+        weights=weights,
+        imgsz=imgsz,
+        names=info.names,
+        settings=BackendSettings(threads=s.threads),
+        overrides=overrides,
+        calib_images=calib,
+    )
 
     timings: dict[str, float] = {}
     loaded: dict[str, Any] = {}
@@ -332,21 +390,31 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
             backend = bench.load(name)
             loaded[name] = backend
             size = artifact_bytes(backend.artifact)
-            rows[name] = {"name": name, "reference": name == "pytorch", "artifact": str(backend.artifact),
-                          "artifact_bytes": size, "size_mb": size / 1e6,
-                          "dynamic_batch": backend.dynamic_batch, "describe": backend.describe()}
+            rows[name] = {
+                "name": name,
+                "reference": name == "pytorch",
+                "artifact": str(backend.artifact),
+                "artifact_bytes": size,
+                "size_mb": size / 1e6,
+                "dynamic_batch": backend.dynamic_batch,
+                "describe": backend.describe(),
+            }
             prog.advance(task)
         timings["export_load"] = time.perf_counter() - t
 
         # Raw-output deviation from the eager baseline on a fixed set of val images.
         t = time.perf_counter()
-        dev_imgs = [load_image(p) for p in val[:min(DEVIATION_IMAGES, len(val))]]
+        dev_imgs = [load_image(p) for p in val[: min(DEVIATION_IMAGES, len(val))]]
         x_dev, _ = preprocess(dev_imgs, imgsz)
         ref = _run_all(loaded["pytorch"], x_dev)
         for name, backend in loaded.items():
             d = deviation(ref, _run_all(backend, x_dev))
-            rows[name]["deviation"] = {"images": len(x_dev), "max_abs": d.max_abs,
-                                       "box_max_abs": d.box_max_abs, "score_max_abs": d.score_max_abs}
+            rows[name]["deviation"] = {
+                "images": len(x_dev),
+                "max_abs": d.max_abs,
+                "box_max_abs": d.box_max_abs,
+                "score_max_abs": d.score_max_abs,
+            }
         timings["deviation"] = time.perf_counter() - t
 
         # Accuracy through every backend.
@@ -354,8 +422,9 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         task = prog.add_task("accuracy", total=n_val * len(names))
         for name, backend in loaded.items():
             prog.update(task, description=f"accuracy {name}")
-            acc = evaluate(backend, ds, imgsz=imgsz, batch=s.batch, limit=n_val,
-                           progress=lambda k: prog.advance(task, k))
+            acc = evaluate(
+                backend, ds, imgsz=imgsz, batch=s.batch, limit=n_val, progress=lambda k: prog.advance(task, k)
+            )
             rows[name]["accuracy"] = acc.to_dict()
         timings["accuracy"] = time.perf_counter() - t
 
@@ -369,19 +438,27 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         # Latency at batch 1, all backends interleaved.
         t = time.perf_counter()
         x1 = x_dev[:1]
-        inputs = {n: x1 if b.dynamic_batch or b.spec.batch == 1 else _batch_of(x1, b.spec.batch)
-                  for n, b in loaded.items()}
+        inputs = {
+            n: x1 if b.dynamic_batch or b.spec.batch == 1 else _batch_of(x1, b.spec.batch)
+            for n, b in loaded.items()
+        }
         for n, x in inputs.items():
             if len(x) != 1:
-                notes.append(f"{n}: the artifact has a fixed batch of {len(x)}; its latency is per call of "
-                             f"{len(x)} images and its speedup per image")
+                notes.append(
+                    f"{n}: the artifact has a fixed batch of {len(x)}; its latency is per call of "
+                    f"{len(x)} images and its speedup per image"
+                )
         task = prog.add_task("latency (batch 1)", total=s.rounds)
         fns = [lambda b=loaded[n], x=inputs[n]: b.run(x) for n in names]
         samples = dict(zip(names, _interleaved(fns, s.rounds, s.warmup, lambda k: prog.advance(task, k))))
         for n in names:
             ms = samples[n] * 1e3
-            rows[n]["latency_ms"] = {"batch": len(inputs[n]), "rounds": s.rounds, **percentiles(ms),
-                                     "mean": float(ms.mean())}
+            rows[n]["latency_ms"] = {
+                "batch": len(inputs[n]),
+                "rounds": s.rounds,
+                **percentiles(ms),
+                "mean": float(ms.mean()),
+            }
         per_image = {n: samples[n] / len(inputs[n]) for n in names}
         for n in names:
             ratio, low, high = bootstrap_ratio_ci(per_image["pytorch"], per_image[n])
@@ -395,17 +472,36 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         task = prog.add_task(f"throughput (batch {s.batch})", total=s.throughput_rounds if dyn else 0)
         tp: dict[str, np.ndarray] = {}
         if dyn:
-            tp = dict(zip(dyn, _interleaved([lambda b=loaded[n]: b.run(xn) for n in dyn], s.throughput_rounds,
-                                            max(1, s.warmup // 2), lambda k: prog.advance(task, k))))
+            tp = dict(
+                zip(
+                    dyn,
+                    _interleaved(
+                        [lambda b=loaded[n]: b.run(xn) for n in dyn],
+                        s.throughput_rounds,
+                        max(1, s.warmup // 2),
+                        lambda k: prog.advance(task, k),
+                    ),
+                )
+            )
         for n in names:
             if n in tp:
                 med = float(np.median(tp[n]))
-                rows[n]["throughput"] = {"batch": s.batch, "rounds": s.throughput_rounds,
-                                         "images_per_s": s.batch / med, "p50_ms": med * 1e3, "reason": None}
+                rows[n]["throughput"] = {
+                    "batch": s.batch,
+                    "rounds": s.throughput_rounds,
+                    "images_per_s": s.batch / med,
+                    "p50_ms": med * 1e3,
+                    "reason": None,
+                }
             else:
-                rows[n]["throughput"] = {"batch": s.batch, "rounds": 0, "images_per_s": None, "p50_ms": None,
-                                         "reason": f"artifact has a fixed batch of {loaded[n].spec.batch}; "
-                                                   "export it with a dynamic batch to measure throughput"}
+                rows[n]["throughput"] = {
+                    "batch": s.batch,
+                    "rounds": 0,
+                    "images_per_s": None,
+                    "p50_ms": None,
+                    "reason": f"artifact has a fixed batch of {loaded[n].spec.batch}; "
+                    "export it with a dynamic batch to measure throughput",
+                }
         timings["throughput"] = time.perf_counter() - t
 
     stats = model_stats(weights, imgsz)
@@ -417,9 +513,12 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         per_img_s = r["latency_ms"]["p50"] / 1e3 / r["latency_ms"]["batch"]
         g1 = gflops / per_img_s if gflops else None
         gn = gflops * r["throughput"]["images_per_s"] if gflops and r["throughput"]["images_per_s"] else None
-        r["efficiency"] = {"gflops_per_s_batch1": g1, "gflops_per_s_batchN": gn,
-                           "peak_fraction_batch1": _ratio(g1, peak.gflops_per_s),
-                           "peak_fraction_batchN": _ratio(gn, peak.gflops_per_s)}
+        r["efficiency"] = {
+            "gflops_per_s_batch1": g1,
+            "gflops_per_s_batchN": gn,
+            "peak_fraction_batch1": _ratio(g1, peak.gflops_per_s),
+            "peak_fraction_batchN": _ratio(gn, peak.gflops_per_s),
+        }
 
     training = load_training(weights)
     history = collect_history(history_dirs())
@@ -430,13 +529,24 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
     timings["total"] = time.perf_counter() - t0
     return {
         "schema": SCHEMA,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": timings["total"],
         "step_s": timings,
-        "settings": {"weights": str(weights), "weights_sha256": sha256_file(weights), "data": str(data_yaml),
-                     "imgsz": imgsz, "threads": s.threads, "batch": s.batch, "val_images": n_val,
-                     "rounds": s.rounds, "warmup": s.warmup, "throughput_rounds": s.throughput_rounds,
-                     "deviation_images": len(x_dev), "quick": s.quick, "backends": names},
+        "settings": {
+            "weights": str(weights),
+            "weights_sha256": sha256_file(weights),
+            "data": str(data_yaml),
+            "imgsz": imgsz,
+            "threads": s.threads,
+            "batch": s.batch,
+            "val_images": n_val,
+            "rounds": s.rounds,
+            "warmup": s.warmup,
+            "throughput_rounds": s.throughput_rounds,
+            "deviation_images": len(x_dev),
+            "quick": s.quick,
+            "backends": names,
+        },
         "environment": environment(s.threads),
         "model": {"gflops": gflops, "parameters": stats["parameters"]},
         "peak": peak.to_dict(),
@@ -451,12 +561,23 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
 
 # -- writing -----------------------------------------------------------------------------------------
 
+
 def _f(value: Any, spec: str, none: str = "-") -> str:
     return none if value is None else format(value, spec)
 
 
-TABLE_HEADER = ("backend", "size MB", "p50 ms", "p90 ms", "p99 ms", "img/s @N", "speedup [95% CI]",
-                "mAP50", "mAP50-95", "max dev box / score")
+TABLE_HEADER = (
+    "backend",
+    "size MB",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "img/s @N",
+    "speedup [95% CI]",
+    "mAP50",
+    "mAP50-95",
+    "max dev box / score",
+)
 
 
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -464,11 +585,20 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
     out = []
     for r in report["backends"]:
         lat, sp, acc, dev = r["latency_ms"], r["speedup"], r["accuracy"], r["deviation"]
-        out.append([r["name"], f"{r['size_mb']:.2f}", f"{lat['p50']:.2f}", f"{lat['p90']:.2f}",
-                    f"{lat['p99']:.2f}", _f(r["throughput"]["images_per_s"], ".1f"),
-                    f"{sp['ratio']:.2f}x [{sp['ci_low']:.2f}, {sp['ci_high']:.2f}]",
-                    f"{acc['mAP50']:.4f}", f"{acc['mAP50-95']:.4f}",
-                    f"{dev['box_max_abs']:.1e} / {dev['score_max_abs']:.1e}"])
+        out.append(
+            [
+                r["name"],
+                f"{r['size_mb']:.2f}",
+                f"{lat['p50']:.2f}",
+                f"{lat['p90']:.2f}",
+                f"{lat['p99']:.2f}",
+                _f(r["throughput"]["images_per_s"], ".1f"),
+                f"{sp['ratio']:.2f}x [{sp['ci_low']:.2f}, {sp['ci_high']:.2f}]",
+                f"{acc['mAP50']:.4f}",
+                f"{acc['mAP50-95']:.4f}",
+                f"{dev['box_max_abs']:.1e} / {dev['score_max_abs']:.1e}",
+            ]
+        )
     return out
 
 
@@ -506,39 +636,73 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"best of {peak['repeats']}; all libraries tried: "
         + ", ".join(f"{k} {_f(v, '.1f', 'failed')}" for k, v in peak["candidates"].items())
         + "). INT8 backends do 8-bit arithmetic, so their share of the float32 peak can pass 100%.",
-        _md_table(["backend", "GFLOP/s @1", "% of peak @1", f"GFLOP/s @{batch}", f"% of peak @{batch}"],
-                  [[r["name"], _f(e["gflops_per_s_batch1"], ".2f"),
-                    _f(_pct(e["peak_fraction_batch1"]), ".1f"), _f(e["gflops_per_s_batchN"], ".2f"),
-                    _f(_pct(e["peak_fraction_batchN"]), ".1f")]
-                   for r in report["backends"] for e in [r["efficiency"]]]),
+        _md_table(
+            ["backend", "GFLOP/s @1", "% of peak @1", f"GFLOP/s @{batch}", f"% of peak @{batch}"],
+            [
+                [
+                    r["name"],
+                    _f(e["gflops_per_s_batch1"], ".2f"),
+                    _f(_pct(e["peak_fraction_batch1"]), ".1f"),
+                    _f(e["gflops_per_s_batchN"], ".2f"),
+                    _f(_pct(e["peak_fraction_batchN"]), ".1f"),
+                ]
+                for r in report["backends"]
+                for e in [r["efficiency"]]
+            ],
+        ),
         "## Per-class accuracy (precision / recall / mAP50)",
-        _md_table(["class", *(r["name"] for r in report["backends"])],
-                  [[c, *(_prm(r["accuracy"]["per_class"].get(c)) for r in report["backends"])]
-                   for c in report["class_names"]]),
+        _md_table(
+            ["class", *(r["name"] for r in report["backends"])],
+            [
+                [c, *(_prm(r["accuracy"]["per_class"].get(c)) for r in report["backends"])]
+                for c in report["class_names"]
+            ],
+        ),
         "## Training",
     ]
     tr = report["training"]
     if tr["source"]:
         parts.append(f"From `{tr['source']}`" + (f" ({tr['note']})" if tr["note"] else "") + ".")
         if isinstance(tr["final"], dict):
-            parts.append("Final validation at the end of training (ultralytics, full val split): "
-                         + ", ".join(f"{k} {_f(tr['final'].get(k), '.4f')}"
-                                     for k in ("precision", "recall", "mAP50", "mAP50-95")) + ".")
+            parts.append(
+                "Final validation at the end of training (ultralytics, full val split): "
+                + ", ".join(
+                    f"{k} {_f(tr['final'].get(k), '.4f')}"
+                    for k in ("precision", "recall", "mAP50", "mAP50-95")
+                )
+                + "."
+            )
         if tr["epochs"]:
-            keys = [k for k in ("train_box_loss", "train_cls_loss", "train_dfl_loss", "mAP50", "mAP50-95")
-                    if all(k in e for e in tr["epochs"])]
-            parts.append(_md_table(["epoch", *keys], [[str(e.get("epoch")), *(f"{e[k]:.4f}" for k in keys)]
-                                                      for e in tr["epochs"]]))
+            keys = [
+                k
+                for k in ("train_box_loss", "train_cls_loss", "train_dfl_loss", "mAP50", "mAP50-95")
+                if all(k in e for e in tr["epochs"])
+            ]
+            parts.append(
+                _md_table(
+                    ["epoch", *keys],
+                    [[str(e.get("epoch")), *(f"{e[k]:.4f}" for k in keys)] for e in tr["epochs"]],
+                )
+            )
         if tr["per_class"]:
-            parts.append(_md_table(["class", "precision", "recall", "mAP50", "mAP50-95"],
-                                   [[c, *(_f(v.get(k), ".3f") for k in ("precision", "recall", "mAP50",
-                                                                        "mAP50-95"))]
-                                    for c, v in tr["per_class"].items()]))
+            parts.append(
+                _md_table(
+                    ["class", "precision", "recall", "mAP50", "mAP50-95"],
+                    [
+                        [c, *(_f(v.get(k), ".3f") for k in ("precision", "recall", "mAP50", "mAP50-95"))]
+                        for c, v in tr["per_class"].items()
+                    ],
+                )
+            )
     else:
         parts.append(tr["note"])
     parts.append("## Plots")
-    for key, title in (("latency_vs_size", "Latency vs size"), ("per_class_map50", "Per-class mAP50"),
-                       ("training_curves", "Training curves"), ("latency_history", "Latency history")):
+    for key, title in (
+        ("latency_vs_size", "Latency vs size"),
+        ("per_class_map50", "Per-class mAP50"),
+        ("training_curves", "Training curves"),
+        ("latency_history", "Latency history"),
+    ):
         f = report["plots"].get(key)
         parts.append(f"![{title}]({f})" if f else f"- {title}: not drawn (see notes)")
     parts += [
@@ -570,8 +734,9 @@ def draw_plots(report: dict[str, Any], out: Path) -> dict[str, str | None]:
 
     drawn: dict[str, str | None] = {}
     drawn["latency_vs_size"] = plots.latency_vs_size(report["backends"], out / "latency_vs_size.png").name
-    drawn["per_class_map50"] = plots.per_class_map50(report["backends"], report["class_names"],
-                                                     out / "per_class_map50.png").name
+    drawn["per_class_map50"] = plots.per_class_map50(
+        report["backends"], report["class_names"], out / "per_class_map50.png"
+    ).name
     epochs, runs = report["training"]["epochs"], report["history"]["runs"]
     drawn["training_curves"] = drawn["latency_history"] = None
     if epochs:
@@ -602,8 +767,10 @@ def print_table(report: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     batch = report["settings"]["batch"]
-    table = Table(title=f"detbench report — {Path(report['settings']['weights']).name}, "
-                        f"imgsz {report['settings']['imgsz']}, {report['settings']['threads']} thread(s)")
+    table = Table(
+        title=f"detbench report — {Path(report['settings']['weights']).name}, "
+        f"imgsz {report['settings']['imgsz']}, {report['settings']['threads']} thread(s)"
+    )
     for i, h in enumerate(TABLE_HEADER):
         table.add_column(h.replace("@N", f"@{batch}"), justify="left" if i == 0 else "right")
     for row in table_rows(report):
@@ -611,11 +778,16 @@ def print_table(report: dict[str, Any], console: Any) -> None:
     console.print(table)
     gflops, peak = report["model"]["gflops"], report["peak"]
     if gflops:
-        achieved = ", ".join(f"{r['name']} {_f(_pct(r['efficiency']['peak_fraction_batch1']), '.0f')}%"
-                             for r in report["backends"])
-        console.print(f"{gflops:.3f} GFLOPs/image; measured matmul peak {peak['gflops_per_s']:.1f} GFLOP/s "
-                      f"({peak['library']}); share of it at batch 1: {achieved}",
-                      highlight=False, soft_wrap=True)
+        achieved = ", ".join(
+            f"{r['name']} {_f(_pct(r['efficiency']['peak_fraction_batch1']), '.0f')}%"
+            for r in report["backends"]
+        )
+        console.print(
+            f"{gflops:.3f} GFLOPs/image; measured matmul peak {peak['gflops_per_s']:.1f} GFLOP/s "
+            f"({peak['library']}); share of it at batch 1: {achieved}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for note in report["notes"]:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
 
@@ -637,5 +809,16 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["SCHEMA", "ReportSettings", "artifact_bytes", "build_report", "collect_history", "environment",
-           "git_commit", "load_training", "render_markdown", "run_report", "write_report"]
+__all__ = [
+    "SCHEMA",
+    "ReportSettings",
+    "artifact_bytes",
+    "build_report",
+    "collect_history",
+    "environment",
+    "git_commit",
+    "load_training",
+    "render_markdown",
+    "run_report",
+    "write_report",
+]

@@ -9,7 +9,6 @@ garment still owns at the end, so occlusion and cropping at the border are exact
 from __future__ import annotations
 
 import colorsys
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,8 +134,14 @@ def _figure(p: _Painter, rng: np.random.Generator, cx: float, top: float, H: flo
     b = _BODY_ID
     p.shape("ellipse", (cx - head_r * 0.85, y(0.01), cx + head_r * 0.85, y(0.01) + 2 * head_r), skin, b)
     p.shape("rectangle", (cx - 0.025 * H, y(0.12), cx + 0.025 * H, y(0.17)), skin, b)
-    torso = [(cx - sw, y(0.17)), (cx + sw, y(0.17)), (cx + ww, y(0.45)), (cx + hw, y(0.52)),
-             (cx - hw, y(0.52)), (cx - ww, y(0.45))]
+    torso = [
+        (cx - sw, y(0.17)),
+        (cx + sw, y(0.17)),
+        (cx + ww, y(0.45)),
+        (cx + hw, y(0.52)),
+        (cx - hw, y(0.52)),
+        (cx - ww, y(0.45)),
+    ]
     p.shape("polygon", torso, skin, b)
     for sh, hand in (((cx - sw, y(0.18)), hand_l), ((cx + sw, y(0.18)), hand_r)):
         p.shape("line", [sh, hand], skin, b, width=limb)
@@ -148,38 +153,61 @@ def _figure(p: _Painter, rng: np.random.Generator, cx: float, top: float, H: flo
         fx = hip[0] + (foot[0] - hip[0]) * frac
         fy = hip[1] + (foot[1] - hip[1]) * frac
         half = limb * 0.95 + flare
-        return [(hip[0] - half - 1, hip[1] - 0.02 * H), (hip[0] + half + 1, hip[1] - 0.02 * H),
-                (fx + half, fy), (fx - half, fy)]
+        return [
+            (hip[0] - half - 1, hip[1] - 0.02 * H),
+            (hip[0] + half + 1, hip[1] - 0.02 * H),
+            (fx + half, fy),
+            (fx - half, fy),
+        ]
 
     top_kind = rng.choice(["shirt", "jacket", "dress", "none"], p=[0.38, 0.3, 0.22, 0.10])
     colour = _bright(rng)
     if top_kind == "dress":
         hem = y(rng.uniform(0.68, 0.85))
         flare = rng.uniform(0.12, 0.22) * H
-        body = [(cx - sw * 0.8, y(0.17)), (cx + sw * 0.8, y(0.17)), (cx + ww, y(0.42)),
-                (cx + flare, hem), (cx - flare, hem), (cx - ww, y(0.42))]
+        body = [
+            (cx - sw * 0.8, y(0.17)),
+            (cx + sw * 0.8, y(0.17)),
+            (cx + ww, y(0.42)),
+            (cx + flare, hem),
+            (cx - flare, hem),
+            (cx - ww, y(0.42)),
+        ]
         p.garment(CLS["dress"], [("polygon", body, {})], colour)
     else:
         bottom = rng.choice(["pants", "shorts", "skirt"], p=[0.45, 0.3, 0.25])
         bcol = _bright(rng)
         if bottom == "pants":
-            parts = [("polygon", leg_poly(hip_l, foot_l, 0.93), {}),
-                     ("polygon", leg_poly(hip_r, foot_r, 0.93), {}),
-                     ("rectangle", (cx - hw, y(0.48), cx + hw, y(0.56)), {})]
+            parts = [
+                ("polygon", leg_poly(hip_l, foot_l, 0.93), {}),
+                ("polygon", leg_poly(hip_r, foot_r, 0.93), {}),
+                ("rectangle", (cx - hw, y(0.48), cx + hw, y(0.56)), {}),
+            ]
             p.garment(CLS["pants"], parts, bcol)
         elif bottom == "shorts":
-            parts = [("polygon", leg_poly(hip_l, foot_l, 0.33, 1), {}),
-                     ("polygon", leg_poly(hip_r, foot_r, 0.33, 1), {}),
-                     ("rectangle", (cx - hw, y(0.48), cx + hw, y(0.56)), {})]
+            parts = [
+                ("polygon", leg_poly(hip_l, foot_l, 0.33, 1), {}),
+                ("polygon", leg_poly(hip_r, foot_r, 0.33, 1), {}),
+                ("rectangle", (cx - hw, y(0.48), cx + hw, y(0.56)), {}),
+            ]
             p.garment(CLS["shorts"], parts, bcol)
         else:
             hem = y(rng.uniform(0.66, 0.80))
             flare = rng.uniform(0.13, 0.2) * H
-            p.garment(CLS["skirt"], [("polygon", [(cx - hw, y(0.47)), (cx + hw, y(0.47)),
-                                                  (cx + flare, hem), (cx - flare, hem)], {})], bcol)
+            p.garment(
+                CLS["skirt"],
+                [
+                    (
+                        "polygon",
+                        [(cx - hw, y(0.47)), (cx + hw, y(0.47)), (cx + flare, hem), (cx - flare, hem)],
+                        {},
+                    )
+                ],
+                bcol,
+            )
         if top_kind == "shirt":
             sleeve = 0.35
-            parts = [("polygon", torso[:4] + [(cx - hw, y(0.52))] + torso[5:], {})]
+            parts = [("polygon", [*torso[:4], (cx - hw, y(0.52)), *torso[5:]], {})]
             for sh, hand in (((cx - sw, y(0.18)), hand_l), ((cx + sw, y(0.18)), hand_r)):
                 ex = sh[0] + (hand[0] - sh[0]) * sleeve
                 ey = sh[1] + (hand[1] - sh[1]) * sleeve
@@ -196,30 +224,54 @@ def _figure(p: _Painter, rng: np.random.Generator, cx: float, top: float, H: flo
                 parts.append(("line", [sh, (ex, ey)], {"width": int(limb * 1.5)}))
             # Open front: a strip of what is underneath shows between the lapels.
             gap = 0.035 * H
-            parts.append(("polygon", [(cx - gap, y(0.17)), (cx + gap, y(0.17)),
-                                      (cx + gap * 0.8, y(0.52)), (cx - gap * 0.8, y(0.52))],
-                          {"colour": inner}))
+            parts.append(
+                (
+                    "polygon",
+                    [
+                        (cx - gap, y(0.17)),
+                        (cx + gap, y(0.17)),
+                        (cx + gap * 0.8, y(0.52)),
+                        (cx - gap * 0.8, y(0.52)),
+                    ],
+                    {"colour": inner},
+                )
+            )
             dark = tuple(max(0, c - 90) for c in colour)
             for s in (-1, 1):
-                parts.append(("line", [(cx + s * gap, y(0.17)), (cx + s * gap * 2.2, y(0.30)),
-                                       (cx + s * gap, y(0.40))], {"width": 1, "colour": dark}))
+                parts.append(
+                    (
+                        "line",
+                        [(cx + s * gap, y(0.17)), (cx + s * gap * 2.2, y(0.30)), (cx + s * gap, y(0.40))],
+                        {"width": 1, "colour": dark},
+                    )
+                )
             p.garment(CLS["jacket"], parts, colour)
 
     if rng.random() < 0.8:  # shoes: one box per shoe
         scol = _dark(rng) if rng.random() < 0.4 else _bright(rng)
         for foot, side in ((foot_l, -1), (foot_r, 1)):
             sx0 = foot[0] - 0.045 * H + side * 0.015 * H
-            p.garment(CLS["shoes"], [("ellipse", (sx0, foot[1] - 0.015 * H, sx0 + 0.09 * H,
-                                                  foot[1] + 0.035 * H), {})], scol)
+            p.garment(
+                CLS["shoes"],
+                [("ellipse", (sx0, foot[1] - 0.015 * H, sx0 + 0.09 * H, foot[1] + 0.035 * H), {})],
+                scol,
+            )
     if rng.random() < 0.45:  # sunglasses: two dark lenses and a bridge across the eyes
         ey, lw, lh = y(0.065), 0.045 * H, 0.028 * H
         lens = _dark(rng) if rng.random() < 0.7 else _bright(rng)
-        p.garment(CLS["sunglass"], [
-            ("ellipse", (cx - lw - 0.006 * H, ey, cx - 0.006 * H, ey + lh), {}),
-            ("ellipse", (cx + 0.006 * H, ey, cx + lw + 0.006 * H, ey + lh), {}),
-            ("line", [(cx - lw - 0.01 * H, ey + lh * 0.3), (cx + lw + 0.01 * H, ey + lh * 0.3)],
-             {"width": max(1, int(0.008 * H))}),
-        ], lens)
+        p.garment(
+            CLS["sunglass"],
+            [
+                ("ellipse", (cx - lw - 0.006 * H, ey, cx - 0.006 * H, ey + lh), {}),
+                ("ellipse", (cx + 0.006 * H, ey, cx + lw + 0.006 * H, ey + lh), {}),
+                (
+                    "line",
+                    [(cx - lw - 0.01 * H, ey + lh * 0.3), (cx + lw + 0.01 * H, ey + lh * 0.3)],
+                    {"width": max(1, int(0.008 * H))},
+                ),
+            ],
+            lens,
+        )
     if rng.random() < 0.45:  # hat: crown plus brim (brimmed hat) or crown plus peak (cap)
         hcol = _bright(rng)
         crown = (cx - head_r * 0.9, y(-0.035), cx + head_r * 0.9, y(0.05))
@@ -234,11 +286,18 @@ def _figure(p: _Painter, rng: np.random.Generator, cx: float, top: float, H: flo
         bw, bh = rng.uniform(0.10, 0.16) * H, rng.uniform(0.09, 0.14) * H
         bx0, by0 = hand[0] - bw / 2, hand[1] + 0.01 * H
         bcol = _bright(rng)
-        p.garment(CLS["bag"], [
-            ("rectangle", (bx0, by0, bx0 + bw, by0 + bh), {}),
-            ("arc", (bx0 + bw * 0.2, by0 - bh * 0.4, bx0 + bw * 0.8, by0 + bh * 0.4),
-             {"start": 180, "end": 360, "width": max(1, int(0.012 * H))}),
-        ], bcol)
+        p.garment(
+            CLS["bag"],
+            [
+                ("rectangle", (bx0, by0, bx0 + bw, by0 + bh), {}),
+                (
+                    "arc",
+                    (bx0 + bw * 0.2, by0 - bh * 0.4, bx0 + bw * 0.8, by0 + bh * 0.4),
+                    {"start": 180, "end": 360, "width": max(1, int(0.012 * H))},
+                ),
+            ],
+            bcol,
+        )
 
 
 def render_scene(rng: np.random.Generator, width: int, height: int) -> tuple[Image.Image, list[Box]]:
@@ -264,7 +323,7 @@ def render_scene(rng: np.random.Generator, width: int, height: int) -> tuple[Ima
 
 def scene_size(rng: np.random.Generator, imgsz: int) -> tuple[int, int]:
     """Long side ``imgsz``; portrait more often than landscape, like fashion photos."""
-    short = int(round(imgsz * rng.uniform(0.75, 1.0)))
+    short = round(imgsz * rng.uniform(0.75, 1.0))
     return (short, imgsz) if rng.random() < 0.7 else (imgsz, short)
 
 

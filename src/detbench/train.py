@@ -57,15 +57,19 @@ def versions() -> dict[str, str]:
     import torch
     import ultralytics
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "ultralytics": ultralytics.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "ultralytics": ultralytics.__version__,
+    }
 
 
 def _read_results_csv(path: Path) -> list[dict[str, float]]:
     with open(path, newline="") as fh:
         rows = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(fh)]
-    return [{"epoch": int(float(r["epoch"])), **{k: float(r[c]) for k, c in EPOCH_KEYS.items()}}
-            for r in rows]
+    return [
+        {"epoch": int(float(r["epoch"])), **{k: float(r[c]) for k, c in EPOCH_KEYS.items()}} for r in rows
+    ]
 
 
 def per_class_metrics(metrics: Any, names: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
@@ -76,8 +80,12 @@ def per_class_metrics(metrics: Any, names: tuple[str, ...]) -> dict[str, dict[st
         n: {"precision": None, "recall": None, "mAP50": None, "mAP50-95": None} for n in names
     }
     for i, c in enumerate(metrics.ap_class_index):
-        out[names[int(c)]] = {"precision": float(box.p[i]), "recall": float(box.r[i]),
-                              "mAP50": float(box.ap50[i]), "mAP50-95": float(box.ap[i])}
+        out[names[int(c)]] = {
+            "precision": float(box.p[i]),
+            "recall": float(box.r[i]),
+            "mAP50": float(box.ap50[i]),
+            "mAP50-95": float(box.ap[i]),
+        }
     return out
 
 
@@ -86,16 +94,20 @@ def model_stats(weights: Path, imgsz: int) -> dict[str, float]:
     from ultralytics.utils.torch_utils import get_flops, get_num_params
 
     model = YOLO(str(weights)).model
-    return {"size_mb": weights.stat().st_size / 1e6, "parameters": int(get_num_params(model)),
-            "gflops": float(get_flops(model, imgsz))}
+    return {
+        "size_mb": weights.stat().st_size / 1e6,
+        "parameters": int(get_num_params(model)),
+        "gflops": float(get_flops(model, imgsz)),
+    }
 
 
 def validate(weights: Path | str, data: Path | str, imgsz: int, batch: int = 16) -> Any:
     """ultralytics' own validation of a checkpoint on the val split."""
     from ultralytics import YOLO
 
-    return YOLO(str(weights)).val(data=str(data), imgsz=imgsz, batch=batch, device="cpu",
-                                  plots=False, verbose=False, workers=0)
+    return YOLO(str(weights)).val(
+        data=str(data), imgsz=imgsz, batch=batch, device="cpu", plots=False, verbose=False, workers=0
+    )
 
 
 def train(cfg: TrainConfig, out: Path) -> Path:
@@ -109,10 +121,24 @@ def train(cfg: TrainConfig, out: Path) -> Path:
     out = Path(out).resolve()
     t0 = time.perf_counter()
     model = YOLO(cfg.model)
-    model.train(data=str(Path(cfg.data).resolve()), imgsz=cfg.imgsz, epochs=cfg.epochs,
-                batch=cfg.batch, seed=cfg.seed, workers=cfg.workers, patience=cfg.patience,
-                device="cpu", plots=False, amp=False, deterministic=True, project=str(out.parent),
-                name=out.name, exist_ok=True, verbose=False, **cfg.extra)
+    model.train(
+        data=str(Path(cfg.data).resolve()),
+        imgsz=cfg.imgsz,
+        epochs=cfg.epochs,
+        batch=cfg.batch,
+        seed=cfg.seed,
+        workers=cfg.workers,
+        patience=cfg.patience,
+        device="cpu",
+        plots=False,
+        amp=False,
+        deterministic=True,
+        project=str(out.parent),
+        name=out.name,
+        exist_ok=True,
+        verbose=False,
+        **cfg.extra,
+    )
     wall = time.perf_counter() - t0
     run_dir = Path(model.trainer.save_dir)
     weights = run_dir / "weights" / "best.pt"
@@ -123,15 +149,23 @@ def train(cfg: TrainConfig, out: Path) -> Path:
         "weights": weights.name,
         "weights_sha256": sha256_file(weights),
         "epochs": _read_results_csv(run_dir / "results.csv"),
-        "final": {"precision": float(final.box.mp), "recall": float(final.box.mr),
-                  "mAP50": float(final.box.map50), "mAP50-95": float(final.box.map)},
+        "final": {
+            "precision": float(final.box.mp),
+            "recall": float(final.box.mr),
+            "mAP50": float(final.box.map50),
+            "mAP50-95": float(final.box.map),
+        },
         "per_class": per_class_metrics(final, dataset.names),
         "train_wall_time_s": wall,
         "model": model_stats(weights, cfg.imgsz),
         "versions": versions(),
-        "hashes": {"data": tree_sha256(dataset.root), "data_yaml": sha256_file(cfg.data),
-                   "config": hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()
-                                            + str(model_hash).encode()).hexdigest()},
+        "hashes": {
+            "data": tree_sha256(dataset.root),
+            "data_yaml": sha256_file(cfg.data),
+            "config": hashlib.sha256(
+                json.dumps(asdict(cfg), sort_keys=True).encode() + str(model_hash).encode()
+            ).hexdigest(),
+        },
         "train_args": asdict(cfg),
         "class_names": list(dataset.names),
     }

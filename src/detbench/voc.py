@@ -15,7 +15,7 @@ from PIL import Image
 
 from detbench import CLASS_NAMES
 from detbench.data import IMAGE_SUFFIXES, data_yaml_text
-from detbench.errors import DatasetError, ImageError, DetbenchError
+from detbench.errors import DatasetError, DetbenchError, ImageError
 from detbench.labels import format_problems
 
 SPLITS = ("train", "val", "test")
@@ -115,8 +115,9 @@ def _xml_size(root: ET.Element) -> tuple[float, float] | str:
     return (dims[0], dims[1]) if dims[0] and dims[1] else (0.0, 0.0)
 
 
-def _convert_one(xml_path: Path, image: Path, classes: dict[str, int],
-                 known: str) -> _Item | list[VocProblem]:
+def _convert_one(
+    xml_path: Path, image: Path, classes: dict[str, int], known: str
+) -> _Item | list[VocProblem]:
     root = _parse_xml(xml_path)
     if isinstance(root, str):
         return [VocProblem(xml_path, root)]
@@ -134,8 +135,13 @@ def _convert_one(xml_path: Path, image: Path, classes: dict[str, int],
     elif size in (stored, shown):
         width, height = size
     else:
-        return [VocProblem(xml_path, f"<size> says {size[0]:g}x{size[1]:g} but {image.name} is "
-                                     f"{stored[0]}x{stored[1]}; the boxes would be normalised wrongly")]
+        return [
+            VocProblem(
+                xml_path,
+                f"<size> says {size[0]:g}x{size[1]:g} but {image.name} is "
+                f"{stored[0]}x{stored[1]}; the boxes would be normalised wrongly",
+            )
+        ]
 
     problems, lines, clipped = [], [], 0
     # `difficult` (and `truncated`) objects are kept: YOLO labels have no such flag, and dropping
@@ -167,9 +173,14 @@ def _convert_one(xml_path: Path, image: Path, classes: dict[str, int],
         else:
             xmin, ymin, xmax, ymax = coords["xmin"], coords["ymin"], coords["xmax"], coords["ymax"]
             if xmax <= xmin or ymax <= ymin:
-                problems.append(VocProblem(xml_path, f"{where}: degenerate box xmin={xmin:g} ymin={ymin:g} "
-                                                     f"xmax={xmax:g} ymax={ymax:g} (needs xmax > xmin, "
-                                                     "ymax > ymin)"))
+                problems.append(
+                    VocProblem(
+                        xml_path,
+                        f"{where}: degenerate box xmin={xmin:g} ymin={ymin:g} "
+                        f"xmax={xmax:g} ymax={ymax:g} (needs xmax > xmin, "
+                        "ymax > ymin)",
+                    )
+                )
                 continue
             # VOC pixels are 1-based; shift by one like ultralytics' VOC.yaml converter
             # (centre = (min+max)/2 - 1, size = max - min), then clip to the image.
@@ -177,13 +188,20 @@ def _convert_one(xml_path: Path, image: Path, classes: dict[str, int],
             cx0, cy0 = min(max(x0, 0.0), width), min(max(y0, 0.0), height)
             cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
             if cx1 <= cx0 or cy1 <= cy0:
-                problems.append(VocProblem(xml_path, f"{where}: box xmin={xmin:g} ymin={ymin:g} "
-                                                     f"xmax={xmax:g} ymax={ymax:g} lies outside the "
-                                                     f"{width:g}x{height:g} image"))
+                problems.append(
+                    VocProblem(
+                        xml_path,
+                        f"{where}: box xmin={xmin:g} ymin={ymin:g} "
+                        f"xmax={xmax:g} ymax={ymax:g} lies outside the "
+                        f"{width:g}x{height:g} image",
+                    )
+                )
                 continue
             clipped += (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1)
-            lines.append(f"{cls} {(cx0 + cx1) / 2 / width:.6f} {(cy0 + cy1) / 2 / height:.6f} "
-                         f"{(cx1 - cx0) / width:.6f} {(cy1 - cy0) / height:.6f}")
+            lines.append(
+                f"{cls} {(cx0 + cx1) / 2 / width:.6f} {(cy0 + cy1) / 2 / height:.6f} "
+                f"{(cx1 - cx0) / width:.6f} {(cy1 - cy0) / height:.6f}"
+            )
     if problems:
         return problems
     return _Item(xml_path.stem, image, tuple(lines), clipped)
@@ -198,8 +216,9 @@ def _read_ids(path: Path) -> list[tuple[int, str]] | str:
     return [(n, line.split()[0]) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
-def _assign_splits(src: Path, xml_stems: set[str], image_stems: set[str], val_fraction: float,
-                   seed: int) -> tuple[dict[str, str], list[VocProblem], str]:
+def _assign_splits(
+    src: Path, xml_stems: set[str], image_stems: set[str], val_fraction: float, seed: int
+) -> tuple[dict[str, str], list[VocProblem], str]:
     """stem -> split, problems, and a description of where the split came from.
 
     ImageSets/Main/{train,val,test}.txt decide when train or val is present. Otherwise the pool
@@ -221,29 +240,44 @@ def _assign_splits(src: Path, xml_stems: set[str], image_stems: set[str], val_fr
             problems.append(VocProblem(present[name], ids))
             continue
         for lineno, stem in ids:
-            missing = [what for what, pool in (("annotation", xml_stems), ("image", image_stems))
-                       if stem not in pool]
+            missing = [
+                what for what, pool in (("annotation", xml_stems), ("image", image_stems)) if stem not in pool
+            ]
             if missing:
-                problems.append(VocProblem(present[name], f"line {lineno}: id {stem!r} has no "
-                                                          f"{' and no '.join(missing)} file"))
+                problems.append(
+                    VocProblem(
+                        present[name], f"line {lineno}: id {stem!r} has no {' and no '.join(missing)} file"
+                    )
+                )
             split = "pool" if name == "trainval" else name
             if stem in listed_by and listed_by[stem] != name:
-                problems.append(VocProblem(present[name], f"line {lineno}: id {stem!r} is also listed in "
-                                                          f"{listed_by[stem]}.txt (a train/val/test leak)"))
+                problems.append(
+                    VocProblem(
+                        present[name],
+                        f"line {lineno}: id {stem!r} is also listed in "
+                        f"{listed_by[stem]}.txt (a train/val/test leak)",
+                    )
+                )
                 leaked.add(stem)
             listed_by.setdefault(stem, name)
             assigned.setdefault(stem, split)
 
     if pooled:
-        pool = [s for s, sp in assigned.items() if sp == "pool"] if "trainval" in present else \
-            [s for s in xml_stems if s not in assigned]
+        pool = (
+            [s for s, sp in assigned.items() if sp == "pool"]
+            if "trainval" in present
+            else [s for s in xml_stems if s not in assigned]
+        )
         for stem in pool:
             assigned[stem] = "val" if hash_fraction(stem, seed) < val_fraction else "train"
     if present:
         files = ", ".join(f"{s}.txt" for s in sources)
         for stem in sorted(xml_stems - assigned.keys()):
-            problems.append(VocProblem(src / "Annotations" / f"{stem}.xml",
-                                       f"not listed in any of ImageSets/Main/{{{files}}}"))
+            problems.append(
+                VocProblem(
+                    src / "Annotations" / f"{stem}.xml", f"not listed in any of ImageSets/Main/{{{files}}}"
+                )
+            )
     parts = [f"ImageSets/Main ({', '.join(f'{s}.txt' for s in sources)})"] if sources else []
     if pooled:
         parts.append(f"train/val by stem hash (seed={seed}, val_fraction={val_fraction:g})")
@@ -260,8 +294,11 @@ def _prepare_out(out: Path) -> None:
         if not out.is_dir():
             raise DatasetError(out, "output exists and is not a folder")
         if any(out.iterdir()) and not (out / MARKER).is_file():
-            raise DatasetError(out, f"output folder is not empty and holds no {MARKER} from an earlier "
-                                    "conversion; choose a new or empty folder")
+            raise DatasetError(
+                out,
+                f"output folder is not empty and holds no {MARKER} from an earlier "
+                "conversion; choose a new or empty folder",
+            )
 
 
 def _place(src: Path, dst: Path, state: dict[str, bool]) -> None:
@@ -275,8 +312,15 @@ def _place(src: Path, dst: Path, state: dict[str, bool]) -> None:
     shutil.copy2(src, dst)
 
 
-def convert_voc(src: Path, out: Path, *, names: tuple[str, ...] = CLASS_NAMES, val_fraction: float = 0.2,
-                seed: int = 0, skip_bad: bool = False) -> VocReport:
+def convert_voc(
+    src: Path,
+    out: Path,
+    *,
+    names: tuple[str, ...] = CLASS_NAMES,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    skip_bad: bool = False,
+) -> VocReport:
     """Convert ``src`` (Annotations/, JPEGImages/, optional ImageSets/Main/) to YOLO format in ``out``.
 
     Everything is checked before anything is written. Strict by default: any problem raises
@@ -292,8 +336,9 @@ def convert_voc(src: Path, out: Path, *, names: tuple[str, ...] = CLASS_NAMES, v
         raise DetbenchError(f"class names must differ ignoring case and spaces: {', '.join(names)}")
     for sub in ("Annotations", "JPEGImages"):
         if not (src / sub).is_dir():
-            raise DatasetError(src, f"no {sub}/ folder; expected a Pascal VOC tree "
-                                    "(Annotations/*.xml, JPEGImages/*.jpg)")
+            raise DatasetError(
+                src, f"no {sub}/ folder; expected a Pascal VOC tree (Annotations/*.xml, JPEGImages/*.jpg)"
+            )
     _prepare_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -303,13 +348,16 @@ def convert_voc(src: Path, out: Path, *, names: tuple[str, ...] = CLASS_NAMES, v
     for p in _files(src / "JPEGImages", IMAGE_SUFFIXES):
         images.setdefault(p.stem, []).append(p)
     xml_stems = {p.stem for p in xmls}
-    problems = [VocProblem(p, f"not a supported image type (expected one of {', '.join(IMAGE_SUFFIXES)})")
-                for p in sorted((src / "JPEGImages").iterdir())
-                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES]
+    problems = [
+        VocProblem(p, f"not a supported image type (expected one of {', '.join(IMAGE_SUFFIXES)})")
+        for p in sorted((src / "JPEGImages").iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES
+    ]
     for stem, paths in images.items():
         if len(paths) > 1:
-            problems.append(VocProblem(paths[0], "several images share this stem: "
-                                                 + ", ".join(p.name for p in paths)))
+            problems.append(
+                VocProblem(paths[0], "several images share this stem: " + ", ".join(p.name for p in paths))
+            )
         elif stem not in xml_stems:
             problems.append(VocProblem(paths[0], f"image has no annotation file Annotations/{stem}.xml"))
 
@@ -319,8 +367,11 @@ def convert_voc(src: Path, out: Path, *, names: tuple[str, ...] = CLASS_NAMES, v
         found = images.get(xml_path.stem, [])
         if len(found) != 1:
             if not found:
-                problems.append(VocProblem(xml_path, f"missing image: no JPEGImages/{xml_path.stem}.* "
-                                                     "for this annotation"))
+                problems.append(
+                    VocProblem(
+                        xml_path, f"missing image: no JPEGImages/{xml_path.stem}.* for this annotation"
+                    )
+                )
             continue
         result = _convert_one(xml_path, found[0], classes, known)
         if isinstance(result, list):
@@ -332,9 +383,11 @@ def convert_voc(src: Path, out: Path, *, names: tuple[str, ...] = CLASS_NAMES, v
     problems.extend(split_problems)
     problems.sort(key=lambda p: str(p.file))  # stable: objects keep their order within a file
     if problems and not skip_bad:
-        raise DatasetError(src, f"{len(problems)} problem(s), nothing written (skip_bad / --skip-bad "
-                                "converts the good files and reports the rest):\n"
-                                + format_problems(problems, root=src))
+        raise DatasetError(
+            src,
+            f"{len(problems)} problem(s), nothing written (skip_bad / --skip-bad "
+            "converts the good files and reports the rest):\n" + format_problems(problems, root=src),
+        )
 
     by_split: dict[str, list[_Item]] = {s: [] for s in SPLITS}
     for item in items:
@@ -342,8 +395,11 @@ def convert_voc(src: Path, out: Path, *, names: tuple[str, ...] = CLASS_NAMES, v
             by_split[assigned[item.stem]].append(item)
     for split in ("train", "val"):
         if not by_split[split]:
-            raise DatasetError(src, f"the {split} split would be empty (split: {how}); "
-                                    "ultralytics needs images in both train and val")
+            raise DatasetError(
+                src,
+                f"the {split} split would be empty (split: {how}); "
+                "ultralytics needs images in both train and val",
+            )
 
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():
@@ -361,14 +417,19 @@ def convert_voc(src: Path, out: Path, *, names: tuple[str, ...] = CLASS_NAMES, v
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return VocReport(converted={s: len(v) for s, v in by_split.items() if v or s != "test"},
-                     boxes=sum(len(i.lines) for v in by_split.values() for i in v),
-                     problems=problems, out=out, data_yaml=out / "data.yaml",
-                     clipped=sum(i.clipped for v in by_split.values() for i in v))
+    return VocReport(
+        converted={s: len(v) for s, v in by_split.items() if v or s != "test"},
+        boxes=sum(len(i.lines) for v in by_split.values() for i in v),
+        problems=problems,
+        out=out,
+        data_yaml=out / "data.yaml",
+        clipped=sum(i.clipped for v in by_split.values() for i in v),
+    )
 
 
-def _write(root: Path, by_split: dict[str, list[_Item]], names: tuple[str, ...], how: str,
-           skipped: int) -> None:
+def _write(
+    root: Path, by_split: dict[str, list[_Item]], names: tuple[str, ...], how: str, skipped: int
+) -> None:
     state = {"link": True}
     for split, items in by_split.items():
         if not items and split == "test":
@@ -384,7 +445,11 @@ def _write(root: Path, by_split: dict[str, list[_Item]], names: tuple[str, ...],
     if by_split["test"]:
         text += "test: images/test\n"
     (root / "data.yaml").write_text(text)
-    meta = {"generator": "detbench.voc", "split": how, "skipped_problems": skipped,
-            "images": {s: len(v) for s, v in by_split.items()},
-            "boxes": sum(len(i.lines) for v in by_split.values() for i in v)}
+    meta = {
+        "generator": "detbench.voc",
+        "split": how,
+        "skipped_problems": skipped,
+        "images": {s: len(v) for s, v in by_split.items()},
+        "boxes": sum(len(i.lines) for v in by_split.values() for i in v),
+    }
     (root / MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

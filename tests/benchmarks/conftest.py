@@ -44,19 +44,28 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         scales = [s.strip() for s in metafunc.config.getoption("--detbench-scales").split(",") if s.strip()]
         unknown = [s for s in scales if s not in SCALES]
         if unknown or not scales:
-            raise pytest.UsageError(f"--detbench-scales: unknown scale(s) {', '.join(unknown) or '(none)'}; "
-                                    f"choose from {', '.join(SCALES)}")
+            raise pytest.UsageError(
+                f"--detbench-scales: unknown scale(s) {', '.join(unknown) or '(none)'}; "
+                f"choose from {', '.join(SCALES)}"
+            )
         metafunc.parametrize("scale", scales, ids=[f"yolov8{s}" for s in scales], scope="session")
 
 
 # -- timing ------------------------------------------------------------------------------------------
 
+
 def workload_info(backend: BaseBackend, *, batch: int, imgsz: int) -> dict:
     """What a benchmark ran: backend, threads, artifact and its size, versions, batch and image size."""
     assert backend.artifact is not None
-    return {"backend": backend.name, "threads": backend.settings.threads, "batch": batch, "imgsz": imgsz,
-            "artifact": str(backend.artifact), "artifact_bytes": path_size(backend.artifact),
-            "versions": backend.describe()}
+    return {
+        "backend": backend.name,
+        "threads": backend.settings.threads,
+        "batch": batch,
+        "imgsz": imgsz,
+        "artifact": str(backend.artifact),
+        "artifact_bytes": path_size(backend.artifact),
+        "versions": backend.describe(),
+    }
 
 
 @pytest.fixture
@@ -76,6 +85,7 @@ def timed(benchmark) -> Callable[[BaseBackend, np.ndarray], np.ndarray]:
 
 
 # -- inputs ------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def make_input(dataset) -> Callable[..., np.ndarray]:
@@ -100,16 +110,23 @@ def make_input(dataset) -> Callable[..., np.ndarray]:
 
 # -- other workbenches: 640 px, and untrained models of other scales ----------------------------------
 
+
 @pytest.fixture(scope="session")
 def workbench_640(workbench: Workbench, baseline: Path, model_info, dataset) -> Workbench:
     """The baseline's weights exported at 640 px (cached like every export). --detbench-artifact
     overrides are not applied: a user's artifact has one input size, the baseline's."""
-    return Workbench(weights=baseline, imgsz=640, names=model_info.names, settings=workbench.settings,
-                     calib_images=dataset.images("train"))
+    return Workbench(
+        weights=baseline,
+        imgsz=640,
+        names=model_info.names,
+        settings=workbench.settings,
+        calib_images=dataset.images("train"),
+    )
 
 
-def build_untrained_checkpoint(scale: str, dest: Path, *, imgsz: int, names: Sequence[str],
-                               seed: int = 0) -> None:
+def build_untrained_checkpoint(
+    scale: str, dest: Path, *, imgsz: int, names: Sequence[str], seed: int = 0
+) -> None:
     """An untrained ``yolov8{scale}`` with ``len(names)`` classes, saved as ultralytics saves a
     checkpoint (fp16 module under "model", "train_args" with imgsz), so load_detection_model reads it."""
     import torch
@@ -119,8 +136,13 @@ def build_untrained_checkpoint(scale: str, dest: Path, *, imgsz: int, names: Seq
     torch.manual_seed(seed)
     model = DetectionModel(f"yolov8{scale}.yaml", nc=len(names), verbose=False)
     model.names = dict(enumerate(names))
-    ckpt = {"model": model.half(), "train_args": {"imgsz": imgsz}, "version": ultralytics.__version__,
-            "date": None, "note": f"untrained yolov8{scale} (seed {seed}) for latency benchmarks only"}
+    ckpt = {
+        "model": model.half(),
+        "train_args": {"imgsz": imgsz},
+        "version": ultralytics.__version__,
+        "date": None,
+        "note": f"untrained yolov8{scale} (seed {seed}) for latency benchmarks only",
+    }
     torch.save(ckpt, dest)
 
 
@@ -130,13 +152,25 @@ def scale_workbench(scale: str, pytestconfig: pytest.Config) -> Workbench:
     from detbench.cache import ArtifactCache
     from detbench.export import toolchain_versions
 
-    fields = {"scale": scale, "names": list(CLASS_NAMES), "imgsz": SCALE_IMGSZ, "seed": 0,
-              "versions": toolchain_versions()}
+    fields = {
+        "scale": scale,
+        "names": list(CLASS_NAMES),
+        "imgsz": SCALE_IMGSZ,
+        "seed": 0,
+        "versions": toolchain_versions(),
+    }
     ckpt = ArtifactCache().get_or_build(
-        "untrained-checkpoint", fields, f"yolov8{scale}.pt",
-        lambda dest: build_untrained_checkpoint(scale, dest, imgsz=SCALE_IMGSZ, names=CLASS_NAMES))
-    return Workbench(weights=ckpt.path, imgsz=SCALE_IMGSZ, names=CLASS_NAMES,
-                     settings=BackendSettings(threads=pytestconfig.getoption("--detbench-threads")))
+        "untrained-checkpoint",
+        fields,
+        f"yolov8{scale}.pt",
+        lambda dest: build_untrained_checkpoint(scale, dest, imgsz=SCALE_IMGSZ, names=CLASS_NAMES),
+    )
+    return Workbench(
+        weights=ckpt.path,
+        imgsz=SCALE_IMGSZ,
+        names=CLASS_NAMES,
+        settings=BackendSettings(threads=pytestconfig.getoption("--detbench-threads")),
+    )
 
 
 def _scale_backend_params() -> list:

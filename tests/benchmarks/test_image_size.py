@@ -16,8 +16,10 @@ from .conftest import ASSETS, anchors
 
 IMGSZ = 640
 pytestmark = [pytest.mark.benchmark(group=f"yolov8n-{IMGSZ}-batch1")]
-INT8_SKIP = ("INT8 at 640 px is not exported: calibrating it needs tens of GB and minutes of CPU "
-             "(see this module's docstring); INT8 is benchmarked at 128 px")
+INT8_SKIP = (
+    "INT8 at 640 px is not exported: calibrating it needs tens of GB and minutes of CPU "
+    "(see this module's docstring); INT8 is benchmarked at 128 px"
+)
 
 
 @pytest.fixture(scope="session", params=BACKEND_PARAMS)

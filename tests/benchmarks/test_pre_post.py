@@ -30,8 +30,11 @@ def _time(benchmark, fn: Callable, *args):
     return result
 
 
-@pytest.mark.parametrize(("image", "imgsz"), [("synthetic", 128), ("bus", 128), ("bus", 640)],
-                         ids=["synthetic-128", "bus-128", "bus-640"])
+@pytest.mark.parametrize(
+    ("image", "imgsz"),
+    [("synthetic", 128), ("bus", 128), ("bus", 640)],
+    ids=["synthetic-128", "bus-128", "bus-640"],
+)
 def test_preprocess_load_letterbox(benchmark, dataset, image: str, imgsz: int) -> None:
     """Decode from disk, letterbox and normalise one image (what a deployment does per request)."""
     path: Path = dataset.images("val")[0] if image == "synthetic" else BUS
@@ -55,8 +58,9 @@ def test_postprocess_nms(benchmark, raw_head, model_info) -> None:
     """ultralytics NMS and un-letterboxing of one raw head output."""
     raw, infos = raw_head
     candidates = int((raw[:, 4:, :].max(axis=1) > CONF).sum())
-    benchmark.extra_info.update({"imgsz": infos[0].new_shape[0], "anchors": raw.shape[2],
-                                 "candidates_over_conf": candidates})
+    benchmark.extra_info.update(
+        {"imgsz": infos[0].new_shape[0], "anchors": raw.shape[2], "candidates_over_conf": candidates}
+    )
     dets = _time(benchmark, postprocess, raw, infos, model_info.names)
     assert len(dets) == 1
     assert len(dets[0]) <= candidates

@@ -13,8 +13,10 @@ pytestmark = [pytest.mark.benchmark(group=f"yolov8n-128-batch{BATCH}")]
 def test_throughput_yolov8n_128_batch8(timed, benchmark, backend, make_input, model_info) -> None:
     """Eight images in one backend.run call; fixed-batch artifacts are skipped with the reason."""
     if not backend.dynamic_batch:
-        pytest.skip(f"{backend.artifact} has a fixed batch of {backend.spec.batch}; batch {BATCH} needs a "
-                    "dynamic-batch export")
+        pytest.skip(
+            f"{backend.artifact} has a fixed batch of {backend.spec.batch}; batch {BATCH} needs a "
+            "dynamic-batch export"
+        )
     x = make_input(model_info.imgsz, BATCH)
     out = timed(backend, x)
     assert out.shape == (BATCH, 4 + len(model_info.names), anchors(model_info.imgsz))

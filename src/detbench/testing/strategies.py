@@ -41,8 +41,9 @@ def _pattern(rng: np.random.Generator, kind: str, h: int, w: int, c: int, dtype:
         return np.broadcast_to(a, (h, w, c)).copy()
     if kind == "gradient":
         angle = rng.uniform(0, 2 * np.pi)
-        t = (np.arange(w, dtype=np.float32)[None, :] * np.float32(np.cos(angle))
-             + np.arange(h, dtype=np.float32)[:, None] * np.float32(np.sin(angle)))
+        t = np.arange(w, dtype=np.float32)[None, :] * np.float32(np.cos(angle)) + np.arange(
+            h, dtype=np.float32
+        )[:, None] * np.float32(np.sin(angle))
         t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
         a32, b32 = a.astype(np.float32), b.astype(np.float32)
         return np.rint(a32 + (b32 - a32) * t[:, :, None]).astype(dtype)
@@ -97,8 +98,9 @@ def images(
     sometimes a transparent index; "scene" content is a synthetic fashion scene.
     """
     if not (isinstance(min_side, int) and isinstance(max_side, int) and 1 <= min_side <= max_side):
-        raise InvalidArgument(f"need 1 <= min_side <= max_side, got min_side={min_side!r}, "
-                              f"max_side={max_side!r}")
+        raise InvalidArgument(
+            f"need 1 <= min_side <= max_side, got min_side={min_side!r}, max_side={max_side!r}"
+        )
     bad_modes = [m for m in modes if m not in MODES]
     if not modes or bad_modes:
         raise InvalidArgument(f"modes must be a non-empty subset of {MODES}, got {tuple(modes)!r}")
@@ -124,6 +126,4 @@ def batch_sizes(max_batch: int = 8) -> st.SearchStrategy[int]:
 
 def image_batches(max_batch: int = 8, **image_kwargs) -> st.SearchStrategy[list[Image.Image]]:
     """Lists of 1 to ``max_batch`` images drawn from ``images(**image_kwargs)``."""
-    return batch_sizes(max_batch).flatmap(
-        lambda n: st.lists(images(**image_kwargs), min_size=n, max_size=n)
-    )
+    return batch_sizes(max_batch).flatmap(lambda n: st.lists(images(**image_kwargs), min_size=n, max_size=n))
