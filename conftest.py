@@ -19,8 +19,8 @@ from detbench.backends import REGISTRY, BackendSettings, BaseBackend
 
 # -- Hypothesis profiles (chosen with HYPOTHESIS_PROFILE) ------------------------------------------
 _common = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
-settings.register_profile("dev", max_examples=10, **_common)
-settings.register_profile("ci", max_examples=25, derandomize=True, database=None, print_blob=True, **_common)
+settings.register_profile("dev", max_examples=20, **_common)
+settings.register_profile("ci", max_examples=50, derandomize=True, database=None, print_blob=True, **_common)
 settings.register_profile(
     "thorough", max_examples=300, print_blob=True, phases=list(Phase), verbosity=Verbosity.normal, **_common
 )

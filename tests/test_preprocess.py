@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
@@ -305,7 +305,6 @@ class TestLetterbox:
         assert info.mode == "letterbox"
         assert info.new_shape == out.shape[:2]
 
-    @settings(max_examples=25, deadline=None)
     @given(
         h=st.integers(1, 400), w=st.integers(1, 400), s=st.integers(8, 160), seed=st.integers(0, 2**32 - 1)
     )

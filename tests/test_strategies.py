@@ -22,7 +22,6 @@ _FIND = settings(
 )
 
 
-@settings(max_examples=25, deadline=None)
 @given(img=images(), size=st.sampled_from([32, 64, 96]), mode=st.sampled_from(["letterbox", "resize"]))
 def test_preprocess_any_image_gives_a_finite_unit_tensor(img, size, mode):
     """Any drawn image, in any mode and shape, preprocesses to a (1, 3, S, S) float32 tensor in [0, 1]."""
@@ -36,7 +35,6 @@ def test_preprocess_any_image_gives_a_finite_unit_tensor(img, size, mode):
     assert infos[0].orig_shape == (img.height, img.width)
 
 
-@settings(max_examples=25, deadline=None)
 @given(data=st.data(), max_batch=st.integers(1, 6))
 def test_batches_have_the_drawn_size(data, max_batch):
     """image_batches draws 1..max_batch images and preprocess keeps one row per image."""
@@ -48,14 +46,12 @@ def test_batches_have_the_drawn_size(data, max_batch):
     assert len(infos) == len(batch)
 
 
-@settings(max_examples=25, deadline=None)
 @given(n=batch_sizes(5))
 def test_batch_sizes_stay_in_range(n):
     """batch_sizes(k) draws from 1..k."""
     assert 1 <= n <= 5
 
 
-@settings(max_examples=25, deadline=None)
 @given(img=images(min_side=3, max_side=40, modes=("I;16", "P"), contents=("noise", "gradient")))
 def test_arguments_bound_what_is_drawn(img):
     """Sides, modes and contents stay within the arguments given."""
