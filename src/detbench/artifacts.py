@@ -7,6 +7,7 @@ with a message saying which.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +48,11 @@ class Workbench:
     overrides: Mapping[str, Path] = field(default_factory=dict)
     calib_images: Sequence[Path] = ()
     cache: ArtifactCache | None = None
+    export: ExportSettings | None = None  # opset, dynamic batch, simplify, INT8 recipe; imgsz is ours
 
     def __post_init__(self) -> None:
-        self.exporter = Exporter(
-            self.weights, ExportSettings(imgsz=self.imgsz), cache=self.cache, calib_images=self.calib_images
-        )
+        settings = dataclasses.replace(self.export or ExportSettings(), imgsz=self.imgsz)
+        self.exporter = Exporter(self.weights, settings, cache=self.cache, calib_images=self.calib_images)
 
     def artifact(self, name: str) -> Path:
         if name in self.overrides:

@@ -141,7 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workbench(args: argparse.Namespace, *, need_calib: bool):
+def _workbench(args: argparse.Namespace, *, need_calib: bool, export=None):
     from detbench.artifacts import Workbench, parse_artifact_overrides
     from detbench.backends import BackendSettings
     from detbench.baseline import resolve_weights, synthetic_dataset
@@ -163,14 +163,19 @@ def _workbench(args: argparse.Namespace, *, need_calib: bool):
         settings=BackendSettings(threads=args.threads),
         overrides=parse_artifact_overrides(args.artifact or []),
         calib_images=calib,
+        export=export,
     )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from detbench.backends import REGISTRY
+    from detbench.export import ExportSettings
 
     formats = args.format
-    bench = _workbench(args, need_calib="onnx-int8" in formats)
+    settings = ExportSettings(
+        opset=args.opset, dynamic_batch=not args.static_batch, simplify=not args.no_simplify
+    )
+    bench = _workbench(args, need_calib="onnx-int8" in formats, export=settings)
     by_format = {cls.artifact_format: name for name, cls in REGISTRY.items()}
     for fmt in formats:
         print(f"{fmt}\t{bench.artifact(by_format[fmt])}")
@@ -296,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--format", type=_formats, default=list(FORMATS), help=f"comma-separated, from {', '.join(FORMATS)}"
     )
+    e.add_argument("--opset", type=_positive, default=17, help="ONNX opset (default 17)")
+    e.add_argument("--static-batch", action="store_true", help="export a fixed batch of 1 (default: dynamic)")
+    e.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
     e.set_defaults(func=cmd_export)
 
     pr = sub.add_parser("predict", help="detect garments in images with any backend")
