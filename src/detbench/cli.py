@@ -218,10 +218,30 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 def cmd_ab(args: argparse.Namespace) -> int:
     from detbench import gate
+
+    if args.envs:
+        from detbench.abenv import ab_environments
+
+        worker = ["--backend", args.backend, "--threads", str(args.threads)]
+        if args.weights:
+            worker += ["--weights", str(args.weights.resolve())]
+        verdict, info_a, info_b = ab_environments(
+            str(args.a), str(args.b), worker, rounds=args.rounds, warmup=args.warmup
+        )
+        for side, info in (("A", info_a), ("B", info_b)):
+            v = info["versions"]
+            print(f"{side}: torch {v['torch']}, onnxruntime {v['onnxruntime']}, openvino {v['openvino']}")
+        print(gate.format_table([verdict]))
+        if args.json:
+            print(gate.verdicts_to_json([verdict], {"rounds": args.rounds, "a": info_a, "b": info_b}))
+        return 1 if verdict.status == "regression" else 0
+
     from detbench.backends import BackendSettings, create
     from detbench.preprocess import preprocess
     from detbench.synth import make_scene
 
+    if args.backend == "pytorch":
+        raise ValueError("pytorch runs a checkpoint, not an artifact: compare artifacts of another backend")
     loaded = []
     for path in (args.a, args.b):
         backend = create(args.backend, BackendSettings(threads=args.threads))
@@ -336,10 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
     gate_mod.add_arguments(g)
     g.set_defaults(func=cmd_gate)
 
-    ab = sub.add_parser("ab", help="interleaved A/B latency of two artifacts on one backend")
-    ab.add_argument("a", type=_existing)
-    ab.add_argument("b", type=_existing)
-    ab.add_argument("--backend", choices=[n for n in REGISTRY if n != "pytorch"], default="onnxruntime")
+    ab = sub.add_parser(
+        "ab", help="interleaved A/B latency: two artifacts on one backend, or (--envs) two environments"
+    )
+    ab.add_argument("a", type=_existing, help="artifact A, or with --envs the Python of environment A")
+    ab.add_argument("b", type=_existing, help="artifact B, or with --envs the Python of environment B")
+    ab.add_argument("--envs", action="store_true", help="A and B are Python interpreters of two environments")
+    ab.add_argument("--weights", type=_existing, help="with --envs: checkpoint (default: committed baseline)")
+    ab.add_argument("--backend", choices=list(REGISTRY), default="onnxruntime")
     ab.add_argument("--rounds", type=_positive, default=40)
     ab.add_argument("--warmup", type=_positive, default=5)
     ab.add_argument("--threads", type=_positive, default=1)

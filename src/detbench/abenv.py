@@ -1,0 +1,149 @@
+"""Interleaved A/B across two Python environments (e.g. two torch releases) in one job.
+
+Two torch versions cannot share a process, so each environment runs a worker process
+(``python -m detbench.abenv worker ...``) that loads its backend and then waits on a pipe. The
+coordinator asks A for one timed call, then B, then B, then A (ABBA...), so both see the same
+machine state; only one worker computes at any moment. Each worker times its own ``run`` with
+``perf_counter_ns``, so pipe latency is not in the samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from detbench.stats import Verdict, compare_samples
+
+READY_TIMEOUT_S = 600  # a cold worker may export its artifacts first
+
+
+class _Worker:
+    def __init__(self, python: str, args: list[str]) -> None:
+        cmd = [python, "-m", "detbench.abenv", "worker", *args]
+        self.python = python
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            self.info = self._read()
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self) -> dict:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait(timeout=READY_TIMEOUT_S)
+            raise RuntimeError(f"A/B worker {self.python} exited with status {code} (its stderr is above)")
+        return json.loads(line)
+
+    def run(self, calls: int) -> list[int]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{calls}\n")
+        self.proc.stdin.flush()
+        return self._read()["ns"]
+
+    def close(self) -> None:
+        """Ask the worker to quit and close both pipes (communicate does both)."""
+        try:
+            self.proc.communicate("quit\n" if self.proc.poll() is None else None, timeout=60)
+        except (BrokenPipeError, ValueError):  # already gone, or pipes already closed
+            self.proc.wait(timeout=60)
+
+
+def ab_environments(
+    python_a: str,
+    python_b: str,
+    worker_args: Sequence[str],
+    *,
+    rounds: int = 40,
+    warmup: int = 5,
+    slowdown_b: float = 0.0,
+    name: str = "",
+) -> tuple[Verdict, dict, dict]:
+    """Interleaved A/B of the same workload in two environments; returns the gate's verdict (A is
+    the baseline) and each worker's self-description (versions, backend settings)."""
+    a = _Worker(python_a, list(worker_args))
+    try:
+        b = _Worker(python_b, [*worker_args, "--slowdown", str(slowdown_b)])
+    except BaseException:
+        a.close()
+        raise
+    try:
+        a.run(warmup)
+        b.run(warmup)
+        samples: dict[int, list[float]] = {0: [], 1: []}
+        workers = (a, b)
+        for r in range(rounds):
+            for i in (0, 1) if r % 2 == 0 else (1, 0):
+                samples[i] += [ns / 1e9 for ns in workers[i].run(1)]
+    finally:
+        a.close()
+        b.close()
+    label = name or f"{a.info['versions'].get('torch')} vs {b.info['versions'].get('torch')}"
+    return compare_samples(label, samples[0], samples[1]), a.info, b.info
+
+
+def _worker(argv: Sequence[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m detbench.abenv worker")
+    ap.add_argument("--backend", default="onnxruntime")
+    ap.add_argument("--weights", type=Path)
+    ap.add_argument("--artifact", type=Path, help="run this artifact instead of exporting one here")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--slowdown", type=float, default=0.0, help="burn this fraction extra (calibration)")
+    args = ap.parse_args(argv)
+    # Our replies go to the real stdout; anything a library prints goes to stderr instead.
+    reply = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+
+    from detbench.artifacts import Workbench
+    from detbench.backends import BackendSettings, create
+    from detbench.baseline import resolve_weights, synthetic_dataset
+    from detbench.data import load_dataset
+    from detbench.export import toolchain_versions
+    from detbench.model import load_detection_model
+    from detbench.preprocess import load_image, preprocess
+    from detbench.timing import Slowed
+
+    settings = BackendSettings(threads=args.threads)
+    ds = load_dataset(synthetic_dataset())
+    if args.artifact:
+        backend = create(args.backend, settings)
+        backend.load(args.artifact)
+        imgsz = backend.spec.height
+    else:
+        weights = resolve_weights(args.weights)
+        _, info = load_detection_model(weights)
+        imgsz = info.imgsz
+        bench = Workbench(
+            weights=weights, imgsz=imgsz, names=info.names, settings=settings, calib_images=ds.images("train")
+        )
+        backend = bench.load(args.backend)
+    x, _ = preprocess([load_image(ds.images("val")[0])], imgsz)
+    call = Slowed(backend.run, args.slowdown) if args.slowdown else backend.run
+    ready = {"ready": True, "versions": toolchain_versions(), "backend": backend.describe()}
+    reply.write(json.dumps(ready) + "\n")
+    reply.flush()
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "quit":
+            break
+        times = []
+        for _ in range(int(cmd)):
+            t0 = time.perf_counter_ns()
+            call(x)
+            times.append(time.perf_counter_ns() - t0)
+        reply.write(json.dumps({"ns": times}) + "\n")
+        reply.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["worker"]:
+        raise SystemExit("usage: python -m detbench.abenv worker [--backend NAME] ...")
+    raise SystemExit(_worker(sys.argv[2:]))
