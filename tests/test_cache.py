@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -25,6 +24,7 @@ from detbench.cache import (
     verify,
 )
 from detbench.errors import CacheError
+from detbench.testing.processes import sigkill, wait_for
 
 KIND = "onnx"
 FIELDS = {"model": "yolov8n", "imgsz": 128, "opset": 17, "simplify": True}
@@ -69,24 +69,6 @@ def _spawn(tmp_path: Path, code: str, *args: object) -> subprocess.Popen:
     )
 
 
-def _wait_for(marker: Path, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not marker.exists():
-        if proc.poll() is not None:
-            _, err = proc.communicate()
-            pytest.fail(f"child exited ({proc.returncode}) before {marker.name}: {err}")
-        if time.monotonic() > deadline:
-            _sigkill(proc)
-            pytest.fail(f"child did not reach {marker.name} within {timeout} s")
-        time.sleep(0.01)
-
-
-def _sigkill(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)  # reaps the child and closes its pipes
-    assert proc.returncode == -signal.SIGKILL
-
-
 # Writes half the artifact, signals the parent, then hangs until SIGKILLed.
 _HALF_BUILD_CHILD = """
     import json, sys, time
@@ -111,10 +93,10 @@ def _kill_mid_build(tmp_path: Path, root: Path, fields: dict) -> None:
     marker = tmp_path / "half-written"
     proc = _spawn(tmp_path, _HALF_BUILD_CHILD, root, marker, json.dumps(fields))
     try:
-        _wait_for(marker, proc)
+        wait_for(marker, proc)
     finally:
         if proc.poll() is None:
-            _sigkill(proc)
+            sigkill(proc)
     halves = [p for p in root.rglob("model.onnx") if p.read_bytes() == b"half" * 1000]
     assert halves, "the child was not killed in the middle of its write"
 
@@ -456,14 +438,14 @@ class TestAtomicWrite:
         """
         proc = _spawn(tmp_path, code, target, marker)
         try:
-            _wait_for(marker, proc)
+            wait_for(marker, proc)
             temps = [p for p in tmp_path.iterdir() if p.name.startswith(".history.json.")]
             assert len(temps) == 1
             assert 0 < temps[0].stat().st_size < len("new line\n") * 1_000_000
             assert target.read_text() == "old content\n"
         finally:
             if proc.poll() is None:
-                _sigkill(proc)
+                sigkill(proc)
         assert target.read_text() == "old content\n"
         atomic_write_text(target, "after\n")
         assert target.read_text() == "after\n"
@@ -498,7 +480,7 @@ def test_concurrent_processes_build_once(tmp_path: Path) -> None:
     procs = [_spawn(tmp_path, _RACE_CHILD, root, counter, ready, go) for ready in readies]
     try:
         for proc, ready in zip(procs, readies):
-            _wait_for(ready, proc)
+            wait_for(ready, proc)
         go.touch()  # released together, so without the lock both would build
         results = []
         for proc in procs:
@@ -508,7 +490,7 @@ def test_concurrent_processes_build_once(tmp_path: Path) -> None:
     finally:
         for proc in procs:
             if proc.poll() is None:
-                _sigkill(proc)
+                sigkill(proc)
     assert counter.read_text().splitlines() == ["built"]
     assert {r["sha256"] for r in results} == {hashlib.sha256(b"shared model").hexdigest()}
     assert sorted((r["builds"], r["hits"]) for r in results) == [(0, 1), (1, 0)]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from detbench.backends import create
 from detbench.cache import ArtifactCache, sha256_path
 from detbench.data import SynthConfig, load_dataset, tree_sha256, write_synthetic
 from detbench.export import Exporter, ExportSettings
+from detbench.testing.processes import sigkill, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,24 +31,6 @@ def _spawn(tmp_path: Path, code: str, *args: object) -> subprocess.Popen:
     )
 
 
-def _sigkill(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-
-
-def _wait_for(marker: Path, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not marker.exists():
-        if proc.poll() is not None:
-            _, err = proc.communicate()
-            pytest.fail(f"child exited ({proc.returncode}) before {marker.name}: {err[-2000:]}")
-        if time.monotonic() > deadline:
-            _sigkill(proc)
-            pytest.fail(f"child did not reach {marker.name} within {timeout} s")
-        time.sleep(0.02)
-
-
 def _race(tmp_path: Path, code: str, *args: object) -> list[dict]:
     """Start two children, release them together once both are ready, return their JSON results."""
     go = tmp_path / "go"
@@ -57,7 +38,7 @@ def _race(tmp_path: Path, code: str, *args: object) -> list[dict]:
     procs = [_spawn(tmp_path, code, ready, go, *args) for ready in readies]
     try:
         for proc, ready in zip(procs, readies):
-            _wait_for(ready, proc)
+            wait_for(ready, proc)
         go.touch()
         results = []
         for proc in procs:
@@ -68,7 +49,7 @@ def _race(tmp_path: Path, code: str, *args: object) -> list[dict]:
     finally:
         for proc in procs:
             if proc.poll() is None:
-                _sigkill(proc)
+                sigkill(proc)
 
 
 def _strays(root: Path) -> list[Path]:
@@ -149,10 +130,10 @@ def test_killed_export_is_not_reused(tmp_path: Path, baseline: Path, model_info)
     root, marker = tmp_path / "artifacts", tmp_path / "half-written"
     proc = _spawn(tmp_path, _KILLED_EXPORT, baseline, root, model_info.imgsz, marker)
     try:
-        _wait_for(marker, proc)
+        wait_for(marker, proc)
     finally:
         if proc.poll() is None:
-            _sigkill(proc)
+            sigkill(proc)
     halves = list(root.rglob("model.onnx"))
     assert halves, "not killed mid-build"
     assert all(p.parent.name.startswith(".tmp-") for p in halves)
@@ -238,10 +219,10 @@ def test_killed_dataset_generation_is_not_reused(tmp_path: Path, monkeypatch: py
     marker = tmp_path / "half-written"
     proc = _spawn(tmp_path, _KILLED_DATASET, marker, json.dumps(SMALL.__dict__))
     try:
-        _wait_for(marker, proc)
+        wait_for(marker, proc)
     finally:
         if proc.poll() is None:
-            _sigkill(proc)
+            sigkill(proc)
     datasets = tmp_path / "cache" / "datasets"
     assert not (datasets / SMALL.key()).exists()
     monkeypatch.setenv("DETBENCH_CACHE", str(tmp_path / "cache"))

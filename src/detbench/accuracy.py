@@ -17,6 +17,7 @@ import numpy as np
 from detbench.backends import BaseBackend
 from detbench.data import Dataset
 from detbench.preprocess import preprocess, unletterbox_boxes
+from detbench.train import per_class_metrics
 
 VAL_CONF = 0.001
 VAL_IOU = 0.7
@@ -108,17 +109,8 @@ def evaluate(
         if progress:
             progress(len(chunk))
     metrics.process()
-    per_class: dict[str, dict[str, float | None]] = {
-        n: {"precision": None, "recall": None, "mAP50": None, "mAP50-95": None} for n in names
-    }
+    per_class = per_class_metrics(metrics, names)
     box = metrics.box
-    for i, c in enumerate(metrics.ap_class_index):
-        per_class[names[int(c)]] = {
-            "precision": float(box.p[i]),
-            "recall": float(box.r[i]),
-            "mAP50": float(box.ap50[i]),
-            "mAP50-95": float(box.ap[i]),
-        }
     return AccuracyResult(
         mAP50=float(box.map50),
         mAP50_95=float(box.map),
