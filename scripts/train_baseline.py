@@ -3,7 +3,7 @@
     python scripts/train_baseline.py            # the settings that produced fixtures/baseline
     python scripts/train_baseline.py --epochs 5 --train 200   # a quicker, weaker model
 
-Writes fixtures/baseline/{best.pt,metrics.json,provenance.json}. Takes ~45 min on 2 cores.
+Writes fixtures/baseline/{best.pt,metrics.json,provenance.json}. Took 18 min on this 2-core machine.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import pytest
 from detbench.backends import REGISTRY, Backend, BaseBackend
 from detbench.compare import TOLERANCES, assert_detections_match
 from detbench.errors import BackendError
+from detbench.model import anchor_count
 from detbench.postprocess import Detections, postprocess
 from detbench.preprocess import load_image, preprocess
 from detbench.synth import make_scene
@@ -39,7 +40,7 @@ def test_backend_runs_batches(backend: BaseBackend, model_info, batch: int) -> N
             backend.run(x)
         return
     out = backend.run(x)
-    anchors = sum((model_info.imgsz // s) ** 2 for s in (8, 16, 32))
+    anchors = anchor_count(model_info.imgsz)
     assert out.shape == (batch, 4 + len(model_info.names), anchors) and out.dtype == np.float32
 
 

@@ -89,3 +89,13 @@ def test_onnx_agrees_with_ultralytics_exporter(workbench, tmp_path: Path) -> Non
     x, _ = preprocess([make_scene(2, "val", i, 128)[0] for i in range(1)], workbench.imgsz)
     assert_outputs_close(theirs.run(x), ours.run(x), TOLERANCES["onnxruntime"], label="ours vs ultralytics")
     assert not np.array_equal(x, 0)
+
+
+def test_torchscript_records_its_input_size(baseline: Path, tmp_path: Path) -> None:
+    """A TorchScript export at a size other than 128/640 loads with that size (read from its metadata)."""
+    exp = Exporter(
+        baseline, dataclasses.replace(Exporter(baseline).settings, imgsz=160), cache=ArtifactCache(tmp_path)
+    )
+    b = create("torchscript")
+    b.load(exp.get("torchscript").path)
+    assert (b.spec.height, b.spec.width) == (160, 160)

@@ -15,7 +15,7 @@ from detbench.backends import create
 from detbench.cache import ArtifactCache
 from detbench.errors import BackendError, ModelFileError
 from detbench.export import openvino_available
-from detbench.model import load_detection_model
+from detbench.model import anchor_count, load_detection_model
 
 LFS_POINTER = (
     "version https://git-lfs.github.com/spec/v1\n"
@@ -26,10 +26,6 @@ needs_openvino = [
     pytest.mark.openvino,
     pytest.mark.skipif(not openvino_available(), reason="openvino is not installed"),
 ]
-
-
-def _anchors(imgsz: int) -> int:
-    return sum((imgsz // s) ** 2 for s in (8, 16, 32))
 
 
 def _random_bytes(data: bytes) -> bytes:
@@ -204,7 +200,7 @@ def _tiny_onnx(
     """
     from onnx import TensorProto, helper, numpy_helper
 
-    anchors = _anchors(size) if anchors is None else anchors
+    anchors = anchor_count(size) if anchors is None else anchors
     w = numpy_helper.from_array(np.full((outputs, channels, 1, 1), 0.01, np.float32), "w")
     consts = [
         numpy_helper.from_array(np.array(v, np.int64), n)
@@ -292,7 +288,7 @@ class TestExternalData:
         backend = create("onnxruntime")
         backend.load(path)
         out = backend.run(np.ones((2, 3, 128, 128), np.float32))
-        assert out.shape == (2, 14, _anchors(128))
+        assert out.shape == (2, 14, anchor_count(128))
         np.testing.assert_allclose(out, 0.03, rtol=1e-5)  # three channels of ones times 0.01
 
 
@@ -345,7 +341,7 @@ class TestDoesNotFit:
         "input-size": (lambda s: {"size": s + 32}, "input size 3x{big}x{big}"),
         "grayscale": (lambda s: {"channels": 1}, "input size 1x"),
         "classes": (lambda s: {"outputs": 4 + 3}, "3 classes"),
-        "anchors": (lambda s: {"anchors": _anchors(s) - 16}, "layout"),
+        "anchors": (lambda s: {"anchors": anchor_count(s) - 16}, "layout"),
         "transposed-head": (lambda s: {"transpose": True}, "expected (N, {outputs}, {anchors})"),
     }
 
@@ -361,7 +357,9 @@ class TestDoesNotFit:
         bench = _bench(baseline, model_info, tmp_path, "onnxruntime", path)
         with pytest.raises(ModelFileError) as exc:
             bench.load("onnxruntime")
-        _assert_refused(exc.value, path, fragment.format(big=s + 32, outputs=outputs, anchors=_anchors(s)))
+        _assert_refused(
+            exc.value, path, fragment.format(big=s + 32, outputs=outputs, anchors=anchor_count(s))
+        )
 
     def test_fitting_artifact_is_accepted(self, baseline: Path, model_info, tmp_path: Path) -> None:
         """Control: the same hand-made graph with the baseline's size and classes passes check_fits."""
@@ -424,7 +422,7 @@ def test_batch_other_than_a_fixed_batch_is_refused(tmp_path: Path, name: str, ba
     assert not backend.dynamic_batch
     with pytest.raises(BackendError, match=rf"{name}: .*fixed batch of 2; got batch {batch}"):
         backend.run(np.zeros((batch, 3, 128, 128), np.float32))
-    assert backend.run(np.zeros((2, 3, 128, 128), np.float32)).shape == (2, 14, _anchors(128))
+    assert backend.run(np.zeros((2, 3, 128, 128), np.float32)).shape == (2, 14, anchor_count(128))
 
 
 @pytest.fixture(scope="module")

@@ -76,12 +76,11 @@ def evaluate(
     metrics = DetMetrics(names=dict(enumerate(names)))
     matcher = SimpleNamespace(iouv=torch.linspace(0.5, 0.95, 10))
     images: Sequence[Path] = dataset.images(split)[:limit]
-    step = batch if backend.dynamic_batch else (backend.spec.batch if backend.spec else 1) or 1
-    for start in range(0, len(images), step):
-        chunk = images[start : start + step]
+    for start in range(0, len(images), batch):
+        chunk = images[start : start + batch]
         pil = [load_image(p) for p in chunk]
         x, infos = preprocess(pil, imgsz)
-        raw = backend.run(x)
+        raw = backend.run_batched(x, batch)
         preds = non_max_suppression(
             torch.from_numpy(raw), VAL_CONF, VAL_IOU, multi_label=True, max_det=VAL_MAX_DET, max_time_img=1e6
         )

@@ -18,6 +18,7 @@ from detbench.backends import REGISTRY, BackendSettings, BaseBackend, PyTorchBac
 from detbench.cache import ArtifactCache
 from detbench.errors import BackendError, ModelFileError
 from detbench.export import Exporter, ExportSettings
+from detbench.model import anchor_count
 
 
 def parse_artifact_overrides(items: Sequence[str]) -> dict[str, Path]:
@@ -81,7 +82,7 @@ class Workbench:
             )
         probe = np.zeros((spec.batch or 1, 3, self.imgsz, self.imgsz), dtype=np.float32)
         out = backend.run(probe)
-        anchors = sum((self.imgsz // s) ** 2 for s in (8, 16, 32))
+        anchors = anchor_count(self.imgsz)
         if out.ndim != 3 or out.shape[1] != 4 + len(self.names):
             classes = out.shape[1] - 4 if out.ndim == 3 else "?"
             raise ModelFileError(

@@ -7,7 +7,6 @@ backend refuses bad tensors with the same typed error instead of crashing inside
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -76,6 +75,21 @@ class BaseBackend:
         self._check(batch)
         out = self._run(batch)
         return np.asarray(out, dtype=np.float32)
+
+    def run_batched(self, x: np.ndarray, batch: int = 8) -> np.ndarray:
+        """Run any number of images in chunks this artifact accepts: ``batch`` at a time where the
+        batch is dynamic, else its fixed batch, the last chunk padded with copies and trimmed."""
+        if self.spec is None:
+            raise BackendError(f"{self.name}: run() before load()")
+        step = batch if self.spec.batch is None else self.spec.batch
+        outs = []
+        for start in range(0, len(x), step):
+            chunk = x[start : start + step]
+            n = len(chunk)
+            if n < step and self.spec.batch is not None:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
+            outs.append(self.run(chunk)[:n])
+        return np.concatenate(outs)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -169,9 +183,10 @@ class TorchScriptBackend(BaseBackend):
         from detbench._compat import quiet_torch_exporters
 
         torch.set_num_threads(self.settings.threads)
+        extra = {TORCHSCRIPT_META: ""}
         with quiet_torch_exporters():
-            self.model = torch.jit.load(str(artifact), map_location="cpu").eval()
-        imgsz = _torchscript_imgsz(self.model, artifact)
+            self.model = torch.jit.load(str(artifact), map_location="cpu", _extra_files=extra).eval()
+        imgsz = _torchscript_imgsz(self.model, artifact, extra)
         return InputSpec(None, 3, imgsz, imgsz)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -186,37 +201,25 @@ class TorchScriptBackend(BaseBackend):
         return {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
-def _torchscript_imgsz(model: Any, artifact: Path) -> int:
-    """A traced YOLO bakes its anchors for one input size; read it off the anchor count."""
+TORCHSCRIPT_META = "config.txt"  # the extra file ultralytics' TorchScript exports carry too
+
+
+def _torchscript_imgsz(model: Any, artifact: Path, extra: dict[str, str | bytes]) -> int:
+    """A traced YOLO bakes its anchors for one input size. Our exports (and ultralytics') record it in
+    an extra file; for others, probe square sizes in steps of 32 until one runs."""
+    import json
+
     import torch
 
-    for size in (
-        32,
-        64,
-        96,
-        128,
-        160,
-        192,
-        224,
-        256,
-        320,
-        384,
-        416,
-        480,
-        512,
-        640,
-        736,
-        800,
-        960,
-        1024,
-        1280,
-    ):
-        anchors = sum((size // s) ** 2 for s in (8, 16, 32))
-        for name, buf in model.named_buffers():
-            if name.endswith("anchors") and buf.shape[-1] == anchors:
-                return size
-    # No named buffer: probe with a size-1 run at the common sizes.
-    for size in (128, 640, 320, 256):
+    try:
+        imgsz = json.loads(extra.get(TORCHSCRIPT_META) or "{}").get("imgsz")
+    except (ValueError, AttributeError):
+        imgsz = None
+    if isinstance(imgsz, list) and imgsz:
+        imgsz = imgsz[0]
+    if isinstance(imgsz, int) and imgsz > 0:
+        return imgsz
+    for size in range(32, 1281, 32):
         try:
             with torch.inference_mode():
                 model(torch.zeros(1, 3, size, size))
@@ -366,7 +369,3 @@ def create(name: str, settings: BackendSettings | None = None) -> BaseBackend:
         return REGISTRY[name](settings)
     except KeyError:
         raise BackendError(f"unknown backend {name!r}; choose from {', '.join(REGISTRY)}") from None
-
-
-def backend_factory(name: str) -> Callable[[BackendSettings | None], BaseBackend]:
-    return REGISTRY[name]

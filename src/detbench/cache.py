@@ -45,7 +45,8 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Hashing and atomic writes
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path | str) -> str:
+    """sha256 of one file's bytes, streamed."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -57,12 +58,12 @@ def sha256_path(path: Path) -> str:
     """sha256 of a file's bytes, or of a directory's sorted (relative posix path, file sha256) pairs."""
     path = Path(path)
     if not path.is_dir():
-        return _sha256_file(path)
+        return sha256_file(path)
     h = hashlib.sha256()
     files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file())
     for rel, p in files:
         # NUL and newline cannot appear in a posix name or a hex digest: the encoding is unambiguous.
-        h.update(f"{rel}\0{_sha256_file(p)}\n".encode())
+        h.update(f"{rel}\0{sha256_file(p)}\n".encode())
     return h.hexdigest()
 
 

@@ -188,7 +188,7 @@ def assert_detections_match(
         raise OutputMismatch(f"{where}{len(out)} images of detections vs {len(ref)} in the reference")
     problems = []
     unmatched: list[str] = []
-    total = sum(len(r) for r in ref)
+    total = sum(len(r) for r in ref) + sum(len(o) for o in out)  # unmatched are counted on both sides
     for i, (r, o) in enumerate(zip(ref, out)):
         m = match_detections(r, o, iou=tol.det_iou)
         for ri, oi, _iou, ds in m.pairs:
@@ -209,7 +209,7 @@ def assert_detections_match(
         problems += unmatched
         if tol.det_unmatched_frac:
             problems.append(
-                f"{len(unmatched)} unmatched of {total} reference detections "
+                f"{len(unmatched)} unmatched of {total} detections (both sides) "
                 f"(allowed: {tol.det_unmatched_frac:.0%})"
             )
     if problems:

@@ -11,7 +11,7 @@ import yaml
 
 from detbench import CLASS_NAMES
 from detbench.errors import DatasetError
-from detbench.synth import make_scene
+from detbench.synth import GENERATOR_VERSION, make_scene
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -26,7 +26,7 @@ class SynthConfig:
     seed: int = 0
 
     def key(self) -> str:
-        return f"synth-t{self.train}-v{self.val}-s{self.imgsz}-seed{self.seed}"
+        return f"synth-g{GENERATOR_VERSION}-t{self.train}-v{self.val}-s{self.imgsz}-seed{self.seed}"
 
 
 def data_yaml_text(names: tuple[str, ...] = CLASS_NAMES, header: str = "") -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import io
+import json
 import platform
 import shutil
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,7 @@ from detbench.cache import Artifact, ArtifactCache
 from detbench.model import load_detection_model
 from detbench.train import sha256_file
 
+EXPORTER_VERSION = 2  # part of every cache key: bump when a builder's output changes
 FORMATS = ("torchscript", "onnx", "openvino", "onnx-int8")
 FILENAMES = {
     "torchscript": "model.torchscript",
@@ -112,7 +114,8 @@ def build_torchscript(weights: Path, dest: Path, settings: ExportSettings) -> No
     model, _ = _prepared(weights, settings)
     with torch.no_grad(), quiet_torch_exporters():
         traced = torch.jit.trace(model, _dummy(settings), strict=False)
-        traced.save(str(dest))
+        meta = {"imgsz": [settings.imgsz, settings.imgsz], "producer": f"detbench {__version__}"}
+        traced.save(str(dest), _extra_files={"config.txt": json.dumps(meta)})
 
 
 def build_onnx(weights: Path, dest: Path, settings: ExportSettings) -> None:
@@ -228,6 +231,7 @@ class Exporter:
         if fmt != "onnx-int8":
             s.pop("int8")  # the INT8 recipe must not invalidate the fp32 artifacts
         return {
+            "exporter": EXPORTER_VERSION,
             "format": fmt,
             "weights_sha256": self.weights_sha256,
             "settings": s,

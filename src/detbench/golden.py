@@ -141,14 +141,7 @@ def tensor_sha256(t: np.ndarray) -> str:
 
 def compute(backend: BaseBackend, x: np.ndarray) -> np.ndarray:
     """Raw head for each image run on its own, as goldens are made: batch size cannot matter."""
-    fixed = backend.spec.batch if backend.spec is not None else None
-    rows = []
-    for i in range(len(x)):
-        one = x[i : i + 1]
-        if fixed not in (None, 1):  # a static-batch artifact: pad with copies, keep the first row
-            one = np.ascontiguousarray(np.repeat(one, fixed, axis=0))
-        rows.append(backend.run(one)[:1])
-    return np.concatenate(rows)
+    return backend.run_batched(x, batch=1)
 
 
 def golden_tolerance(name: str) -> Tolerance:

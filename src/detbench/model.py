@@ -19,6 +19,14 @@ from detbench.errors import ModelFileError
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 
 
+STRIDES = (8, 16, 32)  # YOLOv8's three detection scales
+
+
+def anchor_count(imgsz: int, strides: tuple[int, ...] = STRIDES) -> int:
+    """Anchors in the raw head at a square input size: one per cell of each stride's grid."""
+    return sum((imgsz // s) ** 2 for s in strides)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     names: tuple[str, ...]

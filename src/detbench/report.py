@@ -257,19 +257,6 @@ def collect_history(dirs: Sequence[Path]) -> dict[str, Any]:
     return {"dirs": [str(d) for d in dirs], "runs": runs, "skipped": skipped, "note": note}
 
 
-def _run_all(backend: Any, x: np.ndarray) -> np.ndarray:
-    """Run ``x`` through a backend in batches it accepts (a fixed-batch artifact gets padded chunks)."""
-    step = len(x) if backend.dynamic_batch else backend.spec.batch
-    outs = []
-    for start in range(0, len(x), step):
-        chunk = x[start : start + step]
-        pad = step - len(chunk)
-        if pad:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-        outs.append(backend.run(chunk)[: step - pad])
-    return np.concatenate(outs)
-
-
 def _interleaved(
     fns: Sequence[Callable[[], object]], rounds: int, warmup: int, advance: Callable[[int], None]
 ) -> list[np.ndarray]:
@@ -406,9 +393,9 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         t = time.perf_counter()
         dev_imgs = [load_image(p) for p in val[: min(DEVIATION_IMAGES, len(val))]]
         x_dev, _ = preprocess(dev_imgs, imgsz)
-        ref = _run_all(loaded["pytorch"], x_dev)
+        ref = loaded["pytorch"].run_batched(x_dev)
         for name, backend in loaded.items():
-            d = deviation(ref, _run_all(backend, x_dev))
+            d = deviation(ref, backend.run_batched(x_dev))
             rows[name]["deviation"] = {
                 "images": len(x_dev),
                 "max_abs": d.max_abs,

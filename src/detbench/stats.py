@@ -17,7 +17,6 @@ from scipy import stats as _sstats
 CI_CONFIDENCE = 0.95
 """Confidence of the change CI in a Verdict (the gate's table header says "95% CI")."""
 
-STATUSES = ("regression", "improvement", "no change", "inconclusive", "missing")
 """Verdict statuses; "missing" is used by the gate for a benchmark present in only one run."""
 
 # Bound the (n_boot x n) index matrix so big sample sets do not allocate hundreds of MB at once.

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from detbench import CLASS_NAMES
 
 CLS = {name: i for i, name in enumerate(CLASS_NAMES)}
+GENERATOR_VERSION = 1  # bump when a change to this file changes the pixels or boxes it draws
 _BODY_ID = 255  # body parts occlude garments behind them but carry no label
 _MIN_VISIBLE = 0.35  # a garment hidden more than this is not labelled (annotators skip it)
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detbench import CLASS_NAMES
+from detbench.cache import sha256_file
 from detbench.data import load_dataset, tree_sha256
 
 METRICS_FILE = "metrics.json"
@@ -43,14 +43,6 @@ class TrainConfig:
     workers: int = 2
     patience: int = 100
     extra: dict[str, Any] = field(default_factory=dict)  # passed through to ultralytics
-
-
-def sha256_file(path: Path | str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def versions() -> dict[str, str]:
@@ -105,8 +97,19 @@ def validate(weights: Path | str, data: Path | str, imgsz: int, batch: int = 16)
     """ultralytics' own validation of a checkpoint on the val split."""
     from ultralytics import YOLO
 
+    from detbench.paths import cache_dir
+
     return YOLO(str(weights)).val(
-        data=str(data), imgsz=imgsz, batch=batch, device="cpu", plots=False, verbose=False, workers=0
+        project=str(cache_dir("runs")),
+        name="val",
+        exist_ok=True,
+        data=str(data),
+        imgsz=imgsz,
+        batch=batch,
+        device="cpu",
+        plots=False,
+        verbose=False,
+        workers=0,
     )
 
 
@@ -114,10 +117,7 @@ def train(cfg: TrainConfig, out: Path) -> Path:
     """Train, then write ``metrics.json`` next to the best weights; return the weights path."""
     from ultralytics import YOLO
 
-    dataset = load_dataset(cfg.data)
-    if dataset.names != CLASS_NAMES:
-        # Allowed (users bring their own data) but recorded, since class ids then differ.
-        pass
+    dataset = load_dataset(cfg.data)  # fail early, naming the file, on a malformed data.yaml
     out = Path(out).resolve()
     t0 = time.perf_counter()
     model = YOLO(cfg.model)

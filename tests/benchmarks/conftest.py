@@ -26,6 +26,7 @@ from detbench.artifacts import Workbench
 from detbench.backends import BackendSettings, BaseBackend
 from detbench.budgets import path_size
 from detbench.gate import percentile_extra_info
+from detbench.model import anchor_count
 
 ASSETS = Path(__import__("ultralytics").__file__).parent / "assets"
 WARMUP_CALLS = 3  # first calls pay for lazy init (ORT/OpenVINO kernels, allocator growth)
@@ -35,7 +36,7 @@ SCALE_IMGSZ = 128
 
 
 def anchors(imgsz: int) -> int:
-    return sum((imgsz // s) ** 2 for s in (8, 16, 32))
+    return anchor_count(imgsz)
 
 
 @pytest.hookimpl(tryfirst=True)  # scale first in the test id: yolov8s-onnxruntime
