@@ -98,6 +98,8 @@ def test_size_budget(budget: SizeBudget, workbench, baseline: Path) -> None:
 def test_latency_budget(budget: LatencyBudget, load_backend, val_batch) -> None:
     """The interleaved median latency ratio is within budget (or its CI reaches it)."""
     _skip_without_openvino(budget.numerator, budget.denominator)
+    if not budget.applies_to(set(history.cpu_flags())):
+        pytest.skip(f"{budget.name} applies only on CPUs with one of {', '.join(budget.cpu_flags_any)}")
     num, den = load_backend(budget.numerator), load_backend(budget.denominator)
     x = val_batch(budget.batch)
     result, _, _ = measure_latency(
@@ -401,3 +403,14 @@ class TestHistory:
         assert recorder.record(RUN_NO_DATA, enabled=True) == first
         assert history.has_raw_data(json.loads(first.read_text()))
         assert [p for p in tmp_path.iterdir() if p.suffix == ".json"] == [first]
+
+
+def test_cpu_flag_condition_selects_where_a_budget_applies() -> None:
+    """A budget tied to int8 dot-product flags applies with VNNI and is skipped without it."""
+    text = '[latency."a/b"]\nnumerator = "onnxruntime-int8"\ndenominator = "onnxruntime"\nmax_ratio = 0.9\n'
+    text += 'cpu_flags_any = ["avx512_vnni", "avx_vnni"]\n'
+    budget = loads(text, Path("b.toml")).latency[0]
+    assert budget.applies_to({"avx2", "avx512_vnni"})
+    assert not budget.applies_to({"avx2", "fma"})
+    unconditional = loads(text.replace('cpu_flags_any = ["avx512_vnni", "avx_vnni"]\n', ""), Path("b.toml"))
+    assert unconditional.latency[0].applies_to(set())

@@ -68,6 +68,12 @@ class LatencyBudget:
     max_ratio: float
     batch: int = 1
     measured: Mapping[str, Any] | None = None
+    # The budget applies only on CPUs with at least one of these flags (empty: everywhere). INT8's
+    # advantage depends on int8 dot-product instructions (VNNI, AMX), absent on many x86 CPUs.
+    cpu_flags_any: tuple[str, ...] = ()
+
+    def applies_to(self, flags: set[str]) -> bool:
+        return not self.cpu_flags_any or bool(flags & set(self.cpu_flags_any))
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,12 @@ def _size(source: Path, artifact: str, raw: object) -> SizeBudget:
 def _latency(source: Path, name: str, raw: object) -> LatencyBudget:
     where = f'[latency."{name}"]'
     entry = _table(source, raw, where)
-    _only(source, entry, ("numerator", "denominator", "max_ratio", "batch", "measured"), where)
+    _only(
+        source, entry, ("numerator", "denominator", "max_ratio", "batch", "measured", "cpu_flags_any"), where
+    )
+    flags = entry.get("cpu_flags_any", [])
+    if not isinstance(flags, list) or not all(isinstance(f, str) and f for f in flags):
+        raise BudgetError(source, f"{where} cpu_flags_any must be a list of CPU flag names")
     num = _choice(source, entry.get("numerator"), list(REGISTRY), f"{where} numerator")
     den = _choice(source, entry.get("denominator"), list(REGISTRY), f"{where} denominator")
     if num == den:
@@ -168,6 +179,7 @@ def _latency(source: Path, name: str, raw: object) -> LatencyBudget:
         _positive(source, entry.get("max_ratio"), f"{where} max_ratio"),
         _count(source, entry.get("batch", 1), f"{where} batch"),
         _measured(source, entry, where),
+        tuple(flags),
     )
 
 
