@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             weights=_weights_label(weights),
             weights_sha256=sha256_file(weights),
             imgsz=golden.IMGSZ,
-            producer=backend.describe(),
+            # The artifact by file name only: a machine path in a committed file means nothing elsewhere.
+            producer={**backend.describe(), "artifact": Path(backend.describe()["artifact"]).name},
         )
         old = golden.load_goldens(args.dir) if (args.dir / golden.JSON_NAME).exists() else None
     except DetbenchError as exc:

@@ -8,4 +8,4 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 # torch first and pinned: resolving '.[test]' alone would take the newest torch the range allows.
 .venv/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
-.venv/bin/pip install --quiet -e '.[test]'
+.venv/bin/pip install --quiet -c constraints.txt -e '.[test]'

@@ -93,7 +93,6 @@ def _worker(argv: Sequence[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m detbench.abenv worker")
     ap.add_argument("--backend", default="onnxruntime")
     ap.add_argument("--weights", type=Path)
-    ap.add_argument("--artifact", type=Path, help="run this artifact instead of exporting one here")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--slowdown", type=float, default=0.0, help="burn this fraction extra (calibration)")
     args = ap.parse_args(argv)
@@ -102,7 +101,7 @@ def _worker(argv: Sequence[str]) -> int:
     os.dup2(2, 1)
 
     from detbench.artifacts import Workbench
-    from detbench.backends import BackendSettings, create
+    from detbench.backends import BackendSettings
     from detbench.baseline import resolve_weights, synthetic_dataset
     from detbench.data import load_dataset
     from detbench.export import toolchain_versions
@@ -112,18 +111,13 @@ def _worker(argv: Sequence[str]) -> int:
 
     settings = BackendSettings(threads=args.threads)
     ds = load_dataset(synthetic_dataset())
-    if args.artifact:
-        backend = create(args.backend, settings)
-        backend.load(args.artifact)
-        imgsz = backend.spec.height
-    else:
-        weights = resolve_weights(args.weights)
-        _, info = load_detection_model(weights)
-        imgsz = info.imgsz
-        bench = Workbench(
-            weights=weights, imgsz=imgsz, names=info.names, settings=settings, calib_images=ds.images("train")
-        )
-        backend = bench.load(args.backend)
+    weights = resolve_weights(args.weights)
+    _, info = load_detection_model(weights)
+    imgsz = info.imgsz
+    bench = Workbench(
+        weights=weights, imgsz=imgsz, names=info.names, settings=settings, calib_images=ds.images("train")
+    )
+    backend = bench.load(args.backend)
     x, _ = preprocess([load_image(ds.images("val")[0])], imgsz)
     call = Slowed(backend.run, args.slowdown) if args.slowdown else backend.run
     ready = {"ready": True, "versions": toolchain_versions(), "backend": backend.describe()}
