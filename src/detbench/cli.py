@@ -241,7 +241,9 @@ def cmd_ab(args: argparse.Namespace) -> int:
     from detbench.synth import make_scene
 
     if args.backend == "pytorch":
-        raise ValueError("pytorch runs a checkpoint, not an artifact: compare artifacts of another backend")
+        # A usage error (exit 2), like argparse's own: this backend/mode pair is never valid.
+        message = "ab: --backend pytorch needs --envs (it runs a checkpoint, not an artifact)"
+        raise SystemExit(_fail(message, 2))
     loaded = []
     for path in (args.a, args.b):
         backend = create(args.backend, BackendSettings(threads=args.threads))
