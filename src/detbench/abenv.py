@@ -85,7 +85,8 @@ def ab_environments(
     finally:
         a.close()
         b.close()
-    label = name or f"{a.info['versions'].get('torch')} vs {b.info['versions'].get('torch')}"
+    backend = a.info["backend"]["backend"]
+    label = name or f"{backend}: torch {a.info['versions'].get('torch')} vs {b.info['versions'].get('torch')}"
     return compare_samples(label, samples[0], samples[1]), a.info, b.info
 
 
