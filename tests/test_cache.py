@@ -7,8 +7,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from detbench.cache import (
     verify,
 )
 from detbench.errors import CacheError
-from detbench.testing.processes import sigkill, wait_for
+from detbench.testing.processes import sigkill, spawn_python, wait_for
 
 KIND = "onnx"
 FIELDS = {"model": "yolov8n", "imgsz": 128, "opset": 17, "simplify": True}
@@ -59,14 +57,7 @@ def cache(tmp_path: Path) -> ArtifactCache:
 
 
 def _spawn(tmp_path: Path, code: str, *args: object) -> subprocess.Popen:
-    env = {**os.environ, "DETBENCH_CACHE": str(tmp_path / "child-cache")}
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return spawn_python(tmp_path / "child-cache", code, *args)
 
 
 # Writes half the artifact, signals the parent, then hangs until SIGKILLed.

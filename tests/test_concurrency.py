@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,20 +12,13 @@ from detbench.backends import create
 from detbench.cache import ArtifactCache, sha256_path
 from detbench.data import SynthConfig, load_dataset, tree_sha256, write_synthetic
 from detbench.export import Exporter, ExportSettings
-from detbench.testing.processes import sigkill, wait_for
+from detbench.testing.processes import sigkill, spawn_python, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
 
 def _spawn(tmp_path: Path, code: str, *args: object) -> subprocess.Popen:
-    env = {**os.environ, "DETBENCH_CACHE": str(tmp_path / "cache")}
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return spawn_python(tmp_path / "cache", code, *args)
 
 
 def _race(tmp_path: Path, code: str, *args: object) -> list[dict]:

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
 import pytest
+
+
+def spawn_python(cache: Path, code: str, *args: object) -> subprocess.Popen:
+    """Run ``code`` in a child of this interpreter (so it imports detbench like a user would), with
+    its own DETBENCH_CACHE and pipes for stdout/stderr."""
+    env = {**os.environ, "DETBENCH_CACHE": str(cache)}
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def sigkill(proc: subprocess.Popen) -> None:
