@@ -32,9 +32,9 @@ from detbench.budgets import (
     latency_toml,
     load_budgets,
     measure_latency,
-    path_size,
     size_toml,
 )
+from detbench.cache import artifact_size
 from detbench.data import load_dataset
 from detbench.export import openvino_available
 from detbench.model import load_detection_model
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     backend_of = {REGISTRY[n].artifact_format: n for n in REGISTRY}
 
     def size_of(what: str) -> int:
-        return path_size(weights if what == "checkpoint" else bench.artifact(backend_of[what]))
+        return artifact_size(weights if what == "checkpoint" else bench.artifact(backend_of[what]))
 
     for budget in budgets.size:
         if "openvino" in (budget.artifact, budget.relative_to) and not openvino_available():

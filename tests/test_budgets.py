@@ -28,9 +28,8 @@ from detbench.budgets import (
     loads,
     measure_latency,
     parse_budgets,
-    path_size,
 )
-from detbench.cache import locked
+from detbench.cache import artifact_size, locked
 from detbench.export import openvino_available
 from detbench.preprocess import preprocess
 from detbench.timing import Slowed, measure
@@ -86,7 +85,9 @@ def test_size_budget(budget: SizeBudget, workbench, baseline: Path) -> None:
     _skip_without_openvino(budget.artifact, budget.relative_to)
 
     def size_of(what: str) -> int:
-        return path_size(baseline if what == "checkpoint" else workbench.artifact(BACKEND_OF_FORMAT[what]))
+        return artifact_size(
+            baseline if what == "checkpoint" else workbench.artifact(BACKEND_OF_FORMAT[what])
+        )
 
     result = check_size(budget, size_of(budget.artifact), size_of(budget.relative_to))
     assert result.passed, result.reason
@@ -197,7 +198,7 @@ class TestSizeCheck:
         """An OpenVINO IR folder counts its .xml and .bin together."""
         (tmp_path / "model.xml").write_bytes(b"x" * 10)
         (tmp_path / "model.bin").write_bytes(b"y" * 32)
-        assert path_size(tmp_path) == 42
+        assert artifact_size(tmp_path) == 42
 
 
 class TestAbsoluteBudgets:

@@ -16,8 +16,9 @@ import pytest
 
 from detbench import cli
 from detbench.backends import REGISTRY
+from detbench.cache import artifact_size
 from detbench.data import data_yaml_text
-from detbench.report import SCHEMA, artifact_bytes, collect_history, load_training, render_markdown
+from detbench.report import SCHEMA, collect_history, load_training, render_markdown
 from detbench.train import sha256_file
 
 TINY_VAL = 24  # val images in the run: enough for every class to appear, small enough for seconds
@@ -407,7 +408,7 @@ class TestPieces:
         (ir / "model.xml").write_bytes(b"x" * 10)
         (ir / "model.bin").write_bytes(b"b" * 100)
         (ir / "notes.txt").write_bytes(b"n" * 1000)
-        assert artifact_bytes(ir) == artifact_bytes(ir / "model.xml") == 110
+        assert artifact_size(ir) == artifact_size(ir / "model.xml") == 110
 
     def test_history_lists_unreadable_files_with_a_reason(self, tmp_path: Path) -> None:
         """A broken or foreign JSON is skipped by name with its reason; good runs come oldest first."""

@@ -234,14 +234,6 @@ def load_budgets(path: Path | str = BUDGETS_FILE) -> Budgets:
 # Checks
 
 
-def path_size(path: Path) -> int:
-    """Bytes of a file, or of every file under a directory (an OpenVINO IR is .xml + .bin)."""
-    path = Path(path)
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
 @dataclass(frozen=True)
 class SizeResult:
     name: str

@@ -147,9 +147,16 @@ def _digest(entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical({k: v for k, v in entry.items() if k != "digest"}).encode()).hexdigest()
 
 
-def _size_bytes(path: Path) -> int:
-    if path.is_dir():
+def artifact_size(path: Path | str) -> int:
+    """An artifact's size on disk: a file's bytes; an OpenVINO IR (its folder or its .xml) counts
+    the .xml plus its .bin; any other folder, every file in it."""
+    path = Path(path)
+    if path.is_dir() and (path / "model.xml").is_file():  # the IR folder the openvino backend loads
+        path = path / "model.xml"
+    elif path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    if path.suffix == ".xml" and path.with_suffix(".bin").is_file():
+        return path.stat().st_size + path.with_suffix(".bin").stat().st_size
     return path.stat().st_size
 
 
@@ -324,7 +331,7 @@ class ArtifactCache:
                 "fields": json.loads(_canonical(dict(fields))),
                 "filename": filename,
                 "sha256": sha256_path(dest),
-                "size_bytes": _size_bytes(dest),
+                "size_bytes": artifact_size(dest),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "detbench_version": __version__,
             }

@@ -73,7 +73,8 @@ class ExportSettings:
     int8: Int8Recipe = field(default_factory=Int8Recipe)
 
 
-def _version(pkg: str) -> str:
+def package_version(pkg: str) -> str:
+    """Installed version of ``pkg``, or "absent"."""
     try:
         return importlib.metadata.version(pkg)
     except importlib.metadata.PackageNotFoundError:
@@ -85,7 +86,10 @@ def toolchain_versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "detbench": __version__,
-        **{p: _version(p) for p in ("torch", "ultralytics", "onnx", "onnxruntime", "onnxslim", "openvino")},
+        **{
+            p: package_version(p)
+            for p in ("torch", "ultralytics", "onnx", "onnxruntime", "onnxslim", "openvino")
+        },
     }
 
 

@@ -157,17 +157,10 @@ def golden_tolerance(name: str) -> Tolerance:
 
 def current_versions() -> dict[str, str]:
     """Everything that can move the numbers: the export toolchain plus preprocessing libraries."""
-    import importlib.metadata
-
     import cv2
 
+    from detbench.export import package_version as version
     from detbench.export import toolchain_versions
-
-    def version(pkg: str) -> str:
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return "absent"
 
     return {
         **toolchain_versions(),

@@ -67,7 +67,7 @@ def _cpuinfo_fields(text: str) -> dict[str, str]:
     return fields
 
 
-def _read_cpuinfo(path: Path = CPUINFO) -> dict[str, str]:
+def read_cpuinfo(path: Path = CPUINFO) -> dict[str, str]:
     try:
         return _cpuinfo_fields(path.read_text(encoding="utf-8", errors="replace"))
     except OSError:  # not Linux: fall back to what platform knows
@@ -75,7 +75,7 @@ def _read_cpuinfo(path: Path = CPUINFO) -> dict[str, str]:
 
 
 def cpu_model(fields: Mapping[str, str] | None = None) -> str:
-    fields = _read_cpuinfo() if fields is None else fields
+    fields = read_cpuinfo() if fields is None else fields
     for key in ("model name", "cpu model", "hardware", "processor"):
         value = fields.get(key, "")
         if value and not value.isdigit():  # x86 "processor" is the CPU index, not a name
@@ -85,7 +85,7 @@ def cpu_model(fields: Mapping[str, str] | None = None) -> str:
 
 def cpu_flags(fields: Mapping[str, str] | None = None) -> list[str]:
     """The ISA_FLAGS this CPU has, in ISA_FLAGS order (x86 "flags" or Arm "Features")."""
-    fields = _read_cpuinfo() if fields is None else fields
+    fields = read_cpuinfo() if fields is None else fields
     present = set((fields.get("flags") or fields.get("features") or "").split())
     return [f for f in ISA_FLAGS if f in present]
 
@@ -95,7 +95,7 @@ def machine_id(fields: Mapping[str, str] | None = None) -> str:
     override = os.environ.get(MACHINE_ID_ENV, "").strip()
     if override:
         return override
-    fields = _read_cpuinfo() if fields is None else fields
+    fields = read_cpuinfo() if fields is None else fields
     key = "|".join([cpu_model(fields), str(os.cpu_count() or 0), platform.machine(), *cpu_flags(fields)])
     return hashlib.sha256(key.encode()).hexdigest()[:MACHINE_ID_LEN]
 
@@ -104,7 +104,7 @@ def machine_info(threads: int) -> dict[str, Any]:
     """What pytest-benchmark's machine_info lacks for CPU inference: CPU model, ISA, versions, threads."""
     from detbench.export import toolchain_versions
 
-    fields = _read_cpuinfo()
+    fields = read_cpuinfo()
     return {
         "detbench_machine_id": machine_id(fields),
         "cpu_model": cpu_model(fields),

@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 
 from detbench import paths
+from detbench.cache import artifact_size
 from detbench.errors import DatasetError, DetbenchError
 
 SCHEMA = 1
@@ -121,33 +122,15 @@ class ReportSettings:
 # -- small measurements ------------------------------------------------------------------------------
 
 
-def artifact_bytes(path: Path) -> int:
-    """The artifact's real size on disk; an OpenVINO IR counts its .xml plus its .bin."""
-    path = Path(path)
-    if path.is_dir() and (path / "model.xml").is_file():  # the IR folder the openvino backend loads
-        path = path / "model.xml"
-    elif path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    if path.suffix == ".xml" and path.with_suffix(".bin").is_file():
-        return path.stat().st_size + path.with_suffix(".bin").stat().st_size
-    return path.stat().st_size
-
-
 def environment(threads: int) -> dict[str, Any]:
     from detbench.export import toolchain_versions
+    from detbench.history import cpu_model, read_cpuinfo
 
-    model, flags = None, []
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and model is None:
-            model = value.strip()
-        elif key.strip() in ("flags", "Features") and not flags:
-            flags = sorted(f for f in value.split() if _FLAG_RE.match(f))
-    model = model or platform.processor()
+    fields = read_cpuinfo()
+    flags = sorted(
+        f for f in (fields.get("flags") or fields.get("features") or "").split() if _FLAG_RE.match(f)
+    )
+    model = cpu_model(fields)
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "cpu_model": model or "unknown",
@@ -376,7 +359,7 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
             prog.update(task, description=f"export + load {name}")
             backend = bench.load(name)
             loaded[name] = backend
-            size = artifact_bytes(backend.artifact)
+            size = artifact_size(backend.artifact)
             rows[name] = {
                 "name": name,
                 "reference": name == "pytorch",
@@ -799,7 +782,6 @@ def run_report(args: argparse.Namespace) -> int:
 __all__ = [
     "SCHEMA",
     "ReportSettings",
-    "artifact_bytes",
     "build_report",
     "collect_history",
     "environment",

@@ -24,7 +24,7 @@ import pytest
 from detbench import CLASS_NAMES
 from detbench.artifacts import Workbench
 from detbench.backends import BackendSettings, BaseBackend
-from detbench.budgets import path_size
+from detbench.cache import artifact_size
 from detbench.gate import percentile_extra_info
 from detbench.model import anchor_count
 
@@ -64,7 +64,7 @@ def workload_info(backend: BaseBackend, *, batch: int, imgsz: int) -> dict:
         "batch": batch,
         "imgsz": imgsz,
         "artifact": str(backend.artifact),
-        "artifact_bytes": path_size(backend.artifact),
+        "artifact_bytes": artifact_size(backend.artifact),
         "versions": backend.describe(),
     }
 
