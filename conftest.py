@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 
 import detbench  # noqa: F401 - configures ultralytics' offline mode before anything imports it
-from detbench import history
-from detbench.backends import REGISTRY, BackendSettings, BaseBackend
+from detbench.perf import history
+from detbench.runtimes.backends import REGISTRY, BackendSettings, BaseBackend
 
 # -- Hypothesis profiles (chosen with HYPOTHESIS_PROFILE) ------------------------------------------
 _common = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
@@ -63,7 +63,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def dataset_yaml(pytestconfig: pytest.Config) -> Path:
     """The YOLO data.yaml under test: the user's, or the synthetic one generated once into the cache."""
-    from detbench.baseline import synthetic_dataset
+    from detbench.model.baseline import synthetic_dataset
 
     user = pytestconfig.getoption("--detbench-data")
     return Path(user).resolve() if user else synthetic_dataset()
@@ -71,7 +71,7 @@ def dataset_yaml(pytestconfig: pytest.Config) -> Path:
 
 @pytest.fixture(scope="session")
 def dataset(dataset_yaml: Path):
-    from detbench.data import load_dataset
+    from detbench.data.datasets import load_dataset
 
     return load_dataset(dataset_yaml)
 
@@ -79,7 +79,7 @@ def dataset(dataset_yaml: Path):
 @pytest.fixture(scope="session")
 def baseline(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Baseline weights: --detbench-weights, else the committed fixture (sha256-verified)."""
-    from detbench.baseline import resolve_weights
+    from detbench.model.baseline import resolve_weights
 
     if pytestconfig.getoption("--detbench-retrain"):
         import runpy
@@ -95,14 +95,14 @@ def baseline(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="session")
 def model_info(baseline: Path):
-    from detbench.model import load_detection_model
+    from detbench.model.checkpoint import load_detection_model
 
     return load_detection_model(baseline)[1]
 
 
 @pytest.fixture(scope="session")
 def workbench(pytestconfig: pytest.Config, baseline: Path, model_info, dataset):
-    from detbench.artifacts import Workbench, parse_artifact_overrides
+    from detbench.runtimes.workbench import Workbench, parse_artifact_overrides
 
     return Workbench(
         weights=baseline,
@@ -125,7 +125,7 @@ BACKEND_PARAMS = _backend_params()
 @pytest.fixture(scope="session", params=BACKEND_PARAMS)
 def backend(request: pytest.FixtureRequest, workbench) -> BaseBackend:
     """Every registered backend, loaded once per session. Test bodies never branch on its name."""
-    from detbench.export import openvino_available
+    from detbench.runtimes.export import openvino_available
 
     if REGISTRY[request.param].artifact_format == "openvino" and not openvino_available():
         pytest.skip("openvino is not installed (optional dependency: pip install openvino)")
@@ -161,6 +161,6 @@ _RECORDER = pytest.StashKey[history.HistoryRecorder]()
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
-    """Also keep every timed run in ``<cache>/history`` (atomic, locked; see detbench.history)."""
+    """Also keep every timed run in ``<cache>/history`` (atomic, locked; see detbench.perf.history)."""
     recorder = config.stash.setdefault(_RECORDER, history.HistoryRecorder())
     recorder.record(output_json, enabled=_timing_enabled(config))

@@ -4,7 +4,7 @@
 
 Each recipe is exported into a private cache and scored on the synthetic val split with
 ultralytics' metric code, next to the fp32 ONNX model. The chosen default lives in
-``detbench.export.Int8Recipe``; this script is the evidence for it.
+``detbench.runtimes.export.Int8Recipe``; this script is the evidence for it.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from detbench import paths
-from detbench.accuracy import evaluate
-from detbench.backends import create
-from detbench.baseline import resolve_weights, synthetic_dataset
-from detbench.cache import ArtifactCache, atomic_write_text
-from detbench.data import load_dataset
-from detbench.export import Exporter, ExportSettings, Int8Recipe
+from detbench.data.datasets import load_dataset
+from detbench.model.baseline import resolve_weights, synthetic_dataset
+from detbench.runtimes.backends import create
+from detbench.runtimes.cache import ArtifactCache, atomic_write_text
+from detbench.runtimes.export import Exporter, ExportSettings, Int8Recipe
+from detbench.verify.accuracy import evaluate
 
 RECIPES: dict[str, Int8Recipe] = {
     "naive: whole graph, MinMax, 64 imgs": Int8Recipe(

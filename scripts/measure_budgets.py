@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from detbench import history
-from detbench.artifacts import Workbench
-from detbench.backends import REGISTRY, BackendSettings, BaseBackend
-from detbench.baseline import resolve_weights, synthetic_dataset
-from detbench.budgets import (
+from detbench.data.datasets import load_dataset
+from detbench.model.baseline import resolve_weights, synthetic_dataset
+from detbench.model.checkpoint import load_detection_model
+from detbench.perf import history
+from detbench.perf.budgets import (
     BUDGETS_FILE,
     absolute_toml,
     check_size,
@@ -34,11 +34,11 @@ from detbench.budgets import (
     measure_latency,
     size_toml,
 )
-from detbench.cache import artifact_size
-from detbench.data import load_dataset
-from detbench.export import openvino_available
-from detbench.model import load_detection_model
-from detbench.preprocess import preprocess
+from detbench.runtimes.backends import REGISTRY, BackendSettings, BaseBackend
+from detbench.runtimes.cache import artifact_size
+from detbench.runtimes.export import openvino_available
+from detbench.runtimes.preprocess import preprocess
+from detbench.runtimes.workbench import Workbench
 
 
 def _round_up(value: float, step: float = 0.05) -> float:

@@ -12,15 +12,15 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from detbench.artifacts import Workbench
-from detbench.backends import create
-from detbench.baseline import resolve_weights, synthetic_dataset
-from detbench.compare import TOLERANCES, OutputMismatch, assert_detections_match, assert_outputs_close
-from detbench.data import load_dataset
-from detbench.model import load_detection_model
-from detbench.perturb import perturb_conv_weight
-from detbench.postprocess import postprocess
-from detbench.preprocess import load_image, preprocess
+from detbench.data.datasets import load_dataset
+from detbench.model.baseline import resolve_weights, synthetic_dataset
+from detbench.model.checkpoint import load_detection_model
+from detbench.runtimes.backends import create
+from detbench.runtimes.postprocess import postprocess
+from detbench.runtimes.preprocess import load_image, preprocess
+from detbench.runtimes.workbench import Workbench
+from detbench.verify.compare import TOLERANCES, OutputMismatch, assert_detections_match, assert_outputs_close
+from detbench.verify.perturb import perturb_conv_weight
 
 NODES = [
     "/model.22/cv3.0/cv3.0.2/Conv",

@@ -14,12 +14,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from detbench import golden
-from detbench.backends import BackendSettings, create
-from detbench.baseline import resolve_weights
 from detbench.errors import DetbenchError
+from detbench.model.baseline import resolve_weights
+from detbench.model.train import sha256_file
 from detbench.paths import REPO_ROOT
-from detbench.train import sha256_file
+from detbench.runtimes.backends import BackendSettings, create
+from detbench.verify import golden
 
 
 def _weights_label(weights: Path) -> str:

@@ -16,10 +16,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from detbench import paths
-from detbench.data import SynthConfig, write_synthetic
-from detbench.train import TrainConfig, sha256_file, train, versions
+from detbench.data.datasets import SynthConfig, write_synthetic
+from detbench.model.train import TrainConfig, sha256_file, train, versions
 
-DEFAULT_SYNTH = SynthConfig()  # the embedded default dataset: see detbench.data
+DEFAULT_SYNTH = SynthConfig()  # the embedded default dataset: see detbench.data.datasets
 
 
 def main(argv: list[str] | None = None) -> int:

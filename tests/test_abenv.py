@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from detbench.abenv import ab_environments
+from detbench.perf.abenv import ab_environments
 
 pytestmark = pytest.mark.calibration
 

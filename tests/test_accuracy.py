@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from detbench.accuracy import evaluate
-from detbench.backends import BaseBackend
-from detbench.compare import TOLERANCES, OutputMismatch, assert_accuracy_close
+from detbench.runtimes.backends import BaseBackend
+from detbench.verify.accuracy import evaluate
+from detbench.verify.compare import TOLERANCES, OutputMismatch, assert_accuracy_close
 
 pytestmark = pytest.mark.equivalence
 
@@ -30,7 +30,7 @@ def test_reference_agrees_with_ultralytics_val(
     """Our adapter path scores the baseline within 0.01 of YOLO(weights).val() on the same split."""
     if val_limit is not None:
         pytest.skip("YOLO.val() scores the whole split; --detbench-val-images limits ours")
-    from detbench.train import validate
+    from detbench.model.train import validate
 
     theirs = validate(baseline, dataset_yaml, model_info.imgsz)
     assert reference_accuracy["mAP50"] == pytest.approx(float(theirs.box.map50), abs=0.01)

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detbench.backends import REGISTRY, Backend, BaseBackend
-from detbench.compare import TOLERANCES, assert_detections_match
+from detbench.data.synth import make_scene
 from detbench.errors import BackendError
-from detbench.model import anchor_count
-from detbench.postprocess import Detections, postprocess
-from detbench.preprocess import load_image, preprocess
-from detbench.synth import make_scene
+from detbench.model.checkpoint import anchor_count
+from detbench.runtimes.backends import REGISTRY, Backend, BaseBackend
+from detbench.runtimes.postprocess import Detections, postprocess
+from detbench.runtimes.preprocess import load_image, preprocess
+from detbench.verify.compare import TOLERANCES, assert_detections_match
 
 ASSETS = Path(__import__("ultralytics").__file__).parent / "assets"
 
@@ -67,9 +67,9 @@ def test_fixed_batch_artifact_says_so(workbench, tmp_path: Path) -> None:
     """An ONNX model exported without a dynamic batch refuses batch 2 with a clear message."""
     import dataclasses
 
-    from detbench.backends import create
-    from detbench.cache import ArtifactCache
-    from detbench.export import Exporter
+    from detbench.runtimes.backends import create
+    from detbench.runtimes.cache import ArtifactCache
+    from detbench.runtimes.export import Exporter
 
     exp = Exporter(
         workbench.weights,

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detbench import history
-from detbench.backends import REGISTRY, BaseBackend
-from detbench.budgets import (
+from detbench.perf import history
+from detbench.perf.budgets import (
     AbsoluteBudget,
     BudgetError,
     LatencyBudget,
@@ -29,10 +28,11 @@ from detbench.budgets import (
     measure_latency,
     parse_budgets,
 )
-from detbench.cache import artifact_size, locked
-from detbench.export import openvino_available
-from detbench.preprocess import preprocess
-from detbench.timing import Slowed, measure
+from detbench.perf.timing import Slowed, measure
+from detbench.runtimes.backends import REGISTRY, BaseBackend
+from detbench.runtimes.cache import artifact_size, locked
+from detbench.runtimes.export import openvino_available
+from detbench.runtimes.preprocess import preprocess
 
 ROUNDS = 25  # per latency budget: enough for a CI that excludes a clear miss, short for a default run
 WARMUP = 3

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from detbench.cache import (
+from detbench.errors import CacheError
+from detbench.runtimes.cache import (
     ENTRY_FILE,
     ArtifactCache,
     atomic_write_bytes,
@@ -21,7 +22,6 @@ from detbench.cache import (
     sha256_path,
     verify,
 )
-from detbench.errors import CacheError
 from detbench.testing.processes import sigkill, spawn_python, wait_for
 
 KIND = "onnx"
@@ -64,7 +64,7 @@ def _spawn(tmp_path: Path, code: str, *args: object) -> subprocess.Popen:
 _HALF_BUILD_CHILD = """
     import json, sys, time
     from pathlib import Path
-    from detbench.cache import ArtifactCache
+    from detbench.runtimes.cache import ArtifactCache
 
     root, marker, fields = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
 
@@ -105,7 +105,7 @@ class TestKey:
         code = """
             import json, sys
             from pathlib import Path
-            from detbench.cache import ArtifactCache
+            from detbench.runtimes.cache import ArtifactCache
             print(ArtifactCache(Path(sys.argv[1])).key("onnx", json.loads(sys.argv[2])))
         """
         proc = _spawn(tmp_path, code, tmp_path / "child", json.dumps(FIELDS))
@@ -293,7 +293,7 @@ class TestTampering:
         """Any damage to the artifact or its entry.json is logged, and the entry is rebuilt valid."""
         art = cache.get_or_build(KIND, FIELDS, "model.onnx", _writer())
         tamper(art)
-        with caplog.at_level(logging.WARNING, logger="detbench.cache"):
+        with caplog.at_level(logging.WARNING, logger="detbench.runtimes.cache"):
             rebuilt = cache.get_or_build(KIND, FIELDS, "model.onnx", _writer())
         assert (cache.builds, cache.rebuilds, cache.hits) == (2, 1, 0)
         assert str(cache.entry_dir(KIND, FIELDS)) in caplog.text
@@ -307,7 +307,7 @@ class TestTampering:
         """lookup returns None for a corrupt entry, removes it and says which one."""
         art = cache.get_or_build(KIND, FIELDS, "model.onnx", _writer())
         _flip_byte(art)
-        with caplog.at_level(logging.WARNING, logger="detbench.cache"):
+        with caplog.at_level(logging.WARNING, logger="detbench.runtimes.cache"):
             assert cache.lookup(KIND, FIELDS) is None
         assert str(art.path.parent) in caplog.text
         assert not art.path.parent.exists()
@@ -413,7 +413,7 @@ class TestAtomicWrite:
         code = """
             import os, sys, time
             from pathlib import Path
-            from detbench.cache import atomic_write_text
+            from detbench.runtimes.cache import atomic_write_text
 
             target, marker = Path(sys.argv[1]), Path(sys.argv[2])
             real_write = os.write
@@ -445,7 +445,7 @@ class TestAtomicWrite:
 _RACE_CHILD = """
     import json, sys, time
     from pathlib import Path
-    from detbench.cache import ArtifactCache
+    from detbench.runtimes.cache import ArtifactCache
 
     root, counter, ready, go = map(Path, sys.argv[1:5])
 

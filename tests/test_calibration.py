@@ -8,8 +8,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from detbench.stats import compare_samples
-from detbench.timing import Slowed, interleaved
+from detbench.perf.stats import compare_samples
+from detbench.perf.timing import Slowed, interleaved
 
 pytestmark = pytest.mark.calibration
 
@@ -28,7 +28,7 @@ SLOWDOWN_MIN_DETECTED = 9
 def workload(workbench, dataset, model_info) -> Callable[[], object]:
     """The one callable under calibration: the baseline's ONNX Runtime artifact (1 thread, ~4-5 ms)
     on one preprocessed val image, i.e. exactly what the latency benchmarks and budgets time."""
-    from detbench.preprocess import load_image, preprocess
+    from detbench.runtimes.preprocess import load_image, preprocess
 
     backend = workbench.load("onnxruntime")
     x, _ = preprocess([load_image(dataset.images("val")[0])], model_info.imgsz)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from detbench.backends import create
-from detbench.cache import ArtifactCache, sha256_path
-from detbench.data import SynthConfig, load_dataset, tree_sha256, write_synthetic
-from detbench.export import Exporter, ExportSettings
+from detbench.data.datasets import SynthConfig, load_dataset, tree_sha256, write_synthetic
+from detbench.runtimes.backends import create
+from detbench.runtimes.cache import ArtifactCache, sha256_path
+from detbench.runtimes.export import Exporter, ExportSettings
 from detbench.testing.processes import sigkill, spawn_python, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -61,8 +61,8 @@ _BARRIER = """
 _EXPORT_RACE = (
     _BARRIER
     + """
-    from detbench.cache import ArtifactCache
-    from detbench.export import Exporter, ExportSettings
+    from detbench.runtimes.cache import ArtifactCache
+    from detbench.runtimes.export import Exporter, ExportSettings
 
     weights, root, imgsz = sys.argv[3], Path(sys.argv[4]), int(sys.argv[5])
     exporter = Exporter(weights, ExportSettings(imgsz=imgsz), cache=ArtifactCache(root))
@@ -97,8 +97,8 @@ _KILLED_EXPORT = """
     import sys, time
     from pathlib import Path
 
-    import detbench.export as export
-    from detbench.cache import ArtifactCache
+    import detbench.runtimes.export as export
+    from detbench.runtimes.cache import ArtifactCache
 
     weights, root, imgsz, marker = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
     real = export.build_onnx
@@ -144,8 +144,8 @@ SMALL = SynthConfig(train=4, val=2, imgsz=64, seed=7)
 _DATASET_RACE = (
     _BARRIER
     + """
-    import detbench.baseline as baseline
-    from detbench.data import SynthConfig
+    import detbench.model.baseline as baseline
+    from detbench.data.datasets import SynthConfig
 
     counter, cfg = Path(sys.argv[3]), SynthConfig(**json.loads(sys.argv[4]))
     real = baseline.write_synthetic
@@ -186,8 +186,8 @@ _KILLED_DATASET = """
     import json, sys, time
     from pathlib import Path
 
-    import detbench.baseline as baseline
-    from detbench.data import SynthConfig
+    import detbench.model.baseline as baseline
+    from detbench.data.datasets import SynthConfig
 
     marker, cfg = Path(sys.argv[1]), SynthConfig(**json.loads(sys.argv[2]))
 
@@ -204,7 +204,7 @@ _KILLED_DATASET = """
 
 def test_killed_dataset_generation_is_not_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A generator killed half-way leaves no dataset that a later call returns; that call writes it whole."""
-    from detbench.baseline import synthetic_dataset
+    from detbench.model.baseline import synthetic_dataset
 
     marker = tmp_path / "half-written"
     proc = _spawn(tmp_path, _KILLED_DATASET, marker, json.dumps(SMALL.__dict__))

@@ -11,9 +11,9 @@ import pytest
 
 from detbench import CLASS_NAMES
 from detbench.cli import main
-from detbench.data import SynthConfig, load_dataset, tree_sha256, write_synthetic
+from detbench.data.datasets import SynthConfig, load_dataset, tree_sha256, write_synthetic
+from detbench.data.synth import make_scene
 from detbench.errors import DatasetError
-from detbench.synth import make_scene
 
 
 def _same_tree(a: Path, b: Path) -> bool:

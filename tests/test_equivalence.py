@@ -8,11 +8,11 @@ from conftest import BACKEND_PARAMS
 from hypothesis import given
 from hypothesis import strategies as st
 
-from detbench.backends import REGISTRY, BaseBackend
-from detbench.compare import TOLERANCES, assert_detections_match, assert_outputs_close
-from detbench.postprocess import postprocess
-from detbench.preprocess import preprocess
+from detbench.runtimes.backends import REGISTRY, BaseBackend
+from detbench.runtimes.postprocess import postprocess
+from detbench.runtimes.preprocess import preprocess
 from detbench.testing.strategies import image_batches, images
+from detbench.verify.compare import TOLERANCES, assert_detections_match, assert_outputs_close
 
 pytestmark = pytest.mark.equivalence
 
@@ -47,7 +47,7 @@ def test_detections_match_on_val_images(
     backend: BaseBackend, reference: BaseBackend, model_info, dataset
 ) -> None:
     """The same on the first 32 synthetic val images, where the baseline finds many garments."""
-    from detbench.preprocess import load_image
+    from detbench.runtimes.preprocess import load_image
 
     paths = dataset.images("val")[:32]
     x, infos = preprocess([load_image(p) for p in paths], model_info.imgsz)
@@ -61,7 +61,7 @@ def test_detections_match_on_val_images(
 
 def test_repeated_runs_are_bit_identical(backend: BaseBackend, model_info, dataset) -> None:
     """Same backend, same input, fixed threads: the same bits every time."""
-    from detbench.preprocess import load_image
+    from detbench.runtimes.preprocess import load_image
 
     x, _ = preprocess([load_image(p) for p in dataset.images("val")[:1]], model_info.imgsz)
     first = backend.run(x)

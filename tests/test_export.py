@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detbench.backends import create
-from detbench.cache import ArtifactCache, sha256_path
-from detbench.compare import TOLERANCES, assert_outputs_close
-from detbench.export import FORMATS, Exporter, Int8Recipe, export_onnx_ultralytics
-from detbench.preprocess import preprocess
-from detbench.synth import make_scene
+from detbench.data.synth import make_scene
+from detbench.runtimes.backends import create
+from detbench.runtimes.cache import ArtifactCache, sha256_path
+from detbench.runtimes.export import FORMATS, Exporter, Int8Recipe, export_onnx_ultralytics
+from detbench.runtimes.preprocess import preprocess
+from detbench.verify.compare import TOLERANCES, assert_outputs_close
 
 
 def test_every_format_is_cached_and_verified(workbench) -> None:
@@ -26,7 +26,7 @@ def test_every_format_is_cached_and_verified(workbench) -> None:
 
 def test_reuse_does_no_export_work(workbench, monkeypatch: pytest.MonkeyPatch) -> None:
     """A warm cache returns every artifact without calling any builder."""
-    import detbench.export as export
+    import detbench.runtimes.export as export
 
     for fmt in FORMATS:
         workbench.exporter.get(fmt)

@@ -14,7 +14,7 @@ import pytest
 from pytest_benchmark.stats import Stats
 
 from detbench.errors import HistoryError
-from detbench.gate import (
+from detbench.perf.gate import (
     ab,
     add_arguments,
     format_table,
@@ -24,8 +24,8 @@ from detbench.gate import (
     run,
     verdicts_to_json,
 )
-from detbench.stats import Verdict
-from detbench.timing import Slowed, interleaved, measure
+from detbench.perf.stats import Verdict
+from detbench.perf.timing import Slowed, interleaved, measure
 
 MS = 1e-3
 FULLNAME = "tests/benchmarks/test_latency.py::test_latency[{}]"

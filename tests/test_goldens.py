@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detbench import golden
-from detbench.compare import OutputMismatch
+from detbench.model.train import sha256_file
 from detbench.paths import REPO_ROOT
-from detbench.train import sha256_file
+from detbench.verify import golden
+from detbench.verify.compare import OutputMismatch
 
 
 def _other_weights(config: pytest.Config) -> bool:

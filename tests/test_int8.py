@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from detbench.accuracy import evaluate
-from detbench.backends import create
-from detbench.cache import ArtifactCache
-from detbench.compare import TOLERANCES, OutputMismatch, assert_accuracy_close, assert_outputs_close
-from detbench.export import Exporter, Int8Recipe
-from detbench.preprocess import load_image, preprocess
+from detbench.runtimes.backends import create
+from detbench.runtimes.cache import ArtifactCache
+from detbench.runtimes.export import Exporter, Int8Recipe
+from detbench.runtimes.preprocess import load_image, preprocess
+from detbench.verify.accuracy import evaluate
+from detbench.verify.compare import TOLERANCES, OutputMismatch, assert_accuracy_close, assert_outputs_close
 
 pytestmark = pytest.mark.equivalence
 

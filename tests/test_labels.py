@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from detbench.data import SynthConfig, load_dataset, write_synthetic
+from detbench.data.datasets import SynthConfig, load_dataset, write_synthetic
+from detbench.data.labels import LabelProblem, check_dataset, format_problems, validate_dataset
 from detbench.errors import DatasetError
-from detbench.labels import LabelProblem, check_dataset, format_problems, validate_dataset
 
 GOOD_LINE = "0 0.500000 0.500000 0.200000 0.200000"
 LABEL = "labels/train/train_00001.txt"

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detbench.backends import create
-from detbench.compare import TOLERANCES, OutputMismatch, assert_outputs_close
-from detbench.perturb import perturb_conv_weight
-from detbench.preprocess import load_image, preprocess
+from detbench.runtimes.backends import create
+from detbench.runtimes.preprocess import load_image, preprocess
+from detbench.verify.compare import TOLERANCES, OutputMismatch, assert_outputs_close
+from detbench.verify.perturb import perturb_conv_weight
 
 pytestmark = pytest.mark.equivalence
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from detbench.errors import ImageError
-from detbench.preprocess import (
+from detbench.runtimes.preprocess import (
     MAX_PIXELS,
     LetterboxInfo,
     letterbox,

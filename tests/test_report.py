@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from detbench import cli
-from detbench.backends import REGISTRY
-from detbench.cache import artifact_size
-from detbench.data import data_yaml_text
-from detbench.report import SCHEMA, collect_history, load_training, render_markdown
-from detbench.train import sha256_file
+from detbench.data.datasets import data_yaml_text
+from detbench.model.train import sha256_file
+from detbench.report.build import SCHEMA, collect_history, load_training, render_markdown
+from detbench.runtimes.backends import REGISTRY
+from detbench.runtimes.cache import artifact_size
 
 TINY_VAL = 24  # val images in the run: enough for every class to appear, small enough for seconds
 ROUNDS = 4
@@ -260,7 +260,7 @@ class TestSchema:
 
     def test_every_requested_backend_appears_pytorch_first(self, doc: dict) -> None:
         """All registered backends were requested (the default) and each has exactly one row."""
-        from detbench.export import openvino_available
+        from detbench.runtimes.export import openvino_available
 
         expected = [n for n in REGISTRY if n != "openvino" or openvino_available()]  # optional runtime
         assert [r["name"] for r in doc["backends"]] == expected
@@ -328,9 +328,9 @@ class TestMeasurements:
         self, doc: dict, rows: dict, workbench, tiny_data: Path
     ) -> None:
         """pytorch deviates 0 from itself; onnxruntime's reported deviation is reproduced independently."""
-        from detbench.compare import deviation
-        from detbench.data import load_dataset
-        from detbench.preprocess import preprocess
+        from detbench.data.datasets import load_dataset
+        from detbench.runtimes.preprocess import preprocess
+        from detbench.verify.compare import deviation
 
         assert rows["pytorch"]["deviation"]["max_abs"] == 0.0
         images = load_dataset(tiny_data).images("val")[: rows["onnxruntime"]["deviation"]["images"]]

@@ -209,7 +209,7 @@ class TestDebug:
         self, capsys: pytest.CaptureFixture, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A bug (an exception that is not about the input) is still one line, and says how to see more."""
-        from detbench import gate
+        from detbench.perf import gate
 
         def broken(args):
             raise KeyError("benchmarks")

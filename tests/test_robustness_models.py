@@ -10,12 +10,12 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from detbench.artifacts import Workbench
-from detbench.backends import create
-from detbench.cache import ArtifactCache
 from detbench.errors import BackendError, ModelFileError
-from detbench.export import openvino_available
-from detbench.model import anchor_count, load_detection_model
+from detbench.model.checkpoint import anchor_count, load_detection_model
+from detbench.runtimes.backends import create
+from detbench.runtimes.cache import ArtifactCache
+from detbench.runtimes.export import openvino_available
+from detbench.runtimes.workbench import Workbench
 
 LFS_POINTER = (
     "version https://git-lfs.github.com/spec/v1\n"
@@ -311,7 +311,7 @@ def three_class_onnx(tmp_path_factory: pytest.TempPathFactory, model_info) -> Pa
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
-    from detbench.export import ExportSettings, build_onnx
+    from detbench.runtimes.export import ExportSettings, build_onnx
 
     out = tmp_path_factory.mktemp("three-class")
     weights = out / "nc3.pt"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from detbench import baseline as baseline_mod
 from detbench.cli import main
 from detbench.errors import ModelFileError
+from detbench.model import baseline as baseline_mod
 from detbench.paths import REPO_ROOT
 
 COMMITTED = baseline_mod.BASELINE_WEIGHTS  # read before any test monkeypatches it
@@ -35,7 +35,7 @@ def _sha256(data: bytes) -> str:
 
 @pytest.fixture
 def fixture_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty fixtures/baseline/ in tmp_path that detbench.baseline uses instead of the committed one."""
+    """An empty fixtures/baseline/ in tmp_path that detbench.model.baseline uses instead of the real one."""
     d = tmp_path / "fixtures" / "baseline"
     d.mkdir(parents=True)
     monkeypatch.setattr(baseline_mod, "BASELINE_DIR", d)

@@ -1,11 +1,11 @@
-"""Unit tests of detbench.stats on synthetic samples: percentiles, bootstrap CIs, verdicts and budgets."""
+"""Unit tests of detbench.perf.stats on synthetic samples: percentiles, bootstrap CIs, verdicts, budgets."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from detbench.stats import (
+from detbench.perf.stats import (
     bootstrap_ratio_ci,
     check_ratio_budget,
     compare_samples,

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from PIL import Image
 
-from detbench.preprocess import preprocess
+from detbench.runtimes.preprocess import preprocess
 from detbench.testing.strategies import CONTENTS, MODES, batch_sizes, image_batches, images
 
 # Generation only: a shrunk example is not needed to prove one exists.

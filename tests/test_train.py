@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from detbench import CLASS_NAMES
-from detbench.data import SynthConfig, write_synthetic
-from detbench.train import EPOCH_KEYS, TrainConfig, train
+from detbench.data.datasets import SynthConfig, write_synthetic
+from detbench.model.train import EPOCH_KEYS, TrainConfig, train
 
 EXPECTED_TOP = {
     "schema",

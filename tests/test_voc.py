@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from detbench import CLASS_NAMES
-from detbench.data import load_dataset, tree_sha256
+from detbench.data.datasets import load_dataset, tree_sha256
+from detbench.data.labels import validate_dataset
+from detbench.data.voc import MARKER, convert_voc, hash_fraction
 from detbench.errors import DatasetError, DetbenchError
-from detbench.labels import validate_dataset
-from detbench.voc import MARKER, convert_voc, hash_fraction
 
 W, H = 64, 48
 
@@ -211,7 +211,7 @@ class TestSplits:
         src = make_voc(tmp_path / "voc", specs, split=None)
         convert_voc(src, tmp_path / "a")
         code = (
-            "import sys; from pathlib import Path; from detbench.voc import convert_voc; "
+            "import sys; from pathlib import Path; from detbench.data.voc import convert_voc; "
             "convert_voc(Path(sys.argv[1]), Path(sys.argv[2]))"
         )
         env = {**os.environ, "PYTHONHASHSEED": "12345"}

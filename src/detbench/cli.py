@@ -71,13 +71,13 @@ def _choices(what: str, allowed) -> object:
 
 
 def _all_formats():
-    from detbench.export import FORMATS
+    from detbench.runtimes.export import FORMATS
 
     return FORMATS
 
 
 def _all_backends():
-    from detbench.backends import REGISTRY
+    from detbench.runtimes.backends import REGISTRY
 
     return REGISTRY
 
@@ -97,7 +97,7 @@ def _existing(text: str) -> Path:
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
-    from detbench.data import SynthConfig, write_synthetic
+    from detbench.data.datasets import SynthConfig, write_synthetic
 
     out = write_synthetic(
         args.out, SynthConfig(train=args.train, val=args.val, imgsz=args.imgsz, seed=args.seed)
@@ -107,7 +107,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_data_from_voc(args: argparse.Namespace) -> int:
-    from detbench.voc import convert_voc
+    from detbench.data.voc import convert_voc
 
     report = convert_voc(args.src, args.out, val_fraction=args.val_fraction, skip_bad=args.skip_bad)
     for p in report.problems:
@@ -120,9 +120,9 @@ def cmd_data_from_voc(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from detbench.data import load_dataset
-    from detbench.labels import validate_dataset
-    from detbench.train import TrainConfig, train
+    from detbench.data.datasets import load_dataset
+    from detbench.data.labels import validate_dataset
+    from detbench.model.train import TrainConfig, train
 
     validate_dataset(load_dataset(args.data), allow_background=True)
     weights = train(
@@ -142,11 +142,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _workbench(args: argparse.Namespace, *, need_calib: bool, export=None):
-    from detbench.artifacts import Workbench, parse_artifact_overrides
-    from detbench.backends import BackendSettings
-    from detbench.baseline import resolve_weights, synthetic_dataset
-    from detbench.data import load_dataset
-    from detbench.model import load_detection_model
+    from detbench.data.datasets import load_dataset
+    from detbench.model.baseline import resolve_weights, synthetic_dataset
+    from detbench.model.checkpoint import load_detection_model
+    from detbench.runtimes.backends import BackendSettings
+    from detbench.runtimes.workbench import Workbench, parse_artifact_overrides
 
     weights = resolve_weights(args.weights)
     _, info = load_detection_model(weights)
@@ -168,8 +168,8 @@ def _workbench(args: argparse.Namespace, *, need_calib: bool, export=None):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from detbench.backends import REGISTRY
-    from detbench.export import ExportSettings
+    from detbench.runtimes.backends import REGISTRY
+    from detbench.runtimes.export import ExportSettings
 
     formats = args.format
     settings = ExportSettings(
@@ -183,8 +183,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from detbench.postprocess import postprocess
-    from detbench.preprocess import load_image, preprocess
+    from detbench.runtimes.postprocess import postprocess
+    from detbench.runtimes.preprocess import load_image, preprocess
 
     bench = _workbench(args, need_calib=args.backend == "onnxruntime-int8")
     backend = bench.load(args.backend)
@@ -205,22 +205,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from detbench.report import run_report
+    from detbench.report.build import run_report
 
     return run_report(args)
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from detbench import gate
+    from detbench.perf import gate
 
     return gate.run(args)
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
-    from detbench import gate
+    from detbench.perf import gate
 
     if args.envs:
-        from detbench.abenv import ab_environments
+        from detbench.perf.abenv import ab_environments
 
         worker = ["--backend", args.backend, "--threads", str(args.threads)]
         if args.weights:
@@ -236,9 +236,9 @@ def cmd_ab(args: argparse.Namespace) -> int:
             print(gate.verdicts_to_json([verdict], {"rounds": args.rounds, "a": info_a, "b": info_b}))
         return 1 if verdict.status == "regression" else 0
 
-    from detbench.backends import BackendSettings, create
-    from detbench.preprocess import preprocess
-    from detbench.synth import make_scene
+    from detbench.data.synth import make_scene
+    from detbench.runtimes.backends import BackendSettings, create
+    from detbench.runtimes.preprocess import preprocess
 
     if args.backend == "pytorch":
         # A usage error (exit 2), like argparse's own: this backend/mode pair is never valid.
@@ -285,8 +285,8 @@ def _bench_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from detbench.backends import REGISTRY
-    from detbench.export import FORMATS
+    from detbench.runtimes.backends import REGISTRY
+    from detbench.runtimes.export import FORMATS
 
     parser = _Parser(prog="detbench", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_report)
 
     g = sub.add_parser("gate", help="compare two saved pytest-benchmark runs; exit 1 on a regression")
-    from detbench import gate as gate_mod
+    from detbench.perf import gate as gate_mod
 
     gate_mod.add_arguments(g)
     g.set_defaults(func=cmd_gate)

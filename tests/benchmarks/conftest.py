@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 
 from detbench import CLASS_NAMES
-from detbench.artifacts import Workbench
-from detbench.backends import BackendSettings, BaseBackend
-from detbench.cache import artifact_size
-from detbench.gate import percentile_extra_info
-from detbench.model import anchor_count
+from detbench.model.checkpoint import anchor_count
+from detbench.perf.gate import percentile_extra_info
+from detbench.runtimes.backends import BackendSettings, BaseBackend
+from detbench.runtimes.cache import artifact_size
+from detbench.runtimes.workbench import Workbench
 
 ASSETS = Path(__import__("ultralytics").__file__).parent / "assets"
 WARMUP_CALLS = 3  # first calls pay for lazy init (ORT/OpenVINO kernels, allocator growth)
@@ -91,7 +91,7 @@ def timed(benchmark) -> Callable[[BaseBackend, np.ndarray], np.ndarray]:
 @pytest.fixture(scope="session")
 def make_input(dataset) -> Callable[..., np.ndarray]:
     """``make_input(imgsz, batch=1, images=None)``: a real letterboxed batch, built once per key."""
-    from detbench.preprocess import preprocess
+    from detbench.runtimes.preprocess import preprocess
 
     cache: dict[tuple, np.ndarray] = {}
     val = dataset.images("val")
@@ -150,8 +150,8 @@ def build_untrained_checkpoint(
 @pytest.fixture(scope="session")
 def scale_workbench(scale: str, pytestconfig: pytest.Config) -> Workbench:
     """Workbench of an untrained yolov8<scale> at 128 px: latency does not depend on the weights."""
-    from detbench.cache import ArtifactCache
-    from detbench.export import toolchain_versions
+    from detbench.runtimes.cache import ArtifactCache
+    from detbench.runtimes.export import toolchain_versions
 
     fields = {
         "scale": scale,
@@ -182,7 +182,7 @@ def _scale_backend_params() -> list:
 @pytest.fixture(scope="session", params=_scale_backend_params())
 def scale_backend(request: pytest.FixtureRequest, scale_workbench: Workbench) -> BaseBackend:
     """fp32 backends on an untrained model of each --detbench-scales scale (INT8 needs a trained model)."""
-    from detbench.export import openvino_available
+    from detbench.runtimes.export import openvino_available
 
     if request.param == "openvino" and not openvino_available():
         pytest.skip("openvino is not installed (optional dependency: pip install openvino)")

@@ -24,8 +24,8 @@ INT8_SKIP = (
 
 @pytest.fixture(scope="session", params=BACKEND_PARAMS)
 def backend_640(request: pytest.FixtureRequest, workbench_640):
-    from detbench.backends import REGISTRY
-    from detbench.export import openvino_available
+    from detbench.runtimes.backends import REGISTRY
+    from detbench.runtimes.export import openvino_available
 
     fmt = REGISTRY[request.param].artifact_format
     if fmt == "onnx-int8":

@@ -23,7 +23,7 @@ def test_latency_scale_128_batch1(timed, benchmark, scale, scale_backend) -> Non
 
 def _input(imgsz: int):
     """A synthetic scene: this workload needs no dataset on disk."""
-    from detbench.preprocess import preprocess
-    from detbench.synth import make_scene
+    from detbench.data.synth import make_scene
+    from detbench.runtimes.preprocess import preprocess
 
     return preprocess([make_scene(0, "val", 0, imgsz)[0]], imgsz)[0]

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detbench.postprocess import CONF, postprocess
-from detbench.preprocess import preprocess
+from detbench.runtimes.postprocess import CONF, postprocess
+from detbench.runtimes.preprocess import preprocess
 
 from .conftest import ASSETS, WARMUP_CALLS
 
@@ -24,7 +24,7 @@ def _time(benchmark, fn: Callable, *args):
         for _ in range(WARMUP_CALLS):
             fn(*args)
     result = benchmark(fn, *args)
-    from detbench.gate import percentile_extra_info
+    from detbench.perf.gate import percentile_extra_info
 
     benchmark.extra_info.update(percentile_extra_info(benchmark))
     return result

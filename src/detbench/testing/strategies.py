@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from PIL import Image
 
-from detbench.synth import render_scene
+from detbench.data.synth import render_scene
 
 MODES = ("L", "RGB", "RGBA", "P", "CMYK", "I;16")
 CONTENTS = ("uniform", "noise", "gradient", "checkerboard", "scene")

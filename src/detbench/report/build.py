@@ -21,7 +21,7 @@ report.json schema (``"schema": 1``; times in ms, sizes in bytes and MB = 1e6 by
                       openvino}, git_commit (null outside a git checkout)
     model             gflops (per image at imgsz; null when ultralytics cannot count them), parameters
     peak              n, threads, repeats, best_s, gflops_per_s, library, candidates {library: GFLOP/s}
-                      (float32 matmul, best of repeats, fastest library; see detbench.peak)
+                      (float32 matmul, best of repeats, fastest library; see detbench.perf.peak)
     backends          list, one object per backend, pytorch first:
         name, reference (true for pytorch), artifact (path), artifact_bytes, size_mb,
         dynamic_batch, describe {the backend's own description},
@@ -35,7 +35,7 @@ report.json schema (``"schema": 1``; times in ms, sizes in bytes and MB = 1e6 by
         efficiency        {gflops_per_s_batch1, gflops_per_s_batchN, peak_fraction_batch1,
                           peak_fraction_batchN} (null where an input is missing)
     training          {source (metrics.json path or null), matches_weights, epochs [per-epoch losses and
-                      metrics as written by detbench.train], final, per_class, note}
+                      metrics as written by detbench.model.train], final, per_class, note}
     history           {dirs [searched], runs [{file, datetime, label, medians_ms {benchmark: ms}}],
                       skipped [one line per unreadable file], note}
     plots             {latency_vs_size, per_class_map50, training_curves, latency_history}: file name
@@ -63,8 +63,8 @@ from typing import Any
 import numpy as np
 
 from detbench import paths
-from detbench.cache import artifact_size
 from detbench.errors import DatasetError, DetbenchError
+from detbench.runtimes.cache import artifact_size
 
 SCHEMA = 1
 DEVIATION_IMAGES = 16
@@ -93,7 +93,7 @@ class ReportSettings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ReportSettings:
-        from detbench.backends import REGISTRY
+        from detbench.runtimes.backends import REGISTRY
 
         quick = bool(getattr(args, "quick", False))
         rounds = getattr(args, "rounds", None) or (30 if quick else 150)
@@ -123,8 +123,8 @@ class ReportSettings:
 
 
 def environment(threads: int) -> dict[str, Any]:
-    from detbench.export import toolchain_versions
-    from detbench.history import cpu_model, read_cpuinfo
+    from detbench.perf.history import cpu_model, read_cpuinfo
+    from detbench.runtimes.export import toolchain_versions
 
     fields = read_cpuinfo()
     flags = sorted(
@@ -159,7 +159,7 @@ def git_commit(repo: Path = paths.REPO_ROOT) -> str | None:
 
 def load_training(weights: Path) -> dict[str, Any]:
     """The baseline's training record (``metrics.json`` written by ``detbench train``) next to the weights."""
-    from detbench.train import METRICS_FILE, sha256_file
+    from detbench.model.train import METRICS_FILE, sha256_file
 
     empty = {"source": None, "matches_weights": None, "epochs": [], "final": None, "per_class": None}
     path = weights.parent / METRICS_FILE
@@ -244,7 +244,7 @@ def _interleaved(
     fns: Sequence[Callable[[], object]], rounds: int, warmup: int, advance: Callable[[int], None]
 ) -> list[np.ndarray]:
     """``timing.interleaved`` in short stretches so a progress bar can move between them."""
-    from detbench.timing import interleaved
+    from detbench.perf.timing import interleaved
 
     parts: list[list[np.ndarray]] = []
     done = 0
@@ -297,18 +297,18 @@ def _progress(console: Any) -> Any:
 
 def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
     """Measure everything and return the report.json document (nothing is written here)."""
-    from detbench.accuracy import evaluate
-    from detbench.artifacts import Workbench, parse_artifact_overrides
-    from detbench.backends import BackendSettings
-    from detbench.baseline import resolve_weights, synthetic_dataset
-    from detbench.compare import deviation
-    from detbench.data import load_dataset
-    from detbench.export import openvino_available
-    from detbench.model import load_detection_model
-    from detbench.peak import matmul_peak
-    from detbench.preprocess import load_image, preprocess
-    from detbench.stats import bootstrap_ratio_ci, percentiles
-    from detbench.train import model_stats, sha256_file
+    from detbench.data.datasets import load_dataset
+    from detbench.model.baseline import resolve_weights, synthetic_dataset
+    from detbench.model.checkpoint import load_detection_model
+    from detbench.model.train import model_stats, sha256_file
+    from detbench.perf.peak import matmul_peak
+    from detbench.perf.stats import bootstrap_ratio_ci, percentiles
+    from detbench.runtimes.backends import BackendSettings
+    from detbench.runtimes.export import openvino_available
+    from detbench.runtimes.preprocess import load_image, preprocess
+    from detbench.runtimes.workbench import Workbench, parse_artifact_overrides
+    from detbench.verify.accuracy import evaluate
+    from detbench.verify.compare import deviation
 
     t0 = time.perf_counter()
     notes: list[str] = []
@@ -700,7 +700,7 @@ def _prm(v: dict | None) -> str:
 
 
 def draw_plots(report: dict[str, Any], out: Path) -> dict[str, str | None]:
-    from detbench import plots
+    from detbench.report import plots
 
     drawn: dict[str, str | None] = {}
     drawn["latency_vs_size"] = plots.latency_vs_size(report["backends"], out / "latency_vs_size.png").name
@@ -718,7 +718,7 @@ def draw_plots(report: dict[str, Any], out: Path) -> dict[str, str | None]:
 
 def write_report(report: dict[str, Any], out: Path) -> dict[str, Path]:
     """Draw the plots, then write report.json and report.md atomically; return what was written."""
-    from detbench.cache import atomic_write_text
+    from detbench.runtimes.cache import atomic_write_text
 
     out = Path(out)
     if out.exists() and not out.is_dir():

@@ -14,9 +14,9 @@ from pathlib import Path
 from PIL import Image
 
 from detbench import CLASS_NAMES
-from detbench.data import IMAGE_SUFFIXES, data_yaml_text
+from detbench.data.datasets import IMAGE_SUFFIXES, data_yaml_text
+from detbench.data.labels import format_problems
 from detbench.errors import DatasetError, DetbenchError, ImageError
-from detbench.labels import format_problems
 
 SPLITS = ("train", "val", "test")
 MARKER = "voc.json"
@@ -67,7 +67,7 @@ def _number(text: str | None) -> float | None:
 
 def _image_size(path: Path) -> tuple[tuple[int, int], tuple[int, int]]:
     """(stored size, size as displayed after EXIF rotation); reads the header only, no decode."""
-    from detbench.preprocess import open_header
+    from detbench.runtimes.preprocess import open_header
 
     with open_header(path) as im:
         w, h = im.size
@@ -446,7 +446,7 @@ def _write(
         text += "test: images/test\n"
     (root / "data.yaml").write_text(text)
     meta = {
-        "generator": "detbench.voc",
+        "generator": "detbench.data.voc",
         "split": how,
         "skipped_problems": skipped,
         "images": {s: len(v) for s, v in by_split.items()},

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from detbench.data import Dataset
+from detbench.data.datasets import Dataset
 from detbench.errors import DatasetError
 
 COORD_TOL = 1e-6

@@ -8,7 +8,7 @@ Three kinds, all machine-independent except the last:
   both measured in one interleaved run so machine speed and drift cancel. Judged by
   ``stats.check_ratio_budget``: fails only when the median ratio AND its whole 95% CI exceed it.
 - ``[absolute."<machine id>"]``: median milliseconds per backend, applied only on the machine with
-  that id (``detbench.history.machine_id``) and at the table's ``threads``. Owners of a CI machine
+  that id (``detbench.perf.history.machine_id``) and at the table's ``threads``. Owners of a CI machine
   add their own table; everyone else skips it.
 
 Each entry may carry ``measured = {...}`` recording what was measured and by which command;
@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from detbench.backends import REGISTRY
 from detbench.errors import DetbenchError
-from detbench.export import FORMATS
 from detbench.paths import FIXTURES
-from detbench.stats import BudgetResult, bootstrap_ratio_ci, check_ratio_budget
-from detbench.timing import interleaved
+from detbench.perf.stats import BudgetResult, bootstrap_ratio_ci, check_ratio_budget
+from detbench.perf.timing import interleaved
+from detbench.runtimes.backends import REGISTRY
+from detbench.runtimes.export import FORMATS
 
 BUDGETS_FILE = FIXTURES / "budgets.toml"
 SIZE_REFERENCES = ("checkpoint", *FORMATS)

@@ -1,7 +1,7 @@
 """Interleaved A/B across two Python environments (e.g. two torch releases) in one job.
 
 Two torch versions cannot share a process, so each environment runs a worker process
-(``python -m detbench.abenv worker ...``) that loads its backend and then waits on a pipe. The
+(``python -m detbench.perf.abenv worker ...``) that loads its backend and then waits on a pipe. The
 coordinator asks A for one timed call, then B, then B, then A (ABBA...), so both see the same
 machine state; only one worker computes at any moment. Each worker times its own ``run`` with
 ``perf_counter_ns``, so pipe latency is not in the samples.
@@ -18,14 +18,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from detbench.stats import Verdict, compare_samples
+from detbench.perf.stats import Verdict, compare_samples
 
 READY_TIMEOUT_S = 600  # a cold worker may export its artifacts first
 
 
 class _Worker:
     def __init__(self, python: str, args: list[str]) -> None:
-        cmd = [python, "-m", "detbench.abenv", "worker", *args]
+        cmd = [python, "-m", "detbench.perf.abenv", "worker", *args]
         self.python = python
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
@@ -91,7 +91,7 @@ def ab_environments(
 
 
 def _worker(argv: Sequence[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m detbench.abenv worker")
+    ap = argparse.ArgumentParser(prog="python -m detbench.perf.abenv worker")
     ap.add_argument("--backend", default="onnxruntime")
     ap.add_argument("--weights", type=Path)
     ap.add_argument("--threads", type=int, default=1)
@@ -101,14 +101,14 @@ def _worker(argv: Sequence[str]) -> int:
     reply = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
 
-    from detbench.artifacts import Workbench
-    from detbench.backends import BackendSettings
-    from detbench.baseline import resolve_weights, synthetic_dataset
-    from detbench.data import load_dataset
-    from detbench.export import toolchain_versions
-    from detbench.model import load_detection_model
-    from detbench.preprocess import load_image, preprocess
-    from detbench.timing import Slowed
+    from detbench.data.datasets import load_dataset
+    from detbench.model.baseline import resolve_weights, synthetic_dataset
+    from detbench.model.checkpoint import load_detection_model
+    from detbench.perf.timing import Slowed
+    from detbench.runtimes.backends import BackendSettings
+    from detbench.runtimes.export import toolchain_versions
+    from detbench.runtimes.preprocess import load_image, preprocess
+    from detbench.runtimes.workbench import Workbench
 
     settings = BackendSettings(threads=args.threads)
     ds = load_dataset(synthetic_dataset())
@@ -140,5 +140,5 @@ def _worker(argv: Sequence[str]) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["worker"]:
-        raise SystemExit("usage: python -m detbench.abenv worker [--backend NAME] ...")
+        raise SystemExit("usage: python -m detbench.perf.abenv worker [--backend NAME] ...")
     raise SystemExit(_worker(sys.argv[2:]))

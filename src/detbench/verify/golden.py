@@ -26,10 +26,17 @@ from typing import Any
 import numpy as np
 
 from detbench import paths
-from detbench.backends import BaseBackend
-from detbench.cache import atomic_write_bytes, atomic_write_text, sha256_path
-from detbench.compare import TOLERANCES, Deviation, OutputMismatch, Tolerance, assert_outputs_close, deviation
 from detbench.errors import _PathError
+from detbench.runtimes.backends import BaseBackend
+from detbench.runtimes.cache import atomic_write_bytes, atomic_write_text, sha256_path
+from detbench.verify.compare import (
+    TOLERANCES,
+    Deviation,
+    OutputMismatch,
+    Tolerance,
+    assert_outputs_close,
+    deviation,
+)
 
 GOLDEN_DIR = paths.FIXTURES / "golden"
 NPZ_NAME = "golden.npz"
@@ -123,8 +130,8 @@ def input_sources() -> list[tuple[str, str]]:
 
 def make_inputs(imgsz: int = IMGSZ) -> tuple[np.ndarray, list[str]]:
     """The golden inputs, preprocessed as every backend's are: ``(x (N, 3, imgsz, imgsz), names)``."""
-    from detbench.preprocess import load_image, preprocess
-    from detbench.synth import make_scene
+    from detbench.data.synth import make_scene
+    from detbench.runtimes.preprocess import load_image, preprocess
 
     images = [make_scene(SCENE_SEED, SCENE_SPLIT, i, IMGSZ)[0] for i in range(SCENE_COUNT)]
     images += [load_image(_photo_path(p)) for p in PHOTOS]
@@ -159,8 +166,8 @@ def current_versions() -> dict[str, str]:
     """Everything that can move the numbers: the export toolchain plus preprocessing libraries."""
     import cv2
 
-    from detbench.export import package_version as version
-    from detbench.export import toolchain_versions
+    from detbench.runtimes.export import package_version as version
+    from detbench.runtimes.export import toolchain_versions
 
     return {
         **toolchain_versions(),

@@ -29,7 +29,7 @@ from detbench import __version__
 from detbench.errors import CacheError
 from detbench.paths import cache_dir
 
-log = logging.getLogger("detbench.cache")
+log = logging.getLogger("detbench.runtimes.cache")
 
 ENTRY_FILE = "entry.json"
 ENTRY_FORMAT = 1

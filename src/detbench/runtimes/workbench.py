@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from detbench.backends import REGISTRY, BackendSettings, BaseBackend, PyTorchBackend, create
-from detbench.cache import ArtifactCache
 from detbench.errors import BackendError, ModelFileError
-from detbench.export import Exporter, ExportSettings
-from detbench.model import anchor_count
+from detbench.model.checkpoint import anchor_count
+from detbench.runtimes.backends import REGISTRY, BackendSettings, BaseBackend, PyTorchBackend, create
+from detbench.runtimes.cache import ArtifactCache
+from detbench.runtimes.export import Exporter, ExportSettings
 
 
 def parse_artifact_overrides(items: Sequence[str]) -> dict[str, Path]:

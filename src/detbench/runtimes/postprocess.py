@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detbench.preprocess import LetterboxInfo, unletterbox_boxes
+from detbench.runtimes.preprocess import LetterboxInfo, unletterbox_boxes
 
 CONF = 0.25  # ultralytics' predict defaults, so detections match YOLO(...).predict()
 IOU = 0.7

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from detbench.errors import HistoryError
-from detbench.stats import CI_CONFIDENCE, Verdict, compare_samples, percentiles
-from detbench.timing import interleaved
+from detbench.perf.stats import CI_CONFIDENCE, Verdict, compare_samples, percentiles
+from detbench.perf.timing import interleaved
 
 _SAVE_HINT = "rerun with --benchmark-save-data (or write the run with --benchmark-json)"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detbench.postprocess import CONF, Detections
+from detbench.runtimes.postprocess import CONF, Detections
 
 
 @dataclass(frozen=True)

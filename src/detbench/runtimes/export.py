@@ -23,9 +23,9 @@ import torch
 
 from detbench import __version__
 from detbench._compat import quiet_torch_exporters
-from detbench.cache import Artifact, ArtifactCache
-from detbench.model import load_detection_model
-from detbench.train import sha256_file
+from detbench.model.checkpoint import load_detection_model
+from detbench.model.train import sha256_file
+from detbench.runtimes.cache import Artifact, ArtifactCache
 
 EXPORTER_VERSION = 2  # part of every cache key: bump when a builder's output changes
 FORMATS = ("torchscript", "onnx", "openvino", "onnx-int8")
@@ -178,7 +178,7 @@ class _Calibration:
 
 
 def calibration_batches(images: Sequence[Path], recipe: Int8Recipe, imgsz: int) -> list[np.ndarray]:
-    from detbench.preprocess import preprocess
+    from detbench.runtimes.preprocess import preprocess
 
     rng = np.random.default_rng(recipe.calib_seed)
     chosen = rng.choice(len(images), size=min(recipe.calibration_images, len(images)), replace=False)

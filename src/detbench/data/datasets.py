@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 
 from detbench import CLASS_NAMES
+from detbench.data.synth import GENERATOR_VERSION, make_scene
 from detbench.errors import DatasetError
-from detbench.synth import GENERATOR_VERSION, make_scene
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -55,6 +55,7 @@ def write_synthetic(out: Path, cfg: SynthConfig) -> Path:
             text = "".join(b.yolo_line(image.width, image.height) + "\n" for b in boxes)
             (lbl_dir / f"{stem}.txt").write_text(text)
     (out / "synth.json").write_text(
+        # "detbench.synth": the name recorded before the subpackage move; the baseline data hash covers it.
         json.dumps({"generator": "detbench.synth", **asdict(cfg)}, indent=2, sort_keys=True) + "\n"
     )
     data_yaml = out / "data.yaml"

@@ -12,10 +12,10 @@ import uuid
 from pathlib import Path
 
 from detbench import paths
-from detbench.cache import locked
-from detbench.data import SynthConfig, write_synthetic
+from detbench.data.datasets import SynthConfig, write_synthetic
 from detbench.errors import ModelFileError
-from detbench.train import sha256_file
+from detbench.model.train import sha256_file
+from detbench.runtimes.cache import locked
 
 BASELINE_DIR = paths.FIXTURES / "baseline"
 BASELINE_WEIGHTS = BASELINE_DIR / "best.pt"

@@ -14,10 +14,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from detbench.backends import BaseBackend
-from detbench.data import Dataset
-from detbench.preprocess import preprocess, unletterbox_boxes
-from detbench.train import per_class_metrics
+from detbench.data.datasets import Dataset
+from detbench.model.train import per_class_metrics
+from detbench.runtimes.backends import BaseBackend
+from detbench.runtimes.preprocess import preprocess, unletterbox_boxes
 
 VAL_CONF = 0.001
 VAL_IOU = 0.7
@@ -70,7 +70,7 @@ def evaluate(
     from ultralytics.utils.metrics import DetMetrics, box_iou
     from ultralytics.utils.nms import non_max_suppression
 
-    from detbench.preprocess import load_image
+    from detbench.runtimes.preprocess import load_image
 
     names = dataset.names
     metrics = DetMetrics(names=dict(enumerate(names)))

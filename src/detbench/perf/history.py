@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from detbench.cache import atomic_write_text, locked
 from detbench.paths import cache_dir
+from detbench.runtimes.cache import atomic_write_text, locked
 
 MACHINE_ID_ENV = "DETBENCH_MACHINE_ID"
 MACHINE_ID_LEN = 12
@@ -102,7 +102,7 @@ def machine_id(fields: Mapping[str, str] | None = None) -> str:
 
 def machine_info(threads: int) -> dict[str, Any]:
     """What pytest-benchmark's machine_info lacks for CPU inference: CPU model, ISA, versions, threads."""
-    from detbench.export import toolchain_versions
+    from detbench.runtimes.export import toolchain_versions
 
     fields = read_cpuinfo()
     return {

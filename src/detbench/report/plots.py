@@ -1,6 +1,6 @@
 """The report's PNG figures, drawn with matplotlib's Agg canvas (no display, no pyplot global state).
 
-Each function takes plain report data (the dicts ``detbench.report`` writes to report.json) and a
+Each function takes plain report data (the dicts ``detbench.report.build`` writes to report.json) and a
 destination, writes the PNG atomically and returns its path. Text uses the DejaVu fonts matplotlib
 ships, so nothing is fetched.
 """
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from detbench.cache import atomic_write_bytes
+from detbench.runtimes.cache import atomic_write_bytes
 
 
 def _figure(width: float, height: float) -> Any:

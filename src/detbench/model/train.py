@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detbench.cache import sha256_file
-from detbench.data import load_dataset, tree_sha256
+from detbench.data.datasets import load_dataset, tree_sha256
+from detbench.runtimes.cache import sha256_file
 
 METRICS_FILE = "metrics.json"
 EPOCH_KEYS = {

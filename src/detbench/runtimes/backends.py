@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from detbench.errors import BackendError, ModelFileError
-from detbench.model import check_model_file
+from detbench.model.checkpoint import check_model_file
 
 DEFAULT_THREADS = 1  # one thread: stable timings on a shared machine; override with --threads
 
@@ -150,7 +150,7 @@ class PyTorchBackend(BaseBackend):
     def _load(self, artifact: Path) -> InputSpec:
         import torch
 
-        from detbench.model import load_detection_model
+        from detbench.model.checkpoint import load_detection_model
 
         torch.set_num_threads(self.settings.threads)
         self.model, self.info = load_detection_model(artifact)
@@ -242,7 +242,7 @@ class OnnxRuntimeBackend(BaseBackend):
     def _load(self, artifact: Path) -> InputSpec:
         import onnxruntime as ort
 
-        from detbench.onnx_checks import check_onnx_file
+        from detbench.runtimes.onnx_checks import check_onnx_file
 
         check_onnx_file(artifact)
         opts = ort.SessionOptions()

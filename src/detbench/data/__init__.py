@@ -1,0 +1,1 @@
+"""Data stage: synthetic scenes, YOLO datasets, VOC conversion, label checks."""

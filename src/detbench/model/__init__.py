@@ -1,0 +1,1 @@
+"""Model stage: checkpoint loading, the training wrapper, the committed baseline."""

@@ -1,0 +1,1 @@
+"""Report stage: report steps and renderers."""

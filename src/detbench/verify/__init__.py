@@ -1,0 +1,1 @@
+"""Verify stage: tolerance table, comparators, accuracy, goldens, deliberate breakage."""
