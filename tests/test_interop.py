@@ -14,7 +14,7 @@ from detbench.data.synth import make_scene
 from detbench.errors import ModelFileError
 from detbench.model.train import sha256_file
 from detbench.runtimes import metadata
-from detbench.runtimes.backends import REGISTRY, BaseBackend
+from detbench.runtimes.backends import REGISTRY, BaseBackend, create
 from detbench.runtimes.cache import ArtifactCache
 from detbench.runtimes.export import FORMATS, openvino_available, toolchain_versions
 from detbench.runtimes.postprocess import Detections, postprocess
@@ -144,6 +144,29 @@ def test_metadata_that_does_not_fit_is_refused(
     with pytest.raises(ModelFileError, match=f"metadata '{field}'") as exc:
         dataclasses.replace(workbench, overrides={name: path}).load(name)
     assert exc.value.path == path
+
+
+def test_unreadable_metadata_is_refused(workbench, peer_export, tmp_path: Path) -> None:
+    """Metadata that does not parse is an error naming the file, not a silently skipped fit check."""
+    path = _with_metadata(peer_export("onnx"), tmp_path, lambda m: {**m, "names": "{0: 'sunglass'"})
+    with pytest.raises(ModelFileError, match="unreadable ultralytics metadata") as exc:
+        dataclasses.replace(workbench, overrides={"onnxruntime": path}).load("onnxruntime")
+    assert exc.value.path == path
+
+
+@pytest.mark.openvino
+@needs_openvino
+def test_openvino_ir_by_xml_and_ambiguous_folder(workbench, peer_export, tmp_path: Path) -> None:
+    """ultralytics' IR loads by its .xml too (metadata.yaml read beside it); a folder with two IRs is
+    refused listing both, rather than guessing."""
+    folder = _with_metadata(peer_export("openvino"), tmp_path, lambda m: {**m, "imgsz": [96, 96]})
+    with pytest.raises(ModelFileError, match="metadata 'imgsz'"):
+        dataclasses.replace(workbench, overrides={"openvino": folder / "best.xml"}).load("openvino")
+    for ext in ("xml", "bin"):
+        shutil.copy2(folder / f"best.{ext}", folder / f"other.{ext}")
+    with pytest.raises(ModelFileError, match=r"found best\.xml, other\.xml") as exc:
+        create("openvino").load(folder)
+    assert exc.value.path == folder
 
 
 def _with_metadata(src: Path, tmp_path: Path, edit) -> Path:

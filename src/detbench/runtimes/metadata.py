@@ -86,11 +86,12 @@ def read_metadata(artifact: Path) -> dict[str, Any]:
     """
     artifact = Path(artifact)
     try:
-        raw = _read_raw(artifact)
-    except (OSError, ValueError, SyntaxError, zipfile.BadZipFile) as exc:
-        reason = f"unreadable ultralytics metadata ({type(exc).__name__}: {exc})"
+        return _typed(_read_raw(artifact))
+    except (OSError, ValueError, SyntaxError, TypeError, zipfile.BadZipFile) as exc:
+        reason = (
+            f"unreadable ultralytics metadata ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})"
+        )
         raise ModelFileError(artifact, reason) from exc
-    return _typed(raw)
 
 
 def _read_raw(artifact: Path) -> dict[str, Any]:
@@ -104,6 +105,8 @@ def _read_raw(artifact: Path) -> dict[str, Any]:
             name = next((n for n in z.namelist() if n.endswith(f"extra/{TORCHSCRIPT_META}")), None)
             text = z.read(name).decode() if name else ""
         return json.loads(text) if text.strip() else {}
+    if not (artifact.is_dir() or artifact.suffix == ".xml"):
+        return {}  # e.g. a .pt checkpoint: its names are in the checkpoint itself
     sidecar = (artifact if artifact.is_dir() else artifact.parent) / OPENVINO_META
     if sidecar.is_file():
         import yaml
