@@ -115,8 +115,18 @@ def workbench(pytestconfig: pytest.Config, baseline: Path, model_info, dataset):
 
 
 def _backend_params() -> list:
-    marks = {"openvino": [pytest.mark.openvino]}
-    return [pytest.param(name, id=name, marks=marks.get(name, [])) for name in REGISTRY]
+    """One param per registered backend; one that cannot run here (runtime absent, CPU lacks the
+    instruction set) is skipped with the reason its class gives, decided at collection."""
+    params = []
+    for name, cls in REGISTRY.items():
+        marks: list = [pytest.mark.openvino] if cls.artifact_format in OPENVINO_FORMATS else []
+        if reason := cls.unavailable():
+            marks.append(pytest.mark.skip(reason=f"{name}: {reason}"))
+        params.append(pytest.param(name, id=name, marks=marks))
+    return params
+
+
+OPENVINO_FORMATS = ("openvino", "openvino-int8")
 
 
 BACKEND_PARAMS = _backend_params()
@@ -125,10 +135,6 @@ BACKEND_PARAMS = _backend_params()
 @pytest.fixture(scope="session", params=BACKEND_PARAMS)
 def backend(request: pytest.FixtureRequest, workbench) -> BaseBackend:
     """Every registered backend, loaded once per session. Test bodies never branch on its name."""
-    from detbench.runtimes.export import openvino_available
-
-    if REGISTRY[request.param].artifact_format == "openvino" and not openvino_available():
-        pytest.skip("openvino is not installed (optional dependency: pip install openvino)")
     return workbench.load(request.param)
 
 
