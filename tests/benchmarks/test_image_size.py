@@ -9,7 +9,8 @@ calibration), NNCF reduces its statistics per image.
 from __future__ import annotations
 
 import pytest
-from conftest import BACKEND_PARAMS
+
+from detbench.plugin import backend_params
 
 from .conftest import ASSETS, anchors
 
@@ -17,7 +18,7 @@ IMGSZ = 640
 pytestmark = [pytest.mark.benchmark(group=f"yolov8n-{IMGSZ}-batch1")]
 
 
-@pytest.fixture(scope="session", params=BACKEND_PARAMS)
+@pytest.fixture(scope="session", params=backend_params())
 def backend_640(request: pytest.FixtureRequest, workbench_640):
     return workbench_640.load(request.param)
 
