@@ -22,6 +22,7 @@ import numpy as np
 from detbench.data.datasets import load_dataset
 from detbench.model.baseline import resolve_weights, synthetic_dataset
 from detbench.model.checkpoint import load_detection_model
+from detbench.paths import configure_environment
 from detbench.runtimes.backends import REGISTRY, BackendSettings, BaseBackend
 from detbench.runtimes.postprocess import CONF
 from detbench.runtimes.preprocess import load_image, preprocess
@@ -35,10 +36,16 @@ def raw_deviation(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
     live = ref[:, 4:].max(axis=1) >= CONF  # (N, A)
     box = np.abs(out[:, :4].astype(np.float64) - ref[:, :4])
     live_box = float(np.where(live[:, None, :], box, 0.0).max(initial=0.0))
-    return {"box_max_abs_px": dev.box_max_abs, "box_max_abs_live_px": live_box, "score_max_abs": dev.score_max_abs}
+    return {
+        "box_max_abs_px": dev.box_max_abs,
+        "box_max_abs_live_px": live_box,
+        "score_max_abs": dev.score_max_abs,
+    }
 
 
-def block_latency(backends: dict[str, BaseBackend], x: np.ndarray, rounds: int, calls: int, warmup: int) -> dict:
+def block_latency(
+    backends: dict[str, BaseBackend], x: np.ndarray, rounds: int, calls: int, warmup: int
+) -> dict:
     samples: dict[str, list[float]] = {n: [] for n in backends}
     order = list(backends)
     for r in range(rounds):
@@ -64,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--skip-accuracy", action="store_true")
     args = ap.parse_args(argv)
+    configure_environment()
     names = [n for n in args.backends.split(",") if n]
     weights = resolve_weights(None)
     ds = load_dataset(synthetic_dataset())

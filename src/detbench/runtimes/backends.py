@@ -266,8 +266,8 @@ class TorchScriptBackend(BaseBackend):
 
 
 class TorchScriptFrozenBackend(TorchScriptBackend):
-    """``torch.jit.freeze`` of the traced module: weights inlined as constants, conv+bn folded,
-    then ``optimize_for_inference`` (its own export format, so its own cached artifact)."""
+    """``torch.jit.freeze`` of the traced module, weights inlined as constants (its own export
+    format, so its own cached artifact; ``build_torchscript_frozen`` says why no optimize pass)."""
 
     name = "torchscript-frozen"
     artifact_format = "torchscript-frozen"
