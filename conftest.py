@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 
 import detbench  # noqa: F401 - configures ultralytics' offline mode before anything imports it
-from detbench.perf import history
+from detbench.perf import history, store
 from detbench.runtimes.backends import REGISTRY, BackendSettings, BaseBackend
 
 # -- Hypothesis profiles (chosen with HYPOTHESIS_PROFILE) ------------------------------------------
@@ -54,6 +54,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=int,
         default=None,
         help="limit the accuracy tests to the first N val images (default: all)",
+    )
+    g.addoption(
+        "--detbench-history",
+        default=None,
+        metavar="URL",
+        help="also write every timed run to this postgresql:// store (default: $DETBENCH_HISTORY; "
+        "the local <cache>/history copy is always kept)",
+    )
+    g.addoption(
+        "--detbench-history-tag",
+        default=os.environ.get(store.TAG_ENV) or None,
+        metavar="TAG",
+        help="name this run in the shared history (e.g. a release tag) for detbench gate --baseline TAG",
     )
 
 
@@ -157,10 +170,56 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info.update(history.machine_info(config.getoption("--detbench-threads")))
 
 
-_RECORDER = pytest.StashKey[history.HistoryRecorder]()
+_RECORDER = pytest.StashKey[store.RunRecorder]()
+
+
+def _recorder(config: pytest.Config) -> store.RunRecorder:
+    target = store.history_target(config.getoption("--detbench-history"))
+    tag = config.getoption("--detbench-history-tag")
+    return config.stash.setdefault(_RECORDER, store.RunRecorder(target, tag=tag))
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
-    """Also keep every timed run in ``<cache>/history`` (atomic, locked; see detbench.perf.history)."""
-    recorder = config.stash.setdefault(_RECORDER, history.HistoryRecorder())
-    recorder.record(output_json, enabled=_timing_enabled(config))
+    """Keep every timed run in ``<cache>/history`` and, when set, the shared store (detbench.perf.store)."""
+    _recorder(config).record(output_json, enabled=_timing_enabled(config))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A shared store that could not be written fails the session, in one line (the local file is kept)."""
+    recorder = session.config.stash.get(_RECORDER, None)
+    if recorder is None or recorder.error is None:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"detbench: error: {recorder.error}", red=True, bold=True)
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# -- a throwaway PostgreSQL cluster (detbench.testing.postgres) -------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One Unix-socket-only cluster per session, stopped and removed afterwards; skips without binaries."""
+    import shutil
+
+    from detbench.testing import postgres
+
+    reason = postgres.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = postgres.start_cluster()
+    yield cluster
+    if cluster.running():
+        cluster.stop()
+    shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session cluster (no schema yet: first use creates it)."""
+    import re
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+    return postgres_cluster.create_database(f"{name}_{os.getpid()}_{id(request) % 10_000}")
