@@ -17,7 +17,9 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 def test_file_store_round_trip(tmp_path):
     fs = store.FileStore(tmp_path)
     first = fs.save(benchmark_run({"t::a[onnxruntime]": 5.0}, created=T0))
-    second = fs.save(benchmark_run({"t::a[onnxruntime]": 6.0}, created=T0 + timedelta(hours=1), seed=1), tag="v1")
+    second = fs.save(
+        benchmark_run({"t::a[onnxruntime]": 6.0}, created=T0 + timedelta(hours=1), seed=1), tag="v1"
+    )
     hist = fs.load()
     assert hist.problems == []
     assert [r.run_id for r in hist.runs] == [second, first]  # newest first

@@ -12,7 +12,9 @@ from detbench.perf import store
 from detbench.testing.processes import sigkill, spawn_python, wait_for
 from detbench.testing.runs import benchmark_run
 
-BENCHES = {f"tests/benchmarks/t.py::test_latency[{b}]": ms for b, ms in (("pytorch", 9.0), ("onnxruntime", 4.0))}
+BENCHES = {
+    f"tests/benchmarks/t.py::test_latency[{b}]": ms for b, ms in (("pytorch", 9.0), ("onnxruntime", 4.0))
+}
 
 
 def count_runs(url: str) -> tuple[int, int]:
@@ -35,7 +37,10 @@ def test_first_use_creates_the_schema_and_round_trips(postgres_url):
         assert list(got[b["fullname"]].samples) == b["stats"]["data"]
         assert got[b["fullname"]].config["threads"] == 2
     with psycopg.connect(postgres_url) as conn:
-        assert conn.execute("SELECT max(version) FROM detbench_schema_version").fetchone()[0] == store.SCHEMA_VERSION
+        assert (
+            conn.execute("SELECT max(version) FROM detbench_schema_version").fetchone()[0]
+            == store.SCHEMA_VERSION
+        )
     pg.close()
 
 
@@ -50,7 +55,7 @@ def test_old_schema_is_migrated(postgres_url):
 
 
 def test_newer_schema_is_refused(postgres_url):
-    store.PostgresStore(postgres_url).close()
+    store.PostgresStore(postgres_url).close()  # creates the schema
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("INSERT INTO detbench_schema_version (version) VALUES (%s)", (store.SCHEMA_VERSION + 1,))
     with pytest.raises(store.HistoryStoreError, match="newer than this detbench"):
@@ -81,7 +86,8 @@ def test_concurrent_writers_lose_no_run(postgres_url, tmp_path):
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-2000:]
     assert count_runs(postgres_url) == (writers * runs_each, writers * runs_each * 4)
-    hist = store.PostgresStore(postgres_url).load()
+    with store.PostgresStore(postgres_url) as pg:
+        hist = pg.load()
     assert hist.problems == []
     assert sorted(r.run_uuid for r in hist.runs) == sorted(
         f"{w:08d}-0000-4000-8000-{i:012d}" for w in range(writers) for i in range(runs_each)
@@ -155,7 +161,10 @@ def test_server_down_for_good_is_one_line(postgres_cluster, postgres_url):
 @pytest.mark.parametrize(
     ("sql", "expect"),
     [
-        ("UPDATE detbench_benchmarks SET samples[1] = samples[1] * 2 WHERE fullname LIKE '%%pytorch%%'", "checksum"),
+        (
+            "UPDATE detbench_benchmarks SET samples[1] = samples[1] * 2 WHERE fullname LIKE '%%pytorch%%'",
+            "checksum",
+        ),
         ("UPDATE detbench_benchmarks SET samples = '{}' WHERE fullname LIKE '%%pytorch%%'", "no raw timings"),
         ("UPDATE detbench_benchmarks SET samples[2] = 'NaN' WHERE fullname LIKE '%%pytorch%%'", "finite"),
         ("UPDATE detbench_benchmarks SET config = '[1]' WHERE fullname LIKE '%%pytorch%%'", "config"),

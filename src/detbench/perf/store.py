@@ -222,7 +222,7 @@ def redact(url: str) -> str:
         user, sep, _ = userinfo.partition(":")
         netloc = f"{user}{':***' if sep else ''}@{hostport}"
     query = [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query, True)]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="/"), parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="/*"), parts.fragment))
 
 
 def is_postgres_url(target: str) -> bool:
@@ -300,21 +300,30 @@ class PostgresStore:
             import psycopg
             from psycopg.conninfo import conninfo_to_dict
         except ImportError as exc:  # pragma: no cover - psycopg is a dependency
-            raise HistoryStoreError(self.location, "psycopg is not installed (pip install 'psycopg[binary]')") from exc
+            raise HistoryStoreError(
+                self.location, "psycopg is not installed (pip install 'psycopg[binary]')"
+            ) from exc
         self._psycopg = psycopg
         if not is_postgres_url(url):
             raise HistoryStoreError(self.location, "not a postgresql:// URL")
         try:
+            urlsplit(url).port  # noqa: B018 - raises ValueError on a port that is not a number
             conninfo_to_dict(url)
+        except ValueError as exc:
+            raise HistoryStoreError(self.location, f"bad URL ({exc})") from None
         except psycopg.ProgrammingError as exc:
             raise HistoryStoreError(self.location, f"bad URL ({_first_line(exc)})") from None
         self._conn = self._connect()
         try:
             migrate(self._conn)
-        except RuntimeError as exc:
-            raise HistoryStoreError(self.location, str(exc)) from None
-        except psycopg.Error as exc:
-            raise HistoryStoreError(self.location, f"cannot create the schema ({_first_line(exc)})") from None
+        except (RuntimeError, psycopg.Error) as exc:
+            self._conn.close()
+            reason = (
+                str(exc)
+                if isinstance(exc, RuntimeError)
+                else f"cannot create the schema ({_first_line(exc)})"
+            )
+            raise HistoryStoreError(self.location, reason) from None
 
     def _connect(self) -> Any:
         try:
@@ -440,7 +449,12 @@ class PostgresStore:
                     run_id=str(run_id),
                     created=created,
                     machine_id=mid,
-                    machine={"cpu_model": model, "cpu_flags": list(flags), "logical_cpus": cpus, "arch": arch},
+                    machine={
+                        "cpu_model": model,
+                        "cpu_flags": list(flags),
+                        "logical_cpus": cpus,
+                        "arch": arch,
+                    },
                     versions=versions,
                     commit=commit,
                     tag=tag,
@@ -452,6 +466,12 @@ class PostgresStore:
 
     def close(self) -> None:
         self._conn.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _check_rows(run_id: int, rows: list[tuple]) -> tuple[list[BenchmarkRecord], list[str]]:

@@ -106,7 +106,9 @@ class Cluster:
             assert user is not None, missing_reason()
             os.chown(self.root, user.pw_uid, user.pw_gid)
         # trust on the socket only: the directory is private to its owner and root.
-        self._run("initdb", "-D", str(self.root / "data"), "-U", DB_USER, "--auth=trust", "-E", "UTF8", "--no-sync")
+        self._run(
+            "initdb", "-D", str(self.root / "data"), "-U", DB_USER, "--auth=trust", "-E", "UTF8", "--no-sync"
+        )
         conf = self.root / "data" / "postgresql.conf"
         with conf.open("a") as f:
             f.write(
@@ -121,7 +123,9 @@ class Cluster:
         self._run("pg_ctl", "-D", str(self.root / "data"), "-m", mode, "-w", "-t", "60", "stop")
 
     def running(self) -> bool:
-        done = subprocess.run(self._cmd("pg_ctl", "-D", str(self.root / "data"), "status"), capture_output=True)
+        done = subprocess.run(
+            self._cmd("pg_ctl", "-D", str(self.root / "data"), "status"), capture_output=True
+        )
         return done.returncode == 0
 
     def restart(self) -> None:

@@ -9,6 +9,12 @@ from typing import Any
 import numpy as np
 
 
+def _backend(fullname: str) -> str:
+    """``t.py::test_x[yolov8n-onnxruntime]`` -> ``onnxruntime``."""
+    param = fullname.rpartition("[")[2].rstrip("]")
+    return param.rsplit("-", 1)[-1]
+
+
 def benchmark_run(
     medians_ms: Mapping[str, float],
     *,
@@ -33,7 +39,7 @@ def benchmark_run(
                 "fullname": name,
                 "group": "latency-batch1",
                 "params": None,
-                "extra_info": {"backend": name.rsplit("-", 1)[-1].rstrip("]"), "threads": threads, "batch": 1},
+                "extra_info": {"backend": _backend(name), "threads": threads, "batch": 1},
                 "stats": {"data": data.tolist(), "median": float(np.median(data)), "rounds": rounds},
             }
         )
