@@ -281,7 +281,8 @@ def migrate(conn: Any, *, target: int = SCHEMA_VERSION) -> int:
         found = conn.execute("SELECT coalesce(max(version), 0) FROM detbench_schema_version").fetchone()[0]
         if found > SCHEMA_VERSION:
             raise RuntimeError(
-                f"schema version {found} is newer than this detbench knows ({SCHEMA_VERSION}); upgrade detbench"
+                f"schema version {found} is newer than this detbench knows ({SCHEMA_VERSION});"
+                " upgrade detbench"
             )
         for version in range(found + 1, target + 1):
             conn.execute(MIGRATIONS[version])
