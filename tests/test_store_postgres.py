@@ -118,7 +118,8 @@ def test_writer_killed_mid_run_leaves_no_partial_run(postgres_url, tmp_path):
     wait_for(marker, proc)
     with psycopg.connect(postgres_url) as conn:  # the child really holds an open, written transaction
         states = conn.execute(
-            "SELECT state FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "SELECT state FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchall()
     assert ("idle in transaction",) in states
     sigkill(proc)
