@@ -29,7 +29,7 @@ from detbench.model.train import sha256_file
 from detbench.runtimes import metadata
 from detbench.runtimes.cache import Artifact, ArtifactCache
 
-EXPORTER_VERSION = 3  # part of every cache key: bump when a builder's output changes (3: ultralytics meta)
+EXPORTER_VERSION = 5  # part of every cache key: bump when a builder's output changes (5: YOLO() interop)
 FORMATS = ("torchscript", "onnx", "openvino", "onnx-int8", "openvino-int8", "torchscript-frozen")
 FILENAMES = {
     "torchscript": "model.torchscript",
@@ -215,11 +215,28 @@ def build_onnx(weights: Path, dest: Path, settings: ExportSettings) -> None:
         import onnxslim
 
         proto = onnxslim.slim(proto)
+    unname_batch_dim(proto)
     metadata.add_onnx_metadata(
         proto, _metadata(info, settings, opset=settings.opset, simplify=settings.simplify)
     )
     onnx.checker.check_model(proto)
     onnx.save(proto, str(dest))
+
+
+def unname_batch_dim(proto: object) -> None:
+    """Make the dynamic batch dim anonymous (no ``dim_param``) in the graph's inputs, outputs and value_info.
+
+    ultralytics' AutoBackend reads a *named* output batch dim as "dynamic image size" and then
+    letterboxes each image to its own aspect (128x96), which our fixed 128x128 graph refuses. An
+    anonymous dim is just as dynamic for every runtime; only that misreading goes away. Height and
+    width are static, so every symbolic dim is the batch or derived from it (shape inference in the
+    quantizer renames them ``unk__N``, ``floor(1.0*batch)``).
+    """
+    g = proto.graph
+    for vi in (*g.input, *g.output, *g.value_info):
+        for dim in vi.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param"):
+                dim.ClearField("dim_param")
 
 
 def build_openvino(onnx_path: Path, dest: Path, settings: ExportSettings) -> None:
@@ -307,6 +324,7 @@ def build_onnx_int8(
     meta = metadata.read_metadata(onnx_path)
     meta["args"] = {**meta.get("args", {}), "quantize": 8}
     proto = onnx.load(str(dest))
+    unname_batch_dim(proto)
     metadata.add_onnx_metadata(proto, meta)
     onnx.save(proto, str(dest))
 
