@@ -16,7 +16,7 @@ from detbench import paths
 from detbench.plugin import MARKERS, backend_params
 from detbench.runtimes.backends import REGISTRY
 
-ENV_KEYS = ("YOLO_OFFLINE", "YOLO_CONFIG_DIR", "YOLO_VERBOSE", "MPLCONFIGDIR")
+ENV_KEYS = ("YOLO_OFFLINE", "YOLO_CONFIG_DIR", "YOLO_VERBOSE", "MPLCONFIGDIR", "TORCHINDUCTOR_CACHE_DIR")
 
 
 def _clean_env() -> dict[str, str]:

@@ -45,5 +45,7 @@ def configure_environment() -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(cache_root() / "ultralytics"))
     os.environ.setdefault("YOLO_VERBOSE", "False")
-    # Keep matplotlib's font cache out of $HOME too (ultralytics imports it).
+    # Keep matplotlib's font cache out of $HOME too (ultralytics imports it), and torch.compile's
+    # kernels (pytorch-compile) with everything else, so a warm cache also skips recompiling.
     os.environ.setdefault("MPLCONFIGDIR", str(cache_root() / "matplotlib"))
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_root() / "torchinductor"))

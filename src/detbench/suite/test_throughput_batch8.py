@@ -14,8 +14,8 @@ def test_throughput_yolov8n_128_batch8(timed, benchmark, backend, make_input, mo
     """Eight images in one backend.run call; fixed-batch artifacts are skipped with the reason."""
     if not backend.dynamic_batch:
         pytest.skip(
-            f"{backend.artifact} has a fixed batch of {backend.spec.batch}; batch {BATCH} needs a "
-            "dynamic-batch export"
+            f"{backend.name} on {backend.artifact.name} takes a fixed batch of {backend.spec.batch}; "
+            f"batch {BATCH} needs a dynamic-batch export (or a backend compiled for it)"
         )
     x = make_input(model_info.imgsz, BATCH)
     out = timed(backend, x)
