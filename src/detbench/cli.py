@@ -86,6 +86,11 @@ _formats = _choices("format", _all_formats)
 _backends = _choices("backend", _all_backends)
 
 
+def _counts(text: str) -> list[int]:
+    """A comma-separated list of positive whole numbers (thread counts)."""
+    return sorted({_positive(t.strip()) for t in text.split(",") if t.strip()}) or [_positive("")]
+
+
 def _existing(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.exists():
@@ -208,6 +213,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from detbench.report.build import run_report
 
     return run_report(args)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from detbench.tune.run import run_tune
+
+    return run_tune(args)
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -352,6 +363,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.set_defaults(func=cmd_report)
 
+    tu = sub.add_parser(
+        "tune", help="search backends x threads x batch layout for the fastest configuration that verifies"
+    )
+    tu.add_argument(
+        "--weights", type=_existing, help="YOLOv8 detection checkpoint (default: committed baseline)"
+    )
+    tu.add_argument("--data", type=_existing, help="data.yaml (default: the synthetic dataset)")
+    tu.add_argument("--imgsz", type=_positive, help="model input size (default: the checkpoint's)")
+    tu.add_argument("--backends", type=_backends, help="backends to search (default: every registered one)")
+    tu.add_argument("--threads", type=_counts, help="thread counts, e.g. 1,2 (default: 1 .. usable cores)")
+    tu.add_argument(
+        "--artifact", action="append", metavar="BACKEND=PATH", help="search this artifact for BACKEND"
+    )
+    tu.add_argument("--quick", action="store_true", help="64 val images, short timing, no static-batch twins")
+    tu.add_argument("--val-images", type=_positive, help="score the first N val images (default: all)")
+    tu.add_argument("--blocks", type=_positive, help="timing blocks per configuration (default 8; 4 quick)")
+    tu.add_argument("--no-static", action="store_true", help="skip the static-batch export twins")
+    tu.add_argument(
+        "--latency-only", action="store_true", help="no mAP (untrained weights): verify raw head + detections"
+    )
+    tu.add_argument("--out", type=Path, default=Path("tune"), help="output folder (default ./tune)")
+    tu.add_argument("--json", action="store_true", help="print tune.json instead of the table")
+    tu.set_defaults(func=cmd_tune)
+
     g = sub.add_parser("gate", help="compare two saved pytest-benchmark runs; exit 1 on a regression")
     from detbench.perf import gate as gate_mod
 
@@ -379,6 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
+        args.argv = argv  # for outputs that record the command that made them
         return int(args.func(args) or 0)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else _fail(str(exc.code), 2)
