@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from detbench.errors import DetbenchError
+from detbench.perf.timing import steady_state
 from detbench.runtimes.backends import BackendSettings, BaseBackend
 from detbench.runtimes.cache import artifact_size
 from detbench.tune.pareto import pareto_front, recommend
@@ -110,29 +111,6 @@ class Context:
     ref_dets: list
     ref_accuracy: dict[str, Any] | None
     x1: np.ndarray  # the one timed input, batch 1
-
-
-def _steady_state(fns, *, blocks, block_calls, discard, on_block=None) -> list[np.ndarray]:
-    """The timing core; this fallback mirrors ``perf.timing.steady_state`` until that lands."""
-    try:
-        from detbench.perf.timing import steady_state
-    except ImportError:
-        steady_state = None
-    if steady_state is not None:
-        return steady_state(fns, blocks=blocks, block_calls=block_calls, discard=discard, on_block=on_block)
-    from detbench.perf.timing import _time_call
-
-    kept = block_calls - discard
-    out: list[list[int]] = [[] for _ in fns]
-    order = list(range(len(fns)))
-    for r in range(blocks):
-        for i in order if r % 2 == 0 else order[::-1]:
-            for _ in range(discard):
-                fns[i]()
-            out[i] += [_time_call(fns[i]) for _ in range(kept)]
-            if on_block:
-                on_block(kept)
-    return [np.asarray(o, dtype=np.float64) / 1e9 for o in out]
 
 
 # -- steps ---------------------------------------------------------------------------------------
@@ -267,7 +245,7 @@ def time_verified(
     if not timed:
         return
     fns = [_call(c.backend, ctx.x1) for c in timed]  # type: ignore[arg-type]
-    samples = _steady_state(
+    samples = steady_state(
         fns, blocks=s.blocks, block_calls=s.block_calls, discard=s.discard, on_block=on_block
     )
     for c, sec in zip(timed, samples):
