@@ -82,4 +82,7 @@ def cold_start(backend: str, artifact: Path, *, threads: int, imgsz: int, timeou
 
 
 if __name__ == "__main__":
+    from detbench.paths import configure_environment
+
+    configure_environment()  # an entry point like the CLI: ultralytics offline, its dirs in our cache
     print(json.dumps(_child(sys.argv[1:])))
