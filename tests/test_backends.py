@@ -20,8 +20,42 @@ ASSETS = Path(__import__("ultralytics").__file__).parent / "assets"
 
 
 def test_registry_lists_every_backend() -> None:
-    """The five backends of the study and beyond are registered under their documented names."""
-    assert list(REGISTRY) == ["pytorch", "torchscript", "onnxruntime", "openvino", "onnxruntime-int8"]
+    """The five backends of the study and the tuned configurations are registered by name, each
+    declaring the precision it computes in."""
+    assert list(REGISTRY) == [
+        "pytorch",
+        "torchscript",
+        "onnxruntime",
+        "openvino",
+        "onnxruntime-int8",
+        "openvino-bf16",
+        "openvino-int8",
+        "torchscript-frozen",
+        "pytorch-compile",
+    ]
+    assert {n: c.precision for n, c in REGISTRY.items() if c.precision != "fp32"} == {
+        "onnxruntime-int8": "int8",
+        "openvino-bf16": "bf16",
+        "openvino-int8": "int8",
+    }
+
+
+def test_bf16_backend_is_skipped_where_the_cpu_lacks_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without avx512_bf16/amx_bf16 in /proc/cpuinfo, openvino-bf16 gets a skip mark naming the
+    flags and refuses to load; with either flag it is offered (where openvino is installed)."""
+    from detbench import cpuinfo, plugin
+    from detbench.runtimes.backends import OpenVINOBf16Backend
+
+    def params_with(flags: str) -> dict:
+        monkeypatch.setattr(cpuinfo, "read_cpuinfo", lambda *_: {"flags": flags})
+        return {p.values[0]: [m for m in p.marks if m.name == "skip"] for p in plugin.backend_params()}
+
+    skips = params_with("avx2 avx512f avx512_vnni")["openvino-bf16"]
+    assert skips and "avx512_bf16" in skips[0].kwargs["reason"]
+    with pytest.raises(BackendError, match="avx512_bf16"):
+        OpenVINOBf16Backend()._load(Path("unused.xml"))
+    for flags in ("avx2 avx512_bf16", "avx2 amx_bf16"):
+        assert params_with(flags)["openvino-bf16"] == params_with(flags)["openvino"]
 
 
 def test_backend_satisfies_protocol(backend: BaseBackend) -> None:

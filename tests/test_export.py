@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detbench import cpuinfo
 from detbench.data.synth import make_scene
 from detbench.runtimes.backends import create
 from detbench.runtimes.cache import ArtifactCache, sha256_path
-from detbench.runtimes.export import FORMATS, Exporter, Int8Recipe, export_onnx_ultralytics
+from detbench.runtimes.export import FORMATS, Exporter, Int8Recipe, NncfRecipe, export_onnx_ultralytics
 from detbench.runtimes.preprocess import preprocess
 from detbench.verify.compare import TOLERANCES, assert_outputs_close
 
@@ -34,7 +35,9 @@ def test_reuse_does_no_export_work(workbench, monkeypatch: pytest.MonkeyPatch) -
     def boom(*_a, **_k):
         raise AssertionError("export ran although the cache was warm")
 
-    for name in ("build_torchscript", "build_onnx", "build_openvino", "build_onnx_int8"):
+    builders = [n for n in dir(export) if n.startswith("build_")]
+    assert len(builders) == len(FORMATS), "one builder per format"
+    for name in builders:
         monkeypatch.setattr(export, name, boom)
     builds = workbench.exporter.cache.builds
     for fmt in FORMATS:
@@ -69,6 +72,28 @@ def test_cache_key_covers_settings_and_versions(baseline: Path, tmp_path: Path) 
     assert {"torch", "ultralytics", "onnx", "onnxruntime", "openvino", "python"} <= set(
         exp.fields("onnx")["versions"]
     )
+    nncf = Exporter(
+        baseline, dataclasses.replace(exp.settings, nncf=NncfRecipe(calibration_images=8)), cache=exp.cache
+    )
+    changed = [f for f in FORMATS if key(f, exp.fields(f)) != key(f, nncf.fields(f))]
+    assert changed == ["openvino-int8"], "the NNCF recipe keys the NNCF artifact only"
+    assert "nncf" in exp.fields("openvino-int8")["versions"] and "nncf" not in exp.fields("onnx")["versions"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "reduce_range"),
+    [("avx2 fma avx512f", True), ("avx2 avx512_vnni", False), ("avx2 avx_vnni", False), ("amx_int8", False)],
+)
+def test_int8_reduce_range_follows_the_cpu(
+    baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: str, reduce_range: bool
+) -> None:
+    """ORT INT8 uses reduce_range only without VNNI/AMX int8 dot products; the choice is in the
+    cache key and the entry's meta, and an explicit recipe value is kept."""
+    monkeypatch.setattr(cpuinfo, "read_cpuinfo", lambda *_: {"flags": flags})
+    exp = Exporter(baseline, cache=ArtifactCache(tmp_path))
+    assert exp.settings.int8.reduce_range is reduce_range
+    assert exp.fields("onnx-int8")["settings"]["int8"]["reduce_range"] is reduce_range
+    assert Int8Recipe(reduce_range=not reduce_range).resolved().reduce_range is (not reduce_range)
 
 
 def test_onnx_metadata_records_names_and_size(workbench) -> None:

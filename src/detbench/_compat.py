@@ -25,3 +25,25 @@ def quiet_torch_exporters() -> Iterator[None]:
         else:
             warnings.filterwarnings("ignore", category=TracerWarning)
         yield
+
+
+def torch_compile_unavailable() -> str | None:
+    """Why ``torch.compile`` (inductor, CPU) cannot run here, or None: it needs dynamo support for
+    this Python and a C++ compiler to build its kernels."""
+    import os
+    import shutil
+
+    import torch
+
+    try:
+        import torch._dynamo as dynamo
+
+        supported = dynamo.is_dynamo_supported()
+    except Exception as exc:  # an import failure of torch's compiler stack is the reason itself
+        return f"torch.compile cannot be imported with torch {torch.__version__} ({exc})"
+    if not supported:
+        return f"torch.compile (dynamo) does not support this Python with torch {torch.__version__}"
+    cxx = os.environ.get("CXX", "g++")
+    if shutil.which(cxx) is None:
+        return f"torch.compile's inductor needs a C++ compiler; {cxx!r} is not on PATH"
+    return None

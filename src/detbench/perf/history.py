@@ -23,71 +23,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# The CPU reader lives below the runtimes (which choose ISA-dependent paths with it); these names
+# stay importable from here, where the machine id and the report have always read them.
+from detbench.cpuinfo import (  # noqa: F401 - re-exported
+    CPUINFO,
+    ISA_FLAGS,
+    _cpuinfo_fields,
+    cpu_flags,
+    cpu_model,
+    read_cpuinfo,
+)
 from detbench.paths import cache_dir
 from detbench.runtimes.cache import atomic_write_text, locked
 
 MACHINE_ID_ENV = "DETBENCH_MACHINE_ID"
 MACHINE_ID_LEN = 12
-CPUINFO = Path("/proc/cpuinfo")
-
-ISA_FLAGS = (
-    # x86: what decides which kernels oneDNN / MLAS / OpenVINO pick for fp32, bf16 and int8.
-    "sse4_2",
-    "avx",
-    "avx2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512bw",
-    "avx512vl",
-    "avx512_vnni",
-    "avx_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "amx_tile",
-    "amx_int8",
-    "amx_bf16",
-    # Arm (the "Features" line): dot product, int8 matmul, bf16, SVE.
-    "asimd",
-    "asimddp",
-    "i8mm",
-    "bf16",
-    "sve",
-    "sve2",
-)
-
-
-def _cpuinfo_fields(text: str) -> dict[str, str]:
-    """First value of each key in /proc/cpuinfo (one block per logical CPU; they agree on these)."""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip().lower(), value.strip())
-    return fields
-
-
-def read_cpuinfo(path: Path = CPUINFO) -> dict[str, str]:
-    try:
-        return _cpuinfo_fields(path.read_text(encoding="utf-8", errors="replace"))
-    except OSError:  # not Linux: fall back to what platform knows
-        return {}
-
-
-def cpu_model(fields: Mapping[str, str] | None = None) -> str:
-    fields = read_cpuinfo() if fields is None else fields
-    for key in ("model name", "cpu model", "hardware", "processor"):
-        value = fields.get(key, "")
-        if value and not value.isdigit():  # x86 "processor" is the CPU index, not a name
-            return value
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def cpu_flags(fields: Mapping[str, str] | None = None) -> list[str]:
-    """The ISA_FLAGS this CPU has, in ISA_FLAGS order (x86 "flags" or Arm "Features")."""
-    fields = read_cpuinfo() if fields is None else fields
-    present = set((fields.get("flags") or fields.get("features") or "").split())
-    return [f for f in ISA_FLAGS if f in present]
 
 
 def machine_id(fields: Mapping[str, str] | None = None) -> str:

@@ -311,8 +311,7 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
     from detbench.model.train import model_stats, sha256_file
     from detbench.perf.peak import matmul_peak
     from detbench.perf.stats import bootstrap_ratio_ci, percentiles
-    from detbench.runtimes.backends import BackendSettings
-    from detbench.runtimes.export import openvino_available
+    from detbench.runtimes.backends import REGISTRY, BackendSettings
     from detbench.runtimes.preprocess import load_image, preprocess
     from detbench.runtimes.workbench import Workbench, parse_artifact_overrides
     from detbench.verify.accuracy import evaluate
@@ -339,14 +338,16 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         notes.append(f"--val-images {s.val_images} > the {len(val)} val images: all of them were scored")
 
     names = list(s.backends)
-    if s.default_backends and "openvino" in names and not openvino_available():
-        names.remove("openvino")
-        notes.append("openvino is not installed: its backend was skipped (pip install openvino)")
+    if s.default_backends:  # the user did not choose: what cannot run here is left out, saying why
+        for name in [n for n in names if REGISTRY[n].unavailable()]:
+            names.remove(name)
+            notes.append(f"{name} was skipped: {REGISTRY[name].unavailable()}")
     overrides = parse_artifact_overrides(list(s.artifacts))
     for name in overrides:
         if name not in names:
             notes.append(f"--artifact {name}=... ignored: backend {name} is not in --backends")
-    calib = ds.images("train") if "onnxruntime-int8" in names and "train" in ds.splits else []
+    int8 = any(REGISTRY[n].precision == "int8" for n in names)
+    calib = ds.images("train") if int8 and "train" in ds.splits else []
     bench = Workbench(
         weights=weights,
         imgsz=imgsz,

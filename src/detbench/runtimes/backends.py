@@ -50,6 +50,15 @@ class InputSpec:
 class BaseBackend:
     name: ClassVar[str]
     artifact_format: ClassVar[str | None]
+    # Arithmetic precision of the bulk of the work: "fp32" | "bf16" | "int8". The roofline judges a
+    # backend against the peak of its own precision, and tolerance rows differ by it.
+    precision: ClassVar[str]
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this backend cannot run on this machine (missing runtime, CPU lacks an instruction
+        set), or None. The suite skips it with this reason; the report leaves it out saying so."""
+        return None
 
     def __init__(self, settings: BackendSettings | None = None) -> None:
         self.settings = settings or BackendSettings()
@@ -94,6 +103,7 @@ class BaseBackend:
     def describe(self) -> dict[str, Any]:
         return {
             "backend": self.name,
+            "precision": self.precision,
             "artifact": str(self.artifact),
             **asdict(self.settings),
             **self._describe(),
@@ -146,6 +156,7 @@ class PyTorchBackend(BaseBackend):
 
     name = "pytorch"
     artifact_format = None
+    precision = "fp32"
 
     def _load(self, artifact: Path) -> InputSpec:
         import torch
@@ -173,9 +184,62 @@ class PyTorchBackend(BaseBackend):
         return {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
+# Compiled modules of this process, by (checkpoint, its mtime and size, threads): compiling costs
+# ~40 s per input shape, so a second load of the same weights (report, budgets, tune) reuses it.
+# Threads are part of the key because inductor bakes the OpenMP thread count into its kernels.
+_COMPILED: dict[tuple[str, int, int, int], Any] = {}
+
+
+class PyTorchCompileBackend(PyTorchBackend):
+    """Eager PyTorch compiled by ``torch.compile`` (inductor, weights frozen into the graph).
+
+    Loaded from the .pt like ``pytorch``. The batch is fixed at 1 and shapes are static
+    (``dynamic=False``): each new shape costs a compile (~40 s here), so the suite sees one per
+    image size, and batch-1 latency is what this configuration is for. Compiling happens at the
+    first call of each shape (``Workbench.load``'s probe), with inductor's freezing on.
+    """
+
+    name = "pytorch-compile"
+    artifact_format = None
+    precision = "fp32"
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        from detbench._compat import torch_compile_unavailable
+
+        return torch_compile_unavailable()
+
+    def _load(self, artifact: Path) -> InputSpec:
+        import torch
+
+        reason = self.unavailable()
+        if reason:
+            raise BackendError(f"{self.name}: {reason}")
+        spec = super()._load(artifact)
+        st = artifact.stat()
+        key = (str(artifact.resolve()), st.st_mtime_ns, st.st_size, self.settings.threads)
+        if key not in _COMPILED:
+            _COMPILED[key] = torch.compile(self.model, backend="inductor", dynamic=False)
+        self.compiled = _COMPILED[key]
+        return InputSpec(1, 3, spec.height, spec.width)
+
+    def set_imgsz(self, imgsz: int) -> None:
+        self.spec = InputSpec(1, 3, imgsz, imgsz)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+        from torch._inductor import config as inductor_config
+
+        # Freezing folds the weights into the compiled graph as constants (what the issue
+        # measured); patched only around the call so importing or loading changes no global.
+        with torch.no_grad(), inductor_config.patch(freezing=True):
+            return self.compiled(torch.from_numpy(batch)).numpy()
+
+
 class TorchScriptBackend(BaseBackend):
     name = "torchscript"
     artifact_format = "torchscript"
+    precision = "fp32"
 
     def _load(self, artifact: Path) -> InputSpec:
         import torch
@@ -199,6 +263,15 @@ class TorchScriptBackend(BaseBackend):
         import torch
 
         return {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+class TorchScriptFrozenBackend(TorchScriptBackend):
+    """``torch.jit.freeze`` of the traced module: weights inlined as constants, conv+bn folded,
+    then ``optimize_for_inference`` (its own export format, so its own cached artifact)."""
+
+    name = "torchscript-frozen"
+    artifact_format = "torchscript-frozen"
+    precision = "fp32"
 
 
 TORCHSCRIPT_META = "config.txt"  # the extra file ultralytics' TorchScript exports carry too
@@ -232,6 +305,7 @@ def _torchscript_imgsz(model: Any, artifact: Path, extra: dict[str, str | bytes]
 class OnnxRuntimeBackend(BaseBackend):
     name = "onnxruntime"
     artifact_format = "onnx"
+    precision = "fp32"
     _LEVELS: ClassVar[dict[str, str]] = {
         "disable": "ORT_DISABLE_ALL",
         "basic": "ORT_ENABLE_BASIC",
@@ -274,13 +348,24 @@ class OnnxRuntimeBackend(BaseBackend):
 
 
 class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
+    """Static QDQ INT8 (``Int8Recipe``); ``reduce_range`` chosen from the CPU at export."""
+
     name = "onnxruntime-int8"
     artifact_format = "onnx-int8"
+    precision = "int8"
 
 
 class OpenVINOBackend(BaseBackend):
     name = "openvino"
     artifact_format = "openvino"
+    precision = "fp32"
+    inference_precision: ClassVar[str] = "f32"  # OpenVINO's INFERENCE_PRECISION_HINT
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        from detbench.runtimes.export import openvino_available
+
+        return None if openvino_available() else "openvino is not installed (pip install openvino)"
 
     def _load(self, artifact: Path) -> InputSpec:
         import openvino as ov
@@ -300,7 +385,8 @@ class OpenVINOBackend(BaseBackend):
                 {
                     "INFERENCE_NUM_THREADS": self.settings.threads,
                     "PERFORMANCE_HINT": "LATENCY",
-                    "INFERENCE_PRECISION_HINT": "f32",  # no bf16/fp16 shortcuts: this is the fp32 model
+                    # f32 unless a subclass asks: OpenVINO's CPU default is bf16 where the CPU has it.
+                    "INFERENCE_PRECISION_HINT": self.inference_precision,
                 },
             )
         except RuntimeError as exc:
@@ -321,6 +407,44 @@ class OpenVINOBackend(BaseBackend):
             "openvino": ov.__version__,
             "ov_threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS")),
         }
+
+
+class OpenVINOBf16Backend(OpenVINOBackend):
+    """The fp32 IR compiled with INFERENCE_PRECISION_HINT bf16: oneDNN's AVX512_BF16 / AMX kernels."""
+
+    name = "openvino-bf16"
+    artifact_format = "openvino"  # the same fp32 IR: bf16 is a compile-time choice
+    precision = "bf16"
+    inference_precision = "bf16"
+    CPU_FLAGS: ClassVar[tuple[str, ...]] = ("avx512_bf16", "amx_bf16")
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        from detbench.cpuinfo import has_any_flag
+
+        if reason := super().unavailable():
+            return reason
+        if not has_any_flag(*cls.CPU_FLAGS):
+            # Elsewhere OpenVINO quietly runs f32 for a bf16 hint (or emulates it): not this backend.
+            return f"this CPU has none of {', '.join(cls.CPU_FLAGS)} (/proc/cpuinfo flags): no native bf16"
+        return None
+
+    def _load(self, artifact: Path) -> InputSpec:
+        if reason := self.unavailable():
+            raise BackendError(f"{self.name}: {reason}")
+        spec = super()._load(artifact)
+        got = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        if got != "bf16":
+            raise BackendError(f"{self.name}: OpenVINO compiled with precision {got}, not bf16")
+        return spec
+
+
+class OpenVINOInt8Backend(OpenVINOBackend):
+    """NNCF post-training INT8 (``NncfRecipe``); its float parts (the Detect head) run in f32."""
+
+    name = "openvino-int8"
+    artifact_format = "openvino-int8"
+    precision = "int8"
 
 
 def _check_ir_xml(xml: Path) -> None:
@@ -360,6 +484,10 @@ REGISTRY: dict[str, type[BaseBackend]] = {
         OnnxRuntimeBackend,
         OpenVINOBackend,
         OnnxRuntimeInt8Backend,
+        OpenVINOBf16Backend,
+        OpenVINOInt8Backend,
+        TorchScriptFrozenBackend,
+        PyTorchCompileBackend,
     )
 }
 

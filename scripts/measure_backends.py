@@ -1,0 +1,115 @@
+"""Measure what a backend's tolerance row and its claim rest on: raw-head deviation from eager
+PyTorch, mAP on the val split, and steady-state latency relative to ONNX Runtime fp32.
+
+    python scripts/measure_backends.py [--backends openvino-bf16,openvino-int8] [--threads 1,2]
+
+Deviation: every val image (or --val-images N), the reference image by image, the candidate in
+its own batches; box max abs is over anchors whose reference top score reaches the detection
+threshold (what the comparator checks for INT8 rows) and over all anchors. Latency: the backends
+of one thread count are timed in blocks of ``--calls`` consecutive calls (the first ``--warmup`` of
+each dropped), blocks alternated A B C C B A for ``--rounds`` rounds, so drift hits all alike;
+each backend's median is divided by onnxruntime's from the same run. Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from detbench.data.datasets import load_dataset
+from detbench.model.baseline import resolve_weights, synthetic_dataset
+from detbench.model.checkpoint import load_detection_model
+from detbench.runtimes.backends import REGISTRY, BackendSettings, BaseBackend
+from detbench.runtimes.postprocess import CONF
+from detbench.runtimes.preprocess import load_image, preprocess
+from detbench.runtimes.workbench import Workbench
+from detbench.verify.accuracy import evaluate
+from detbench.verify.compare import deviation
+
+
+def raw_deviation(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    dev = deviation(ref, out)
+    live = ref[:, 4:].max(axis=1) >= CONF  # (N, A)
+    box = np.abs(out[:, :4].astype(np.float64) - ref[:, :4])
+    live_box = float(np.where(live[:, None, :], box, 0.0).max(initial=0.0))
+    return {"box_max_abs_px": dev.box_max_abs, "box_max_abs_live_px": live_box, "score_max_abs": dev.score_max_abs}
+
+
+def block_latency(backends: dict[str, BaseBackend], x: np.ndarray, rounds: int, calls: int, warmup: int) -> dict:
+    samples: dict[str, list[float]] = {n: [] for n in backends}
+    order = list(backends)
+    for r in range(rounds):
+        for name in order if r % 2 == 0 else order[::-1]:
+            b = backends[name]
+            for i in range(warmup + calls):
+                t = time.perf_counter()
+                b.run(x)
+                if i >= warmup:
+                    samples[name].append((time.perf_counter() - t) * 1e3)
+    med = {n: float(np.median(s)) for n, s in samples.items()}
+    return {n: {"p50_ms": med[n], "vs_onnxruntime": med[n] / med["onnxruntime"]} for n in backends}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    new = "openvino-bf16,openvino-int8,torchscript-frozen,pytorch-compile,onnxruntime-int8"
+    ap.add_argument("--backends", default=new)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--val-images", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--calls", type=int, default=25)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--skip-accuracy", action="store_true")
+    args = ap.parse_args(argv)
+    names = [n for n in args.backends.split(",") if n]
+    weights = resolve_weights(None)
+    ds = load_dataset(synthetic_dataset())
+    _, info = load_detection_model(weights)
+
+    def bench(threads: int) -> Workbench:
+        return Workbench(
+            weights=weights,
+            imgsz=info.imgsz,
+            names=info.names,
+            settings=BackendSettings(threads=threads),
+            calib_images=ds.images("train"),
+        )
+
+    out: dict = {"backends": names, "val_images": args.val_images or len(ds.images("val"))}
+    wb = bench(1)
+    ref = wb.load("pytorch")
+    paths = ds.images("val")[: args.val_images]
+    x, _ = preprocess([load_image(p) for p in paths], info.imgsz)
+    ref_raw = ref.run_batched(x, batch=1)
+    out["deviation"], out["accuracy"] = {}, {}
+    for name in names:
+        if reason := REGISTRY[name].unavailable():
+            out["deviation"][name] = {"skipped": reason}
+            continue
+        b = wb.load(name)
+        out["deviation"][name] = raw_deviation(ref_raw, b.run_batched(x))
+        if not args.skip_accuracy:
+            acc = evaluate(b, ds, imgsz=info.imgsz, limit=args.val_images).to_dict()
+            out["accuracy"][name] = {k: acc[k] for k in ("mAP50", "mAP50-95")}
+        print(name, out["deviation"][name], out["accuracy"].get(name), flush=True)
+    if not args.skip_accuracy:
+        for name in ("pytorch", "onnxruntime", "openvino"):
+            acc = evaluate(wb.load(name), ds, imgsz=info.imgsz, limit=args.val_images).to_dict()
+            out["accuracy"][name] = {k: acc[k] for k in ("mAP50", "mAP50-95")}
+    x1 = x[:1]
+    out["latency"] = {}
+    for threads in (int(t) for t in args.threads.split(",")):
+        wbt = bench(threads)
+        timed = ["onnxruntime", *[n for n in names if n != "onnxruntime" and not REGISTRY[n].unavailable()]]
+        loaded = {n: wbt.load(n) for n in timed}
+        out["latency"][threads] = block_latency(loaded, x1, args.rounds, args.calls, args.warmup)
+        print(threads, json.dumps(out["latency"][threads]), flush=True)
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
