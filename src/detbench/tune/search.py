@@ -166,7 +166,17 @@ def prepare(s: TuneSettings) -> Context:
 
 def load(ctx: Context, cand: Candidate) -> None:
     """Export (cached) and load the point's artifact; a failure becomes the candidate's reason."""
+    from detbench.runtimes.backends import REGISTRY
+
     p = cand.point
+    from detbench.verify.compare import TOLERANCES
+
+    if reason := REGISTRY[p.backend].unavailable():
+        cand.reason = f"unavailable here: {reason}"
+        return
+    if p.backend not in TOLERANCES:  # checked before loading: torch.compile alone costs ~40 s
+        cand.reason = f"no tolerance row for {p.backend} in verify.compare.TOLERANCES: cannot verify it"
+        return
     bench = ctx.benches[p.dynamic_batch]
     try:
         cand.artifact = bench.artifact(p.backend)
@@ -190,10 +200,7 @@ def verify(ctx: Context, cand: Candidate, accuracy_cache: dict[Path, dict[str, A
 
     backend, p = cand.backend, cand.point
     assert backend is not None and cand.artifact is not None
-    tol = TOLERANCES.get(p.backend)
-    if tol is None:
-        cand.reason = f"no tolerance row for {p.backend} in verify.compare.TOLERANCES: cannot verify it"
-        return
+    tol = TOLERANCES[p.backend]
     label = p.label
     try:
         raw = backend.run_batched(ctx.x, p.batch)
