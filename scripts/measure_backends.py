@@ -35,10 +35,16 @@ def raw_deviation(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
     live = ref[:, 4:].max(axis=1) >= CONF  # (N, A)
     box = np.abs(out[:, :4].astype(np.float64) - ref[:, :4])
     live_box = float(np.where(live[:, None, :], box, 0.0).max(initial=0.0))
-    return {"box_max_abs_px": dev.box_max_abs, "box_max_abs_live_px": live_box, "score_max_abs": dev.score_max_abs}
+    return {
+        "box_max_abs_px": dev.box_max_abs,
+        "box_max_abs_live_px": live_box,
+        "score_max_abs": dev.score_max_abs,
+    }
 
 
-def block_latency(backends: dict[str, BaseBackend], x: np.ndarray, rounds: int, calls: int, warmup: int) -> dict:
+def block_latency(
+    backends: dict[str, BaseBackend], x: np.ndarray, rounds: int, calls: int, warmup: int
+) -> dict:
     samples: dict[str, list[float]] = {n: [] for n in backends}
     order = list(backends)
     for r in range(rounds):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -29,13 +28,23 @@ class ColdStart:
     first_call_ms: float  # load + first inference, imports excluded
     load_ms: float
     import_rss_mb: float  # resident set after imports, before loading
-    peak_rss_mb: float  # the child's peak resident set (ru_maxrss)
+    peak_rss_mb: float  # the child's peak resident set (VmHWM)
 
 
 def _rss_mb() -> float:
     with open(f"/proc/{os.getpid()}/statm") as f:
         pages = int(f.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def _peak_rss_mb() -> float:
+    """This process's high-water resident set (VmHWM). Not ``ru_maxrss``: Linux carries that over
+    from the parent across fork + exec, so every child would report the (larger) parent's peak."""
+    with open(f"/proc/{os.getpid()}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e6
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _child(argv: Sequence[str]) -> dict:
@@ -60,12 +69,11 @@ def _child(argv: Sequence[str]) -> dict:
     loaded = time.perf_counter()
     backend.run(x)
     done = time.perf_counter()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
     return {
         "first_call_ms": (done - start) * 1e3,
         "load_ms": (loaded - start) * 1e3,
         "import_rss_mb": import_rss,
-        "peak_rss_mb": peak_kb * 1024 / 1e6,
+        "peak_rss_mb": _peak_rss_mb(),
     }
 
 
