@@ -138,6 +138,9 @@ def pareto_plot(doc: Mapping[str, Any], dest: Path) -> Path:
         ax.scatter(
             [rec["p50_ms"]], [y], s=300, facecolors="none", edgecolors="red", lw=2, label="recommended"
         )
+    if ys and max(ys) - min(ys) < 0.02:  # a 1e-4 mAP difference should not fill the whole axis
+        mid = (max(ys) + min(ys)) / 2
+        ax.set_ylim(mid - 0.02, mid + 0.02)
     ax.set_xlabel("p50 latency at batch 1 (ms), steady state")
     ax.set_ylabel("mAP50-95")
     ax.set_title(

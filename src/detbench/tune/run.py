@@ -92,7 +92,8 @@ def run_tune(args: argparse.Namespace) -> int:
     else:
         table = Table(title="detbench tune (* recommended, P Pareto front)")
         for col in COLUMNS:
-            table.add_column(col, justify="left" if col in ("config", "precision") else "right")
+            left = col in ("config", "precision")
+            table.add_column(col, justify="left" if left else "right", no_wrap=col == "config")
         for r in rows(doc):
             table.add_row(*r)
         Console(width=max(120, Console().width)).print(table)
