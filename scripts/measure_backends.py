@@ -22,12 +22,13 @@ import numpy as np
 from detbench.data.datasets import load_dataset
 from detbench.model.baseline import resolve_weights, synthetic_dataset
 from detbench.model.checkpoint import load_detection_model
+from detbench.paths import configure_environment
 from detbench.runtimes.backends import REGISTRY, BackendSettings, BaseBackend
-from detbench.runtimes.postprocess import CONF
+from detbench.runtimes.postprocess import CONF, postprocess
 from detbench.runtimes.preprocess import load_image, preprocess
 from detbench.runtimes.workbench import Workbench
 from detbench.verify.accuracy import evaluate
-from detbench.verify.compare import deviation
+from detbench.verify.compare import deviation, match_detections
 
 
 def raw_deviation(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
@@ -40,6 +41,35 @@ def raw_deviation(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
         "box_max_abs_live_px": live_box,
         "score_max_abs": dev.score_max_abs,
     }
+
+
+def detection_agreement(ref_raw: np.ndarray, raw: np.ndarray, infos: list, names: tuple) -> dict[str, float]:
+    """After NMS, matched at IoU >= 0.5 and same class: the lowest matched IoU, the largest score
+    difference, and the fraction of detections (both sides) left unmatched."""
+    ref = postprocess(ref_raw, infos, names)
+    out = postprocess(raw, infos, names)
+    ious, diffs, unmatched, total = [], [], 0, 0
+    for r, o in zip(ref, out):
+        m = match_detections(r, o, iou=0.5)
+        ious += [p[2] for p in m.pairs]
+        diffs += [p[3] for p in m.pairs]
+        unmatched += len(m.unmatched_ref) + len(m.unmatched_out)
+        total += len(r) + len(o)
+    return {
+        "min_matched_iou": float(min(ious, default=1.0)),
+        "max_score_diff": float(max(diffs, default=0.0)),
+        "unmatched_frac": unmatched / max(total, 1),
+    }
+
+
+def worst_class_drop(ref: dict, out: dict) -> dict:
+    drops = {
+        k: v["mAP50"] - (out["per_class"][k]["mAP50"] or 0.0)
+        for k, v in ref["per_class"].items()
+        if v["mAP50"] is not None
+    }
+    worst = max(drops, key=drops.get)
+    return {"class": worst, "mAP50_drop": drops[worst]}
 
 
 def block_latency(
@@ -70,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--skip-accuracy", action="store_true")
     args = ap.parse_args(argv)
+    configure_environment()
     names = [n for n in args.backends.split(",") if n]
     weights = resolve_weights(None)
     ds = load_dataset(synthetic_dataset())
@@ -88,26 +119,33 @@ def main(argv: list[str] | None = None) -> int:
     wb = bench(1)
     ref = wb.load("pytorch")
     paths = ds.images("val")[: args.val_images]
-    x, _ = preprocess([load_image(p) for p in paths], info.imgsz)
+    x, infos = preprocess([load_image(p) for p in paths], info.imgsz)
     ref_raw = ref.run_batched(x, batch=1)
-    out["deviation"], out["accuracy"] = {}, {}
+    out["deviation"], out["detections"], out["accuracy"] = {}, {}, {}
+    ref_acc = (
+        None if args.skip_accuracy else evaluate(ref, ds, imgsz=info.imgsz, limit=args.val_images, batch=1)
+    )
     for name in names:
         if reason := REGISTRY[name].unavailable():
             out["deviation"][name] = {"skipped": reason}
             continue
         b = wb.load(name)
-        out["deviation"][name] = raw_deviation(ref_raw, b.run_batched(x))
-        if not args.skip_accuracy:
+        raw = b.run_batched(x)
+        out["deviation"][name] = raw_deviation(ref_raw, raw)
+        out["detections"][name] = detection_agreement(ref_raw, raw, infos, info.names)
+        if ref_acc is not None:
             acc = evaluate(b, ds, imgsz=info.imgsz, limit=args.val_images).to_dict()
             out["accuracy"][name] = {k: acc[k] for k in ("mAP50", "mAP50-95")}
-        print(name, out["deviation"][name], out["accuracy"].get(name), flush=True)
-    if not args.skip_accuracy:
-        for name in ("pytorch", "onnxruntime", "openvino"):
+            out["accuracy"][name]["worst_class"] = worst_class_drop(ref_acc.to_dict(), acc)
+        print(name, out["deviation"][name], out["detections"][name], out["accuracy"].get(name), flush=True)
+    if ref_acc is not None:
+        out["accuracy"]["pytorch"] = {k: ref_acc.to_dict()[k] for k in ("mAP50", "mAP50-95")}
+        for name in ("onnxruntime", "openvino"):
             acc = evaluate(wb.load(name), ds, imgsz=info.imgsz, limit=args.val_images).to_dict()
             out["accuracy"][name] = {k: acc[k] for k in ("mAP50", "mAP50-95")}
     x1 = x[:1]
     out["latency"] = {}
-    for threads in (int(t) for t in args.threads.split(",")):
+    for threads in (int(t) for t in args.threads.split(",") if t):
         wbt = bench(threads)
         timed = ["onnxruntime", *[n for n in names if n != "onnxruntime" and not REGISTRY[n].unavailable()]]
         loaded = {n: wbt.load(n) for n in timed}

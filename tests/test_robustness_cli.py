@@ -76,10 +76,8 @@ def _assert_one_line(code: int, err: list[str], expected_code: int, *fragments: 
 # Exit 2: argparse refused the arguments. Exit 1: the arguments parsed, the input is bad.
 CASES = {
     # top level
-    "no-command": ("", 2, ["required: command"]),
     "unknown-command": ("frobnicate", 2, ["invalid choice: 'frobnicate'"]),
     # data
-    "data-no-subcommand": ("data", 2, ["required: data_command"]),
     "synth-missing-out": ("data synth", 2, ["--out"]),
     "synth-zero-train": ("data synth --out {dir}/s --train 0", 2, ["--train", "positive"]),
     "synth-negative-val": ("data synth --out {dir}/s --val -3", 2, ["--val", "positive"]),
@@ -161,6 +159,30 @@ def test_bad_input_gives_one_line(capsys: pytest.CaptureFixture, files: dict[str
     template, expected_code, fragments = CASES[case]
     code, err = _run(capsys, _argv(template, files))
     _assert_one_line(code, err, expected_code, *fragments)
+
+
+def _subparsers(parser) -> dict:
+    import argparse
+
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+@pytest.mark.parametrize("argv", [[], ["data"]], ids=["detbench", "detbench-data"])
+def test_no_subcommand_lists_the_subcommands(capsys: pytest.CaptureFixture, argv: list[str]) -> None:
+    """`detbench` (or `detbench data`) alone prints its help listing every subcommand, exit 0."""
+    from detbench.cli import build_parser
+
+    parser = build_parser()
+    for word in argv:
+        parser = _subparsers(parser)[word]
+    expected = list(_subparsers(parser))
+    assert len(expected) >= 2
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0 and err == ""
+    assert out.startswith("usage: ")
+    listed = [w for w in expected if f"\n    {w} " in out]
+    assert listed == expected, f"subcommands missing from the help: {set(expected) - set(listed)}\n{out}"
 
 
 # Cases that get past the weights (a loadable untrained checkpoint) and fail further on.

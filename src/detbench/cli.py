@@ -313,12 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
     from detbench.runtimes.backends import REGISTRY
     from detbench.runtimes.export import FORMATS
 
-    parser = _Parser(prog="detbench", description=__doc__)
+    parser = _Parser(
+        prog="detbench",
+        description="Accuracy, size and latency of a YOLO detector on every CPU runtime.",
+        epilog="`detbench COMMAND -h` shows a command's options.",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # Not required: with no subcommand, main() prints that level's help (its subcommand listing).
+    parser.set_defaults(func=None, help_of=parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     data = sub.add_parser("data", help="datasets: synthetic generator, VOC converter")
-    dsub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    data.set_defaults(help_of=data)
+    dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=_Parser)
     s = dsub.add_parser("synth", help="write the synthetic colorful-fashion dataset (YOLO format)")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--train", type=_positive, default=1500)
@@ -436,6 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
+        if args.func is None:  # `detbench` or `detbench data` alone: show what there is to run
+            args.help_of.print_help()
+            return 0
         args.argv = argv  # for outputs that record the command that made them
         return int(args.func(args) or 0)
     except SystemExit as exc:

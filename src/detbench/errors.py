@@ -38,3 +38,15 @@ class BackendError(DetbenchError):
 
 class HistoryError(_PathError):
     """A saved benchmark run cannot be read; never skipped silently."""
+
+
+class HistoryStoreError(DetbenchError):
+    """A history store (PostgreSQL URL or directory) cannot be opened, reached, written or read.
+
+    ``location`` is the store with any password replaced by ``***``, safe to print in CI logs.
+    """
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(f"history store {location}: {reason}")

@@ -70,6 +70,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="limit the accuracy tests to the first N val images (default: all)",
     )
+    g.addoption(
+        "--detbench-history",
+        default=None,
+        metavar="URL",
+        help="also write every timed run to this postgresql:// store (default: $DETBENCH_HISTORY; "
+        "the local <cache>/history copy is always kept)",
+    )
+    g.addoption(
+        "--detbench-history-tag",
+        default=None,
+        metavar="TAG",
+        help="name this run in the shared history (e.g. a release tag) for detbench gate --baseline TAG "
+        "(default: $DETBENCH_HISTORY_TAG)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -274,10 +288,29 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 _RECORDER = pytest.StashKey[object]()
 
 
+def _recorder(config: pytest.Config):
+    import os
+
+    from detbench.perf import store
+
+    target = store.history_target(config.getoption("--detbench-history"))
+    tag = config.getoption("--detbench-history-tag") or os.environ.get(store.TAG_ENV) or None
+    return config.stash.setdefault(_RECORDER, store.RunRecorder(target, tag=tag))
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
-    """Also keep every timed run in ``<cache>/history`` (atomic, locked; see detbench.perf.history)."""
-    from detbench.perf import history
+    """Keep every timed run in ``<cache>/history`` and, when set, the shared store (detbench.perf.store)."""
+    _recorder(config).record(output_json, enabled=_timing_enabled(config))
 
-    recorder = config.stash.setdefault(_RECORDER, history.HistoryRecorder())
-    recorder.record(output_json, enabled=_timing_enabled(config))
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A shared store that could not be written fails the session, in one line (the local file is kept)."""
+    recorder = session.config.stash.get(_RECORDER, None)
+    if recorder is None or recorder.error is None:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"detbench: error: {recorder.error}", red=True, bold=True)
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

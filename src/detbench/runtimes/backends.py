@@ -266,8 +266,8 @@ class TorchScriptBackend(BaseBackend):
 
 
 class TorchScriptFrozenBackend(TorchScriptBackend):
-    """``torch.jit.freeze`` of the traced module: weights inlined as constants, conv+bn folded,
-    then ``optimize_for_inference`` (its own export format, so its own cached artifact)."""
+    """``torch.jit.freeze`` of the traced module, weights inlined as constants (its own export
+    format, so its own cached artifact; ``build_torchscript_frozen`` says why no optimize pass)."""
 
     name = "torchscript-frozen"
     artifact_format = "torchscript-frozen"
@@ -370,7 +370,7 @@ class OpenVINOBackend(BaseBackend):
     def _load(self, artifact: Path) -> InputSpec:
         import openvino as ov
 
-        xml = artifact / "model.xml" if artifact.is_dir() else artifact
+        xml = _ir_xml(artifact) if artifact.is_dir() else artifact
         if xml.suffix != ".xml":
             raise ModelFileError(artifact, "expected an OpenVINO IR (.xml next to its .bin, or their folder)")
         check_model_file(xml)
@@ -407,6 +407,16 @@ class OpenVINOBackend(BaseBackend):
             "openvino": ov.__version__,
             "ov_threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS")),
         }
+
+
+def _ir_xml(folder: Path) -> Path:
+    """The one IR in a folder: ours hold ``model.xml``, ultralytics' ``<stem>_openvino_model/`` hold
+    ``<stem>.xml`` (plus ``metadata.yaml``); more than one is ambiguous, so it is refused."""
+    xmls = sorted(folder.glob("*.xml"))
+    if len(xmls) != 1:
+        found = ", ".join(p.name for p in xmls) or "none"
+        raise ModelFileError(folder, f"expected one OpenVINO IR .xml in this folder, found {found}")
+    return xmls[0]
 
 
 class OpenVINOBf16Backend(OpenVINOBackend):

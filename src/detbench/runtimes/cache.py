@@ -151,8 +151,9 @@ def artifact_size(path: Path | str) -> int:
     """An artifact's size on disk: a file's bytes; an OpenVINO IR (its folder or its .xml) counts
     the .xml plus its .bin; any other folder, every file in it."""
     path = Path(path)
-    if path.is_dir() and (path / "model.xml").is_file():  # the IR folder the openvino backend loads
-        path = path / "model.xml"
+    xmls = sorted(path.glob("*.xml")) if path.is_dir() else []
+    if len(xmls) == 1:  # the IR folder the openvino backend loads (ours, or ultralytics' with metadata.yaml)
+        path = xmls[0]
     elif path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     if path.suffix == ".xml" and path.with_suffix(".bin").is_file():

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from detbench.errors import BackendError, ModelFileError
-from detbench.model.checkpoint import anchor_count
+from detbench.model.checkpoint import STRIDES, anchor_count
+from detbench.runtimes import metadata
 from detbench.runtimes.backends import REGISTRY, BackendSettings, BaseBackend, PyTorchBackend, create
 from detbench.runtimes.cache import ArtifactCache
 from detbench.runtimes.export import Exporter, ExportSettings
@@ -76,6 +77,7 @@ class Workbench:
         """Refuse an artifact whose input size, class count or output layout differs from the baseline."""
         spec = backend.spec
         assert spec is not None
+        self.check_metadata(path, spec.batch)
         if (spec.height, spec.width) != (self.imgsz, self.imgsz) or spec.channels != 3:
             raise ModelFileError(
                 path,
@@ -98,3 +100,11 @@ class Workbench:
                 f"output layout {out.shape} is not (N, 4+classes, anchors={anchors}); "
                 "export without NMS and without transposing the head",
             )
+
+    def check_metadata(self, path: Path, batch: int | None) -> None:
+        """Refuse an export whose ultralytics metadata (names, imgsz, stride, batch) contradicts the
+        baseline: same-count renamed classes pass every shape check but label every box wrongly."""
+        meta = metadata.read_metadata(path)
+        problem = metadata.fit_problem(meta, self.names, self.imgsz, max(STRIDES), batch)
+        if problem:
+            raise ModelFileError(path, problem)

@@ -62,6 +62,31 @@ TOLERANCES: dict[str, Tolerance] = {
         class_map_drop=0.05, box_score_floor=CONF, det_unmatched_frac=0.1,
         reason="8-bit weights/activations: judged by mAP; raw and detection bounds only catch gross breakage",
     ),
+    # Rows below: bounds a few x the deviation measured with `python scripts/measure_backends.py`
+    # on the 200 val images (raw head vs eager PyTorch; INT8/bf16 boxes on live anchors).
+    "openvino-bf16": Tolerance(
+        box_atol=3.0, score_atol=0.06, rtol=0.01, det_iou=0.7, det_score=0.05, map_drop=0.005,
+        class_map_drop=0.03, box_score_floor=CONF, det_unmatched_frac=0.02,
+        reason="bf16 (8-bit mantissa) multiplies in oneDNN: measured box 0.81 px on live anchors, score "
+        "0.019; matched IoU >= 0.84, score diff 0.015, 0.2% unmatched; mAP50-95 -0.0006 (0.005 is "
+        "issue 11's contract), worst class sunglass -0.0094",
+    ),
+    "openvino-int8": Tolerance(
+        box_atol=10.0, score_atol=0.4, rtol=0.1, det_iou=0.5, det_score=0.25, map_drop=0.02,
+        class_map_drop=0.05, box_score_floor=CONF, det_unmatched_frac=0.1,
+        reason="NNCF INT8, Detect head in float: measured box 2.2 px on live anchors, score 0.12; matched "
+        "IoU >= 0.80, score diff 0.16, 1.0% unmatched; mAP50-95 -0.0028, worst class sunglass -0.033 "
+        "(the INT8 accuracy contract)",
+    ),
+    "torchscript-frozen": Tolerance(
+        box_atol=1e-3, score_atol=1e-5, rtol=1e-5, **_FP32,
+        reason="frozen graph folds constants in another order: measured box 1.8e-4 px, score 1.4e-6",
+    ),
+    "pytorch-compile": Tolerance(
+        box_atol=2e-3, score_atol=1e-5, rtol=1e-5, **_FP32,
+        reason="inductor's generated C++ kernels (frozen weights) sum in another order: measured box "
+        "3.7e-4 px, score 1.7e-6",
+    ),
 }  # fmt: skip
 
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The installed-package check (.ci/run): build detbench's wheel, install it (not editable) into a fresh
+# venv, and from a directory outside the checkout run the main job and the shipped suite the way a
+# user's repository would, with a user-style deploy artifact (ultralytics' own ONNX export).
+#
+#   bash scripts/check_wheel.sh            # uses .venv to build; DETBENCH_CACHE is shared if set
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+python=${PYTHON:-python3.11}
+work=$(mktemp -d "${TMPDIR:-/tmp}/detbench-wheel.XXXXXX")
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+"$root/.venv/bin/pip" wheel --quiet --no-deps -w "$work/dist" "$root"
+wheel=$(ls "$work"/dist/detbench-*.whl)
+echo "wheel: $(basename "$wheel") $(du -k "$wheel" | cut -f1) KiB"
+
+"$python" -m venv "$work/venv"
+"$work/venv/bin/pip" install --quiet torch==2.14.1 torchvision==0.29.1
+"$work/venv/bin/pip" install --quiet -c "$root/constraints.txt" "$wheel[test]"
+# Not the checkout's code: the venv's own copy, found through site-packages.
+"$work/venv/bin/python" -c "import detbench, sys; assert 'site-packages' in detbench.__file__, detbench.__file__; print('installed at', detbench.__file__)"
+
+mkdir -p "$work/user/deploy"
+cd "$work/user"  # a user's repository: no pyproject of ours, no conftest, no fixtures/
+export PATH="$work/venv/bin:$PATH"
+detbench report --quick --out report
+# A user-style artifact: ultralytics' own export of the weights the user trained (here the baseline).
+python - <<'PY'
+import shutil
+from pathlib import Path
+
+from detbench.paths import FIXTURES, configure_environment
+
+configure_environment()  # offline, settings inside DETBENCH_CACHE
+from ultralytics import YOLO  # noqa: E402
+
+shutil.copy(FIXTURES / "baseline" / "best.pt", "best.pt")
+onnx = YOLO("best.pt").export(format="onnx", imgsz=128)
+shutil.move(onnx, "deploy/model.onnx")
+PY
+HYPOTHESIS_PROFILE=ci pytest --pyargs detbench.suite -p no:cacheprovider --benchmark-disable -ra \
+    --detbench-weights best.pt --detbench-artifact onnxruntime=deploy/model.onnx
+cd "$root" && rm -rf "$work"

@@ -1,0 +1,185 @@
+"""The PostgreSQL history store against a real throwaway cluster: concurrency, kills, restarts, corruption."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from detbench.perf import store
+from detbench.testing.processes import sigkill, spawn_python, wait_for
+from detbench.testing.runs import benchmark_run
+
+BENCHES = {
+    f"tests/benchmarks/t.py::test_latency[{b}]": ms for b, ms in (("pytorch", 9.0), ("onnxruntime", 4.0))
+}
+
+
+def count_runs(url: str) -> tuple[int, int]:
+    with psycopg.connect(url) as conn:
+        runs = conn.execute("SELECT count(*) FROM detbench_runs").fetchone()[0]
+        rows = conn.execute("SELECT count(*) FROM detbench_benchmarks").fetchone()[0]
+    return runs, rows
+
+
+def test_first_use_creates_the_schema_and_round_trips(postgres_url):
+    pg = store.PostgresStore(postgres_url)
+    run_id = pg.save(benchmark_run(BENCHES, threads=2), tag="v0.1")
+    hist = pg.load()
+    assert hist.problems == []
+    (run,) = hist.runs
+    assert run.run_id == run_id and run.tag == "v0.1" and run.machine["cpu_flags"] == ["avx2", "fma"]
+    original = benchmark_run(BENCHES, threads=2)["benchmarks"]
+    got = {b.fullname: b for b in run.benchmarks}
+    for b in original:  # raw samples come back bit for bit
+        assert list(got[b["fullname"]].samples) == b["stats"]["data"]
+        assert got[b["fullname"]].config["threads"] == 2
+    with psycopg.connect(postgres_url) as conn:
+        assert (
+            conn.execute("SELECT max(version) FROM detbench_schema_version").fetchone()[0]
+            == store.SCHEMA_VERSION
+        )
+    pg.close()
+
+
+def test_old_schema_is_migrated(postgres_url):
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        store.migrate(conn, target=1)  # what a detbench of schema 1 left behind
+        assert "tag" not in [c.name for c in conn.execute("SELECT * FROM detbench_runs LIMIT 0").description]
+    pg = store.PostgresStore(postgres_url)
+    pg.save(benchmark_run(BENCHES), tag="v1")
+    assert pg.load().runs[0].tag == "v1"
+    pg.close()
+
+
+def test_newer_schema_is_refused(postgres_url):
+    store.PostgresStore(postgres_url).close()  # creates the schema
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO detbench_schema_version (version) VALUES (%s)", (store.SCHEMA_VERSION + 1,))
+    with pytest.raises(store.HistoryStoreError, match="newer than this detbench"):
+        store.PostgresStore(postgres_url)
+
+
+WRITER = """
+import sys, pathlib, time
+from detbench.perf.store import PostgresStore
+from detbench.testing.runs import benchmark_run
+url, worker, n, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), pathlib.Path(sys.argv[4])
+while not go.exists():
+    time.sleep(0.005)
+pg = PostgresStore(url)  # every writer races the schema creation too
+names = {f"t.py::test_{i}[onnxruntime]": 1.0 + i for i in range(4)}
+for i in range(n):
+    pg.save(benchmark_run(names, seed=worker * 1000 + i), run_uuid=f"{worker:08d}-0000-4000-8000-{i:012d}")
+pg.close()
+"""
+
+
+def test_concurrent_writers_lose_no_run(postgres_url, tmp_path):
+    writers, runs_each = 8, 5
+    go = tmp_path / "go"
+    procs = [spawn_python(tmp_path, WRITER, postgres_url, w, runs_each, go) for w in range(writers)]
+    go.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+    assert count_runs(postgres_url) == (writers * runs_each, writers * runs_each * 4)
+    with store.PostgresStore(postgres_url) as pg:
+        hist = pg.load()
+    assert hist.problems == []
+    assert sorted(r.run_uuid for r in hist.runs) == sorted(
+        f"{w:08d}-0000-4000-8000-{i:012d}" for w in range(writers) for i in range(runs_each)
+    )
+
+
+KILLED = """
+import sys, pathlib, time
+from detbench.perf.store import PostgresStore
+from detbench.testing.runs import benchmark_run
+url, marker = sys.argv[1], pathlib.Path(sys.argv[2])
+pg = PostgresStore(url)
+insert = pg._insert_benchmark
+def slow_insert(conn, run_id, bench):  # stop inside the transaction, after the first benchmark row
+    insert(conn, run_id, bench)
+    marker.touch()
+    time.sleep(600)
+pg._insert_benchmark = slow_insert
+pg.save(benchmark_run({f"t.py::test_{i}[pytorch]": 2.0 for i in range(3)}))
+"""
+
+
+def test_writer_killed_mid_run_leaves_no_partial_run(postgres_url, tmp_path):
+    pg = store.PostgresStore(postgres_url)
+    pg.save(benchmark_run(BENCHES))
+    marker = tmp_path / "inside-transaction"
+    proc = spawn_python(tmp_path, KILLED, postgres_url, marker)
+    wait_for(marker, proc)
+    with psycopg.connect(postgres_url) as conn:  # the child really holds an open, written transaction
+        states = conn.execute(
+            "SELECT state FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert ("idle in transaction",) in states
+    sigkill(proc)
+    deadline = time.monotonic() + 30
+    while count_runs(postgres_url) != (1, 2) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the server notices the dead client and rolls back
+    assert count_runs(postgres_url) == (1, 2)
+    hist = pg.load()
+    assert hist.problems == [] and len(hist.runs) == 1
+    pg.close()
+
+
+def test_restarted_server_is_reconnected(postgres_cluster, postgres_url):
+    pg = store.PostgresStore(postgres_url)
+    pg.save(benchmark_run(BENCHES, seed=1))
+    postgres_cluster.restart()
+    pg.save(benchmark_run(BENCHES, seed=2))  # the old connection is dead: reconnect and write
+    postgres_cluster.stop()
+    later = threading.Timer(1.0, postgres_cluster.start)  # down while the write starts, back within 1 s
+    later.start()
+    try:
+        pg.save(benchmark_run(BENCHES, seed=3))
+    finally:
+        later.join()
+    assert len(pg.load().runs) == 3
+    pg.close()
+
+
+def test_server_down_for_good_is_one_line(postgres_cluster, postgres_url):
+    pg = store.PostgresStore(postgres_url, reconnect_s=1.0)
+    postgres_cluster.stop()
+    try:
+        with pytest.raises(store.HistoryStoreError) as info:
+            pg.save(benchmark_run(BENCHES))
+    finally:
+        postgres_cluster.start()
+    assert "\n" not in str(info.value) and postgres_url.split("?")[0] in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("sql", "expect"),
+    [
+        (
+            "UPDATE detbench_benchmarks SET samples[1] = samples[1] * 2 WHERE fullname LIKE '%%pytorch%%'",
+            "checksum",
+        ),
+        ("UPDATE detbench_benchmarks SET samples = '{}' WHERE fullname LIKE '%%pytorch%%'", "no raw timings"),
+        ("UPDATE detbench_benchmarks SET samples[2] = 'NaN' WHERE fullname LIKE '%%pytorch%%'", "finite"),
+        ("UPDATE detbench_benchmarks SET config = '[1]' WHERE fullname LIKE '%%pytorch%%'", "config"),
+        ("DELETE FROM detbench_benchmarks WHERE fullname LIKE '%%pytorch%%'", "rows deleted"),
+    ],
+    ids=["samples-edited", "samples-emptied", "nan", "config", "row-deleted"],
+)
+def test_corrupted_rows_are_reported(postgres_url, sql, expect):
+    pg = store.PostgresStore(postgres_url)
+    pg.save(benchmark_run(BENCHES, seed=1))
+    bad = pg.save(benchmark_run(BENCHES, seed=2))
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute(sql + " AND run_id = %s", (int(bad),))
+    hist = pg.load()
+    assert [r.run_id for r in hist.runs] != [] and bad not in [r.run_id for r in hist.runs]
+    assert len(hist.problems) == 1 and f"run {bad}" in hist.problems[0] and expect in hist.problems[0]
+    pg.close()
