@@ -456,6 +456,16 @@ class OpenVINOInt8Backend(OpenVINOBackend):
     artifact_format = "openvino-int8"
     precision = "int8"
 
+    @classmethod
+    def unavailable(cls) -> str | None:
+        import importlib.util
+
+        if reason := super().unavailable():
+            return reason
+        if importlib.util.find_spec("nncf") is None:  # builds the artifact (export.build_openvino_int8)
+            return "nncf is not installed (pip install nncf)"
+        return None
+
 
 def _check_ir_xml(xml: Path) -> None:
     """Refuse a non-IR .xml ourselves: OpenVINO would offer it to every frontend (TF, Paddle, ...),
