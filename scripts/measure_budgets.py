@@ -1,11 +1,11 @@
 """Measure every budget in fixtures/budgets.toml on this machine and print TOML to paste back.
 
-    python scripts/measure_budgets.py                      # 40 interleaved rounds per ratio
-    python scripts/measure_budgets.py --rounds 80 --threads 1 --weights path/to/best.pt
+    python scripts/measure_budgets.py                      # 8 alternated blocks of 25 calls per ratio
+    python scripts/measure_budgets.py --blocks 16 --threads 1 --weights path/to/best.pt
 
 Run it on a quiet machine (no training, no browser): the ratios cancel machine speed, not noise.
 Prints, for each entry, ``max_ratio`` = a suggestion (the CI's upper end x --headroom, rounded up)
-and ``measured = {...}`` (median ratio, 95% CI, rounds, threads, machine, date, this command), and
+and ``measured = {...}`` (median ratio, 95% CI, blocks, threads, machine, date, this command), and
 an ``[absolute."<machine id>"]`` table for this machine. Review the suggestions before committing:
 a budget is a promise about the deployment, not just the last measurement.
 """
@@ -35,6 +35,7 @@ from detbench.perf.budgets import (
     measure_latency,
     size_toml,
 )
+from detbench.perf.timing import BLOCK_CALLS, BLOCKS, DISCARD
 from detbench.runtimes.backends import REGISTRY, BackendSettings, BaseBackend
 from detbench.runtimes.cache import artifact_size
 from detbench.runtimes.export import openvino_available
@@ -50,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", type=Path, help="checkpoint (default: the committed baseline)")
     ap.add_argument("--budgets", type=Path, default=BUDGETS_FILE)
-    ap.add_argument("--rounds", type=int, default=40, help="interleaved rounds per latency ratio")
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--blocks", type=int, default=BLOCKS, help="alternated blocks per backend and ratio")
+    ap.add_argument("--block-calls", type=int, default=BLOCK_CALLS, help="consecutive calls per block")
+    ap.add_argument("--discard", type=int, default=DISCARD, help="calls dropped at each block's start")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
         "--headroom",
@@ -111,13 +113,14 @@ def main(argv: list[str] | None = None) -> int:
             budget,
             lambda b=num_b, x=x: b.run(x),
             lambda b=den_b, x=x: b.run(x),
-            rounds=args.rounds,
-            warmup=args.warmup,
+            blocks=args.blocks,
+            block_calls=args.block_calls,
+            discard=args.discard,
         )
         if budget.batch == 1:
             medians.setdefault(budget.numerator, []).append(float(np.median(num)) * 1e3)
             medians.setdefault(budget.denominator, []).append(float(np.median(den)) * 1e3)
-        measured = {"rounds": args.rounds, "threads": args.threads, **common}
+        measured = {"blocks": args.blocks, "block_calls": args.block_calls, "threads": args.threads, **common}
         print(
             latency_toml(
                 budget, result, max_ratio=_round_up(result.ci_high * args.headroom), measured=measured

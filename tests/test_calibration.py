@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 
 from detbench.perf.stats import compare_samples
-from detbench.perf.timing import Slowed, interleaved
+from detbench.perf.timing import Slowed, steady_state
 
 pytestmark = pytest.mark.calibration
 
 # Gate defaults (alpha 0.01, min_effect 0.10) are used throughout: these tests calibrate exactly them.
-AA_POOL_ROUNDS = 200
+AA_POOL_BLOCKS = 10  # x 20 kept calls = 200 samples an arm
 AA_DRAWS = 100
 AA_SUBSET = 25
 AA_MAX_FALSE_ALARMS = 1
 SLOWDOWN = 0.15
 SLOWDOWN_TRIALS = 10
-SLOWDOWN_ROUNDS = 40
+SLOWDOWN_BLOCKS = 4  # x 10 kept calls = 40 samples a side
 SLOWDOWN_MIN_DETECTED = 9
 
 
@@ -37,8 +37,8 @@ def workload(workbench, dataset, model_info) -> Callable[[], object]:
 
 @pytest.fixture(scope="module")
 def aa_pool(workload: Callable[[], object]) -> tuple[np.ndarray, np.ndarray]:
-    """Real per-call seconds of the workload, interleaved with itself: two arms of AA_POOL_ROUNDS."""
-    a, b = interleaved([workload, workload], rounds=AA_POOL_ROUNDS, warmup=5)
+    """Real per-call seconds of the workload in alternated blocks with itself: two arms of 200 calls."""
+    a, b = steady_state([workload, workload], blocks=AA_POOL_BLOCKS, block_calls=25, discard=5)
     return a, b
 
 
@@ -65,8 +65,8 @@ def test_aa_resampled_false_alarm_rate(aa_pool, record_property):
     assert false_alarms <= AA_MAX_FALSE_ALARMS
 
 
-def test_aa_interleaved_arms_agree(aa_pool, record_property):
-    """The two interleaved arms of the same callable are not a regression, and differ by under 10%."""
+def test_aa_blocked_arms_agree(aa_pool, record_property):
+    """The two block-alternated arms of the same callable are not a regression, and differ by under 10%."""
     v = compare_samples("aa-arms", *aa_pool)
     record_property("aa_arms_change", round(v.change, 4))
     print(f"A/A arms: change {v.change:+.2%}, CI [{v.ci_low:+.2%}, {v.ci_high:+.2%}], {v.status}")
@@ -75,11 +75,11 @@ def test_aa_interleaved_arms_agree(aa_pool, record_property):
 
 
 def test_injected_slowdown_detected(workload, record_property):
-    """A 15% CPU-burning slowdown, measured interleaved in 10 fresh trials, is flagged in at least 9."""
+    """A 15% CPU-burning slowdown, timed in alternated blocks in 10 fresh trials, is flagged in 9 or more."""
     slowed = Slowed(workload, SLOWDOWN)
     verdicts = []
     for i in range(SLOWDOWN_TRIALS):
-        a, b = interleaved([workload, slowed], rounds=SLOWDOWN_ROUNDS, warmup=3)
+        a, b = steady_state([workload, slowed], blocks=SLOWDOWN_BLOCKS, block_calls=15, discard=5)
         verdicts.append(compare_samples(f"slow{i}", a, b, seed=i))
     detected = sum(v.status == "regression" for v in verdicts)
     changes = ", ".join(f"{v.change:+.1%}" for v in verdicts)

@@ -26,6 +26,16 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def _nonneg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -84,6 +94,11 @@ def _all_backends():
 
 _formats = _choices("format", _all_formats)
 _backends = _choices("backend", _all_backends)
+
+
+def _counts(text: str) -> list[int]:
+    """A comma-separated list of positive whole numbers (thread counts)."""
+    return sorted({_positive(t.strip()) for t in text.split(",") if t.strip()}) or [_positive("")]
 
 
 def _existing(text: str) -> Path:
@@ -210,10 +225,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return run_report(args)
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from detbench.tune.run import run_tune
+
+    return run_tune(args)
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     from detbench.perf import gate
 
     return gate.run(args)
+
+
+def _block_options(args: argparse.Namespace) -> dict[str, int]:
+    if args.block_calls <= args.discard:
+        message = f"ab: --block-calls ({args.block_calls}) must exceed --discard ({args.discard})"
+        raise SystemExit(_fail(message, 2))
+    return {"blocks": args.blocks, "block_calls": args.block_calls, "discard": args.discard}
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
@@ -225,15 +253,13 @@ def cmd_ab(args: argparse.Namespace) -> int:
         worker = ["--backend", args.backend, "--threads", str(args.threads)]
         if args.weights:
             worker += ["--weights", str(args.weights.resolve())]
-        verdict, info_a, info_b = ab_environments(
-            str(args.a), str(args.b), worker, rounds=args.rounds, warmup=args.warmup
-        )
+        verdict, info_a, info_b = ab_environments(str(args.a), str(args.b), worker, **_block_options(args))
         for side, info in (("A", info_a), ("B", info_b)):
             v = info["versions"]
             print(f"{side}: torch {v['torch']}, onnxruntime {v['onnxruntime']}, openvino {v['openvino']}")
         print(gate.format_table([verdict]))
         if args.json:
-            print(gate.verdicts_to_json([verdict], {"rounds": args.rounds, "a": info_a, "b": info_b}))
+            print(gate.verdicts_to_json([verdict], {**_block_options(args), "a": info_a, "b": info_b}))
         return 1 if verdict.status == "regression" else 0
 
     from detbench.data.synth import make_scene
@@ -256,13 +282,12 @@ def cmd_ab(args: argparse.Namespace) -> int:
     verdict = gate.ab(
         lambda: loaded[0].run(x),
         lambda: loaded[1].run(x),
-        rounds=args.rounds,
-        warmup=args.warmup,
+        **_block_options(args),
         name=f"{args.backend}: {args.a.name} vs {args.b.name}",
     )
     print(gate.format_table([verdict]))
     if args.json:
-        print(gate.verdicts_to_json([verdict], {"rounds": args.rounds}))
+        print(gate.verdicts_to_json([verdict], _block_options(args)))
     return 1 if verdict.status == "regression" else 0
 
 
@@ -355,9 +380,34 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--rounds",
         type=_positive,
-        help="latency rounds at batch 1 (default 150; 30 with --quick); throughput runs a third",
+        help="latency calls kept per backend at batch 1, in alternated blocks of up to 20 "
+        "(default 160; 40 with --quick); throughput keeps a third",
     )
     r.set_defaults(func=cmd_report)
+
+    tu = sub.add_parser(
+        "tune", help="search backends x threads x batch layout for the fastest configuration that verifies"
+    )
+    tu.add_argument(
+        "--weights", type=_existing, help="YOLOv8 detection checkpoint (default: committed baseline)"
+    )
+    tu.add_argument("--data", type=_existing, help="data.yaml (default: the synthetic dataset)")
+    tu.add_argument("--imgsz", type=_positive, help="model input size (default: the checkpoint's)")
+    tu.add_argument("--backends", type=_backends, help="backends to search (default: every registered one)")
+    tu.add_argument("--threads", type=_counts, help="thread counts, e.g. 1,2 (default: 1 .. usable cores)")
+    tu.add_argument(
+        "--artifact", action="append", metavar="BACKEND=PATH", help="search this artifact for BACKEND"
+    )
+    tu.add_argument("--quick", action="store_true", help="64 val images, short timing, no static-batch twins")
+    tu.add_argument("--val-images", type=_positive, help="score the first N val images (default: all)")
+    tu.add_argument("--blocks", type=_positive, help="timing blocks per configuration (default 8; 4 quick)")
+    tu.add_argument("--no-static", action="store_true", help="skip the static-batch export twins")
+    tu.add_argument(
+        "--latency-only", action="store_true", help="no mAP (untrained weights): verify raw head + detections"
+    )
+    tu.add_argument("--out", type=Path, default=Path("tune"), help="output folder (default ./tune)")
+    tu.add_argument("--json", action="store_true", help="print tune.json instead of the table")
+    tu.set_defaults(func=cmd_tune)
 
     g = sub.add_parser("gate", help="compare two saved pytest-benchmark runs; exit 1 on a regression")
     from detbench.perf import gate as gate_mod
@@ -366,15 +416,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_gate)
 
     ab = sub.add_parser(
-        "ab", help="interleaved A/B latency: two artifacts on one backend, or (--envs) two environments"
+        "ab", help="A/B latency in alternated blocks: two artifacts on one backend, or (--envs) two Pythons"
     )
     ab.add_argument("a", type=_existing, help="artifact A, or with --envs the Python of environment A")
     ab.add_argument("b", type=_existing, help="artifact B, or with --envs the Python of environment B")
     ab.add_argument("--envs", action="store_true", help="A and B are Python interpreters of two environments")
     ab.add_argument("--weights", type=_existing, help="with --envs: checkpoint (default: committed baseline)")
     ab.add_argument("--backend", choices=list(REGISTRY), default="onnxruntime")
-    ab.add_argument("--rounds", type=_positive, default=40)
-    ab.add_argument("--warmup", type=_positive, default=5)
+    # --rounds/--warmup: the names of the per-call interleaving these replaced, kept as aliases.
+    ab.add_argument("--blocks", "--rounds", type=_positive, default=8, help="blocks per side (8)")
+    ab.add_argument("--block-calls", type=_positive, default=25, help="consecutive calls per block (25)")
+    ab.add_argument(
+        "--discard", "--warmup", type=_nonneg, default=5, help="calls dropped at each block's start (5)"
+    )
     ab.add_argument("--threads", type=_positive, default=1)
     ab.add_argument("--json", action="store_true")
     ab.set_defaults(func=cmd_ab)
@@ -392,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.func is None:  # `detbench` or `detbench data` alone: show what there is to run
             args.help_of.print_help()
             return 0
+        args.argv = argv  # for outputs that record the command that made them
         return int(args.func(args) or 0)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else _fail(str(exc.code), 2)

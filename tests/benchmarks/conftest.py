@@ -15,7 +15,6 @@ batch-1 and batch-8 benchmarks use them too); this conftest adds the 640 px and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -75,49 +74,14 @@ EXPORT_640 = ExportSettings(
 )
 
 
-def build_untrained_checkpoint(
-    scale: str, dest: Path, *, imgsz: int, names: Sequence[str], seed: int = 0
-) -> None:
-    """An untrained ``yolov8{scale}`` with ``len(names)`` classes, saved as ultralytics saves a
-    checkpoint (fp16 module under "model", "train_args" with imgsz), so load_detection_model reads it."""
-    import torch
-    import ultralytics
-    from ultralytics.nn.tasks import DetectionModel
-
-    torch.manual_seed(seed)
-    model = DetectionModel(f"yolov8{scale}.yaml", nc=len(names), verbose=False)
-    model.names = dict(enumerate(names))
-    ckpt = {
-        "model": model.half(),
-        "train_args": {"imgsz": imgsz},
-        "version": ultralytics.__version__,
-        "date": None,
-        "note": f"untrained yolov8{scale} (seed {seed}) for latency benchmarks only",
-    }
-    torch.save(ckpt, dest)
-
-
 @pytest.fixture(scope="session")
 def scale_workbench(scale: str, pytestconfig: pytest.Config) -> Workbench:
     """Workbench of an untrained yolov8<scale> at 128 px: latency does not depend on the weights."""
-    from detbench.runtimes.cache import ArtifactCache
-    from detbench.runtimes.export import toolchain_versions
+    from detbench.model.scales import untrained_checkpoint
 
-    fields = {
-        "scale": scale,
-        "names": list(CLASS_NAMES),
-        "imgsz": SCALE_IMGSZ,
-        "seed": 0,
-        "versions": toolchain_versions(),
-    }
-    ckpt = ArtifactCache().get_or_build(
-        "untrained-checkpoint",
-        fields,
-        f"yolov8{scale}.pt",
-        lambda dest: build_untrained_checkpoint(scale, dest, imgsz=SCALE_IMGSZ, names=CLASS_NAMES),
-    )
+    weights = untrained_checkpoint(scale, SCALE_IMGSZ, CLASS_NAMES)
     return Workbench(
-        weights=ckpt.path,
+        weights=weights,
         imgsz=SCALE_IMGSZ,
         names=CLASS_NAMES,
         settings=BackendSettings(threads=pytestconfig.getoption("--detbench-threads")),

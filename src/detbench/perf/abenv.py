@@ -1,10 +1,11 @@
-"""Interleaved A/B across two Python environments (e.g. two torch releases) in one job.
+"""A/B across two Python environments (e.g. two torch releases) in one job, in alternated blocks.
 
 Two torch versions cannot share a process, so each environment runs a worker process
 (``python -m detbench.perf.abenv worker ...``) that loads its backend and then waits on a pipe. The
-coordinator asks A for one timed call, then B, then B, then A (ABBA...), so both see the same
-machine state; only one worker computes at any moment. Each worker times its own ``run`` with
-``perf_counter_ns``, so pipe latency is not in the samples.
+coordinator asks A for a block of consecutive timed calls, then B, then B, then A (the timing core's
+``block_schedule``), so both see the same machine state at their steady state; only one worker
+computes at any moment. Each worker times its own ``run`` with ``perf_counter_ns``, so pipe latency
+is not in the samples; the first ``discard`` calls of each block are dropped, as in ``steady_state``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from detbench.perf.stats import Verdict, compare_samples
+from detbench.perf.timing import BLOCK_CALLS, BLOCKS, DISCARD, block_schedule
 
 READY_TIMEOUT_S = 600  # a cold worker may export its artifacts first
 
@@ -61,13 +63,16 @@ def ab_environments(
     python_b: str,
     worker_args: Sequence[str],
     *,
-    rounds: int = 40,
-    warmup: int = 5,
+    blocks: int = BLOCKS,
+    block_calls: int = BLOCK_CALLS,
+    discard: int = DISCARD,
     slowdown_b: float = 0.0,
     name: str = "",
 ) -> tuple[Verdict, dict, dict]:
-    """Interleaved A/B of the same workload in two environments; returns the gate's verdict (A is
-    the baseline) and each worker's self-description (versions, backend settings)."""
+    """A/B of the same workload in two environments, in alternated blocks; returns the gate's verdict
+    (A is the baseline) and each worker's self-description (versions, backend settings)."""
+    if block_calls <= discard:
+        raise ValueError(f"block_calls ({block_calls}) must exceed discard ({discard})")
     a = _Worker(python_a, list(worker_args))
     try:
         b = _Worker(python_b, [*worker_args, "--slowdown", str(slowdown_b)])
@@ -75,13 +80,10 @@ def ab_environments(
         a.close()
         raise
     try:
-        a.run(warmup)
-        b.run(warmup)
         samples: dict[int, list[float]] = {0: [], 1: []}
         workers = (a, b)
-        for r in range(rounds):
-            for i in (0, 1) if r % 2 == 0 else (1, 0):
-                samples[i] += [ns / 1e9 for ns in workers[i].run(1)]
+        for i in block_schedule(2, blocks):
+            samples[i] += [ns / 1e9 for ns in workers[i].run(block_calls)[discard:]]
     finally:
         a.close()
         b.close()

@@ -5,8 +5,9 @@ Three kinds, all machine-independent except the last:
 - ``[size.<format>]``: an artifact's bytes <= ``max_ratio`` x the bytes of ``relative_to`` (the
   baseline ``checkpoint`` or another export format). Sizes are deterministic, so this is exact.
 - ``[latency."<name>"]``: median(numerator backend) / median(denominator backend) <= ``max_ratio``,
-  both measured in one interleaved run so machine speed and drift cancel. Judged by
-  ``stats.check_ratio_budget``: fails only when the median ratio AND its whole 95% CI exceed it.
+  both measured in one run of alternated blocks (``timing.steady_state``) so machine speed and
+  drift cancel. Judged by ``stats.check_ratio_budget``: fails only when the median ratio AND its
+  whole 95% CI exceed it.
 - ``[absolute."<machine id>"]``: median milliseconds per backend, applied only on the machine with
   that id (``detbench.perf.history.machine_id``) and at the table's ``threads``. Owners of a CI machine
   add their own table; everyone else skips it.
@@ -29,7 +30,7 @@ import numpy as np
 from detbench.errors import DetbenchError
 from detbench.paths import FIXTURES
 from detbench.perf.stats import BudgetResult, bootstrap_ratio_ci, check_ratio_budget
-from detbench.perf.timing import interleaved
+from detbench.perf.timing import BLOCK_CALLS, BLOCKS, DISCARD, steady_state
 from detbench.runtimes.backends import REGISTRY
 from detbench.runtimes.export import FORMATS
 
@@ -271,10 +272,17 @@ def check_latency(
 
 
 def measure_latency(
-    budget: LatencyBudget, run_num: Any, run_den: Any, *, rounds: int = 30, warmup: int = 3
+    budget: LatencyBudget,
+    run_num: Any,
+    run_den: Any,
+    *,
+    blocks: int = BLOCKS,
+    block_calls: int = BLOCK_CALLS,
+    discard: int = DISCARD,
 ) -> tuple[BudgetResult, np.ndarray, np.ndarray]:
-    """Time both zero-argument callables interleaved (drift hits both alike), then judge."""
-    num, den = interleaved([run_num, run_den], rounds=rounds, warmup=warmup)
+    """Time both zero-argument callables in alternated blocks (each at its steady state, drift
+    hitting both alike), then judge."""
+    num, den = steady_state([run_num, run_den], blocks=blocks, block_calls=block_calls, discard=discard)
     return check_latency(budget, num, den), num, den
 
 

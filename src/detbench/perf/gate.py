@@ -22,7 +22,7 @@ import numpy as np
 
 from detbench.errors import HistoryError
 from detbench.perf.stats import CI_CONFIDENCE, Verdict, compare_samples, percentiles
-from detbench.perf.timing import interleaved
+from detbench.perf.timing import BLOCK_CALLS, BLOCKS, DISCARD, steady_state
 
 _SAVE_HINT = "rerun with --benchmark-save-data (or write the run with --benchmark-json)"
 
@@ -141,15 +141,17 @@ def ab(
     run_a: Callable[[], object],
     run_b: Callable[[], object],
     *,
-    rounds: int = 30,
-    warmup: int = 3,
+    blocks: int = BLOCKS,
+    block_calls: int = BLOCK_CALLS,
+    discard: int = DISCARD,
     name: str = "b vs a",
     alpha: float = 0.01,
     min_effect: float = 0.10,
     min_samples: int = 9,
 ) -> Verdict:
-    """Time a and b interleaved on this machine and judge b (candidate) against a (baseline)."""
-    a, b = interleaved([run_a, run_b], rounds=rounds, warmup=warmup)
+    """Time a and b in alternated blocks (steady state, drift hits both alike) on this machine and
+    judge b (candidate) against a (baseline)."""
+    a, b = steady_state([run_a, run_b], blocks=blocks, block_calls=block_calls, discard=discard)
     return compare_samples(name, a, b, alpha=alpha, min_effect=min_effect, min_samples=min_samples)
 
 

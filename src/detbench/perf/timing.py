@@ -1,8 +1,10 @@
-"""Wall-clock sampling of zero-argument callables, including interleaved A/B runs and injected slowdowns."""
+"""Wall-clock sampling of zero-argument callables: the steady-state timing core (blocks of consecutive
+calls per callable, blocks alternated A B C C B A ...), plain consecutive sampling, and injected slowdowns."""
 
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -31,27 +33,104 @@ def measure(fn: Callable[[], object], *, rounds: int = 30, warmup: int = 3) -> n
     return ns.astype(np.float64) / 1e9
 
 
-def interleaved(
-    fns: Sequence[Callable[[], object]], *, rounds: int = 30, warmup: int = 3
-) -> list[np.ndarray]:
-    """Seconds per call for each of ``fns``, one call of each per round.
+BLOCKS = 8
+BLOCK_CALLS = 25
+DISCARD = 5
 
-    Interleaving makes slow machine drift (thermal, a neighbour's job) hit every callable alike, and
-    reversing the order every other round (A B, B A, ...) cancels "who ran right after whom" cache
-    effects. Returns one array per callable, in the order given.
+
+def block_schedule(n: int, blocks: int) -> list[int]:
+    """Which callable runs each block: rounds of all ``n`` in order, every other round reversed.
+
+    ``A B C C B A A B C ...``: over a pair of rounds each callable sits once early and once late,
+    so slow drift (thermal, a neighbour's job) and "who ran right before whom" hit all alike.
     """
-    _check_rounds(rounds, warmup)
+    if n < 1:
+        raise ValueError("block_schedule needs at least one callable")
+    if blocks < 1:
+        raise ValueError(f"blocks must be >= 1, got {blocks}")
+    order = list(range(n))
+    return [i for r in range(blocks) for i in (order if r % 2 == 0 else order[::-1])]
+
+
+def plan_blocks(
+    calls: int, *, kept_per_block: int = BLOCK_CALLS - DISCARD, discard: int = DISCARD, min_blocks: int = 2
+) -> tuple[int, int, int]:
+    """``(blocks, block_calls, discard)`` keeping about ``calls`` calls per callable: at least
+    ``min_blocks`` blocks (so the alternation has something to alternate), each keeping at most
+    ``kept_per_block`` calls. Kept calls are ``blocks * (block_calls - discard)`` >= ``calls``."""
+    if calls < 1:
+        raise ValueError(f"calls must be >= 1, got {calls}")
+    blocks = max(min_blocks, math.ceil(calls / kept_per_block))
+    return blocks, math.ceil(calls / blocks) + discard, discard
+
+
+def _check_blocks(blocks: int, block_calls: int, discard: int) -> None:
+    if blocks < 1:
+        raise ValueError(f"blocks must be >= 1, got {blocks}")
+    if discard < 0:
+        raise ValueError(f"discard must be >= 0, got {discard}")
+    if block_calls <= discard:
+        raise ValueError(f"block_calls ({block_calls}) must exceed discard ({discard})")
+
+
+def steady_state(
+    fns: Sequence[Callable[[], object]],
+    *,
+    blocks: int = BLOCKS,
+    block_calls: int = BLOCK_CALLS,
+    discard: int = DISCARD,
+    on_block: Callable[[int], object] | None = None,
+) -> list[np.ndarray]:
+    """Seconds per kept call for each of ``fns``: its steady state, as a deployment sees it.
+
+    Each callable runs ``blocks`` blocks of ``block_calls`` consecutive calls, the blocks ordered by
+    :func:`block_schedule`; the first ``discard`` calls of every block are dropped (they pay for
+    caches the other callables evicted and for the runtime's thread pool spinning back up). Returns
+    one flat array of ``blocks * (block_calls - discard)`` samples per callable, block after block,
+    so :func:`block_medians` can pair block k of A with block k of B. ``on_block(kept)`` is called
+    after every block (progress bars).
+
+    Runtimes keep their deployment defaults while timed: ONNX Runtime's and OpenVINO's worker
+    threads spin for a while after a call, and turning that off (``session.intra_op.allow_spinning``
+    = 0) doubled ORT's 2-thread latency in a trial here. Calling one runtime at a time per call
+    (the old per-call interleaving) let the idle runtime's spinning threads steal the core from the
+    busy one (+77 % at 2 threads); blocks long enough for the idle runtime's threads to go quiet
+    fix that without changing how any runtime runs.
+    """
     if not fns:
-        raise ValueError("interleaved needs at least one callable")
-    order = list(range(len(fns)))
-    for _ in range(warmup):
-        for i in order:
-            fns[i]()
-    ns = np.empty((len(fns), rounds), dtype=np.int64)
-    for r in range(rounds):
-        for i in order if r % 2 == 0 else reversed(order):
-            ns[i, r] = _time_call(fns[i])
-    return [row.astype(np.float64) / 1e9 for row in ns]
+        raise ValueError("steady_state needs at least one callable")
+    _check_blocks(blocks, block_calls, discard)
+    kept = block_calls - discard
+    ns = np.empty((len(fns), blocks, kept), dtype=np.int64)
+    done = [0] * len(fns)
+    for i in block_schedule(len(fns), blocks):
+        fn = fns[i]
+        for _ in range(discard):
+            fn()
+        for c in range(kept):
+            ns[i, done[i], c] = _time_call(fn)
+        done[i] += 1
+        if on_block is not None:
+            on_block(kept)
+    return [row.reshape(-1).astype(np.float64) / 1e9 for row in ns]
+
+
+def alone(
+    fn: Callable[[], object], *, blocks: int = BLOCKS, block_calls: int = BLOCK_CALLS, discard: int = DISCARD
+) -> np.ndarray:
+    """``fn`` timed by itself with as many kept calls as :func:`steady_state` keeps, all consecutive
+    after ``discard`` warm-up calls: the reference a blocked measurement must agree with."""
+    _check_blocks(blocks, block_calls, discard)
+    return measure(fn, rounds=blocks * (block_calls - discard), warmup=discard)
+
+
+def block_medians(samples: Sequence[float] | np.ndarray, blocks: int) -> np.ndarray:
+    """Median of each block of a :func:`steady_state` sample (for paired statistics: block k of A
+    ran next to block k of B, so their ratio cancels the drift both saw)."""
+    x = np.asarray(samples, dtype=np.float64)
+    if blocks < 1 or x.size % blocks:
+        raise ValueError(f"{x.size} samples do not split into {blocks} equal blocks")
+    return np.median(x.reshape(blocks, -1), axis=1)
 
 
 class Slowed:

@@ -62,8 +62,10 @@ class Workbench:
         fmt = REGISTRY[name].artifact_format
         return self.weights if fmt is None else self.exporter.get(fmt).path
 
-    def load(self, name: str) -> BaseBackend:
-        backend = create(name, self.settings)
+    def load(self, name: str, settings: BackendSettings | None = None) -> BaseBackend:
+        """Load ``name``'s artifact, checked against the baseline; ``settings`` overrides the
+        workbench's own (the tune search loads one artifact at several thread counts)."""
+        backend = create(name, settings or self.settings)
         path = self.artifact(name)
         backend.load(path)
         if isinstance(backend, PyTorchBackend):

@@ -1,0 +1,204 @@
+"""detbench tune's recommended configuration against ultralytics' own ``benchmark()``, side by side.
+
+    flock /tmp/detbench-cpu.lock python scripts/vs_ultralytics.py --tune-json /tmp/tune-full/tune.json
+    flock /tmp/detbench-cpu.lock python scripts/vs_ultralytics.py --scale m      # YOLOv8m vs eager
+
+Part 1 (default): in this one process, ``ultralytics.utils.benchmarks.benchmark(model, data,
+imgsz=128, device="cpu")`` at its defaults and with ``int8=True``, one format per call, restricted to
+the formats that run offline here (PyTorch, TorchScript, ONNX, OpenVINO at defaults; ONNX and
+OpenVINO with int8, the two that quantize; every other format would pip-install a toolchain), then
+the recommended configuration from tune.json timed two ways:
+
+- ``p50``: detbench's steady state (blocks of consecutive batch-1 calls on one image), what the
+  issue's target is stated on;
+- ``val loop``: like ultralytics' "Inference time (ms/im)": the mean over the val images of the
+  inference call alone, each image preprocessed and NMS-ed in between (caches partly cold).
+
+Prints the ratios best-ultralytics-ms / detbench-ms. Part 2 (``--scale m``): ``detbench tune``'s
+search, latency only, on an untrained YOLOv8m at 128 px, and the recommended configuration's speedup
+over eager PyTorch at 1 thread, both from that one steady-state run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from detbench.paths import configure_environment
+
+DEFAULT_FORMATS = ("-", "torchscript", "onnx", "openvino")
+INT8_FORMATS = ("onnx", "openvino")
+SPEED_COL = "Inference time (ms/im)"
+
+
+def ultralytics_rows(weights: Path, data: Path, imgsz: int, formats, **kwargs) -> list[dict]:
+    """One ``benchmark(format=...)`` call per format, in a scratch folder (ultralytics writes its
+    exports beside the weights and appends to ./benchmarks.log)."""
+    from ultralytics.utils.benchmarks import benchmark
+
+    rows = []
+    for fmt in formats:
+        with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+            local = Path(tmp) / weights.name
+            shutil.copy2(weights, local)
+            t0 = time.perf_counter()
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                df = benchmark(
+                    model=str(local), data=str(data), imgsz=imgsz, device="cpu", format=fmt, **kwargs
+                )
+            wall = time.perf_counter() - t0
+        for rec in df.to_dicts():
+            speed = rec.get(SPEED_COL)
+            ms = float(speed) if speed not in (None, "-", "") else None
+            metric = next((v for k, v in rec.items() if "mAP50-95" in k), None)
+            rows.append(
+                {
+                    "format": rec["Format"],
+                    "ms_per_image": ms,
+                    "mAP50-95": None if metric in (None, "-") else float(metric),
+                    "size_mb": rec.get("Size (MB)"),
+                    "wall_s": wall,
+                    **kwargs,
+                }
+            )
+    return rows
+
+
+def time_recommended(rec: dict, data: Path, imgsz: int, val_images: int | None) -> dict:
+    """The recommended configuration, loaded from its artifact, timed steady-state and val-loop style."""
+    from detbench.data.datasets import load_dataset
+    from detbench.perf.timing import steady_state
+    from detbench.runtimes.backends import BackendSettings, PyTorchBackend, create
+    from detbench.runtimes.postprocess import nms
+    from detbench.runtimes.preprocess import load_image, preprocess
+    from detbench.tune.search import _call
+
+    backend = create(rec["backend"], BackendSettings(threads=rec["threads"]))
+    backend.load(Path(rec["artifact"]))
+    if isinstance(backend, PyTorchBackend):
+        backend.set_imgsz(imgsz)
+    images = load_dataset(data).images("val")[:val_images]
+    x0 = preprocess([images[0]], imgsz)[0]
+    (sec,) = steady_state([_call(backend, x0)])
+    per_image = []
+    for path in images:  # ultralytics' val loop: decode + letterbox, infer (timed), NMS, per image
+        x = preprocess([load_image(path)], imgsz)[0]
+        t = time.perf_counter()
+        raw = backend.run(x)
+        per_image.append(time.perf_counter() - t)
+        nms(raw, conf=0.001, iou=0.7)
+    return {
+        "p50_ms": float(np.median(sec) * 1e3),
+        "val_loop_mean_ms": float(np.mean(per_image) * 1e3),
+        "images": len(images),
+    }
+
+
+def part_ultralytics(args: argparse.Namespace) -> dict:
+    from detbench.model.baseline import resolve_weights, synthetic_dataset
+
+    weights = resolve_weights(args.weights)
+    data = Path(args.data or synthetic_dataset())
+    doc = json.loads(Path(args.tune_json).read_text())
+    rec = doc["recommended"]
+    logging.getLogger("ultralytics").setLevel(logging.ERROR)
+    default = ultralytics_rows(weights, data, args.imgsz, DEFAULT_FORMATS)
+    int8 = ultralytics_rows(weights, data, args.imgsz, INT8_FORMATS, int8=True)
+    ours = time_recommended(rec, data, args.imgsz, None)
+
+    def best(rows):
+        ok = [r for r in rows if r["ms_per_image"] is not None]
+        return min(ok, key=lambda r: r["ms_per_image"]) if ok else None
+
+    b_def, b_int8 = best(default), best(int8)
+    print(f"\nultralytics benchmark(), imgsz={args.imgsz}, device=cpu, data={data}")
+    print(f"{'run':<10}{'format':<14}{'ms/im':>8}{'mAP50-95':>10}{'size MB':>9}{'wall s':>8}")
+    for run, rows in (("default", default), ("int8=True", int8)):
+        for r in rows:
+            ms = "-" if r["ms_per_image"] is None else f"{r['ms_per_image']:.2f}"
+            m = "-" if r["mAP50-95"] is None else f"{r['mAP50-95']:.4f}"
+            print(f"{run:<10}{r['format']:<14}{ms:>8}{m:>10}{r['size_mb']!s:>9}{r['wall_s']:>8.0f}")
+    print(
+        f"\ndetbench recommended: {rec['label']} ({rec['precision']}), mAP50-95 {rec['mAP50-95']}, "
+        f"tune.json p50 {rec['p50_ms']:.3f} ms; re-timed here: steady-state p50 {ours['p50_ms']:.3f} ms, "
+        f"val-loop mean {ours['val_loop_mean_ms']:.3f} ms/im over {ours['images']} images"
+    )
+    ratios = {}
+    for name, b in (("default", b_def), ("int8", b_int8)):
+        if b is None:
+            print(f"no ultralytics {name} format produced a time")
+            continue
+        ratios[name] = {
+            "best_format": b["format"],
+            "best_ms": b["ms_per_image"],
+            "vs_p50": b["ms_per_image"] / ours["p50_ms"],
+            "vs_val_loop": b["ms_per_image"] / ours["val_loop_mean_ms"],
+        }
+        r = ratios[name]
+        print(
+            f"ultralytics {name} best {r['best_format']} {r['best_ms']:.2f} ms/im: "
+            f"{r['vs_p50']:.2f}x detbench p50, {r['vs_val_loop']:.2f}x detbench val-loop mean"
+        )
+    return {"default": default, "int8": int8, "detbench": ours, "recommended": rec, "ratios": ratios}
+
+
+def part_scale(args: argparse.Namespace) -> dict:
+    from detbench import CLASS_NAMES
+    from detbench.model.scales import untrained_checkpoint
+    from detbench.tune.search import TuneSettings, run_search
+    from detbench.tune.space import configuration_space, thread_counts, usable_cores
+
+    weights = untrained_checkpoint(args.scale, args.imgsz, CLASS_NAMES)
+    points = configuration_space(args.backends, thread_counts(usable_cores()), static_batch=False)
+    s = TuneSettings(
+        weights=weights, data=args.data, imgsz=args.imgsz, points=tuple(points), accuracy=False, cold="none"
+    )
+    result = run_search(s)
+    cands = result.doc["candidates"]
+    eager = next(c for c in cands if c["backend"] == "pytorch" and c["threads"] == 1)
+    rec = result.doc["recommended"]
+    print(f"\nyolov8{args.scale} (untrained) at {args.imgsz} px, latency only, one steady-state run:")
+    for c in sorted(cands, key=lambda c: c["p50_ms"] or float("inf")):
+        p50 = "-" if c["p50_ms"] is None else f"{c['p50_ms']:.2f}"
+        print(f"  {c['label']:<26}{p50:>8} ms  {'' if c['verified'] else c['reason'][:90]}")
+    ratio = eager["p50_ms"] / rec["p50_ms"]
+    print(f"recommended {rec['label']} {rec['p50_ms']:.2f} ms = {ratio:.2f}x eager PyTorch 1 thread")
+    return {"candidates": cands, "recommended": rec, "speedup_vs_eager_1t": ratio}
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_environment()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", type=Path, help="checkpoint (default: the committed baseline)")
+    p.add_argument("--data", type=Path, help="data.yaml (default: the synthetic dataset)")
+    p.add_argument("--imgsz", type=int, default=128)
+    p.add_argument("--tune-json", type=Path, default=Path("tune/tune.json"), help="detbench tune's output")
+    p.add_argument("--scale", help="instead: latency-only tune of an untrained yolov8<scale> vs eager")
+    p.add_argument(
+        "--backends",
+        type=lambda t: t.split(","),
+        default=["pytorch", "torchscript", "onnxruntime", "openvino", "onnxruntime-int8", "openvino-bf16"],
+        help="with --scale: backends to search",
+    )
+    p.add_argument("--out", type=Path, help="write the numbers as JSON here")
+    args = p.parse_args(argv)
+    result = part_scale(args) if args.scale else part_ultralytics(args)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tune stage: the configuration space, the verified search over it, and its outputs."""
