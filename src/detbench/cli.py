@@ -211,8 +211,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from detbench.perf import gate
+    from detbench.perf import gate, history_gate
 
+    if args.history is not None:
+        if args.baseline_file or args.candidate_file:
+            raise SystemExit(_fail("gate: pass either two run files or --history, not both", 2))
+        return history_gate.run(args)
+    if not (args.baseline_file and args.candidate_file):
+        raise SystemExit(
+            _fail("gate: the following arguments are required: baseline, candidate (or --history)", 2)
+        )
     return gate.run(args)
 
 
@@ -352,10 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.set_defaults(func=cmd_report)
 
-    g = sub.add_parser("gate", help="compare two saved pytest-benchmark runs; exit 1 on a regression")
+    g = sub.add_parser(
+        "gate", help="compare two saved runs, or a run with its history (--history); exit 1 on a regression"
+    )
     from detbench.perf import gate as gate_mod
+    from detbench.perf import history_gate
 
     gate_mod.add_arguments(g)
+    history_gate.add_arguments(g)
     g.set_defaults(func=cmd_gate)
 
     ab = sub.add_parser(
