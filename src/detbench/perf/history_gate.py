@@ -56,7 +56,7 @@ def compare_with_history(
         matches = []
         for run in earlier:
             other = run.benchmark(bench.fullname)
-            if other is not None:
+            if other is not None and config_key(other.config, vary) == want:
                 matches.append((run.run_id, other))
             if len(matches) == last:
                 break
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"detbench: history problem: {problem}", file=sys.stderr)
     try:
         cand = _candidate(args.candidate, found.runs, history.machine_id())
-        same_class = [r for r in found.runs if r.run_id != cand.run_id]
+        same_class = [r for r in found.runs if r.machine_id == cand.machine_id and r.run_id != cand.run_id]
         earlier = [r for r in same_class if r.created <= cand.created]
         if args.baseline is not None:
             earlier, last = [store.find_run(same_class, args.baseline)], 1
@@ -159,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
         print(gate.verdicts_to_json(result.verdicts, settings))
     else:
         print(
-            f"candidate run {cand.run_id} ({cand.created:%Y-%m-%d %H:%M} UTC, machine class {cand.machine_id})"
+            f"candidate run {cand.run_id} ({cand.created:%Y-%m-%d %H:%M} UTC,"
+            f" machine class {cand.machine_id})"
             f" vs run(s) {', '.join(pooled) or 'none'} of {with_store.location}"
             + (f", varying {', '.join(args.vary)}" if args.vary else "")
         )
