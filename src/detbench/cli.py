@@ -224,6 +224,12 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return gate.run(args)
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from detbench.report import dashboard
+
+    return dashboard.run(args)
+
+
 def cmd_ab(args: argparse.Namespace) -> int:
     from detbench.perf import gate
 
@@ -369,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     gate_mod.add_arguments(g)
     history_gate.add_arguments(g)
     g.set_defaults(func=cmd_gate)
+
+    d = sub.add_parser("dashboard", help="one offline HTML page: latency history, verdicts, report, tune")
+    from detbench.report import dashboard
+
+    dashboard.add_arguments(d)
+    d.set_defaults(func=cmd_dashboard)
 
     ab = sub.add_parser(
         "ab", help="interleaved A/B latency: two artifacts on one backend, or (--envs) two environments"
