@@ -232,8 +232,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from detbench.perf import gate
+    from detbench.perf import gate, history_gate
 
+    if args.history is not None:
+        if args.baseline_file or args.candidate_file:
+            raise SystemExit(_fail("gate: pass either two run files or --history, not both", 2))
+        return history_gate.run(args)
+    if not (args.baseline_file and args.candidate_file):
+        raise SystemExit(
+            _fail("gate: the following arguments are required: baseline, candidate (or --history)", 2)
+        )
     return gate.run(args)
 
 
@@ -242,6 +250,12 @@ def _block_options(args: argparse.Namespace) -> dict[str, int]:
         message = f"ab: --block-calls ({args.block_calls}) must exceed --discard ({args.discard})"
         raise SystemExit(_fail(message, 2))
     return {"blocks": args.blocks, "block_calls": args.block_calls, "discard": args.discard}
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from detbench.report import dashboard
+
+    return dashboard.run(args)
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
@@ -409,11 +423,21 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--json", action="store_true", help="print tune.json instead of the table")
     tu.set_defaults(func=cmd_tune)
 
-    g = sub.add_parser("gate", help="compare two saved pytest-benchmark runs; exit 1 on a regression")
+    g = sub.add_parser(
+        "gate", help="compare two saved runs, or a run with its history (--history); exit 1 on a regression"
+    )
     from detbench.perf import gate as gate_mod
+    from detbench.perf import history_gate
 
     gate_mod.add_arguments(g)
+    history_gate.add_arguments(g)
     g.set_defaults(func=cmd_gate)
+
+    d = sub.add_parser("dashboard", help="one offline HTML page: latency history, verdicts, report, tune")
+    from detbench.report import dashboard
+
+    dashboard.add_arguments(d)
+    d.set_defaults(func=cmd_dashboard)
 
     ab = sub.add_parser(
         "ab", help="A/B latency in alternated blocks: two artifacts on one backend, or (--envs) two Pythons"

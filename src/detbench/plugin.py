@@ -304,8 +304,31 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output
     _recorder(config).record(output_json, enabled=_timing_enabled(config))
 
 
+def _record_unsaved_run(config: pytest.Config) -> None:
+    """With a shared store, a timed run is recorded even without --benchmark-json/--benchmark-autosave
+    (pytest-benchmark only builds its JSON for those): build it here, raw samples included."""
+    recorder = _recorder(config)
+    session = getattr(config, "_benchmarksession", None)
+    if recorder.target is None or recorder.remote_id or recorder.error or not _timing_enabled(config):
+        return
+    if session is None or not session.benchmarks:
+        return
+    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
+    config.hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
+    output_json = config.hook.pytest_benchmark_generate_json(
+        config=config,
+        benchmarks=session.benchmarks,
+        include_data=True,
+        machine_info=session.get_machine_info(),
+        commit_info=commit_info,
+    )
+    recorder.record(output_json, enabled=True)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """A shared store that could not be written fails the session, in one line (the local file is kept)."""
+    if getattr(session.config, "_benchmarksession", None) is not None:
+        _record_unsaved_run(session.config)
     recorder = session.config.stash.get(_RECORDER, None)
     if recorder is None or recorder.error is None:
         return

@@ -252,8 +252,11 @@ def _at_least_two(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``detbench gate``."""
-    parser.add_argument("baseline", type=Path, help="saved pytest-benchmark run to compare against")
-    parser.add_argument("candidate", type=Path, help="saved pytest-benchmark run under test")
+    # Optional so that `detbench gate --history URL` (detbench.perf.history_gate) needs neither.
+    parser.add_argument(
+        "baseline_file", nargs="?", type=Path, help="saved pytest-benchmark run to compare against"
+    )
+    parser.add_argument("candidate_file", nargs="?", type=Path, help="saved pytest-benchmark run under test")
     parser.add_argument(
         "--alpha", type=_probability, default=0.01, help="significance level of the one-sided test (0.01)"
     )
@@ -274,16 +277,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``detbench gate``; 1 if any benchmark regressed, else 0. Raises HistoryError on unreadable runs."""
     verdicts = gate(
-        args.baseline,
-        args.candidate,
+        args.baseline_file,
+        args.candidate_file,
         alpha=args.alpha,
         min_effect=args.min_effect,
         min_samples=args.min_samples,
     )
     if args.json:
         settings = {
-            "baseline": str(args.baseline),
-            "candidate": str(args.candidate),
+            "baseline": str(args.baseline_file),
+            "candidate": str(args.candidate_file),
             "alpha": args.alpha,
             "min_effect": args.min_effect,
             "min_samples": args.min_samples,

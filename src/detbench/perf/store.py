@@ -161,6 +161,10 @@ class HistoryStore(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> HistoryStore: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
 
 def find_run(runs: Sequence[RunRecord], ref: str) -> RunRecord:
     """The run with id ``ref``, else the newest run tagged ``ref`` (``runs`` newest first)."""
@@ -205,6 +209,12 @@ class FileStore:
 
     def close(self) -> None:
         pass
+
+    def __enter__(self) -> FileStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------
