@@ -15,16 +15,18 @@ WORKER = ["--backend", "onnxruntime", "--threads", "1"]
 
 def test_same_environment_twice_is_no_regression() -> None:
     """A/A across two processes of one environment: the gate raises no alarm."""
-    verdict, a, b = ab_environments(sys.executable, sys.executable, WORKER, rounds=30, warmup=3)
+    verdict, a, b = ab_environments(
+        sys.executable, sys.executable, WORKER, blocks=10, block_calls=5, warmup=3
+    )
     assert verdict.status != "regression"
     assert a["versions"] == b["versions"] and a["backend"]["backend"] == "onnxruntime"
-    assert verdict.n_base == verdict.n_cand == 30
+    assert verdict.n_base == verdict.n_cand == 10
 
 
 def test_slowed_environment_is_flagged() -> None:
     """B burning 50% extra per call is reported as a regression of about that size."""
     verdict, _, _ = ab_environments(
-        sys.executable, sys.executable, WORKER, rounds=30, warmup=3, slowdown_b=0.5
+        sys.executable, sys.executable, WORKER, blocks=10, block_calls=5, warmup=3, slowdown_b=0.5
     )
     assert verdict.status == "regression"
     assert 0.3 < verdict.change < 0.8
@@ -33,4 +35,6 @@ def test_slowed_environment_is_flagged() -> None:
 def test_broken_worker_fails_loudly() -> None:
     """A worker that cannot start (unknown backend) raises instead of yielding empty samples."""
     with pytest.raises(RuntimeError, match="exited with status"):
-        ab_environments(sys.executable, sys.executable, ["--backend", "nope"], rounds=2, warmup=1)
+        ab_environments(
+            sys.executable, sys.executable, ["--backend", "nope"], blocks=2, block_calls=1, warmup=1
+        )

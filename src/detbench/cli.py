@@ -36,6 +36,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _fraction(low_open: bool = False, high_open: bool = False):
     """A float in [0, 1], with either end excluded; the message names the allowed range."""
     lo, hi = "(" if low_open else "[", ")" if high_open else "]"
@@ -226,14 +236,15 @@ def cmd_ab(args: argparse.Namespace) -> int:
         if args.weights:
             worker += ["--weights", str(args.weights.resolve())]
         verdict, info_a, info_b = ab_environments(
-            str(args.a), str(args.b), worker, rounds=args.rounds, warmup=args.warmup
+            str(args.a), str(args.b), worker, blocks=args.blocks, block_calls=args.block_calls
         )
         for side, info in (("A", info_a), ("B", info_b)):
             v = info["versions"]
             print(f"{side}: torch {v['torch']}, onnxruntime {v['onnxruntime']}, openvino {v['openvino']}")
         print(gate.format_table([verdict]))
         if args.json:
-            print(gate.verdicts_to_json([verdict], {"rounds": args.rounds, "a": info_a, "b": info_b}))
+            settings = {"blocks": args.blocks, "block_calls": args.block_calls, "a": info_a, "b": info_b}
+            print(gate.verdicts_to_json([verdict], settings))
         return 1 if verdict.status == "regression" else 0
 
     from detbench.data.synth import make_scene
@@ -256,13 +267,14 @@ def cmd_ab(args: argparse.Namespace) -> int:
     verdict = gate.ab(
         lambda: loaded[0].run(x),
         lambda: loaded[1].run(x),
-        rounds=args.rounds,
-        warmup=args.warmup,
+        blocks=args.blocks,
+        block_calls=args.block_calls,
+        discard=args.discard,
         name=f"{args.backend}: {args.a.name} vs {args.b.name}",
     )
     print(gate.format_table([verdict]))
     if args.json:
-        print(gate.verdicts_to_json([verdict], {"rounds": args.rounds}))
+        print(gate.verdicts_to_json([verdict], {"blocks": args.blocks, "block_calls": args.block_calls}))
     return 1 if verdict.status == "regression" else 0
 
 
@@ -366,8 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--envs", action="store_true", help="A and B are Python interpreters of two environments")
     ab.add_argument("--weights", type=_existing, help="with --envs: checkpoint (default: committed baseline)")
     ab.add_argument("--backend", choices=list(REGISTRY), default="onnxruntime")
-    ab.add_argument("--rounds", type=_positive, default=40)
-    ab.add_argument("--warmup", type=_positive, default=5)
+    ab.add_argument(
+        "--blocks", type=_positive, default=gate_mod.BLOCKS, help="alternated blocks per side (A B B A ...)"
+    )
+    ab.add_argument(
+        "--block-calls", type=_positive, default=gate_mod.BLOCK_CALLS, help="timed calls per block"
+    )
+    ab.add_argument(
+        "--discard", type=_non_negative_int, default=gate_mod.DISCARD, help="untimed calls per block"
+    )
     ab.add_argument("--threads", type=_positive, default=1)
     ab.add_argument("--json", action="store_true")
     ab.set_defaults(func=cmd_ab)

@@ -2,8 +2,9 @@
 
 Two torch versions cannot share a process, so each environment runs a worker process
 (``python -m detbench.perf.abenv worker ...``) that loads its backend and then waits on a pipe. The
-coordinator asks A for one timed call, then B, then B, then A (ABBA...), so both see the same
-machine state; only one worker computes at any moment. Each worker times its own ``run`` with
+coordinator asks A for one block of timed calls, then B, then B, then A (ABBA...), so both see the
+same machine state; only one worker computes at any moment. Block medians pair by block index
+(paired statistics, ``stats.compare_paired``). Each worker times its own ``run`` with
 ``perf_counter_ns``, so pipe latency is not in the samples.
 """
 
@@ -18,7 +19,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from detbench.perf.stats import Verdict, compare_samples
+import numpy as np
+
+from detbench.perf.stats import Verdict, compare_paired
 
 READY_TIMEOUT_S = 600  # a cold worker may export its artifacts first
 
@@ -61,7 +64,8 @@ def ab_environments(
     python_b: str,
     worker_args: Sequence[str],
     *,
-    rounds: int = 40,
+    blocks: int = 12,
+    block_calls: int = 25,
     warmup: int = 5,
     slowdown_b: float = 0.0,
     name: str = "",
@@ -77,17 +81,17 @@ def ab_environments(
     try:
         a.run(warmup)
         b.run(warmup)
-        samples: dict[int, list[float]] = {0: [], 1: []}
+        medians: dict[int, list[float]] = {0: [], 1: []}
         workers = (a, b)
-        for r in range(rounds):
+        for r in range(blocks):
             for i in (0, 1) if r % 2 == 0 else (1, 0):
-                samples[i] += [ns / 1e9 for ns in workers[i].run(1)]
+                medians[i].append(float(np.median(workers[i].run(block_calls))) / 1e9)
     finally:
         a.close()
         b.close()
     backend = a.info["backend"]["backend"]
     label = name or f"{backend}: torch {a.info['versions'].get('torch')} vs {b.info['versions'].get('torch')}"
-    return compare_samples(label, samples[0], samples[1]), a.info, b.info
+    return compare_paired(label, medians[0], medians[1]), a.info, b.info
 
 
 def _worker(argv: Sequence[str]) -> int:

@@ -21,8 +21,23 @@ from pathlib import Path
 import numpy as np
 
 from detbench.errors import HistoryError
-from detbench.perf.stats import CI_CONFIDENCE, Verdict, compare_samples, percentiles
-from detbench.perf.timing import interleaved
+from detbench.perf.stats import (
+    CI_CONFIDENCE,
+    GATE_ALPHA,
+    PAIRED_MIN_EFFECT,
+    UNPAIRED_MIN_EFFECT,
+    Verdict,
+    compare_paired,
+    compare_samples,
+    percentiles,
+)
+from detbench.perf.timing import steady_state
+
+BLOCKS = 30
+"""Default blocks per arm of an in-run A/B (``ab``); with BLOCK_CALLS and the min effect it meets the
+calibration table's rates (README "Gate calibration", scripts/calibrate_gate.py)."""
+BLOCK_CALLS = 10
+DISCARD = 1
 
 _SAVE_HINT = "rerun with --benchmark-save-data (or write the run with --benchmark-json)"
 
@@ -117,11 +132,13 @@ def gate(
     base_path: Path | str,
     cand_path: Path | str,
     *,
-    alpha: float = 0.01,
-    min_effect: float = 0.10,
+    alpha: float = GATE_ALPHA,
+    min_effect: float = UNPAIRED_MIN_EFFECT,
     min_samples: int = 9,
 ) -> list[Verdict]:
-    """One Verdict per benchmark, sorted by name; a benchmark in only one run gets status "missing"."""
+    """One Verdict per benchmark, sorted by name; a benchmark in only one run gets status "missing".
+
+    Two saved runs are two sessions: unpaired statistics (Mann-Whitney, independent bootstrap)."""
     base = load_benchmark_json(base_path)
     cand = load_benchmark_json(cand_path)
     verdicts = []
@@ -141,16 +158,29 @@ def ab(
     run_a: Callable[[], object],
     run_b: Callable[[], object],
     *,
-    rounds: int = 30,
-    warmup: int = 3,
+    blocks: int = BLOCKS,
+    block_calls: int = BLOCK_CALLS,
+    discard: int = DISCARD,
     name: str = "b vs a",
-    alpha: float = 0.01,
-    min_effect: float = 0.10,
-    min_samples: int = 9,
+    alpha: float = GATE_ALPHA,
+    min_effect: float = PAIRED_MIN_EFFECT,
+    min_samples: int = 8,
+    seed: int = 0,
 ) -> Verdict:
-    """Time a and b interleaved on this machine and judge b (candidate) against a (baseline)."""
-    a, b = interleaved([run_a, run_b], rounds=rounds, warmup=warmup)
-    return compare_samples(name, a, b, alpha=alpha, min_effect=min_effect, min_samples=min_samples)
+    """Time a and b in alternated blocks on this machine and judge b (candidate) against a (baseline).
+
+    Block medians are paired by block index (they ran side by side): paired statistics.
+    """
+    a, b = steady_state([run_a, run_b], blocks=blocks, block_calls=block_calls, discard=discard)
+    return compare_paired(
+        name,
+        np.median(a, axis=1),
+        np.median(b, axis=1),
+        alpha=alpha,
+        min_effect=min_effect,
+        min_samples=min_samples,
+        seed=seed,
+    )
 
 
 def percentile_extra_info(benchmark: object) -> dict[str, float]:
@@ -253,12 +283,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("baseline", type=Path, help="saved pytest-benchmark run to compare against")
     parser.add_argument("candidate", type=Path, help="saved pytest-benchmark run under test")
     parser.add_argument(
-        "--alpha", type=_probability, default=0.01, help="significance level of the one-sided test (0.01)"
+        "--alpha",
+        type=_probability,
+        default=GATE_ALPHA,
+        help="significance level of the one-sided test (0.01)",
     )
     parser.add_argument(
         "--min-effect",
         type=_non_negative,
-        default=0.10,
+        default=UNPAIRED_MIN_EFFECT,
         help="smallest median change that counts, as a fraction (0.10 = 10%%)",
     )
     parser.add_argument(

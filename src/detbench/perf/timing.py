@@ -54,6 +54,34 @@ def interleaved(
     return [row.astype(np.float64) / 1e9 for row in ns]
 
 
+def steady_state(
+    fns: Sequence[Callable[[], object]], *, blocks: int = 12, block_calls: int = 25, discard: int = 3
+) -> list[np.ndarray]:
+    """Seconds per call of each of ``fns`` as a ``(blocks, block_calls)`` array, blocks alternated.
+
+    Each block is ``discard`` untimed calls (the callable's caches and branch predictors warm up
+    again after the switch) and then ``block_calls`` timed consecutive calls of one callable. Blocks
+    go A B, B A, A B, ... (reversed every other round), so block ``i`` of every callable ran side by
+    side with block ``i`` of the others: their per-block medians are pairs (``stats.compare_paired``).
+    """
+    if blocks < 1 or block_calls < 1:
+        raise ValueError(f"blocks and block_calls must be >= 1, got {blocks} and {block_calls}")
+    if discard < 0:
+        raise ValueError(f"discard must be >= 0, got {discard}")
+    if not fns:
+        raise ValueError("steady_state needs at least one callable")
+    order = list(range(len(fns)))
+    ns = np.empty((len(fns), blocks, block_calls), dtype=np.int64)
+    for b in range(blocks):
+        for i in order if b % 2 == 0 else reversed(order):
+            fn = fns[i]
+            for _ in range(discard):
+                fn()
+            for c in range(block_calls):
+                ns[i, b, c] = _time_call(fn)
+    return [row.astype(np.float64) / 1e9 for row in ns]
+
+
 class Slowed:
     """``fn`` made ``1 + factor`` times slower: after each call, busy-wait ``factor`` x that call's time.
 
