@@ -18,6 +18,7 @@ from pathlib import Path
 from detbench import paths
 from detbench.data.datasets import load_dataset
 from detbench.model.baseline import resolve_weights, synthetic_dataset
+from detbench.paths import configure_environment
 from detbench.runtimes.backends import create
 from detbench.runtimes.cache import ArtifactCache, atomic_write_text
 from detbench.runtimes.export import Exporter, ExportSettings, Int8Recipe
@@ -102,4 +103,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    configure_environment()
     raise SystemExit(main())

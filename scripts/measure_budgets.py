@@ -24,6 +24,7 @@ import numpy as np
 from detbench.data.datasets import load_dataset
 from detbench.model.baseline import resolve_weights, synthetic_dataset
 from detbench.model.checkpoint import load_detection_model
+from detbench.paths import configure_environment
 from detbench.perf import history
 from detbench.perf.budgets import (
     BUDGETS_FILE,
@@ -132,4 +133,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    configure_environment()
     raise SystemExit(main())

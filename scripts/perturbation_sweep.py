@@ -15,6 +15,7 @@ from pathlib import Path
 from detbench.data.datasets import load_dataset
 from detbench.model.baseline import resolve_weights, synthetic_dataset
 from detbench.model.checkpoint import load_detection_model
+from detbench.paths import configure_environment
 from detbench.runtimes.backends import create
 from detbench.runtimes.postprocess import postprocess
 from detbench.runtimes.preprocess import load_image, preprocess
@@ -76,4 +77,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    configure_environment()
     raise SystemExit(main())

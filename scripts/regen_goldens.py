@@ -17,16 +17,13 @@ from pathlib import Path
 from detbench.errors import DetbenchError
 from detbench.model.baseline import resolve_weights
 from detbench.model.train import sha256_file
-from detbench.paths import REPO_ROOT
+from detbench.paths import configure_environment, shown
 from detbench.runtimes.backends import BackendSettings, create
 from detbench.verify import golden
 
 
 def _weights_label(weights: Path) -> str:
-    try:
-        return weights.relative_to(REPO_ROOT).as_posix()
-    except ValueError:
-        return str(weights)
+    return shown(weights)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,4 +78,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    configure_environment()
     sys.exit(main())

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from detbench.model.train import sha256_file
-from detbench.paths import REPO_ROOT
 from detbench.verify import golden
 from detbench.verify.compare import OutputMismatch
 
@@ -203,7 +202,9 @@ class TestRegeneration:
 
     def test_script_writes_only_with_write(self, baseline: Path, tmp_path: Path, capsys) -> None:
         """New goldens exit 1 and are not written without --write; after --write a rerun exits 0."""
-        main = runpy.run_path(str(REPO_ROOT / "scripts" / "regen_goldens.py"), run_name="regen")["main"]
+        main = runpy.run_path(
+            str(Path(__file__).resolve().parents[1] / "scripts" / "regen_goldens.py"), run_name="regen"
+        )["main"]
         args = ["--weights", str(baseline), "--dir", str(tmp_path)]
         assert main(args) == 1
         assert not list(tmp_path.iterdir())

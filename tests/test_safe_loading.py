@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+import detbench
 from detbench.cli import main
 from detbench.errors import ModelFileError
 from detbench.model import baseline as baseline_mod
-from detbench.paths import REPO_ROOT
+
+PACKAGE = Path(detbench.__file__).parent
 
 COMMITTED = baseline_mod.BASELINE_WEIGHTS  # read before any test monkeypatches it
 
@@ -159,9 +161,9 @@ def test_package_never_unpickles_on_its_own() -> None:
     """detbench has no unpickling loader of its own: tensors (goldens) may only be read with
     ``torch.load(..., weights_only=True)``; checkpoints go through the sha256-pinned path above."""
     offenders = []
-    for path in sorted((REPO_ROOT / "src" / "detbench").rglob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         for lineno, what in _unsafe_loads(ast.parse(path.read_text(), str(path))):
-            offenders.append(f"{path.relative_to(REPO_ROOT)}:{lineno}: {what}")
+            offenders.append(f"{path.relative_to(PACKAGE.parent)}:{lineno}: {what}")
     assert not offenders, "unsafe deserialization:\n" + "\n".join(offenders)
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from detbench import paths as _paths
-
-# Must run before anything imports ultralytics: it reads its settings directory and the
-# offline switch once, at import time.
-_paths.configure_environment()
+# Importing detbench changes nothing global: environment set-up for ultralytics happens where detbench
+# takes control (detbench.paths.configure_environment, called by the CLI and the pytest plugin).
 
 __version__ = "0.1.0"
 

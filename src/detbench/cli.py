@@ -394,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from detbench.paths import configure_environment
+
+    configure_environment()  # before anything imports ultralytics; importing detbench sets nothing
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:

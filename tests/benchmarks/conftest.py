@@ -1,5 +1,5 @@
-"""Fixtures for the latency benchmarks (the pytest-benchmark hooks are in the root conftest, which
-pytest loads before it builds the machine info).
+"""Fixtures for the repository's latency benchmarks (the pytest-benchmark hooks are in the detbench
+plugin, which pytest loads before it builds the machine info).
 
 Only inference is timed: loading, exporting, preprocessing and warm-up all happen before the
 ``benchmark`` call. Ordinary runs pass ``--benchmark-disable`` (pyproject addopts), so every
@@ -9,27 +9,23 @@ benchmark runs once as a smoke test. Timing runs (README):
         --benchmark-min-rounds=15
     pytest tests/benchmarks --benchmark-enable --benchmark-compare --benchmark-compare-fail=median:10%
 
-This directory is a package (``__init__.py``) so this conftest does not shadow the root one,
-which test modules import as ``conftest`` for ``BACKEND_PARAMS``.
+The ``timed`` and ``make_input`` fixtures come from the detbench plugin (the shipped suite's
+batch-1 and batch-8 benchmarks use them too); this conftest adds the 640 px and model-scale workbenches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from detbench import CLASS_NAMES
 from detbench.model.checkpoint import anchor_count
-from detbench.perf.gate import percentile_extra_info
 from detbench.runtimes.backends import BackendSettings, BaseBackend
-from detbench.runtimes.cache import artifact_size
 from detbench.runtimes.workbench import Workbench
 
 ASSETS = Path(__import__("ultralytics").__file__).parent / "assets"
-WARMUP_CALLS = 3  # first calls pay for lazy init (ORT/OpenVINO kernels, allocator growth)
 SCALES = ("n", "s", "m", "l", "x")
 SCALE_BACKENDS = ("pytorch", "torchscript", "onnxruntime", "openvino")
 SCALE_IMGSZ = 128
@@ -50,63 +46,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 f"choose from {', '.join(SCALES)}"
             )
         metafunc.parametrize("scale", scales, ids=[f"yolov8{s}" for s in scales], scope="session")
-
-
-# -- timing ------------------------------------------------------------------------------------------
-
-
-def workload_info(backend: BaseBackend, *, batch: int, imgsz: int) -> dict:
-    """What a benchmark ran: backend, threads, artifact and its size, versions, batch and image size."""
-    assert backend.artifact is not None
-    return {
-        "backend": backend.name,
-        "threads": backend.settings.threads,
-        "batch": batch,
-        "imgsz": imgsz,
-        "artifact": str(backend.artifact),
-        "artifact_bytes": artifact_size(backend.artifact),
-        "versions": backend.describe(),
-    }
-
-
-@pytest.fixture
-def timed(benchmark) -> Callable[[BaseBackend, np.ndarray], np.ndarray]:
-    """``timed(backend, x)`` times ``backend.run(x)`` alone and fills ``benchmark.extra_info``."""
-
-    def run(backend: BaseBackend, x: np.ndarray) -> np.ndarray:
-        benchmark.extra_info.update(workload_info(backend, batch=x.shape[0], imgsz=x.shape[-1]))
-        if not benchmark.disabled:
-            for _ in range(WARMUP_CALLS):
-                backend.run(x)
-        out = benchmark(backend.run, x)
-        benchmark.extra_info.update(percentile_extra_info(benchmark))
-        return out
-
-    return run
-
-
-# -- inputs ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def make_input(dataset) -> Callable[..., np.ndarray]:
-    """``make_input(imgsz, batch=1, images=None)``: a real letterboxed batch, built once per key."""
-    from detbench.runtimes.preprocess import preprocess
-
-    cache: dict[tuple, np.ndarray] = {}
-    val = dataset.images("val")
-
-    def make(imgsz: int, batch: int = 1, images: Sequence[Path] | None = None) -> np.ndarray:
-        chosen = list(images) if images is not None else val[:batch]
-        if len(chosen) < batch:
-            pytest.skip(f"need {batch} images for a batch of {batch}, have {len(chosen)}")
-        chosen = (chosen * batch)[:batch]
-        key = (imgsz, batch, tuple(chosen))
-        if key not in cache:
-            cache[key] = preprocess(chosen, imgsz)[0]
-        return cache[key]
-
-    return make
 
 
 # -- other workbenches: 640 px, and untrained models of other scales ----------------------------------

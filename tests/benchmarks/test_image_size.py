@@ -10,7 +10,8 @@ is benchmarked and budgeted at 128 px instead.
 from __future__ import annotations
 
 import pytest
-from conftest import BACKEND_PARAMS
+
+from detbench.plugin import backend_params
 
 from .conftest import ASSETS, anchors
 
@@ -22,7 +23,7 @@ INT8_SKIP = (
 )
 
 
-@pytest.fixture(scope="session", params=BACKEND_PARAMS)
+@pytest.fixture(scope="session", params=backend_params())
 def backend_640(request: pytest.FixtureRequest, workbench_640):
     from detbench.runtimes.backends import REGISTRY
     from detbench.runtimes.export import openvino_available

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detbench.plugin import WARMUP_CALLS
 from detbench.runtimes.postprocess import CONF, postprocess
 from detbench.runtimes.preprocess import preprocess
 
-from .conftest import ASSETS, WARMUP_CALLS
+from .conftest import ASSETS
 
 pytestmark = [pytest.mark.benchmark(group="pre/post-processing")]
 BUS = ASSETS / "bus.jpg"

@@ -145,4 +145,7 @@ def _worker(argv: Sequence[str]) -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] != ["worker"]:
         raise SystemExit("usage: python -m detbench.perf.abenv worker [--backend NAME] ...")
+    from detbench.paths import configure_environment
+
+    configure_environment()
     raise SystemExit(_worker(sys.argv[2:]))

@@ -145,11 +145,17 @@ def environment(threads: int) -> dict[str, Any]:
     }
 
 
-def git_commit(repo: Path = paths.REPO_ROOT) -> str | None:
-    """HEAD of the checkout detbench runs from; None for an installed wheel or without git."""
+def git_commit(repo: Path | None = None) -> str | None:
+    """HEAD of the git checkout the user runs detbench in (default: the working directory); None
+    outside git."""
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=False
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo or Path.cwd(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -306,13 +306,6 @@ def load_goldens(directory: Path = GOLDEN_DIR) -> Goldens:
 # ---------------------------------------------------------------------------------------- comparing
 
 
-def _shown(path: Path) -> str:
-    try:
-        return path.resolve().relative_to(paths.REPO_ROOT).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def provenance(goldens: Goldens) -> str:
     """``fixtures/golden/golden.npz`` and who made it, plus how this environment differs."""
     text = f"produced by {describe_versions(goldens.versions, goldens.meta.get('platform'))}"
@@ -326,7 +319,7 @@ def provenance(goldens: Goldens) -> str:
 
 def check_inputs(goldens: Goldens, x: np.ndarray, names: Sequence[str]) -> None:
     """The inputs must regenerate bit for bit, or a diff would blame the model for a preprocessing change."""
-    where = _shown(goldens.directory / JSON_NAME)
+    where = paths.shown(goldens.directory / JSON_NAME)
     if tuple(names) != goldens.names:
         raise OutputMismatch(
             f"{where}: inputs {list(goldens.names)} recorded, {list(names)} generated; "
@@ -365,13 +358,13 @@ def compare_to_goldens(
     out = compute(backend, x)
     if out.shape != goldens.raw.shape:
         raise OutputMismatch(
-            f"{_shown(goldens.npz_path)} {provenance(goldens)}: {backend.name} output shape "
+            f"{paths.shown(goldens.npz_path)} {provenance(goldens)}: {backend.name} output shape "
             f"{out.shape} != golden {goldens.raw.shape}"
         )
     who = provenance(goldens)
     devs, problems = [], []
     for i, name in enumerate(names):
-        label = f"{_shown(goldens.npz_path)} [{name}] {who}; {backend.name}"
+        label = f"{paths.shown(goldens.npz_path)} [{name}] {who}; {backend.name}"
         try:
             devs.append(assert_outputs_close(goldens.raw[i : i + 1], out[i : i + 1], tol, label=label))
         except OutputMismatch as exc:

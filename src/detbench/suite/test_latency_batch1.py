@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import anchors
+from detbench.model.checkpoint import anchor_count as anchors
 
 pytestmark = [pytest.mark.benchmark(group="yolov8n-128-batch1")]
 

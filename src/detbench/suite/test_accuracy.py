@@ -13,11 +13,6 @@ pytestmark = pytest.mark.equivalence
 
 
 @pytest.fixture(scope="session")
-def val_limit(pytestconfig: pytest.Config) -> int | None:
-    return pytestconfig.getoption("--detbench-val-images")
-
-
-@pytest.fixture(scope="session")
 def reference_accuracy(reference: BaseBackend, dataset, model_info, val_limit) -> dict:
     # Image by image; the backends below run batches of 8, so the pytorch row checks that batching
     # leaves the scores alone.

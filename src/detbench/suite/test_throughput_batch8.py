@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import anchors
+from detbench.model.checkpoint import anchor_count as anchors
 
 BATCH = 8
 pytestmark = [pytest.mark.benchmark(group=f"yolov8n-128-batch{BATCH}")]

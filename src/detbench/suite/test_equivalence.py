@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import BACKEND_PARAMS
 from hypothesis import given
 from hypothesis import strategies as st
 
+from detbench.plugin import backend_params
 from detbench.runtimes.backends import REGISTRY, BaseBackend
 from detbench.runtimes.postprocess import postprocess
 from detbench.runtimes.preprocess import preprocess
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.equivalence
 
 def test_backend_fixture_covers_the_registry() -> None:
     """A backend added to the registry is tested automatically: the fixture's params are the registry."""
-    assert [p.values[0] for p in BACKEND_PARAMS] == list(REGISTRY)
+    assert [p.values[0] for p in backend_params()] == list(REGISTRY)
     assert set(TOLERANCES) == set(REGISTRY), "every backend needs a row in the tolerance table"
 
 

@@ -1,0 +1,278 @@
+"""detbench's pytest plugin (``pytest11`` entry point ``detbench``): options, markers, Hypothesis
+profiles and the session fixture chain dataset → baseline → workbench (exports) → backend.
+
+Installed with the package, so a user's repository gets all of it with no conftest of its own:
+
+    pytest --pyargs detbench.suite --detbench-weights best.pt --detbench-data data.yaml \
+        --detbench-artifact onnxruntime=deploy/model.onnx
+
+Options live here and not in a conftest because pytest reads ``pytest_addoption`` only from
+plugins and the rootdir's conftest, never from a package's conftest collected under ``--pyargs``.
+Expensive things happen once per session and are cached on disk across sessions and across
+pytest-xdist workers (``DETBENCH_CACHE``; exports and datasets are built under a file lock), so a
+warm run does no export or dataset work and ``-n auto`` workers build each artifact once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detbench.paths import configure_environment
+
+# name → description; pytest's --strict-markers refuses any marker not listed here.
+MARKERS = {
+    "slow": "takes more than ~30 s (training, full-split accuracy); deselect with -m 'not slow'",
+    "openvino": "needs OpenVINO, a declared dependency; deselect with -m 'not openvino'",
+    "equivalence": "cross-backend equivalence (raw head, detections, mAP, determinism)",
+    "calibration": "statistical calibration of the latency gate on real measurements",
+    "timing": "asserts on wall-clock ratios: serial only, skipped with the reason under pytest-xdist",
+}
+WARMUP_CALLS = 3  # first calls pay for lazy init (ORT/OpenVINO kernels, allocator growth)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    # Before any conftest imports ultralytics: it reads YOLO_OFFLINE and its settings dir on import.
+    configure_environment()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("detbench")
+    g.addoption("--detbench-weights", type=Path, help="checkpoint to test instead of the committed baseline")
+    g.addoption("--detbench-data", type=Path, help="data.yaml to use instead of the synthetic dataset")
+    g.addoption(
+        "--detbench-artifact",
+        action="append",
+        default=[],
+        metavar="BACKEND=PATH",
+        help="test this deploy artifact instead of exporting one (repeatable)",
+    )
+    g.addoption("--detbench-threads", type=int, default=1, help="threads for every backend (default 1)")
+    g.addoption(
+        "--detbench-retrain",
+        action="store_true",
+        help="retrain the baseline (the settings of scripts/train_baseline.py) instead of loading it",
+    )
+    g.addoption(
+        "--detbench-scales",
+        default="n",
+        help="model scales for the scale benchmarks, comma-separated from n,s,m (default n)",
+    )
+    g.addoption(
+        "--detbench-val-images",
+        type=int,
+        default=None,
+        help="limit the accuracy tests to the first N val images (default: all)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from detbench.testing.profiles import load_profile
+
+    configure_environment()  # also for pytest runs that loaded this plugin late (-p detbench.plugin)
+    load_profile()
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+
+
+def under_xdist(config: pytest.Config) -> bool:
+    """True in a pytest-xdist worker, or in the controller of an ``-n N`` run."""
+    return hasattr(config, "workerinput") or bool(getattr(config.option, "numprocesses", None))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Timing beside other workers measures the neighbours, not the backend: refuse it visibly.
+    if not under_xdist(config):
+        return
+    skip = pytest.mark.skip(reason="timing runs serially: rerun without -n (see README 'Scale-out')")
+    for item in items:
+        if item.get_closest_marker("timing"):
+            item.add_marker(skip)
+
+
+# -- the fixture chain ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dataset_yaml(pytestconfig: pytest.Config) -> Path:
+    """The YOLO data.yaml under test: the user's, or the synthetic one generated once into the cache."""
+    from detbench.model.baseline import synthetic_dataset
+
+    user = pytestconfig.getoption("--detbench-data")
+    return Path(user).resolve() if user else synthetic_dataset()
+
+
+@pytest.fixture(scope="session")
+def dataset(dataset_yaml: Path):
+    from detbench.data.datasets import load_dataset
+
+    return load_dataset(dataset_yaml)
+
+
+@pytest.fixture(scope="session")
+def baseline(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Baseline weights: --detbench-weights, else the committed fixture (sha256-verified)."""
+    from detbench.model.baseline import resolve_weights
+
+    if pytestconfig.getoption("--detbench-retrain"):
+        from detbench.model.retrain import main as retrain
+
+        out = tmp_path_factory.mktemp("retrained")
+        retrain(["--out", str(out)])
+        return out / "best.pt"
+    return resolve_weights(pytestconfig.getoption("--detbench-weights"))
+
+
+@pytest.fixture(scope="session")
+def model_info(baseline: Path):
+    from detbench.model.checkpoint import load_detection_model
+
+    return load_detection_model(baseline)[1]
+
+
+@pytest.fixture(scope="session")
+def workbench(pytestconfig: pytest.Config, baseline: Path, model_info, dataset):
+    from detbench.runtimes.backends import BackendSettings
+    from detbench.runtimes.workbench import Workbench, parse_artifact_overrides
+
+    return Workbench(
+        weights=baseline,
+        imgsz=model_info.imgsz,
+        names=model_info.names,
+        settings=BackendSettings(threads=pytestconfig.getoption("--detbench-threads")),
+        overrides=parse_artifact_overrides(pytestconfig.getoption("--detbench-artifact")),
+        calib_images=dataset.images("train"),
+    )
+
+
+def backend_params() -> list:
+    """One ``pytest.param`` per registered backend, with its marks; read when tests are generated so
+    that loading the plugin (in every pytest run of an env with detbench installed) imports no runtime."""
+    from detbench.runtimes.backends import REGISTRY
+
+    marks = {"openvino": [pytest.mark.openvino]}
+    return [pytest.param(name, id=name, marks=marks.get(name, [])) for name in REGISTRY]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", backend_params(), indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest, workbench):
+    """Every registered backend, loaded once per session. Test bodies never branch on its name."""
+    from detbench.runtimes.backends import REGISTRY
+    from detbench.runtimes.export import openvino_available
+
+    if REGISTRY[request.param].artifact_format == "openvino" and not openvino_available():
+        pytest.skip("openvino is not installed (optional dependency: pip install openvino)")
+    return workbench.load(request.param)
+
+
+@pytest.fixture(scope="session")
+def reference(workbench):
+    """Eager PyTorch on the baseline weights: what every backend is compared with."""
+    return workbench.load("pytorch")
+
+
+@pytest.fixture(scope="session")
+def val_limit(pytestconfig: pytest.Config) -> int | None:
+    return pytestconfig.getoption("--detbench-val-images")
+
+
+# -- benchmark fixtures -----------------------------------------------------------------------------
+
+
+def workload_info(backend, *, batch: int, imgsz: int) -> dict:
+    """What a benchmark ran: backend, threads, artifact and its size, versions, batch and image size."""
+    from detbench.runtimes.cache import artifact_size
+
+    assert backend.artifact is not None
+    return {
+        "backend": backend.name,
+        "threads": backend.settings.threads,
+        "batch": batch,
+        "imgsz": imgsz,
+        "artifact": str(backend.artifact),
+        "artifact_bytes": artifact_size(backend.artifact),
+        "versions": backend.describe(),
+    }
+
+
+@pytest.fixture
+def timed(benchmark) -> Callable[..., np.ndarray]:
+    """``timed(backend, x)`` times ``backend.run(x)`` alone and fills ``benchmark.extra_info``."""
+    from detbench.perf.gate import percentile_extra_info
+
+    def run(backend, x: np.ndarray) -> np.ndarray:
+        benchmark.extra_info.update(workload_info(backend, batch=x.shape[0], imgsz=x.shape[-1]))
+        if not benchmark.disabled:
+            for _ in range(WARMUP_CALLS):
+                backend.run(x)
+        out = benchmark(backend.run, x)
+        benchmark.extra_info.update(percentile_extra_info(benchmark))
+        return out
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def make_input(dataset) -> Callable[..., np.ndarray]:
+    """``make_input(imgsz, batch=1, images=None)``: a real letterboxed batch, built once per key."""
+    from detbench.runtimes.preprocess import preprocess
+
+    cache: dict[tuple, np.ndarray] = {}
+    val = dataset.images("val")
+
+    def make(imgsz: int, batch: int = 1, images: Sequence[Path] | None = None) -> np.ndarray:
+        chosen = list(images) if images is not None else val[:batch]
+        if len(chosen) < batch:
+            pytest.skip(f"need {batch} images for a batch of {batch}, have {len(chosen)}")
+        chosen = (chosen * batch)[:batch]
+        key = (imgsz, batch, tuple(chosen))
+        if key not in cache:
+            cache[key] = preprocess(chosen, imgsz)[0]
+        return cache[key]
+
+    return make
+
+
+# -- pytest-benchmark hooks ------------------------------------------------------------------------
+
+
+def _timing_enabled(config: pytest.Config) -> bool:
+    """pytest-benchmark's own verdict: off for --benchmark-disable (unless --benchmark-enable), xdist."""
+    session = getattr(config, "_benchmarksession", None)
+    return session is not None and not session.disabled
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """CPU model, ISA flags, machine id, runtime versions and threads; minus the current clock."""
+    from detbench.perf import history
+
+    cpu = machine_info.get("cpu")
+    if isinstance(cpu, dict):
+        # The momentary clock differs run to run: --benchmark-compare would warn on every run.
+        for key in ("hz_actual", "hz_actual_friendly"):
+            cpu.pop(key, None)
+    machine_info.update(history.machine_info(config.getoption("--detbench-threads")))
+
+
+_RECORDER = pytest.StashKey[object]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    """Also keep every timed run in ``<cache>/history`` (atomic, locked; see detbench.perf.history)."""
+    from detbench.perf import history
+
+    recorder = config.stash.setdefault(_RECORDER, history.HistoryRecorder())
+    recorder.record(output_json, enabled=_timing_enabled(config))
