@@ -3,4 +3,66 @@
 Options, markers, Hypothesis profiles and the fixture chain (dataset → baseline → workbench →
 backend) come from ``detbench.plugin``, registered under the ``pytest11`` entry point, so the
 repository's tests and a user's ``pytest --pyargs detbench.suite`` run on the same fixtures.
+
+Pending its move into the plugin: ``--detbench-compare-fail`` (the gate on the pytest-benchmark route).
 """
+
+from __future__ import annotations
+
+import pytest
+
+_GATE_VERDICTS = pytest.StashKey[tuple]()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked openvino fail (not skip) when OpenVINO cannot import: it is a declared dependency."""
+    if item.get_closest_marker("openvino"):
+        from detbench.testing.requirements import require_openvino
+
+        require_openvino()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("detbench").addoption(
+        "--detbench-compare-fail",
+        action="store_true",
+        help="with --benchmark-compare: judge this run against the compared one with detbench's gate "
+        "(Mann-Whitney + bootstrap CI on the raw rounds; both runs need --benchmark-save-data) and "
+        "exit 1 on a regression, instead of --benchmark-compare-fail's bare median threshold",
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After pytest-benchmark's finish(): the gate's verdicts, and exit status 1 on a regression."""
+    config = session.config
+    bench = getattr(config, "_benchmarksession", None)
+    if not config.getoption("--detbench-compare-fail") or bench is None or bench.disabled:
+        return
+    from detbench.perf.gate import compare_benchmark_session
+
+    verdicts, problems = compare_benchmark_session(bench)
+    config.stash[_GATE_VERDICTS] = (verdicts, problems)
+    failed = problems or not verdicts or any(v.status == "regression" for v in verdicts)
+    if failed and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _GATE_VERDICTS not in config.stash:
+        return
+    from detbench.perf.gate import format_table
+
+    verdicts, problems = config.stash[_GATE_VERDICTS]
+    terminalreporter.section("detbench gate (--detbench-compare-fail)")
+    if verdicts:
+        terminalreporter.write_line(format_table(verdicts))
+    for line in problems:
+        terminalreporter.write_line(f"detbench gate: {line}", red=True)
+    regressed = [v.name for v in verdicts if v.status == "regression"]
+    if regressed:
+        terminalreporter.write_line(f"detbench gate: regression in {', '.join(regressed)}", red=True)
+    elif not verdicts and not problems:
+        terminalreporter.write_line("detbench gate: no benchmark in both runs", red=True)
+    elif not problems:
+        terminalreporter.write_line("detbench gate: no regression", green=True)

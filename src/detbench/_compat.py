@@ -25,3 +25,16 @@ def quiet_torch_exporters() -> Iterator[None]:
         else:
             warnings.filterwarnings("ignore", category=TracerWarning)
         yield
+
+
+def onnx_opset_range() -> tuple[int, int]:
+    """Opsets the TorchScript-based ONNX exporter (the one detbench and ultralytics use) accepts.
+
+    torch keeps the bounds in a private module; fall back to torch 2.13/2.14's values (7, 20).
+    """
+    try:
+        from torch.onnx import _constants as c
+
+        return int(c.ONNX_MIN_OPSET), int(c.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+    except (ImportError, AttributeError):  # pragma: no cover - a torch that moved them
+        return 7, 20

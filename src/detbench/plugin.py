@@ -169,10 +169,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def backend(request: pytest.FixtureRequest, workbench):
     """Every registered backend, loaded once per session. Test bodies never branch on its name."""
     from detbench.runtimes.backends import REGISTRY
-    from detbench.runtimes.export import openvino_available
+    from detbench.testing.requirements import require_openvino
 
-    if REGISTRY[request.param].artifact_format == "openvino" and not openvino_available():
-        pytest.skip("openvino is not installed (optional dependency: pip install openvino)")
+    if REGISTRY[request.param].artifact_format == "openvino":
+        require_openvino()  # a declared dependency: missing is a failure (-m "not openvino" deselects)
     return workbench.load(request.param)
 
 

@@ -26,13 +26,13 @@ INT8_SKIP = (
 @pytest.fixture(scope="session", params=backend_params())
 def backend_640(request: pytest.FixtureRequest, workbench_640):
     from detbench.runtimes.backends import REGISTRY
-    from detbench.runtimes.export import openvino_available
+    from detbench.testing.requirements import require_openvino
 
     fmt = REGISTRY[request.param].artifact_format
     if fmt == "onnx-int8":
         pytest.skip(INT8_SKIP)
-    if fmt == "openvino" and not openvino_available():
-        pytest.skip("openvino is not installed (optional dependency: pip install openvino)")
+    if fmt == "openvino":
+        require_openvino()
     return workbench_640.load(request.param)
 
 

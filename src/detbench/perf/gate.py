@@ -128,19 +128,15 @@ def _missing(name: str, base: np.ndarray | None, cand: np.ndarray | None) -> Ver
     )
 
 
-def gate(
-    base_path: Path | str,
-    cand_path: Path | str,
+def compare_runs(
+    base: Mapping[str, np.ndarray],
+    cand: Mapping[str, np.ndarray],
     *,
     alpha: float = GATE_ALPHA,
     min_effect: float = UNPAIRED_MIN_EFFECT,
     min_samples: int = 9,
 ) -> list[Verdict]:
-    """One Verdict per benchmark, sorted by name; a benchmark in only one run gets status "missing".
-
-    Two saved runs are two sessions: unpaired statistics (Mann-Whitney, independent bootstrap)."""
-    base = load_benchmark_json(base_path)
-    cand = load_benchmark_json(cand_path)
+    """One unpaired Verdict per benchmark name, sorted; a name in only one run gets status "missing"."""
     verdicts = []
     for name in sorted(base.keys() | cand.keys()):
         if name in base and name in cand:
@@ -152,6 +148,58 @@ def gate(
         else:
             verdicts.append(_missing(name, base.get(name), cand.get(name)))
     return verdicts
+
+
+def gate(
+    base_path: Path | str,
+    cand_path: Path | str,
+    *,
+    alpha: float = GATE_ALPHA,
+    min_effect: float = UNPAIRED_MIN_EFFECT,
+    min_samples: int = 9,
+) -> list[Verdict]:
+    """One Verdict per benchmark, sorted by name; a benchmark in only one run gets status "missing".
+
+    Two saved runs are two sessions: unpaired statistics (Mann-Whitney, independent bootstrap).
+    """
+    return compare_runs(
+        load_benchmark_json(base_path),
+        load_benchmark_json(cand_path),
+        alpha=alpha,
+        min_effect=min_effect,
+        min_samples=min_samples,
+    )
+
+
+def compare_benchmark_session(session: object) -> tuple[list[Verdict], list[str]]:
+    """The gate on a pytest-benchmark session: this run's rounds against each run it was compared with.
+
+    ``session`` is pytest-benchmark's ``BenchmarkSession`` after its ``finish()``: its ``benchmarks``
+    hold this run's raw rounds and ``compared_mapping`` the ``--benchmark-compare`` runs as loaded
+    from disk. Returns the verdicts (benchmarks present on both sides only) and problems, one line
+    each (no compared run; a compared run saved without ``--benchmark-save-data``).
+    """
+    compared = getattr(session, "compared_mapping", None) or {}
+    if not compared:
+        return [], ["no compared run: pass --benchmark-compare[=NUM] with --detbench-compare-fail"]
+    now: dict[str, np.ndarray] = {}
+    for bench in getattr(session, "benchmarks", []):
+        data = getattr(getattr(getattr(bench, "stats", None), "stats", None), "data", None)
+        if bench and data:
+            now[bench.fullname] = np.asarray(data, dtype=np.float64)
+    verdicts, problems = [], []
+    for path, mapping in compared.items():
+        old: dict[str, np.ndarray] = {}
+        for name, entry in mapping.items():
+            data = (entry.get("stats") or {}).get("data")
+            if name in now and not data:
+                problems.append(f"{path}: benchmark {name!r} was saved without raw timings; {_SAVE_HINT}")
+            elif data:
+                old[name] = np.asarray(data, dtype=np.float64)
+        verdicts += compare_runs(
+            {k: v for k, v in old.items() if k in now}, {k: now[k] for k in old if k in now}
+        )
+    return verdicts, problems
 
 
 def ab(

@@ -309,6 +309,7 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
     from detbench.model.train import model_stats, sha256_file
     from detbench.perf.peak import matmul_peak
     from detbench.perf.stats import bootstrap_ratio_ci, percentiles
+    from detbench.report import verdict
     from detbench.runtimes.backends import BackendSettings
     from detbench.runtimes.export import openvino_available
     from detbench.runtimes.preprocess import load_image, preprocess
@@ -355,6 +356,7 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
     )
 
     timings: dict[str, float] = {}
+    checks: list[verdict.Check] = []
     loaded: dict[str, Any] = {}
     rows: dict[str, dict[str, Any]] = {}
     with _progress(console) as prog:
@@ -384,7 +386,9 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         x_dev, _ = preprocess(dev_imgs, imgsz)
         ref = loaded["pytorch"].run_batched(x_dev)
         for name, backend in loaded.items():
-            d = deviation(ref, backend.run_batched(x_dev))
+            out = backend.run_batched(x_dev)
+            checks.append(verdict.tolerance_check(name, ref, out))
+            d = deviation(ref, out)
             rows[name]["deviation"] = {
                 "images": len(x_dev),
                 "max_abs": d.max_abs,
@@ -402,6 +406,11 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
                 backend, ds, imgsz=imgsz, batch=s.batch, limit=n_val, progress=lambda k: prog.advance(task, k)
             )
             rows[name]["accuracy"] = acc.to_dict()
+        checks += [
+            verdict.accuracy_check(n, rows["pytorch"]["accuracy"], rows[n]["accuracy"])
+            for n in names
+            if n != "pytorch"
+        ]
         timings["accuracy"] = time.perf_counter() - t
 
         # The yardstick, measured right before the latency runs so both see the same machine load.
@@ -434,6 +443,7 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
                 "rounds": s.rounds,
                 **percentiles(ms),
                 "mean": float(ms.mean()),
+                "samples": [round(float(v), 5) for v in ms],  # for ``report --compare``'s gate
             }
         per_image = {n: samples[n] / len(inputs[n]) for n in names}
         for n in names:
@@ -479,6 +489,11 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
                     "export it with a dynamic batch to measure throughput",
                 }
         timings["throughput"] = time.perf_counter() - t
+
+        # Budgets: sizes, and each latency ratio in its own alternated-block run, as the tests judge them.
+        t = time.perf_counter()
+        checks += _budget_checks(names, loaded, rows, weights, x1, notes)
+        timings["budgets"] = time.perf_counter() - t
 
     stats = model_stats(weights, imgsz)
     gflops = stats["gflops"] or None
@@ -531,8 +546,30 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         "training": training,
         "history": history,
         "plots": {},
+        "verdict": {
+            "passed": all(c.passed for c in checks),
+            "failed_backends": [n for n in names if not all(c.passed for c in checks if c.backend == n)],
+            "checks": verdict.to_dicts(checks),
+        },
         "notes": notes,
     }
+
+
+def _budget_checks(names, loaded, rows, weights, x1, notes) -> list:
+    """Size and latency budgets of fixtures/budgets.toml for the backends in this report."""
+    from detbench.perf.budgets import load_budgets
+    from detbench.perf.history import cpu_flags
+    from detbench.report import verdict
+    from detbench.runtimes.backends import REGISTRY
+
+    budgets = load_budgets()
+    backend_of = {REGISTRY[n].artifact_format: n for n in names if REGISTRY[n].artifact_format}
+    sizes = {"checkpoint": artifact_size(weights)}
+    sizes.update({fmt: rows[n]["artifact_bytes"] for fmt, n in backend_of.items()})
+    runners = {n: (lambda b=loaded[n]: b.run(x1)) for n in names if loaded[n].dynamic_batch}
+    latency, skipped = verdict.latency_checks(budgets, runners, set(cpu_flags()))
+    notes.extend(skipped)
+    return verdict.size_checks(budgets, sizes, backend_of) + latency
 
 
 # -- writing -----------------------------------------------------------------------------------------
@@ -782,7 +819,37 @@ def run_report(args: argparse.Namespace) -> int:
         console = Console(width=200)
     print_table(_clean(report), console)
     console.print(f"wrote {', '.join(str(p) for p in written.values())}", highlight=False, soft_wrap=True)
-    return 0
+    return print_verdict(report, console, compare=getattr(args, "compare", None))
+
+
+def print_verdict(report: dict[str, Any], console: Any, *, compare: Path | None = None) -> int:
+    """PASS/FAIL per backend (and, with ``compare``, each backend's change); 1 if any failed or regressed."""
+    from detbench.report import verdict
+
+    checks = report["verdict"]["checks"]
+    for line in verdict.verdict_lines(report["settings"]["backends"], checks):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+    code = 0 if report["verdict"]["passed"] else 1
+    if compare is not None:
+        changes = verdict.compare_reports(load_report(compare), report)
+        console.print(f"compared with {compare}:", highlight=False, soft_wrap=True)
+        for line in verdict.comparison_lines(changes):
+            console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
+        code = max(code, int(verdict.any_regression(changes)))
+    return code
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """A report.json written by ``detbench report`` (any schema-1 file); errors name the file."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DetbenchError(f"--compare {path}: no such file; pass an earlier report.json") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DetbenchError(f"--compare {path}: not a readable report.json ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("backends"), list):
+        raise DetbenchError(f"--compare {path}: not a detbench report.json (schema {SCHEMA})")
+    return doc
 
 
 __all__ = [
