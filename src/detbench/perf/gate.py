@@ -183,8 +183,8 @@ def compare_benchmark_session(session: object) -> tuple[list[Verdict], list[str]
     if not compared:
         return [], ["no compared run: pass --benchmark-compare[=NUM] with --detbench-compare-fail"]
     now: dict[str, np.ndarray] = {}
-    for bench in getattr(session, "benchmarks", []):
-        data = getattr(getattr(getattr(bench, "stats", None), "stats", None), "data", None)
+    for bench in getattr(session, "benchmarks", []):  # pytest-benchmark Metadata: .fullname, .stats.data
+        data = getattr(getattr(bench, "stats", None), "data", None)
         if bench and data:
             now[bench.fullname] = np.asarray(data, dtype=np.float64)
     verdicts, problems = [], []
