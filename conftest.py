@@ -133,6 +133,27 @@ def backend(request: pytest.FixtureRequest, workbench) -> BaseBackend:
 
 
 @pytest.fixture(scope="session")
+def load_at_threads(workbench):
+    """``load_at_threads(name, threads)``: the backend on the workbench's artifacts at that thread
+    count, loaded once per (name, threads); skips when openvino is needed and absent."""
+    import dataclasses
+
+    from detbench.runtimes.export import openvino_available
+
+    loaded: dict[tuple[str, int], BaseBackend] = {}
+
+    def load(name: str, threads: int) -> BaseBackend:
+        if REGISTRY[name].artifact_format == "openvino" and not openvino_available():
+            pytest.skip("openvino is not installed (optional dependency: pip install openvino)")
+        if (name, threads) not in loaded:
+            bench = dataclasses.replace(workbench, settings=BackendSettings(threads=threads))
+            loaded[name, threads] = bench.load(name)
+        return loaded[name, threads]
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def reference(workbench) -> BaseBackend:
     """Eager PyTorch on the baseline weights: what every backend is compared with."""
     return workbench.load("pytorch")
