@@ -66,3 +66,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line("detbench gate: no benchmark in both runs", red=True)
     elif not problems:
         terminalreporter.write_line("detbench gate: no regression", green=True)
+
+
+@pytest.fixture(scope="session")
+def load_at_threads(workbench):
+    """``load_at_threads(name, threads)``: the backend on the workbench's artifacts at that thread
+    count, loaded once per (name, threads); fails when openvino is needed and cannot import."""
+    import dataclasses
+
+    from detbench.runtimes.backends import REGISTRY, BackendSettings
+    from detbench.testing.requirements import require_openvino
+
+    loaded: dict[tuple[str, int], object] = {}
+
+    def load(name: str, threads: int):
+        if REGISTRY[name].artifact_format == "openvino":
+            require_openvino()
+        if (name, threads) not in loaded:
+            bench = dataclasses.replace(workbench, settings=BackendSettings(threads=threads))
+            loaded[name, threads] = bench.load(name)
+        return loaded[name, threads]
+
+    return load

@@ -1,6 +1,6 @@
 """Measure every budget in fixtures/budgets.toml on this machine and print TOML to paste back.
 
-    python scripts/measure_budgets.py                      # 40 alternated blocks of 10 calls per ratio
+    python scripts/measure_budgets.py                      # 40 alternated blocks, 10 timed calls each
     python scripts/measure_budgets.py --blocks 80 --threads 1 --weights path/to/best.pt
 
 Run it on a quiet machine (no training, no browser): the ratios cancel machine speed, not noise.
@@ -27,7 +27,9 @@ from detbench.model.checkpoint import load_detection_model
 from detbench.paths import configure_environment
 from detbench.perf import history
 from detbench.perf.budgets import (
+    BLOCK_CALLS,
     BUDGETS_FILE,
+    DISCARD,
     absolute_toml,
     budget_max_ratio,
     check_size,
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=Path, help="checkpoint (default: the committed baseline)")
     ap.add_argument("--budgets", type=Path, default=BUDGETS_FILE)
     ap.add_argument("--blocks", type=int, default=40, help="alternated blocks per latency ratio")
-    ap.add_argument("--block-calls", type=int, default=10, help="timed calls per block")
+    ap.add_argument("--block-calls", type=int, default=BLOCK_CALLS, help="consecutive calls per block")
+    ap.add_argument("--discard", type=int, default=DISCARD, help="calls dropped at each block's start")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
         "--headroom",
@@ -114,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda b=den_b, x=x: b.run(x),
             blocks=args.blocks,
             block_calls=args.block_calls,
+            discard=args.discard,
         )
         if budget.batch == 1:
             medians.setdefault(budget.numerator, []).append(float(np.median(num)) * 1e3)

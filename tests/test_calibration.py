@@ -10,7 +10,7 @@ import pytest
 
 from detbench.perf import gate
 from detbench.perf.stats import paired_ratio_ci
-from detbench.perf.timing import steady_state
+from detbench.perf.timing import block_medians, steady_state
 from detbench.runtimes.backends import BackendSettings, create
 from detbench.runtimes.preprocess import load_image, preprocess
 from detbench.verify.perturb import add_input_compute
@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.calibration, pytest.mark.slow, pytest.mark.timing]
 # 20/20 at +10.3 %). Each run is independent: two fresh sessions, then gate.ab with its defaults.
 RUNS = 10
 WIDTH = 64  # the slowed artifacts' extra MatMuls work on 64-wide rows of the input, ~1.3 % each here
+MEASURE_BLOCKS = 40  # an artifact's own slowdown: a longer paired run than a gate run
 SLOWED = {"5%": (4, 0.035, 0.08, 5), "10%": (8, 0.08, 0.13, 9)}  # MatMuls, slowdown band, min flagged
 
 
@@ -71,8 +72,8 @@ def test_real_slowdown_is_flagged(onnx_files, x, pytestconfig, record_property, 
     matmuls, low, high, min_flagged = SLOWED[key]
     threads = pytestconfig.getoption("--detbench-threads")
     a, b = _session(onnx_files["base"], threads), _session(onnx_files[key], threads)
-    ta, tb = steady_state([lambda: a.run(x), lambda: b.run(x)], blocks=120, block_calls=10, discard=1)
-    slowdown = paired_ratio_ci(np.median(ta, axis=1), np.median(tb, axis=1))[0] - 1
+    ta, tb = steady_state([lambda: a.run(x), lambda: b.run(x)], blocks=MEASURE_BLOCKS)
+    slowdown = paired_ratio_ci(block_medians(ta, MEASURE_BLOCKS), block_medians(tb, MEASURE_BLOCKS))[0] - 1
     assert low <= slowdown <= high, f"+{matmuls} MatMuls cost {slowdown:+.1%} here, outside [{low}, {high}]"
     verdicts = _runs(onnx_files["base"], onnx_files[key], x, threads)
     flagged = sum(v.status == "regression" for v in verdicts)

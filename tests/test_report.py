@@ -213,7 +213,17 @@ BACKEND = {
     "efficiency": dict,
 }
 NESTED = {
-    "latency_ms": {"batch": int, "rounds": int, "p50": NUM, "p90": NUM, "p99": NUM, "mean": NUM},
+    "latency_ms": {
+        "batch": int,
+        "rounds": int,
+        "blocks": int,
+        "block_calls": int,
+        "discard": int,
+        "p50": NUM,
+        "p90": NUM,
+        "p99": NUM,
+        "mean": NUM,
+    },
     "speedup": {"ratio": NUM, "ci_low": NUM, "ci_high": NUM, "confidence": NUM},
     "accuracy": {
         "mAP50": NUM,

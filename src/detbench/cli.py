@@ -26,6 +26,16 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def _nonneg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -87,16 +97,6 @@ def _out_dir(text: str) -> Path:
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: exists and is not a directory")
     return path
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def _fraction(low_open: bool = False, high_open: bool = False):
@@ -298,6 +298,13 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return gate.run(args)
 
 
+def _block_options(args: argparse.Namespace) -> dict[str, int]:
+    if args.block_calls <= args.discard:
+        message = f"ab: --block-calls ({args.block_calls}) must exceed --discard ({args.discard})"
+        raise SystemExit(_fail(message, 2))
+    return {"blocks": args.blocks, "block_calls": args.block_calls, "discard": args.discard}
+
+
 def cmd_ab(args: argparse.Namespace) -> int:
     from detbench.perf import gate
 
@@ -307,16 +314,13 @@ def cmd_ab(args: argparse.Namespace) -> int:
         worker = ["--backend", args.backend, "--threads", str(args.threads)]
         if args.weights:
             worker += ["--weights", str(args.weights.resolve())]
-        verdict, info_a, info_b = ab_environments(
-            str(args.a), str(args.b), worker, blocks=args.blocks, block_calls=args.block_calls
-        )
+        verdict, info_a, info_b = ab_environments(str(args.a), str(args.b), worker, **_block_options(args))
         for side, info in (("A", info_a), ("B", info_b)):
             v = info["versions"]
             print(f"{side}: torch {v['torch']}, onnxruntime {v['onnxruntime']}, openvino {v['openvino']}")
         print(gate.format_table([verdict]))
         if args.json:
-            settings = {"blocks": args.blocks, "block_calls": args.block_calls, "a": info_a, "b": info_b}
-            print(gate.verdicts_to_json([verdict], settings))
+            print(gate.verdicts_to_json([verdict], {**_block_options(args), "a": info_a, "b": info_b}))
         return 1 if verdict.status == "regression" else 0
 
     from detbench.data.synth import make_scene
@@ -339,14 +343,12 @@ def cmd_ab(args: argparse.Namespace) -> int:
     verdict = gate.ab(
         lambda: loaded[0].run(x),
         lambda: loaded[1].run(x),
-        blocks=args.blocks,
-        block_calls=args.block_calls,
-        discard=args.discard,
+        **_block_options(args),
         name=f"{args.backend}: {args.a.name} vs {args.b.name}",
     )
     print(gate.format_table([verdict]))
     if args.json:
-        print(gate.verdicts_to_json([verdict], {"blocks": args.blocks, "block_calls": args.block_calls}))
+        print(gate.verdicts_to_json([verdict], _block_options(args)))
     return 1 if verdict.status == "regression" else 0
 
 
@@ -435,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--rounds",
         type=_positive,
-        help="latency rounds at batch 1 (default 150; 30 with --quick); throughput runs a third",
+        help="latency calls kept per backend at batch 1, in alternated blocks of up to 20 "
+        "(default 160; 40 with --quick); throughput keeps a third",
     )
     r.add_argument(
         "--compare",
@@ -452,21 +455,33 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_gate)
 
     ab = sub.add_parser(
-        "ab", help="interleaved A/B latency: two artifacts on one backend, or (--envs) two environments"
+        "ab", help="A/B latency in alternated blocks: two artifacts on one backend, or (--envs) two Pythons"
     )
     ab.add_argument("a", type=_existing, help="artifact A, or with --envs the Python of environment A")
     ab.add_argument("b", type=_existing, help="artifact B, or with --envs the Python of environment B")
     ab.add_argument("--envs", action="store_true", help="A and B are Python interpreters of two environments")
     ab.add_argument("--weights", type=_existing, help="with --envs: checkpoint (default: committed baseline)")
     ab.add_argument("--backend", choices=list(REGISTRY), default="onnxruntime")
+    # --rounds/--warmup: the names of the per-call interleaving these replaced, kept as aliases.
     ab.add_argument(
-        "--blocks", type=_positive, default=gate_mod.BLOCKS, help="alternated blocks per side (A B B A ...)"
+        "--blocks",
+        "--rounds",
+        type=_positive,
+        default=gate_mod.BLOCKS,
+        help=f"blocks per side ({gate_mod.BLOCKS})",
     )
     ab.add_argument(
-        "--block-calls", type=_positive, default=gate_mod.BLOCK_CALLS, help="timed calls per block"
+        "--block-calls",
+        type=_positive,
+        default=gate_mod.BLOCK_CALLS,
+        help=f"consecutive calls per block ({gate_mod.BLOCK_CALLS})",
     )
     ab.add_argument(
-        "--discard", type=_non_negative_int, default=gate_mod.DISCARD, help="untimed calls per block"
+        "--discard",
+        "--warmup",
+        type=_nonneg,
+        default=gate_mod.DISCARD,
+        help=f"calls dropped at each block's start ({gate_mod.DISCARD})",
     )
     ab.add_argument("--threads", type=_positive, default=1)
     ab.add_argument("--json", action="store_true")

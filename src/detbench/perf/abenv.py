@@ -1,11 +1,12 @@
-"""Interleaved A/B across two Python environments (e.g. two torch releases) in one job.
+"""A/B across two Python environments (e.g. two torch releases) in one job, in alternated blocks.
 
 Two torch versions cannot share a process, so each environment runs a worker process
 (``python -m detbench.perf.abenv worker ...``) that loads its backend and then waits on a pipe. The
-coordinator asks A for one block of timed calls, then B, then B, then A (ABBA...), so both see the
-same machine state; only one worker computes at any moment. Block medians pair by block index
-(paired statistics, ``stats.compare_paired``). Each worker times its own ``run`` with
-``perf_counter_ns``, so pipe latency is not in the samples.
+coordinator asks A for a block of consecutive timed calls, then B, then B, then A (the timing core's
+``block_schedule``), so both see the same machine state at their steady state; only one worker
+computes at any moment. Each worker times its own ``run`` with ``perf_counter_ns``, so pipe latency
+is not in the samples; each block starts with untimed calls (``discard`` and ``SETTLE_S``), as in
+``steady_state``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from detbench.perf.stats import Verdict, compare_paired
+from detbench.perf.timing import BLOCK_CALLS, BLOCKS, DISCARD, SETTLE_S, block_medians, block_schedule, settle
 
 READY_TIMEOUT_S = 600  # a cold worker may export its artifacts first
 
@@ -45,9 +45,10 @@ class _Worker:
             raise RuntimeError(f"A/B worker {self.python} exited with status {code} (its stderr is above)")
         return json.loads(line)
 
-    def run(self, calls: int) -> list[int]:
+    def run(self, calls: int, settle: int = 0, settle_s: float = 0.0) -> list[int]:
+        """``calls`` timed calls after ``settle`` untimed ones lasting at least ``settle_s``."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{calls}\n")
+        self.proc.stdin.write(f"{calls} {settle} {settle_s}\n")
         self.proc.stdin.flush()
         return self._read()["ns"]
 
@@ -64,14 +65,17 @@ def ab_environments(
     python_b: str,
     worker_args: Sequence[str],
     *,
-    blocks: int = 12,
-    block_calls: int = 25,
-    warmup: int = 5,
+    blocks: int = BLOCKS,
+    block_calls: int = BLOCK_CALLS,
+    discard: int = DISCARD,
+    settle_s: float = SETTLE_S,
     slowdown_b: float = 0.0,
     name: str = "",
 ) -> tuple[Verdict, dict, dict]:
-    """Interleaved A/B of the same workload in two environments; returns the gate's verdict (A is
-    the baseline) and each worker's self-description (versions, backend settings)."""
+    """A/B of the same workload in two environments, in alternated blocks; returns the gate's verdict
+    (A is the baseline) and each worker's self-description (versions, backend settings)."""
+    if block_calls <= discard:
+        raise ValueError(f"block_calls ({block_calls}) must exceed discard ({discard})")
     a = _Worker(python_a, list(worker_args))
     try:
         b = _Worker(python_b, [*worker_args, "--slowdown", str(slowdown_b)])
@@ -79,19 +83,19 @@ def ab_environments(
         a.close()
         raise
     try:
-        a.run(warmup)
-        b.run(warmup)
-        medians: dict[int, list[float]] = {0: [], 1: []}
+        samples: dict[int, list[float]] = {0: [], 1: []}
         workers = (a, b)
-        for r in range(blocks):
-            for i in (0, 1) if r % 2 == 0 else (1, 0):
-                medians[i].append(float(np.median(workers[i].run(block_calls))) / 1e9)
+        for i in block_schedule(2, blocks):
+            kept = workers[i].run(block_calls - discard, discard, settle_s)
+            samples[i] += [ns / 1e9 for ns in kept]
     finally:
         a.close()
         b.close()
     backend = a.info["backend"]["backend"]
     label = name or f"{backend}: torch {a.info['versions'].get('torch')} vs {b.info['versions'].get('torch')}"
-    return compare_paired(label, medians[0], medians[1]), a.info, b.info
+    # Block k of A ran next to block k of B: their medians are pairs (paired statistics).
+    verdict = compare_paired(label, block_medians(samples[0], blocks), block_medians(samples[1], blocks))
+    return verdict, a.info, b.info
 
 
 def _worker(argv: Sequence[str]) -> int:
@@ -132,8 +136,10 @@ def _worker(argv: Sequence[str]) -> int:
         cmd = line.strip()
         if cmd == "quit":
             break
+        calls, n_settle, settle_s = cmd.split()
+        settle(lambda: call(x), int(n_settle), float(settle_s))
         times = []
-        for _ in range(int(cmd)):
+        for _ in range(int(calls)):
             t0 = time.perf_counter_ns()
             call(x)
             times.append(time.perf_counter_ns() - t0)
@@ -145,7 +151,4 @@ def _worker(argv: Sequence[str]) -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] != ["worker"]:
         raise SystemExit("usage: python -m detbench.perf.abenv worker [--backend NAME] ...")
-    from detbench.paths import configure_environment
-
-    configure_environment()
     raise SystemExit(_worker(sys.argv[2:]))

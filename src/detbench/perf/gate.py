@@ -31,13 +31,13 @@ from detbench.perf.stats import (
     compare_samples,
     percentiles,
 )
-from detbench.perf.timing import steady_state
+from detbench.perf.timing import block_medians, steady_state
 
-BLOCKS = 30
-"""Default blocks per arm of an in-run A/B (``ab``); with BLOCK_CALLS and the min effect it meets the
-calibration table's rates (README "Gate calibration", scripts/calibrate_gate.py)."""
-BLOCK_CALLS = 10
-DISCARD = 1
+BLOCKS = 12
+"""Default blocks per arm of an in-run A/B (``ab``); with BLOCK_CALLS, DISCARD and the min effect they
+meet the calibration table's rates (README "Gate calibration", scripts/calibrate_gate.py)."""
+BLOCK_CALLS = 30  # per block: 5 untimed (at least timing.SETTLE_S long), then 25 timed
+DISCARD = 5
 
 _SAVE_HINT = "rerun with --benchmark-save-data (or write the run with --benchmark-json)"
 
@@ -215,15 +215,15 @@ def ab(
     min_samples: int = 8,
     seed: int = 0,
 ) -> Verdict:
-    """Time a and b in alternated blocks on this machine and judge b (candidate) against a (baseline).
-
-    Block medians are paired by block index (they ran side by side): paired statistics.
+    """Time a and b in alternated blocks (steady state, drift hits both alike) on this machine and
+    judge b (candidate) against a (baseline): block k of a and block k of b ran side by side, so their
+    block medians are pairs (paired statistics).
     """
     a, b = steady_state([run_a, run_b], blocks=blocks, block_calls=block_calls, discard=discard)
     return compare_paired(
         name,
-        np.median(a, axis=1),
-        np.median(b, axis=1),
+        block_medians(a, blocks),
+        block_medians(b, blocks),
         alpha=alpha,
         min_effect=min_effect,
         min_samples=min_samples,

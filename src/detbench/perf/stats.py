@@ -171,17 +171,6 @@ def median_ci(
 # -- paired: per-block ratios of one interleaved run ---------------------------------------------------
 
 
-def block_medians(samples: Sequence[float] | np.ndarray, block_calls: int) -> np.ndarray:
-    """Median of each consecutive block of ``block_calls`` samples (a trailing partial block is dropped)."""
-    arr = _as_samples(samples, "samples")
-    if block_calls < 1:
-        raise ValueError(f"block_calls must be >= 1, got {block_calls}")
-    blocks = arr.size // block_calls
-    if blocks == 0:
-        raise ValueError(f"{arr.size} samples make no block of {block_calls}")
-    return np.median(arr[: blocks * block_calls].reshape(blocks, block_calls), axis=1)
-
-
 def _paired(base: Sequence[float] | np.ndarray, cand: Sequence[float] | np.ndarray, name: str):
     base_arr = _as_latencies(base, f"{name}: baseline")
     cand_arr = _as_latencies(cand, f"{name}: candidate")

@@ -1,10 +1,13 @@
-"""Wall-clock sampling of zero-argument callables, including interleaved A/B runs and injected slowdowns."""
+"""Wall-clock sampling of zero-argument callables: the steady-state timing core (blocks of consecutive
+calls per callable, blocks alternated A B C C B A ...), plain consecutive sampling, and injected slowdowns."""
 
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,55 +34,193 @@ def measure(fn: Callable[[], object], *, rounds: int = 30, warmup: int = 3) -> n
     return ns.astype(np.float64) / 1e9
 
 
-def interleaved(
-    fns: Sequence[Callable[[], object]], *, rounds: int = 30, warmup: int = 3
-) -> list[np.ndarray]:
-    """Seconds per call for each of ``fns``, one call of each per round.
+BLOCKS = 8
+BLOCK_CALLS = 25
+DISCARD = 5
+# Untimed warm-up of every block lasts at least this long (and at least DISCARD calls). ONNX Runtime's
+# worker threads keep spinning after its last call; measured here at 2 threads, the next runtime's
+# calls stayed slow for ~30-45 ms (OpenVINO +60 % for its first 12 calls after an ORT block, eager
+# PyTorch +50 % for 6). We wait that out instead of turning spinning off: spinning is what a
+# deployment runs with, and turning it off doubled ORT's own 2-thread latency in a trial.
+SETTLE_S = 0.1
 
-    Interleaving makes slow machine drift (thermal, a neighbour's job) hit every callable alike, and
-    reversing the order every other round (A B, B A, ...) cancels "who ran right after whom" cache
-    effects. Returns one array per callable, in the order given.
+
+def settle(fn: Callable[[], object], calls: int, seconds: float) -> None:
+    """Call ``fn`` untimed at least ``calls`` times and for at least ``seconds``."""
+    deadline = time.perf_counter() + seconds
+    done = 0
+    while done < calls or time.perf_counter() < deadline:
+        fn()
+        done += 1
+
+
+def block_schedule(n: int, blocks: int) -> list[int]:
+    """Which callable runs each block: rounds of all ``n`` in order, every other round reversed.
+
+    ``A B C C B A A B C ...``: over a pair of rounds each callable sits once early and once late,
+    so slow drift (thermal, a neighbour's job) and "who ran right before whom" hit all alike.
     """
-    _check_rounds(rounds, warmup)
-    if not fns:
-        raise ValueError("interleaved needs at least one callable")
-    order = list(range(len(fns)))
-    for _ in range(warmup):
-        for i in order:
-            fns[i]()
-    ns = np.empty((len(fns), rounds), dtype=np.int64)
-    for r in range(rounds):
-        for i in order if r % 2 == 0 else reversed(order):
-            ns[i, r] = _time_call(fns[i])
-    return [row.astype(np.float64) / 1e9 for row in ns]
+    if n < 1:
+        raise ValueError("block_schedule needs at least one callable")
+    if blocks < 1:
+        raise ValueError(f"blocks must be >= 1, got {blocks}")
+    order = list(range(n))
+    return [i for r in range(blocks) for i in (order if r % 2 == 0 else order[::-1])]
+
+
+def plan_blocks(
+    calls: int, *, kept_per_block: int = BLOCK_CALLS - DISCARD, discard: int = DISCARD, min_blocks: int = 2
+) -> tuple[int, int, int]:
+    """``(blocks, block_calls, discard)`` keeping about ``calls`` calls per callable: at least
+    ``min_blocks`` blocks (so the alternation has something to alternate), each keeping at most
+    ``kept_per_block`` calls. Kept calls are ``blocks * (block_calls - discard)`` >= ``calls``."""
+    if calls < 1:
+        raise ValueError(f"calls must be >= 1, got {calls}")
+    blocks = max(min_blocks, math.ceil(calls / kept_per_block))
+    return blocks, math.ceil(calls / blocks) + discard, discard
+
+
+def _check_blocks(blocks: int, block_calls: int, discard: int, settle_s: float = 0.0) -> None:
+    if not settle_s >= 0:
+        raise ValueError(f"settle_s must be >= 0, got {settle_s}")
+    if blocks < 1:
+        raise ValueError(f"blocks must be >= 1, got {blocks}")
+    if discard < 0:
+        raise ValueError(f"discard must be >= 0, got {discard}")
+    if block_calls <= discard:
+        raise ValueError(f"block_calls ({block_calls}) must exceed discard ({discard})")
 
 
 def steady_state(
-    fns: Sequence[Callable[[], object]], *, blocks: int = 12, block_calls: int = 25, discard: int = 3
+    fns: Sequence[Callable[[], object]],
+    *,
+    blocks: int = BLOCKS,
+    block_calls: int = BLOCK_CALLS,
+    discard: int = DISCARD,
+    settle_s: float = SETTLE_S,
+    on_block: Callable[[int], object] | None = None,
 ) -> list[np.ndarray]:
-    """Seconds per call of each of ``fns`` as a ``(blocks, block_calls)`` array, blocks alternated.
+    """Seconds per kept call for each of ``fns``: its steady state, as a deployment sees it.
 
-    Each block is ``discard`` untimed calls (the callable's caches and branch predictors warm up
-    again after the switch) and then ``block_calls`` timed consecutive calls of one callable. Blocks
-    go A B, B A, A B, ... (reversed every other round), so block ``i`` of every callable ran side by
-    side with block ``i`` of the others: their per-block medians are pairs (``stats.compare_paired``).
+    Each callable runs ``blocks`` blocks of consecutive calls, the blocks ordered by
+    :func:`block_schedule`. A block starts with untimed calls, at least ``discard`` of them and for
+    at least ``settle_s`` (they pay for caches the other callables evicted, for the previous
+    runtime's threads still spinning, and for this runtime's pool spinning back up), then keeps
+    ``block_calls - discard`` timed calls. Returns
+    one flat array of ``blocks * (block_calls - discard)`` samples per callable, block after block,
+    so :func:`block_medians` can pair block k of A with block k of B. ``on_block(kept)`` is called
+    after every block (progress bars).
+
+    Runtimes keep their deployment defaults while timed: ONNX Runtime's worker threads spin for a
+    while after a call, and turning that off (``session.intra_op.allow_spinning`` = 0) doubled its
+    2-thread latency in a trial here. Calling one runtime at a time per call (the old per-call
+    interleaving) let the idle runtime's spinning threads steal the cores from the busy one (+77 %
+    for ORT at 2 threads); blocks whose untimed start outlasts that spinning (``SETTLE_S``) fix it
+    without changing how any runtime runs.
     """
-    if blocks < 1 or block_calls < 1:
-        raise ValueError(f"blocks and block_calls must be >= 1, got {blocks} and {block_calls}")
-    if discard < 0:
-        raise ValueError(f"discard must be >= 0, got {discard}")
     if not fns:
         raise ValueError("steady_state needs at least one callable")
-    order = list(range(len(fns)))
-    ns = np.empty((len(fns), blocks, block_calls), dtype=np.int64)
-    for b in range(blocks):
-        for i in order if b % 2 == 0 else reversed(order):
-            fn = fns[i]
-            for _ in range(discard):
-                fn()
-            for c in range(block_calls):
-                ns[i, b, c] = _time_call(fn)
-    return [row.astype(np.float64) / 1e9 for row in ns]
+    _check_blocks(blocks, block_calls, discard, settle_s)
+    kept = block_calls - discard
+    ns = np.empty((len(fns), blocks, kept), dtype=np.int64)
+    done = [0] * len(fns)
+    for i in block_schedule(len(fns), blocks):
+        fn = fns[i]
+        settle(fn, discard, settle_s)
+        for c in range(kept):
+            ns[i, done[i], c] = _time_call(fn)
+        done[i] += 1
+        if on_block is not None:
+            on_block(kept)
+    return [row.reshape(-1).astype(np.float64) / 1e9 for row in ns]
+
+
+def alone(
+    fn: Callable[[], object],
+    *,
+    blocks: int = BLOCKS,
+    block_calls: int = BLOCK_CALLS,
+    discard: int = DISCARD,
+    settle_s: float = SETTLE_S,
+) -> np.ndarray:
+    """``fn`` timed by itself with as many kept calls as :func:`steady_state` keeps, all consecutive
+    after the same untimed warm-up as one block: what a deployment running only ``fn`` sees, the
+    reference a blocked measurement must agree with."""
+    _check_blocks(blocks, block_calls, discard, settle_s)
+    settle(fn, discard, settle_s)
+    return measure(fn, rounds=blocks * (block_calls - discard), warmup=0)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """One callable's median seconds timed alone and in alternated blocks beside the others."""
+
+    alone_p50_s: float
+    blocked_p50_s: float
+    round_ratios: tuple[float, ...]  # per round: blocked median / alone median, phases side by side
+
+    @property
+    def diff(self) -> float:
+        """Median over rounds of blocked / alone - 1 (0.03: 3 % slower blocked). Paired by round, so a
+        neighbour's job that slows one round slows both of its phases and cancels."""
+        return float(np.median(self.round_ratios)) - 1.0
+
+
+def blocked_vs_alone(
+    fns: Sequence[Callable[[], object]],
+    *,
+    rounds: int = 8,
+    blocks: int = 2,
+    block_calls: int = BLOCK_CALLS,
+    discard: int = DISCARD,
+    settle_s: float = SETTLE_S,
+) -> list[Agreement]:
+    """Does the block-alternated median of each callable match the callable timed by itself?
+
+    ``rounds`` times, one :func:`steady_state` run of all callables (``blocks`` blocks each) and,
+    for each callable, an :func:`alone` run of as many calls (consecutive calls only), the two
+    phases swapping places every round so drift on a shared machine moves both alike. The p50s pool
+    all rounds; ``diff`` pairs the phases of each round. A method that measures the steady state
+    gives ``diff`` near 0 for every callable.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    _check_blocks(blocks, block_calls, discard, settle_s)
+    plan = {"blocks": blocks, "block_calls": block_calls, "discard": discard, "settle_s": settle_s}
+    solo: list[list[np.ndarray]] = [[] for _ in fns]
+    mixed: list[list[np.ndarray]] = [[] for _ in fns]
+
+    def run_alone(order: Sequence[int]) -> None:
+        for i in order:
+            solo[i].append(alone(fns[i], **plan))
+
+    def run_blocked(order: Sequence[int]) -> None:
+        for i, x in zip(order, steady_state([fns[i] for i in order], **plan)):
+            mixed[i].append(x)
+
+    # Short phases, swapped every round: a neighbour's job that comes and goes lands on both alike.
+    forward = list(range(len(fns)))
+    for r in range(rounds):
+        order = forward if r % 2 == 0 else forward[::-1]
+        for phase in (run_alone, run_blocked) if r % 2 == 0 else (run_blocked, run_alone):
+            phase(order)
+    return [
+        Agreement(
+            float(np.median(np.concatenate(a))),
+            float(np.median(np.concatenate(m))),
+            tuple(float(np.median(mr) / np.median(ar)) for ar, mr in zip(a, m)),
+        )
+        for a, m in zip(solo, mixed)
+    ]
+
+
+def block_medians(samples: Sequence[float] | np.ndarray, blocks: int) -> np.ndarray:
+    """Median of each block of a :func:`steady_state` sample (for paired statistics: block k of A
+    ran next to block k of B, so their ratio cancels the drift both saw)."""
+    x = np.asarray(samples, dtype=np.float64)
+    if blocks < 1 or x.size % blocks:
+        raise ValueError(f"{x.size} samples do not split into {blocks} equal blocks")
+    return np.median(x.reshape(blocks, -1), axis=1)
 
 
 class Slowed:

@@ -1,8 +1,9 @@
 """``detbench report``: size, latency, throughput, accuracy and efficiency of every backend, in one run.
 
 With no arguments it scores the committed baseline on the synthetic dataset through every backend
-(exports are cached). Latency of all backends is sampled *interleaved* (one call of each per round),
-so a neighbour's job or thermal drift hits every backend alike and the speedup ratios stay fair.
+(exports are cached). Latency is each backend's steady state (``timing.steady_state``: blocks of
+consecutive calls per backend, the blocks alternated A B C C B A ...), so a neighbour's job or thermal
+drift hits every backend alike and the speedup ratios stay fair.
 Eager PyTorch is always measured: it is the reference for speedups and output deviations.
 
 Outputs in ``--out``: ``report.json``, ``report.md``, PNG plots; a table on the terminal.
@@ -13,7 +14,8 @@ report.json schema (``"schema": 1``; times in ms, sizes in bytes and MB = 1e6 by
     created           ISO-8601 UTC time the report was written
     duration_s        wall time of the whole run; step_s {step: seconds} splits it up
     settings          weights, weights_sha256, data, imgsz, threads, batch (throughput batch),
-                      val_images (images scored; all of the split when not limited), rounds, warmup,
+                      val_images (images scored; all of the split when not limited), rounds (kept calls per
+                      backend), warmup (calls dropped at each block's start),
                       throughput_rounds, deviation_images, quick, backends [names, pytorch first]
     environment       cpu_model, cpu_flags [SIMD/matrix flags from /proc/cpuinfo], logical_cpus,
                       usable_cpus, load_average [1, 5, 15 min], threads, platform,
@@ -25,10 +27,13 @@ report.json schema (``"schema": 1``; times in ms, sizes in bytes and MB = 1e6 by
     backends          list, one object per backend, pytorch first:
         name, reference (true for pytorch), artifact (path), artifact_bytes, size_mb,
         dynamic_batch, describe {the backend's own description},
-        latency_ms        {batch, rounds, p50, p90, p99, mean}  (per call at ``batch``, normally 1)
+        latency_ms        {batch, rounds, blocks, block_calls, discard, p50, p90, p99, mean, samples}
+                          (per call at ``batch``, normally 1; rounds = kept calls; samples: every
+                          kept call in ms, block after block, for ``report --compare``)
         throughput        {batch, rounds, images_per_s, p50_ms, reason}  (nulls + reason when the
                           artifact has a fixed batch)
-        speedup           {ratio, ci_low, ci_high, confidence}: median(pytorch) / median(this), bootstrap CI
+        speedup           {ratio, ci_low, ci_high, confidence}: pytorch / this, the typical ratio of
+                          side-by-side block medians and its paired BCa bootstrap CI
         accuracy          {mAP50, mAP50-95, precision, recall, images, per_class {class: {precision,
                           recall, mAP50, mAP50-95} (nulls: class absent from the split)}}
         deviation         {images, max_abs, box_max_abs, score_max_abs} vs pytorch's raw head output
@@ -41,6 +46,8 @@ report.json schema (``"schema": 1``; times in ms, sizes in bytes and MB = 1e6 by
     plots             {latency_vs_size, per_class_map50, training_curves, latency_history}: file name
                       in --out, or null when not drawn (``notes`` says why)
     class_names       the model's classes, in id order (rows of the per-class tables)
+    verdict           {passed, failed_backends [names], checks [{backend, kind (tolerance | accuracy |
+                      size budget | latency budget), name, passed, reason}]} (detbench.report.verdict)
     notes             list of sentences: everything skipped or approximated, and why
 """
 
@@ -64,11 +71,11 @@ import numpy as np
 
 from detbench import paths
 from detbench.errors import DatasetError, DetbenchError
+from detbench.perf.timing import DISCARD
 from detbench.runtimes.cache import artifact_size
 
 SCHEMA = 1
 DEVIATION_IMAGES = 16
-_CHUNK_ROUNDS = 10  # interleaved rounds between progress updates; even, so A-B/B-A alternation holds
 _FLAG_RE = re.compile(r"^(sse4_2|avx|avx2|fma|f16c|avx_vnni\w*|avx512\w*|amx\w*)$")
 
 
@@ -96,7 +103,7 @@ class ReportSettings:
         from detbench.runtimes.backends import REGISTRY
 
         quick = bool(getattr(args, "quick", False))
-        rounds = getattr(args, "rounds", None) or (30 if quick else 150)
+        rounds = getattr(args, "rounds", None) or (40 if quick else 160)
         val_images = getattr(args, "val_images", None) or (64 if quick else None)
         backends = list(getattr(args, "backends", None) or REGISTRY)
         return cls(
@@ -111,7 +118,7 @@ class ReportSettings:
             quick=quick,
             val_images=val_images,
             rounds=rounds,
-            warmup=3 if quick else 5,
+            warmup=DISCARD,
             throughput_rounds=max(3, rounds // 3),
             matmul_n=1024 if quick else 2048,
             matmul_repeats=5,
@@ -246,20 +253,19 @@ def collect_history(dirs: Sequence[Path]) -> dict[str, Any]:
     return {"dirs": [str(d) for d in dirs], "runs": runs, "skipped": skipped, "note": note}
 
 
-def _interleaved(
-    fns: Sequence[Callable[[], object]], rounds: int, warmup: int, advance: Callable[[int], None]
-) -> list[np.ndarray]:
-    """``timing.interleaved`` in short stretches so a progress bar can move between them."""
-    from detbench.perf.timing import interleaved
+def _steady_state(
+    fns: Sequence[Callable[[], object]], calls: int, prog: Any, task: Any
+) -> tuple[list[np.ndarray], tuple[int, int, int]]:
+    """``timing.steady_state`` keeping about ``calls`` calls per backend, moving ``task`` of the
+    progress bar after every block; returns the samples and the (blocks, block_calls, discard) plan."""
+    from detbench.perf.timing import plan_blocks, steady_state
 
-    parts: list[list[np.ndarray]] = []
-    done = 0
-    while done < rounds:
-        n = min(_CHUNK_ROUNDS, rounds - done)
-        parts.append(interleaved(fns, rounds=n, warmup=warmup if done == 0 else 0))
-        done += n
-        advance(n)
-    return [np.concatenate([p[i] for p in parts]) for i in range(len(fns))]
+    plan = blocks, block_calls, discard = plan_blocks(calls)
+    prog.update(task, total=len(fns) * blocks * (block_calls - discard))
+    samples = steady_state(
+        fns, blocks=blocks, block_calls=block_calls, discard=discard, on_block=lambda k: prog.advance(task, k)
+    )
+    return samples, plan
 
 
 def _batch_of(x: np.ndarray, n: int) -> np.ndarray:
@@ -308,7 +314,8 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
     from detbench.model.checkpoint import load_detection_model
     from detbench.model.train import model_stats, sha256_file
     from detbench.perf.peak import matmul_peak
-    from detbench.perf.stats import bootstrap_ratio_ci, percentiles
+    from detbench.perf.stats import paired_ratio_ci, percentiles
+    from detbench.perf.timing import block_medians
     from detbench.report import verdict
     from detbench.runtimes.backends import BackendSettings
     from detbench.runtimes.export import openvino_available
@@ -420,7 +427,7 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         prog.advance(task)
         timings["peak"] = time.perf_counter() - t
 
-        # Latency at batch 1, all backends interleaved.
+        # Latency at batch 1: every backend's steady state, in alternated blocks.
         t = time.perf_counter()
         x1 = x_dev[:1]
         inputs = {
@@ -433,48 +440,47 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
                     f"{n}: the artifact has a fixed batch of {len(x)}; its latency is per call of "
                     f"{len(x)} images and its speedup per image"
                 )
-        task = prog.add_task("latency (batch 1)", total=s.rounds)
         fns = [lambda b=loaded[n], x=inputs[n]: b.run(x) for n in names]
-        samples = dict(zip(names, _interleaved(fns, s.rounds, s.warmup, lambda k: prog.advance(task, k))))
+        task = prog.add_task("latency (batch 1)", total=None)
+        lat, lat_plan = _steady_state(fns, s.rounds, prog, task)
+        samples = dict(zip(names, lat))
         for n in names:
             ms = samples[n] * 1e3
             rows[n]["latency_ms"] = {
                 "batch": len(inputs[n]),
-                "rounds": s.rounds,
+                "rounds": int(ms.size),
+                "blocks": lat_plan[0],
+                "block_calls": lat_plan[1],
+                "discard": lat_plan[2],
                 **percentiles(ms),
                 "mean": float(ms.mean()),
                 "samples": [round(float(v), 5) for v in ms],  # for ``report --compare``'s gate
             }
         per_image = {n: samples[n] / len(inputs[n]) for n in names}
         for n in names:
-            ratio, low, high = bootstrap_ratio_ci(per_image["pytorch"], per_image[n])
+            # Block k of every backend ran side by side: the paired ratio of block medians cancels drift.
+            ratio, low, high = paired_ratio_ci(
+                block_medians(per_image[n], lat_plan[0]), block_medians(per_image["pytorch"], lat_plan[0])
+            )
             rows[n]["speedup"] = {"ratio": ratio, "ci_low": low, "ci_high": high, "confidence": 0.95}
         timings["latency"] = time.perf_counter() - t
 
-        # Throughput at batch N for the backends that take any batch, interleaved too.
+        # Throughput at batch N for the backends that take any batch, in alternated blocks too.
         t = time.perf_counter()
         dyn = [n for n in names if loaded[n].dynamic_batch]
         xn = _batch_of(x_dev, s.batch)
-        task = prog.add_task(f"throughput (batch {s.batch})", total=s.throughput_rounds if dyn else 0)
+        task = prog.add_task(f"throughput (batch {s.batch})", total=None if dyn else 0)
         tp: dict[str, np.ndarray] = {}
         if dyn:
-            tp = dict(
-                zip(
-                    dyn,
-                    _interleaved(
-                        [lambda b=loaded[n]: b.run(xn) for n in dyn],
-                        s.throughput_rounds,
-                        max(1, s.warmup // 2),
-                        lambda k: prog.advance(task, k),
-                    ),
-                )
-            )
+            fns = [lambda b=loaded[n]: b.run(xn) for n in dyn]
+            tp_samples, _ = _steady_state(fns, s.throughput_rounds, prog, task)
+            tp = dict(zip(dyn, tp_samples))
         for n in names:
             if n in tp:
                 med = float(np.median(tp[n]))
                 rows[n]["throughput"] = {
                     "batch": s.batch,
-                    "rounds": s.throughput_rounds,
+                    "rounds": int(tp[n].size),
                     "images_per_s": s.batch / med,
                     "p50_ms": med * 1e3,
                     "reason": None,
@@ -628,7 +634,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "# detbench report",
         f"Weights `{s['weights']}` (sha256 `{s['weights_sha256'][:16]}…`), data `{s['data']}`, "
         f"imgsz {s['imgsz']}, {s['threads']} thread(s); {s['val_images']} val images scored, latency over "
-        f"{s['rounds']} interleaved rounds at batch 1, throughput over {s['throughput_rounds']} rounds at "
+        f"{s['rounds']} calls at batch 1 (steady state: alternated blocks of consecutive calls, the first "
+        f"{s['warmup']} of each block dropped), throughput over {s['throughput_rounds']} calls at "
         f"batch {batch}"
         f"{' (--quick)' if s['quick'] else ''}. Created {report['created']} in {report['duration_s']:.0f} s.",
         "## Summary",
