@@ -31,7 +31,7 @@ from detbench.model.baseline import resolve_weights
 from detbench.model.checkpoint import load_detection_model
 from detbench.perf import gate
 from detbench.perf.stats import GATE_ALPHA, PAIRED_MIN_EFFECT, paired_ratio_ci
-from detbench.perf.timing import steady_state
+from detbench.perf.timing import SETTLE_S, block_medians, steady_state
 from detbench.runtimes.backends import BackendSettings, create
 from detbench.runtimes.preprocess import preprocess
 from detbench.runtimes.workbench import Workbench
@@ -40,7 +40,7 @@ from detbench.verify.perturb import add_input_compute
 TARGETS = (0.05, 0.10, 0.20)
 PROBE_MATMULS = 16
 WIDTH = 64  # rows of 64: finer steps of cost than the input's 128-wide rows
-MEASURE_BLOCKS = 120  # an artifact's own slowdown: a long alternated run, 4x a gate run
+MEASURE_BLOCKS = 48  # an artifact's own slowdown: a long alternated run, 4x a gate run
 
 
 def _session(path: Path, threads: int):
@@ -62,7 +62,7 @@ def _slowdown(base: Path, cand: Path, x: np.ndarray, threads: int) -> tuple[floa
         block_calls=gate.BLOCK_CALLS,
         discard=gate.DISCARD,
     )
-    r, lo, hi = paired_ratio_ci(np.median(ta, axis=1), np.median(tb, axis=1))
+    r, lo, hi = paired_ratio_ci(block_medians(ta, MEASURE_BLOCKS), block_medians(tb, MEASURE_BLOCKS))
     return r - 1, lo - 1, hi - 1
 
 
@@ -99,6 +99,19 @@ def part_artifacts(args: argparse.Namespace, doc: dict) -> None:
     doc.update(baseline=str(baseline), aa=str(aa), imgsz=info.imgsz, artifacts=arts, per_matmul=per_mm)
 
 
+def part_remeasure(args: argparse.Namespace, doc: dict) -> None:
+    """Re-measure the slowdown of the artifacts already built (after a change of the timing core)."""
+    x = _input(doc["imgsz"])
+    for key, art in doc["artifacts"].items():
+        s, lo, hi = _slowdown(Path(doc["baseline"]), Path(art["path"]), x, args.threads)
+        art.update(slowdown=s, ci95=[lo, hi], runs=[])
+        print(
+            f"target {float(key):.0%}: {art['matmuls']} MatMuls, "
+            f"measured slowdown {s:+.2%} ({lo:+.2%}..{hi:+.2%})"
+        )
+    doc["aa_runs"] = []
+
+
 def _runs(doc: dict, cand: str, n: int, threads: int) -> list[dict]:
     x = _input(doc["imgsz"])
     out = []
@@ -130,8 +143,9 @@ def _flagged(runs: list[dict], min_effect: float, alpha: float) -> int:
 
 def table(doc: dict, min_effects: tuple[float, ...]) -> str:
     lines = [
-        f"gate.ab defaults: {gate.BLOCKS} blocks x {gate.BLOCK_CALLS} calls per arm (+{gate.DISCARD} "
-        f"discarded), alpha {GATE_ALPHA}, regression = Wilcoxon p < alpha and change >= min effect",
+        f"gate.ab defaults: {gate.BLOCKS} blocks per arm, each {gate.DISCARD} untimed calls (>= "
+        f"{SETTLE_S} s) then {gate.BLOCK_CALLS - gate.DISCARD} timed; alpha {GATE_ALPHA}; regression = "
+        "one-sided Wilcoxon p < alpha and paired change >= min effect",
         f"{'artifact':<34} {'measured slowdown':>22} {'runs':>5}  "
         + "  ".join(f"flagged@{m:.0%}" for m in min_effects),
     ]
@@ -159,7 +173,7 @@ def table(doc: dict, min_effects: tuple[float, ...]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["artifacts", "aa", "slow", "table"])
+    ap.add_argument("part", choices=["artifacts", "remeasure", "aa", "slow", "table"])
     ap.add_argument("--out", type=Path, default=Path("calibration.json"))
     ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "detbench-calibration"))
     ap.add_argument("--runs", type=int, default=20)
@@ -169,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = _load(args.out)
     if args.part == "artifacts":
         part_artifacts(args, doc)
+    elif args.part == "remeasure":
+        part_remeasure(args, doc)
     elif args.part == "aa":
         part_aa(args, doc)
     elif args.part == "slow":

@@ -15,7 +15,9 @@ from detbench.verify.perturb import add_input_compute
 pytestmark = pytest.mark.timing
 
 REPO = Path(__file__).resolve().parents[1]
-SLOW_MATMULS = 23  # ~1.3 % each (scripts/calibrate_gate.py): the candidate is ~30 % slower
+# ~1.3 % each (scripts/calibrate_gate.py): the candidate is ~2x slower, above the session drift that
+# --detbench-compare-min-effect (0.6) allows for between two sessions on this machine.
+SLOW_MATMULS = 75
 BENCH = """
 import os
 
@@ -63,7 +65,7 @@ def _pytest(root: Path, onnx: str, *extra: str, save_data: bool = True) -> subpr
 
 
 def test_a_a_passes_and_a_slowed_artifact_fails(project: Path) -> None:
-    """Saved run 1 = baseline; run 2 (a copy, A/A) passes the gate; run 3 (slowed ONNX) fails with exit 1."""
+    """Saved run 1 = baseline; run 2 (a copy, A/A) passes the gate; run 3 (2x slower ONNX) exits 1."""
     first = _pytest(project, "a.onnx", "--benchmark-autosave")
     assert first.returncode == 0, first.stdout + first.stderr
     same = _pytest(project, "a_again.onnx", "--benchmark-compare=0001", "--detbench-compare-fail")

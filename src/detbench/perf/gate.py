@@ -171,7 +171,9 @@ def gate(
     )
 
 
-def compare_benchmark_session(session: object) -> tuple[list[Verdict], list[str]]:
+def compare_benchmark_session(
+    session: object, *, alpha: float = GATE_ALPHA, min_effect: float = UNPAIRED_MIN_EFFECT
+) -> tuple[list[Verdict], list[str]]:
     """The gate on a pytest-benchmark session: this run's rounds against each run it was compared with.
 
     ``session`` is pytest-benchmark's ``BenchmarkSession`` after its ``finish()``: its ``benchmarks``
@@ -197,7 +199,10 @@ def compare_benchmark_session(session: object) -> tuple[list[Verdict], list[str]
             elif data:
                 old[name] = np.asarray(data, dtype=np.float64)
         verdicts += compare_runs(
-            {k: v for k, v in old.items() if k in now}, {k: now[k] for k in old if k in now}
+            {k: v for k, v in old.items() if k in now},
+            {k: now[k] for k in old if k in now},
+            alpha=alpha,
+            min_effect=min_effect,
         )
     return verdicts, problems
 
