@@ -17,12 +17,13 @@ from detbench.verify.perturb import add_input_compute
 
 pytestmark = [pytest.mark.calibration, pytest.mark.slow, pytest.mark.timing]
 
-# A smaller version of scripts/calibrate_gate.py (README "Gate calibration": 0/100 A/A, 19/20 at +5.8 %,
-# 20/20 at +10.3 %). Each run is independent: two fresh sessions, then gate.ab with its defaults.
+# A smaller version of scripts/calibrate_gate.py (README "Gate calibration": 0/40 A/A, 12/20 at +5.1 %,
+# 20/20 at +10.7 %). Each run is independent: two fresh sessions, then gate.ab with its defaults. The
+# minimums leave room for chance at 10 runs: at the measured 60 % power, >= 3 of 10 fails 1 time in 80.
 RUNS = 10
 WIDTH = 64  # the slowed artifacts' extra MatMuls work on 64-wide rows of the input, ~1.3 % each here
 MEASURE_BLOCKS = 40  # an artifact's own slowdown: a longer paired run than a gate run
-SLOWED = {"5%": (4, 0.035, 0.08, 5), "10%": (8, 0.08, 0.13, 9)}  # MatMuls, slowdown band, min flagged
+SLOWED = {"5%": (4, 0.035, 0.08, 3), "10%": (8, 0.08, 0.13, 9)}  # MatMuls, slowdown band, min flagged
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def _runs(base: Path, cand: Path, x: np.ndarray, threads: int) -> list:
 
 
 def test_a_a_false_alarms(onnx_files, x, pytestconfig, record_property) -> None:
-    """Baseline vs its copy in 10 fresh runs: at most one false regression (measured rate: 0 in 100)."""
+    """Baseline vs its copy in 10 fresh runs: at most one false regression (measured: 0 in 40)."""
     verdicts = _runs(onnx_files["base"], onnx_files["copy"], x, pytestconfig.getoption("--detbench-threads"))
     alarms = sum(v.status == "regression" for v in verdicts)
     changes = ", ".join(f"{v.change:+.1%}" for v in verdicts)
