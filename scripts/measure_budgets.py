@@ -1,13 +1,13 @@
 """Measure every budget in fixtures/budgets.toml on this machine and print TOML to paste back.
 
-    python scripts/measure_budgets.py                      # 8 alternated blocks of 25 calls per ratio
-    python scripts/measure_budgets.py --blocks 16 --threads 1 --weights path/to/best.pt
+    python scripts/measure_budgets.py                      # 40 alternated blocks, 10 timed calls each
+    python scripts/measure_budgets.py --blocks 80 --threads 1 --weights path/to/best.pt
 
 Run it on a quiet machine (no training, no browser): the ratios cancel machine speed, not noise.
-Prints, for each entry, ``max_ratio`` = a suggestion (the CI's upper end x --headroom, rounded up)
-and ``measured = {...}`` (median ratio, 95% CI, blocks, threads, machine, date, this command), and
-an ``[absolute."<machine id>"]`` table for this machine. Review the suggestions before committing:
-a budget is a promise about the deployment, not just the last measurement.
+Prints, for each entry, ``max_ratio`` = the measured typical block ratio x --headroom (at most 1.10,
+rounded down: a budget that binds) and ``measured`` (ratio, paired 95% CI, blocks, threads, machine,
+date, this command), all written with tomli-w, and an ``[absolute."<machine id>"]`` table. Review
+the suggestions before committing: a budget is a promise about the deployment, not the last run.
 """
 
 from __future__ import annotations
@@ -27,15 +27,17 @@ from detbench.model.checkpoint import load_detection_model
 from detbench.paths import configure_environment
 from detbench.perf import history
 from detbench.perf.budgets import (
+    BLOCK_CALLS,
     BUDGETS_FILE,
+    DISCARD,
     absolute_toml,
+    budget_max_ratio,
     check_size,
     latency_toml,
     load_budgets,
     measure_latency,
     size_toml,
 )
-from detbench.perf.timing import BLOCK_CALLS, BLOCKS, DISCARD
 from detbench.runtimes.backends import REGISTRY, BackendSettings, BaseBackend
 from detbench.runtimes.cache import artifact_size
 from detbench.runtimes.export import openvino_available
@@ -51,15 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", type=Path, help="checkpoint (default: the committed baseline)")
     ap.add_argument("--budgets", type=Path, default=BUDGETS_FILE)
-    ap.add_argument("--blocks", type=int, default=BLOCKS, help="alternated blocks per backend and ratio")
+    ap.add_argument("--blocks", type=int, default=40, help="alternated blocks per latency ratio")
     ap.add_argument("--block-calls", type=int, default=BLOCK_CALLS, help="consecutive calls per block")
     ap.add_argument("--discard", type=int, default=DISCARD, help="calls dropped at each block's start")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
         "--headroom",
         type=float,
-        default=1.25,
-        help="suggested latency max_ratio = CI high x this (sizes use 1.1, absolute 1.5)",
+        default=1.10,
+        help="latency max_ratio = measured ratio x this, at most 1.10 (sizes use 1.1, absolute 1.5)",
     )
     args = ap.parse_args(argv)
     command = "python scripts/measure_budgets.py " + shlex.join(argv if argv is not None else sys.argv[1:])
@@ -121,11 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             medians.setdefault(budget.numerator, []).append(float(np.median(num)) * 1e3)
             medians.setdefault(budget.denominator, []).append(float(np.median(den)) * 1e3)
         measured = {"blocks": args.blocks, "block_calls": args.block_calls, "threads": args.threads, **common}
-        print(
-            latency_toml(
-                budget, result, max_ratio=_round_up(result.ci_high * args.headroom), measured=measured
-            )
-        )
+        max_ratio = budget_max_ratio(result.ratio, args.headroom)
+        print(latency_toml(budget, result, max_ratio=max_ratio, measured=measured))
 
     if medians:
         print("# Optional: this machine's absolute budgets (1.5 x the measured median, batch 1).")

@@ -11,7 +11,7 @@ from detbench.perf.abenv import ab_environments
 pytestmark = pytest.mark.calibration
 
 WORKER = ["--backend", "onnxruntime", "--threads", "1"]
-PLAN = {"blocks": 4, "block_calls": 12, "discard": 4}  # 32 kept calls a side
+PLAN = {"blocks": 8, "block_calls": 8, "discard": 4}  # 8 paired blocks of 4 kept calls a side
 
 
 def test_same_environment_twice_is_no_regression() -> None:
@@ -19,7 +19,7 @@ def test_same_environment_twice_is_no_regression() -> None:
     verdict, a, b = ab_environments(sys.executable, sys.executable, WORKER, **PLAN)
     assert verdict.status != "regression"
     assert a["versions"] == b["versions"] and a["backend"]["backend"] == "onnxruntime"
-    assert verdict.n_base == verdict.n_cand == 4 * 8
+    assert verdict.n_base == verdict.n_cand == 8 and verdict.paired  # block medians
 
 
 def test_slowed_environment_is_flagged() -> None:

@@ -118,7 +118,7 @@ def test_fixed_batch_artifact_says_so(workbench, tmp_path: Path) -> None:
     assert b.run(x[:1]).shape[0] == 1
 
 
-def _ultralytics_predict(weights: Path, rgb: np.ndarray, imgsz: int, names) -> Detections:
+def _ultralytics_predict(weights: Path, rgb: np.ndarray, imgsz: int, names, conf: float) -> Detections:
     from ultralytics import YOLO
 
     # Same decoded pixels for both sides (BGR for ultralytics); rect=False: square letterbox like ours.
@@ -126,13 +126,18 @@ def _ultralytics_predict(weights: Path, rgb: np.ndarray, imgsz: int, names) -> D
         source=np.ascontiguousarray(rgb[..., ::-1]),
         imgsz=imgsz,
         rect=False,
-        conf=0.25,
+        conf=conf,
         iou=0.7,
         device="cpu",
         verbose=False,
     )[0]
     b = r.boxes
     return Detections(b.xyxy.numpy(), b.conf.numpy(), b.cls.numpy().astype(np.int64), tuple(names))
+
+
+# The baseline knows garments, not buses: at conf 0.25 it finds 1 box on bus.jpg and none on zidane.jpg,
+# at 0.1 it finds 12 and 4 (measured), so the photos are compared at 0.1 and both sides have boxes.
+PHOTO_CONF, SCENE_CONF = 0.1, 0.25
 
 
 def _images() -> list:
@@ -146,10 +151,15 @@ def test_pipeline_matches_ultralytics_predict(
 ) -> None:
     """Our preprocessing + eager PyTorch + postprocessing = YOLO(weights).predict(): same count,
     classes, IoU >= 0.99, scores within 1e-3."""
-    image = load_image(source) if isinstance(source, Path) else make_scene(11, "val", source[1], 160)[0]
+    photo = isinstance(source, Path)
+    image = load_image(source) if photo else make_scene(11, "val", source[1], 160)[0]
+    conf = PHOTO_CONF if photo else SCENE_CONF
     rgb = np.asarray(image)
     x, infos = preprocess([rgb], model_info.imgsz)
-    ours = postprocess(reference.run(x), infos, model_info.names)[0]
-    theirs = _ultralytics_predict(baseline, rgb, model_info.imgsz, model_info.names)
+    ours = postprocess(reference.run(x), infos, model_info.names, conf=conf)[0]
+    theirs = _ultralytics_predict(baseline, rgb, model_info.imgsz, model_info.names, conf)
+    assert len(theirs) >= 1, (
+        f"ultralytics finds nothing on {source} at conf {conf}: the parity checks nothing"
+    )
     assert len(ours) == len(theirs)
     assert_detections_match([theirs], [ours], TOLERANCES["torchscript"], label=str(source))

@@ -305,6 +305,6 @@ class TestTiming:
     def test_ab_flags_a_big_slowdown(self):
         """ab of a 0.2 ms spin against a 4x slowed copy is a regression named as asked."""
         work = lambda: spin(2e-4)  # noqa: E731
-        v = ab(work, Slowed(work, 3.0), blocks=4, block_calls=7, discard=2, name="spin")
-        assert (v.name, v.status, v.n_base) == ("spin", "regression", 20)
+        v = ab(work, Slowed(work, 3.0), blocks=10, block_calls=5, discard=2, name="spin")
+        assert (v.name, v.status, v.n_base, v.paired) == ("spin", "regression", 10, True)
         assert v.change > 1.5

@@ -47,3 +47,35 @@ def test_naive_int8_fails_the_raw_bound(naive_int8, reference, dataset, model_in
     x, _ = preprocess([load_image(p) for p in dataset.images("val")[:8]], model_info.imgsz)
     with pytest.raises(OutputMismatch):
         assert_outputs_close(reference.run(x), naive_int8.run(x), TOLERANCES["onnxruntime-int8"])
+
+
+def _report(argv: list[str]) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from detbench import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    return code, out.getvalue() + err.getvalue()
+
+
+REPORT_ARGS = ["report", "--backends", "onnxruntime-int8", "--quick", "--val-images", "64", "--rounds", "40"]
+
+
+def test_report_exits_1_on_the_naive_int8(naive_int8, tmp_path: Path) -> None:
+    """detbench report --artifact onnxruntime-int8=naive.onnx: FAIL onnxruntime-int8, exit 1."""
+    code, out = _report(
+        [*REPORT_ARGS, "--artifact", f"onnxruntime-int8={naive_int8.artifact}", "--out", str(tmp_path / "r")]
+    )
+    assert code == 1, out
+    assert "PASS pytorch" in out
+    assert "FAIL onnxruntime-int8" in out and "accuracy mAP" in out
+
+
+def test_report_exits_0_on_the_committed_int8(tmp_path: Path) -> None:
+    """The same command on the committed recipe's INT8: PASS for both backends, exit 0."""
+    code, out = _report([*REPORT_ARGS, "--out", str(tmp_path / "r")])
+    assert code == 0, out
+    assert "PASS pytorch" in out and "PASS onnxruntime-int8" in out

@@ -473,9 +473,9 @@ class TestPieces:
         """--out naming an existing file is refused at once, in one line naming it."""
         clash = tmp_path / "report"
         clash.write_text("")
-        assert cli.main(["report", "--weights", str(baseline), "--out", str(clash)]) == 1
+        assert cli.main(["report", "--weights", str(baseline), "--out", str(clash)]) == 2  # argparse
         err = capsys.readouterr().err.strip()
-        assert f"--out {clash}: exists and is not a directory" in err
+        assert f"--out: {clash}: exists and is not a directory" in err
         assert len(err.splitlines()) == 1
 
 

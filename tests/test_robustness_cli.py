@@ -104,7 +104,7 @@ CASES = {
     "export-negative-threads": ("export --threads -2", 2, ["--threads"]),
     # predict
     "predict-missing-images": ("predict", 2, ["images"]),
-    "predict-nonexistent-image": ("predict /nonexistent/a.jpg", 2, ["/nonexistent/a.jpg"]),
+    "predict-nonexistent-image": ("predict /nonexistent/a.jpg", 1, ["/nonexistent/a.jpg", "file not found"]),
     "predict-unknown-backend": ("predict {not-an-image.jpg} --backend tensorrt", 2, ["tensorrt"]),
     "predict-conf-out-of-range": ("predict {not-an-image.jpg} --conf 1.5", 2, ["--conf"]),
     "predict-conf-not-a-number": ("predict {not-an-image.jpg} --conf high", 2, ["--conf", "'high'"]),
@@ -142,7 +142,54 @@ CASES = {
     ),
     "ab-garbage-openvino-xml": ("ab {garbage.xml} {garbage.xml} --backend openvino", 1, ["garbage.xml"]),
     "ab-pytorch-backend": ("ab {corrupt.onnx} {corrupt.onnx} --backend pytorch", 2, ["pytorch"]),
-    "ab-zero-rounds": ("ab {corrupt.onnx} {corrupt.onnx} --rounds 0", 2, ["--rounds"]),
+    "ab-zero-blocks": ("ab {corrupt.onnx} {corrupt.onnx} --blocks 0", 2, ["--blocks", "positive"]),
+    "ab-zero-block-calls": ("ab {corrupt.onnx} {corrupt.onnx} --block-calls 0", 2, ["--block-calls"]),
+    "ab-negative-discard": ("ab {corrupt.onnx} {corrupt.onnx} --discard -1", 2, ["--discard", ">= 0"]),
+    "ab-zero-threads": ("ab {corrupt.onnx} {corrupt.onnx} --threads 0", 2, ["--threads"]),
+    "ab-unknown-backend": ("ab {corrupt.onnx} {corrupt.onnx} --backend tensorrt", 2, ["tensorrt"]),
+    # every option validated at the boundary, before any work (issue 12)
+    "synth-non-integer-seed": ("data synth --out {dir}/s --seed x", 2, ["--seed"]),
+    "synth-out-is-a-file": ("data synth --out {a-file}", 2, ["--out", "not a directory"]),
+    "voc-out-is-a-file": ("data from-voc {dir} --out {a-file}", 2, ["--out", "not a directory"]),
+    "train-imgsz-not-stride": ("train --data {bad.yaml} --imgsz 100", 2, ["--imgsz", "stride 32", "use 128"]),
+    "train-out-is-a-file": ("train --data {bad.yaml} --out {a-file}", 2, ["--out", "not a directory"]),
+    "train-non-integer-seed": ("train --data {bad.yaml} --seed 1.5", 2, ["--seed"]),
+    "export-imgsz-not-stride": (
+        "export --imgsz 100",
+        2,
+        ["--imgsz", "not a multiple of the model's stride 32"],
+    ),
+    "export-opset-too-old": ("export --opset 3", 2, ["--opset", "opset 3 is not supported", "choose 11 to"]),
+    "export-opset-too-new": ("export --opset 99", 2, ["--opset", "opset 99 is not supported"]),
+    "export-nonexistent-data": ("export --data /nonexistent/d.yaml", 2, ["--data", "/nonexistent/d.yaml"]),
+    "export-override-without-equals": ("export --artifact onnxruntime", 2, ["--artifact", "BACKEND=PATH"]),
+    "export-override-unknown-backend": (
+        "export --artifact tensorrt={corrupt.onnx}",
+        2,
+        ["--artifact", "unknown backend 'tensorrt'"],
+    ),
+    "export-override-pytorch": ("export --artifact pytorch={corrupt.pt}", 2, ["--artifact", "--weights"]),
+    "export-override-missing-file": (
+        "export --artifact onnxruntime=/nonexistent/m.onnx",
+        2,
+        ["/nonexistent"],
+    ),
+    "predict-imgsz-not-stride": ("predict {not-an-image.jpg} --imgsz 100", 2, ["--imgsz", "stride 32"]),
+    "predict-zero-threads": ("predict {not-an-image.jpg} --threads 0", 2, ["--threads"]),
+    "report-imgsz-not-stride": (
+        "report --imgsz 100",
+        2,
+        ["--imgsz", "not a multiple of the model's stride 32"],
+    ),
+    "report-zero-rounds": ("report --rounds 0", 2, ["--rounds"]),
+    "report-zero-val-images": ("report --val-images 0", 2, ["--val-images"]),
+    "report-zero-threads": ("report --threads 0", 2, ["--threads"]),
+    "report-out-is-a-file": ("report --out {a-file}", 2, ["--out", "not a directory"]),
+    "report-compare-missing": ("report --compare /nonexistent/report.json", 2, ["--compare", "/nonexistent"]),
+    "report-compare-dir-without-report": ("report --compare {dir}", 2, ["--compare", "without report.json"]),
+    "report-override-missing-file": ("report --artifact openvino=/nonexistent/m.xml", 2, ["--artifact"]),
+    "gate-negative-min-effect": ("gate {empty.json} {empty.json} --min-effect -1", 2, ["--min-effect"]),
+    "gate-one-min-samples": ("gate {empty.json} {empty.json} --min-samples 1", 2, ["--min-samples"]),
 }
 
 
@@ -187,17 +234,6 @@ def test_no_subcommand_lists_the_subcommands(capsys: pytest.CaptureFixture, argv
 
 # Cases that get past the weights (a loadable untrained checkpoint) and fail further on.
 LOADED_CASES = {
-    "export-override-without-equals": (
-        "export --weights {weights} --artifact onnxruntime",
-        1,
-        ["BACKEND=PATH"],
-    ),
-    "export-override-unknown-backend": (
-        "export --weights {weights} --artifact tensorrt={corrupt.onnx}",
-        1,
-        ["unknown backend 'tensorrt'"],
-    ),
-    "export-override-pytorch": ("export --weights {weights} --artifact pytorch={corrupt.pt}", 1, ["pytorch"]),
     "predict-corrupt-override": (
         "predict {not-an-image.jpg} --weights {weights} --artifact onnxruntime={corrupt.onnx}",
         1,
@@ -272,3 +308,26 @@ class TestConsoleScript:
         assert debug.returncode != 0
         assert "Traceback (most recent call last)" in debug.stderr
         assert "HistoryError" in debug.stderr
+
+
+def test_predict_batch_lists_every_bad_file_and_finishes_the_others(
+    capsys: pytest.CaptureFixture, files: dict[str, Path], untrained: Path, tmp_path: Path
+) -> None:
+    """predict a.jpg broken.jpg missing.jpg c.jpg: two error lines, a and c predicted, exit 1 at the end."""
+    from PIL import Image
+
+    good = []
+    for name in ("a.jpg", "c.jpg"):
+        Image.new("RGB", (80, 60), (120, 30, 200)).save(tmp_path / name)
+        good.append(tmp_path / name)
+    broken, missing = files["not-an-image.jpg"], tmp_path / "missing.jpg"
+    argv = ["predict", str(good[0]), str(broken), str(missing), str(good[1]), "--weights", str(untrained)]
+    code = main([*argv, "--backend", "pytorch", "--json"])
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert code == 1
+    assert len(err) == 3 and all(line.startswith("detbench: error: ") for line in err), err
+    assert str(broken) in err[0] and str(missing) in err[1] and "2 of 4 images" in err[2]
+    results = json.loads(captured.out)
+    assert [r["image"] for r in results] == [str(good[0]), str(broken), str(missing), str(good[1])]
+    assert [r["detections"] is not None for r in results] == [True, False, False, True]

@@ -8,9 +8,13 @@ import pytest
 from detbench.perf.stats import (
     bootstrap_ratio_ci,
     check_ratio_budget,
+    compare_paired,
     compare_samples,
     mann_whitney_slower,
+    paired_ratio_ci,
+    paired_ratios,
     percentiles,
+    wilcoxon_slower,
 )
 
 MS = 1e-3
@@ -207,3 +211,62 @@ class TestCheckRatioBudget:
         """A budget of 0 is an error naming the check."""
         with pytest.raises(ValueError, match="int8/fp32: budget"):
             check_ratio_budget("int8/fp32", [1.0, 2.0], [1.0, 2.0], 0)
+
+
+def drifting_pairs(n: int, change: float, seed: int, drift: float = 0.3, noise: float = 0.02):
+    """Block medians of a paired run: a large shared drift per block, small independent noise."""
+    rng = np.random.default_rng(seed)
+    shared = 2 * MS * rng.lognormal(0.0, drift, n)
+    base = shared * rng.lognormal(0.0, noise, n)
+    return base, shared * (1 + change) * rng.lognormal(0.0, noise, n)
+
+
+class TestPaired:
+    def test_paired_ci_is_narrower_than_unpaired_under_drift(self):
+        """Shared drift cancels in the per-block ratios: the paired CI is several times narrower."""
+        base, cand = drifting_pairs(30, 0.05, seed=40)
+        _, plo, phi = paired_ratio_ci(base, cand)
+        _, ulo, uhi = bootstrap_ratio_ci(cand, base)
+        assert plo <= 1.05 <= phi
+        assert (phi - plo) * 4 < uhi - ulo
+
+    def test_paired_verdict_sees_5_percent_under_drift_that_hides_it_unpaired(self):
+        """A 5% slowdown under 30% drift: a paired regression, invisible to Mann-Whitney."""
+        base, cand = drifting_pairs(30, 0.05, seed=41)
+        assert compare_paired("net", base, cand).status == "regression"
+        assert mann_whitney_slower(base, cand) > 0.01
+        assert wilcoxon_slower(base, cand) < 1e-4
+
+    def test_paired_a_a_is_no_change(self):
+        """The same distribution on both sides of each pair is no change."""
+        base, cand = drifting_pairs(30, 0.0, seed=42)
+        v = compare_paired("net", base, cand)
+        assert v.status == "no change" and v.paired
+        assert v.ci_low <= 0 <= v.ci_high
+
+    def test_one_wild_block_does_not_move_the_estimate(self):
+        """One block ruined by a neighbour (ratio 2) moves the robust paired estimate by under 1%."""
+        base, cand = drifting_pairs(30, 0.0, seed=43)
+        clean = paired_ratio_ci(base, cand)[0]
+        cand = cand.copy()
+        cand[7] *= 2
+        assert abs(paired_ratio_ci(base, cand)[0] - clean) < 0.01
+
+    def test_paired_needs_equal_lengths_and_positive_times(self):
+        """Unequal lengths or zero latencies are errors naming the benchmark."""
+        with pytest.raises(ValueError, match="net: paired samples need one"):
+            compare_paired("net", [1.0] * 10, [1.0] * 9)
+        with pytest.raises(ValueError, match="net: paired ratios need latencies > 0"):
+            compare_paired("net", [1.0] * 10, [0.0] * 10)
+
+    def test_ratios_divide_pairwise(self):
+        """paired_ratios is cand[i] / base[i]."""
+        assert paired_ratios([1.0, 2.0], [1.5, 1.0]).tolist() == [1.5, 0.5]
+
+    def test_paired_budget_fails_a_15_percent_breach_the_unpaired_check_misses(self):
+        """Budget 1.10 x a ratio of 1, candidate 1.15 under drift: paired fails it, unpaired cannot tell."""
+        base, cand = drifting_pairs(30, 0.15, seed=44)
+        paired = check_ratio_budget("b", cand, base, 1.10, paired=True)
+        unpaired = check_ratio_budget("b", cand, base, 1.10)
+        assert not paired.passed and "paired ratio" in paired.reason
+        assert unpaired.passed

@@ -7,7 +7,15 @@ import time
 import numpy as np
 import pytest
 
-from detbench.perf.timing import alone, block_medians, block_schedule, plan_blocks, steady_state
+from detbench.perf.timing import (
+    Agreement,
+    alone,
+    block_medians,
+    block_schedule,
+    blocked_vs_alone,
+    plan_blocks,
+    steady_state,
+)
 
 
 def spin(seconds: float) -> None:
@@ -45,6 +53,7 @@ class TestSteadyState:
             blocks=4,
             block_calls=3,
             discard=1,
+            settle_s=0,
         )
         assert "".join(order) == "aaabbbbbbaaaaaabbbbbbaaa"
         assert a.shape == b.shape == (4 * 2,)
@@ -59,7 +68,7 @@ class TestSteadyState:
             spin(5e-3 if state["calls"] % 5 == 0 else 1e-4)
             state["calls"] += 1
 
-        (x,) = steady_state([cold_then_warm], blocks=3, block_calls=5, discard=1)
+        (x,) = steady_state([cold_then_warm], blocks=3, block_calls=5, discard=1, settle_s=0)
         assert x.size == 12
         assert x.max() < 4e-3
 
@@ -75,6 +84,7 @@ class TestSteadyState:
             ({"blocks": 0}, "blocks"),
             ({"block_calls": 5, "discard": 5}, "exceed discard"),
             ({"discard": -1}, "discard"),
+            ({"settle_s": -0.1}, "settle_s"),
         ],
     )
     def test_rejects_bad_plans(self, kwargs: dict, match: str) -> None:
@@ -90,8 +100,18 @@ class TestSteadyState:
     def test_alone_keeps_as_many_calls_as_steady_state(self) -> None:
         """alone() times the same number of calls, all consecutive after the warm-up."""
         calls = []
-        x = alone(lambda: calls.append(1), blocks=3, block_calls=6, discard=2)
+        x = alone(lambda: calls.append(1), blocks=3, block_calls=6, discard=2, settle_s=0)
         assert x.size == 12 and len(calls) == 14
+
+    def test_settle_time_stretches_each_blocks_warm_up(self) -> None:
+        """A block's untimed start lasts settle_s even when discard calls are quicker than that."""
+        calls = []
+        t0 = time.perf_counter()
+        (x,) = steady_state(
+            [lambda: calls.append(spin(1e-4))], blocks=2, block_calls=4, discard=1, settle_s=0.02
+        )
+        assert time.perf_counter() - t0 >= 0.04
+        assert x.size == 6 and len(calls) > 2 * 4 + 40  # about 0.02 s / 0.1 ms untimed calls a block
 
 
 class TestBlockMedians:
@@ -126,3 +146,19 @@ class TestPlanBlocks:
         """Zero calls is an error."""
         with pytest.raises(ValueError, match="calls"):
             plan_blocks(0)
+
+
+class TestBlockedVsAlone:
+    def test_agreement_of_pure_python_callables(self) -> None:
+        """Two busy-waits keep their own durations blocked beside each other (no runtime threads)."""
+        res = blocked_vs_alone(
+            [lambda: spin(2e-4), lambda: spin(6e-4)], rounds=2, blocks=2, block_calls=8, discard=2
+        )
+        assert [r.blocked_p50_s > 0 and r.alone_p50_s > 0 for r in res] == [True, True]
+        assert res[1].alone_p50_s > 2 * res[0].alone_p50_s
+        assert all(abs(r.diff) < 0.5 for r in res)
+
+    def test_diff_is_the_median_round_ratio(self) -> None:
+        """diff is the median over rounds of blocked / alone, minus 1: one disturbed round is outvoted."""
+        a = Agreement(alone_p50_s=2.0, blocked_p50_s=2.5, round_ratios=(1.25, 1.2, 3.0))
+        assert a.diff == pytest.approx(0.25)

@@ -47,3 +47,16 @@ def torch_compile_unavailable() -> str | None:
     if shutil.which(cxx) is None:
         return f"torch.compile's inductor needs a C++ compiler; {cxx!r} is not on PATH"
     return None
+
+
+def onnx_opset_range() -> tuple[int, int]:
+    """Opsets the TorchScript-based ONNX exporter (the one detbench and ultralytics use) accepts.
+
+    torch keeps the bounds in a private module; fall back to torch 2.13/2.14's values (7, 20).
+    """
+    try:
+        from torch.onnx import _constants as c
+
+        return int(c.ONNX_MIN_OPSET), int(c.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+    except (ImportError, AttributeError):  # pragma: no cover - a torch that moved them
+        return 7, 20

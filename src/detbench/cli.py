@@ -46,6 +46,59 @@ def _positive(text: str) -> int:
     return value
 
 
+STRIDE = 32  # YOLOv8's largest feature stride: input sizes must be multiples of it
+MIN_USEFUL_OPSET = 11  # YOLOv8's Upsample exports as Resize, which opset 11 introduced in this form
+
+
+def _imgsz(text: str) -> int:
+    """A model input size: a positive multiple of the stride (ultralytics would round it up)."""
+    value = _positive(text)
+    if value % STRIDE:
+        up = -(-value // STRIDE) * STRIDE
+        raise argparse.ArgumentTypeError(
+            f"{value} is not a multiple of the model's stride {STRIDE} (the feature maps would not "
+            f"line up); use {up}"
+        )
+    return value
+
+
+def _opset(text: str) -> int:
+    from detbench._compat import onnx_opset_range
+
+    value = _positive(text)
+    low, high = onnx_opset_range()
+    low = max(low, MIN_USEFUL_OPSET)
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"opset {value} is not supported; choose {low} to {high}")
+    return value
+
+
+def _artifact(text: str) -> str:
+    """``BACKEND=PATH``: a known non-pytorch backend and an existing file or folder."""
+    from detbench.runtimes.backends import REGISTRY
+
+    name, sep, path = text.partition("=")
+    if not sep or not path:
+        raise argparse.ArgumentTypeError(f"{text!r} must look like BACKEND=PATH")
+    if name not in REGISTRY:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: unknown backend {name!r}; choose from {', '.join(REGISTRY)}"
+        )
+    if name == "pytorch":
+        raise argparse.ArgumentTypeError("pytorch runs the weights: pass them with --weights")
+    if not Path(path).expanduser().exists():
+        raise argparse.ArgumentTypeError(f"{text!r}: {path}: no such file or directory")
+    return text
+
+
+def _out_dir(text: str) -> Path:
+    """An output folder: absent (it is created) or a directory, never an existing file."""
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: exists and is not a directory")
+    return path
+
+
 def _fraction(low_open: bool = False, high_open: bool = False):
     """A float in [0, 1], with either end excluded; the message names the allowed range."""
     lo, hi = "(" if low_open else "[", ")" if high_open else "]"
@@ -105,6 +158,15 @@ def _existing(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.exists():
         raise argparse.ArgumentTypeError(f"{text}: no such file or directory")
+    return path
+
+
+def _report_json(text: str) -> Path:
+    path = _existing(text)
+    if path.is_dir():
+        path = path / "report.json"
+        if not path.is_file():
+            raise argparse.ArgumentTypeError(f"{text}: a directory without report.json")
     return path
 
 
@@ -203,20 +265,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     bench = _workbench(args, need_calib=args.backend == "onnxruntime-int8")
     backend = bench.load(args.backend)
-    results = []
+    results, bad = [], 0
     for path in args.images:
-        image = load_image(path)
-        x, infos = preprocess([image], bench.imgsz)
+        # One bad file must not cost the others their results: report it on its own line, go on.
+        try:
+            x, infos = preprocess([load_image(path)], bench.imgsz)
+        except (DetbenchError, ValueError, OSError) as exc:
+            bad += 1
+            _fail(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+            results.append({"image": str(path), "error": str(exc), "detections": None})
+            continue
         det = postprocess(backend.run(x), infos, bench.names, conf=args.conf)[0]
-        results.append({"image": str(path), "detections": det.to_list()})
+        results.append({"image": str(path), "error": None, "detections": det.to_list()})
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
+            if r["error"] is not None:
+                continue
             print(f"{r['image']}: {len(r['detections'])} detection(s)")
             for d in r["detections"]:
                 print(f"  {d['class_name']:<9} {d['score']:.3f}  {d['xyxy']}")
-    return 0
+    if bad and len(args.images) > 1:
+        return _fail(f"{bad} of {len(args.images)} images could not be read (each listed above)")
+    return 1 if bad else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -313,11 +385,14 @@ def _bench_options(p: argparse.ArgumentParser) -> None:
         "--weights", type=_existing, help="YOLOv8 detection checkpoint (default: committed baseline)"
     )
     p.add_argument("--data", type=_existing, help="data.yaml (default: the synthetic dataset)")
-    p.add_argument("--imgsz", type=_positive, help="model input size (default: the checkpoint's)")
+    p.add_argument(
+        "--imgsz", type=_imgsz, help=f"model input size, a multiple of {STRIDE} (default: the checkpoint's)"
+    )
     p.add_argument("--threads", type=_positive, default=1, help="threads for every backend (default 1)")
     p.add_argument(
         "--artifact",
         action="append",
+        type=_artifact,
         metavar="BACKEND=PATH",
         help="run this artifact instead of exporting one (repeatable)",
     )
@@ -341,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(help_of=data)
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=_Parser)
     s = dsub.add_parser("synth", help="write the synthetic colorful-fashion dataset (YOLO format)")
-    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--out", type=_out_dir, required=True)
     s.add_argument("--train", type=_positive, default=1500)
     s.add_argument("--val", type=_positive, default=200)
     s.add_argument("--imgsz", type=_positive, default=128)
@@ -349,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_data_synth)
     v = dsub.add_parser("from-voc", help="convert a Pascal-VOC tree (the real dataset) to YOLO format")
     v.add_argument("src", type=_existing)
-    v.add_argument("--out", type=Path, required=True)
+    v.add_argument("--out", type=_out_dir, required=True)
     v.add_argument("--val-fraction", type=_fraction(high_open=True), default=0.2)
     v.add_argument("--skip-bad", action="store_true", help="convert the good files, list the bad ones")
     v.set_defaults(func=cmd_data_from_voc)
@@ -357,11 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a YOLOv8 baseline (the original study's settings by default)")
     t.add_argument("--data", type=_existing, required=True)
     t.add_argument("--model", default="yolov8n.yaml", help="scale yaml (from scratch) or .pt to fine-tune")
-    t.add_argument("--imgsz", type=_positive, default=128)
+    t.add_argument("--imgsz", type=_imgsz, default=128)
     t.add_argument("--epochs", type=_positive, default=5)
     t.add_argument("--batch", type=_positive, default=8)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", type=Path, default=Path("runs/train"))
+    t.add_argument("--out", type=_out_dir, default=Path("runs/train"))
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("export", help="export the baseline (cached) and print the artifact paths")
@@ -369,13 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--format", type=_formats, default=list(FORMATS), help=f"comma-separated, from {', '.join(FORMATS)}"
     )
-    e.add_argument("--opset", type=_positive, default=17, help="ONNX opset (default 17)")
+    e.add_argument("--opset", type=_opset, default=17, help="ONNX opset (default 17)")
     e.add_argument("--static-batch", action="store_true", help="export a fixed batch of 1 (default: dynamic)")
     e.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
     e.set_defaults(func=cmd_export)
 
     pr = sub.add_parser("predict", help="detect garments in images with any backend")
-    pr.add_argument("images", nargs="+", type=_existing)
+    pr.add_argument("images", nargs="+", type=Path, help="image files; unreadable ones are listed, not fatal")
     pr.add_argument("--backend", choices=list(REGISTRY), default="onnxruntime")
     pr.add_argument("--conf", type=_fraction(), default=0.25)
     pr.add_argument("--json", action="store_true")
@@ -386,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_options(r)
     r.add_argument("--backends", type=_backends, default=list(REGISTRY))
     r.add_argument("--batch", type=_positive, default=8, help="batch size for the throughput run")
-    r.add_argument("--out", type=Path, default=Path("report"))
+    r.add_argument("--out", type=_out_dir, default=Path("report"))
     r.add_argument("--quick", action="store_true", help="fewer images and rounds (about a third of the time)")
     r.add_argument(
         "--val-images", type=_positive, help="score the first N val images (default: all; 64 with --quick)"
@@ -396,6 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         help="latency calls kept per backend at batch 1, in alternated blocks of up to 20 "
         "(default 160; 40 with --quick); throughput keeps a third",
+    )
+    r.add_argument(
+        "--compare",
+        type=_report_json,
+        metavar="OLD/report.json",
+        help="show each backend's change against an earlier report, with the gate's verdict",
     )
     r.set_defaults(func=cmd_report)
 
@@ -448,10 +529,25 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--weights", type=_existing, help="with --envs: checkpoint (default: committed baseline)")
     ab.add_argument("--backend", choices=list(REGISTRY), default="onnxruntime")
     # --rounds/--warmup: the names of the per-call interleaving these replaced, kept as aliases.
-    ab.add_argument("--blocks", "--rounds", type=_positive, default=8, help="blocks per side (8)")
-    ab.add_argument("--block-calls", type=_positive, default=25, help="consecutive calls per block (25)")
     ab.add_argument(
-        "--discard", "--warmup", type=_nonneg, default=5, help="calls dropped at each block's start (5)"
+        "--blocks",
+        "--rounds",
+        type=_positive,
+        default=gate_mod.BLOCKS,
+        help=f"blocks per side ({gate_mod.BLOCKS})",
+    )
+    ab.add_argument(
+        "--block-calls",
+        type=_positive,
+        default=gate_mod.BLOCK_CALLS,
+        help=f"consecutive calls per block ({gate_mod.BLOCK_CALLS})",
+    )
+    ab.add_argument(
+        "--discard",
+        "--warmup",
+        type=_nonneg,
+        default=gate_mod.DISCARD,
+        help=f"calls dropped at each block's start ({gate_mod.DISCARD})",
     )
     ab.add_argument("--threads", type=_positive, default=1)
     ab.add_argument("--json", action="store_true")

@@ -96,8 +96,8 @@ def _scale_backend_params() -> list:
 @pytest.fixture(scope="session", params=_scale_backend_params())
 def scale_backend(request: pytest.FixtureRequest, scale_workbench: Workbench) -> BaseBackend:
     """fp32 backends on an untrained model of each --detbench-scales scale (INT8 needs a trained model)."""
-    from detbench.runtimes.export import openvino_available
+    from detbench.testing.requirements import require_openvino
 
-    if request.param == "openvino" and not openvino_available():
-        pytest.skip("openvino is not installed (optional dependency: pip install openvino)")
+    if request.param == "openvino":
+        require_openvino()
     return scale_workbench.load(request.param)

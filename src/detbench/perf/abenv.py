@@ -5,7 +5,8 @@ Two torch versions cannot share a process, so each environment runs a worker pro
 coordinator asks A for a block of consecutive timed calls, then B, then B, then A (the timing core's
 ``block_schedule``), so both see the same machine state at their steady state; only one worker
 computes at any moment. Each worker times its own ``run`` with ``perf_counter_ns``, so pipe latency
-is not in the samples; the first ``discard`` calls of each block are dropped, as in ``steady_state``.
+is not in the samples; each block starts with untimed calls (``discard`` and ``SETTLE_S``), as in
+``steady_state``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from detbench.perf.stats import Verdict, compare_samples
-from detbench.perf.timing import BLOCK_CALLS, BLOCKS, DISCARD, block_schedule
+from detbench.perf.stats import Verdict, compare_paired
+from detbench.perf.timing import BLOCK_CALLS, BLOCKS, DISCARD, SETTLE_S, block_medians, block_schedule, settle
 
 READY_TIMEOUT_S = 600  # a cold worker may export its artifacts first
 
@@ -44,9 +45,10 @@ class _Worker:
             raise RuntimeError(f"A/B worker {self.python} exited with status {code} (its stderr is above)")
         return json.loads(line)
 
-    def run(self, calls: int) -> list[int]:
+    def run(self, calls: int, settle: int = 0, settle_s: float = 0.0) -> list[int]:
+        """``calls`` timed calls after ``settle`` untimed ones lasting at least ``settle_s``."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{calls}\n")
+        self.proc.stdin.write(f"{calls} {settle} {settle_s}\n")
         self.proc.stdin.flush()
         return self._read()["ns"]
 
@@ -66,6 +68,7 @@ def ab_environments(
     blocks: int = BLOCKS,
     block_calls: int = BLOCK_CALLS,
     discard: int = DISCARD,
+    settle_s: float = SETTLE_S,
     slowdown_b: float = 0.0,
     name: str = "",
 ) -> tuple[Verdict, dict, dict]:
@@ -83,13 +86,16 @@ def ab_environments(
         samples: dict[int, list[float]] = {0: [], 1: []}
         workers = (a, b)
         for i in block_schedule(2, blocks):
-            samples[i] += [ns / 1e9 for ns in workers[i].run(block_calls)[discard:]]
+            kept = workers[i].run(block_calls - discard, discard, settle_s)
+            samples[i] += [ns / 1e9 for ns in kept]
     finally:
         a.close()
         b.close()
     backend = a.info["backend"]["backend"]
     label = name or f"{backend}: torch {a.info['versions'].get('torch')} vs {b.info['versions'].get('torch')}"
-    return compare_samples(label, samples[0], samples[1]), a.info, b.info
+    # Block k of A ran next to block k of B: their medians are pairs (paired statistics).
+    verdict = compare_paired(label, block_medians(samples[0], blocks), block_medians(samples[1], blocks))
+    return verdict, a.info, b.info
 
 
 def _worker(argv: Sequence[str]) -> int:
@@ -130,8 +136,10 @@ def _worker(argv: Sequence[str]) -> int:
         cmd = line.strip()
         if cmd == "quit":
             break
+        calls, n_settle, settle_s = cmd.split()
+        settle(lambda: call(x), int(n_settle), float(settle_s))
         times = []
-        for _ in range(int(cmd)):
+        for _ in range(int(calls)):
             t0 = time.perf_counter_ns()
             call(x)
             times.append(time.perf_counter_ns() - t0)
@@ -143,7 +151,4 @@ def _worker(argv: Sequence[str]) -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] != ["worker"]:
         raise SystemExit("usage: python -m detbench.perf.abenv worker [--backend NAME] ...")
-    from detbench.paths import configure_environment
-
-    configure_environment()
     raise SystemExit(_worker(sys.argv[2:]))

@@ -4,10 +4,11 @@ Three kinds, all machine-independent except the last:
 
 - ``[size.<format>]``: an artifact's bytes <= ``max_ratio`` x the bytes of ``relative_to`` (the
   baseline ``checkpoint`` or another export format). Sizes are deterministic, so this is exact.
-- ``[latency."<name>"]``: median(numerator backend) / median(denominator backend) <= ``max_ratio``,
-  both measured in one run of alternated blocks (``timing.steady_state``) so machine speed and
-  drift cancel. Judged by ``stats.check_ratio_budget``: fails only when the median ratio AND its
-  whole 95% CI exceed it.
+- ``[latency."<name>"]``: numerator backend / denominator backend latency <= ``max_ratio``, both
+  timed in alternated blocks of one run (``timing.steady_state``) so machine speed and drift cancel;
+  the block medians are paired and judged by ``stats.check_ratio_budget(paired=True)``: fails when
+  the typical block ratio AND its whole paired 95% CI exceed it. Each committed ``max_ratio`` is at
+  most 10 % above its measured ratio, so a 15 % slowdown of either side fails it.
 - ``[absolute."<machine id>"]``: median milliseconds per backend, applied only on the machine with
   that id (``detbench.perf.history.machine_id``) and at the table's ``threads``. Owners of a CI machine
   add their own table; everyone else skips it.
@@ -26,15 +27,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomli_w
 
 from detbench.errors import DetbenchError
 from detbench.paths import FIXTURES
-from detbench.perf.stats import BudgetResult, bootstrap_ratio_ci, check_ratio_budget
-from detbench.perf.timing import BLOCK_CALLS, BLOCKS, DISCARD, steady_state
+from detbench.perf.stats import BudgetResult, check_ratio_budget, median_ci
+from detbench.perf.timing import block_medians, steady_state
 from detbench.runtimes.backends import REGISTRY
 from detbench.runtimes.export import FORMATS
 
 BUDGETS_FILE = FIXTURES / "budgets.toml"
+MAX_HEADROOM = 1.10
+"""A committed latency ratio budget may be at most this factor above its measured ratio."""
+BLOCKS = 16  # alternated blocks per latency budget: a paired CI of about +-2 % on this machine
+BLOCK_CALLS = 15  # 5 untimed (timing.steady_state's settle), 10 timed
+DISCARD = 5
 SIZE_REFERENCES = ("checkpoint", *FORMATS)
 _SECTIONS = ("size", "latency", "absolute")
 _ABSOLUTE_SETTINGS = ("threads", "batch", "measured")
@@ -265,10 +272,15 @@ def check_latency(
     num: Sequence[float] | np.ndarray,
     den: Sequence[float] | np.ndarray,
     *,
+    paired: bool = False,
     seed: int = 0,
 ) -> BudgetResult:
-    """Judge seconds-per-call samples of numerator and denominator against the budget."""
-    return check_ratio_budget(budget.name, num, den, budget.max_ratio, seed=seed)
+    """Judge seconds-per-call of numerator and denominator against the budget.
+
+    ``paired``: side-by-side block medians of one alternated run (what :func:`measure_latency`
+    passes); otherwise two independent sample sets.
+    """
+    return check_ratio_budget(budget.name, num, den, budget.max_ratio, paired=paired, seed=seed)
 
 
 def measure_latency(
@@ -281,9 +293,13 @@ def measure_latency(
     discard: int = DISCARD,
 ) -> tuple[BudgetResult, np.ndarray, np.ndarray]:
     """Time both zero-argument callables in alternated blocks (each at its steady state, drift
-    hitting both alike), then judge."""
+    hitting both alike), pair the block medians, then judge.
+
+    Returns the result and the numerator's and denominator's block medians (seconds).
+    """
     num, den = steady_state([run_num, run_den], blocks=blocks, block_calls=block_calls, discard=discard)
-    return check_latency(budget, num, den), num, den
+    num_m, den_m = block_medians(num, blocks), block_medians(den, blocks)
+    return check_latency(budget, num_m, den_m, paired=True), num_m, den_m
 
 
 def latency_message(result: BudgetResult) -> str:
@@ -306,8 +322,7 @@ def check_absolute(
     budget: AbsoluteBudget, samples_s: Sequence[float] | np.ndarray, *, seed: int = 0
 ) -> AbsoluteResult:
     """Median ms <= max_ms, failing only when the median's whole 95% CI is above it too."""
-    # The median's bootstrap CI is the ratio CI against a constant denominator of 1 second.
-    median, low, high = (v * 1e3 for v in bootstrap_ratio_ci(samples_s, np.ones(1), seed=seed))
+    median, low, high = (v * 1e3 for v in median_ci(samples_s, seed=seed))
     ci = f"95% CI [{low:.3f}, {high:.3f}] ms"
     if median <= budget.max_ms:
         passed, verdict = True, f"<= budget {budget.max_ms:g} ms"
@@ -320,45 +335,38 @@ def check_absolute(
 
 
 # -------------------------------------------------------------------------------------------------
-# TOML snippets for scripts/measure_budgets.py
+# TOML snippets for scripts/measure_budgets.py (written by tomli-w, read back by tomllib)
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.3f}"
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
 
 
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _measured_toml(items: Mapping[str, Any]) -> str:
-    parts = []
-    for key, value in items.items():
-        if isinstance(value, str):
-            parts.append(f"{key} = {_quote(value)}")
-        elif isinstance(value, (list, tuple)):
-            parts.append(f"{key} = [{', '.join(_fmt(v) for v in value)}]")
-        elif isinstance(value, float):
-            parts.append(f"{key} = {_fmt(value)}")
-        else:
-            parts.append(f"{key} = {value}")
-    return "{ " + ", ".join(parts) + " }"
+def budget_max_ratio(measured_ratio: float, headroom: float = MAX_HEADROOM) -> float:
+    """``measured_ratio x headroom`` rounded DOWN to 0.005, so the budget never exceeds the headroom."""
+    if not 1 <= headroom <= MAX_HEADROOM:
+        raise ValueError(f"headroom must be in [1, {MAX_HEADROOM}], got {headroom}")
+    return math.floor(measured_ratio * headroom / 0.005 + 1e-9) * 0.005
 
 
 def latency_toml(
     budget: LatencyBudget, result: BudgetResult, *, max_ratio: float, measured: Mapping[str, Any]
 ) -> str:
     """A ``[latency."name"]`` table with ``max_ratio`` and the measured ratio and CI beside it."""
-    info = {"ratio": result.ratio, "ci95": [result.ci_low, result.ci_high], **measured}
-    lines = [
-        f"[latency.{_quote(budget.name)}]",
-        f"numerator = {_quote(budget.numerator)}",
-        f"denominator = {_quote(budget.denominator)}",
-    ]
+    entry: dict[str, Any] = {"numerator": budget.numerator, "denominator": budget.denominator}
     if budget.batch != 1:
-        lines.append(f"batch = {budget.batch}")
-    lines += [f"max_ratio = {max_ratio:g}", f"measured = {_measured_toml(info)}"]
-    return "\n".join(lines) + "\n"
+        entry["batch"] = budget.batch
+    if budget.cpu_flags_any:
+        entry["cpu_flags_any"] = list(budget.cpu_flags_any)
+    entry["max_ratio"] = round(max_ratio, 4)
+    entry["measured"] = _rounded({"ratio": result.ratio, "ci95": [result.ci_low, result.ci_high], **measured})
+    return tomli_w.dumps({"latency": {budget.name: entry}})
 
 
 def size_toml(
@@ -370,26 +378,17 @@ def size_toml(
         "reference_bytes": result.reference_bytes,
         **measured,
     }
-    return (
-        "\n".join(
-            [
-                f"[size.{_quote(budget.artifact)}]",
-                f"relative_to = {_quote(budget.relative_to)}",
-                f"max_ratio = {max_ratio:g}",
-                f"measured = {_measured_toml(info)}",
-            ]
-        )
-        + "\n"
-    )
+    entry = {"relative_to": budget.relative_to, "max_ratio": round(max_ratio, 4), "measured": _rounded(info)}
+    return tomli_w.dumps({"size": {budget.artifact: entry}})
 
 
 def absolute_toml(
     machine: str, medians_ms: Mapping[str, float], *, threads: int, batch: int = 1, headroom: float = 1.5
 ) -> str:
-    """An ``[absolute."<machine>"]`` table: ``headroom`` x each measured median, the median in a comment."""
-    lines = [f"[absolute.{_quote(machine)}]", f"threads = {threads}"]
+    """An ``[absolute."<machine>"]`` table: ``headroom`` x each measured median (kept under ``measured``)."""
+    entry: dict[str, Any] = {"threads": threads}
     if batch != 1:
-        lines.append(f"batch = {batch}")
-    for backend, ms in medians_ms.items():
-        lines.append(f"{_quote(backend)} = {ms * headroom:.2f}  # measured median {ms:.3f} ms")
-    return "\n".join(lines) + "\n"
+        entry["batch"] = batch
+    entry.update({backend: round(ms * headroom, 2) for backend, ms in medians_ms.items()})
+    entry["measured"] = {f"{backend}_median_ms": round(ms, 3) for backend, ms in medians_ms.items()}
+    return tomli_w.dumps({"absolute": {machine: entry}})

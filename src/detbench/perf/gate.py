@@ -21,8 +21,23 @@ from pathlib import Path
 import numpy as np
 
 from detbench.errors import HistoryError
-from detbench.perf.stats import CI_CONFIDENCE, Verdict, compare_samples, percentiles
-from detbench.perf.timing import BLOCK_CALLS, BLOCKS, DISCARD, steady_state
+from detbench.perf.stats import (
+    CI_CONFIDENCE,
+    GATE_ALPHA,
+    PAIRED_MIN_EFFECT,
+    UNPAIRED_MIN_EFFECT,
+    Verdict,
+    compare_paired,
+    compare_samples,
+    percentiles,
+)
+from detbench.perf.timing import block_medians, steady_state
+
+BLOCKS = 12
+"""Default blocks per arm of an in-run A/B (``ab``); with BLOCK_CALLS, DISCARD and the min effect they
+meet the calibration table's rates (README "Gate calibration", scripts/calibrate_gate.py)."""
+BLOCK_CALLS = 30  # per block: 5 untimed (at least timing.SETTLE_S long), then 25 timed
+DISCARD = 5
 
 _SAVE_HINT = "rerun with --benchmark-save-data (or write the run with --benchmark-json)"
 
@@ -113,17 +128,15 @@ def _missing(name: str, base: np.ndarray | None, cand: np.ndarray | None) -> Ver
     )
 
 
-def gate(
-    base_path: Path | str,
-    cand_path: Path | str,
+def compare_runs(
+    base: Mapping[str, np.ndarray],
+    cand: Mapping[str, np.ndarray],
     *,
-    alpha: float = 0.01,
-    min_effect: float = 0.10,
+    alpha: float = GATE_ALPHA,
+    min_effect: float = UNPAIRED_MIN_EFFECT,
     min_samples: int = 9,
 ) -> list[Verdict]:
-    """One Verdict per benchmark, sorted by name; a benchmark in only one run gets status "missing"."""
-    base = load_benchmark_json(base_path)
-    cand = load_benchmark_json(cand_path)
+    """One unpaired Verdict per benchmark name, sorted; a name in only one run gets status "missing"."""
     verdicts = []
     for name in sorted(base.keys() | cand.keys()):
         if name in base and name in cand:
@@ -137,6 +150,63 @@ def gate(
     return verdicts
 
 
+def gate(
+    base_path: Path | str,
+    cand_path: Path | str,
+    *,
+    alpha: float = GATE_ALPHA,
+    min_effect: float = UNPAIRED_MIN_EFFECT,
+    min_samples: int = 9,
+) -> list[Verdict]:
+    """One Verdict per benchmark, sorted by name; a benchmark in only one run gets status "missing".
+
+    Two saved runs are two sessions: unpaired statistics (Mann-Whitney, independent bootstrap).
+    """
+    return compare_runs(
+        load_benchmark_json(base_path),
+        load_benchmark_json(cand_path),
+        alpha=alpha,
+        min_effect=min_effect,
+        min_samples=min_samples,
+    )
+
+
+def compare_benchmark_session(
+    session: object, *, alpha: float = GATE_ALPHA, min_effect: float = UNPAIRED_MIN_EFFECT
+) -> tuple[list[Verdict], list[str]]:
+    """The gate on a pytest-benchmark session: this run's rounds against each run it was compared with.
+
+    ``session`` is pytest-benchmark's ``BenchmarkSession`` after its ``finish()``: its ``benchmarks``
+    hold this run's raw rounds and ``compared_mapping`` the ``--benchmark-compare`` runs as loaded
+    from disk. Returns the verdicts (benchmarks present on both sides only) and problems, one line
+    each (no compared run; a compared run saved without ``--benchmark-save-data``).
+    """
+    compared = getattr(session, "compared_mapping", None) or {}
+    if not compared:
+        return [], ["no compared run: pass --benchmark-compare[=NUM] with --detbench-compare-fail"]
+    now: dict[str, np.ndarray] = {}
+    for bench in getattr(session, "benchmarks", []):  # pytest-benchmark Metadata: .fullname, .stats.data
+        data = getattr(getattr(bench, "stats", None), "data", None)
+        if bench and data:
+            now[bench.fullname] = np.asarray(data, dtype=np.float64)
+    verdicts, problems = [], []
+    for path, mapping in compared.items():
+        old: dict[str, np.ndarray] = {}
+        for name, entry in mapping.items():
+            data = (entry.get("stats") or {}).get("data")
+            if name in now and not data:
+                problems.append(f"{path}: benchmark {name!r} was saved without raw timings; {_SAVE_HINT}")
+            elif data:
+                old[name] = np.asarray(data, dtype=np.float64)
+        verdicts += compare_runs(
+            {k: v for k, v in old.items() if k in now},
+            {k: now[k] for k in old if k in now},
+            alpha=alpha,
+            min_effect=min_effect,
+        )
+    return verdicts, problems
+
+
 def ab(
     run_a: Callable[[], object],
     run_b: Callable[[], object],
@@ -145,14 +215,25 @@ def ab(
     block_calls: int = BLOCK_CALLS,
     discard: int = DISCARD,
     name: str = "b vs a",
-    alpha: float = 0.01,
-    min_effect: float = 0.10,
-    min_samples: int = 9,
+    alpha: float = GATE_ALPHA,
+    min_effect: float = PAIRED_MIN_EFFECT,
+    min_samples: int = 8,
+    seed: int = 0,
 ) -> Verdict:
     """Time a and b in alternated blocks (steady state, drift hits both alike) on this machine and
-    judge b (candidate) against a (baseline)."""
+    judge b (candidate) against a (baseline): block k of a and block k of b ran side by side, so their
+    block medians are pairs (paired statistics).
+    """
     a, b = steady_state([run_a, run_b], blocks=blocks, block_calls=block_calls, discard=discard)
-    return compare_samples(name, a, b, alpha=alpha, min_effect=min_effect, min_samples=min_samples)
+    return compare_paired(
+        name,
+        block_medians(a, blocks),
+        block_medians(b, blocks),
+        alpha=alpha,
+        min_effect=min_effect,
+        min_samples=min_samples,
+        seed=seed,
+    )
 
 
 def percentile_extra_info(benchmark: object) -> dict[str, float]:
@@ -258,12 +339,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("candidate_file", nargs="?", type=Path, help="saved pytest-benchmark run under test")
     parser.add_argument(
-        "--alpha", type=_probability, default=0.01, help="significance level of the one-sided test (0.01)"
+        "--alpha",
+        type=_probability,
+        default=GATE_ALPHA,
+        help="significance level of the one-sided test (0.01)",
     )
     parser.add_argument(
         "--min-effect",
         type=_non_negative,
-        default=0.10,
+        default=UNPAIRED_MIN_EFFECT,
         help="smallest median change that counts, as a fraction (0.10 = 10%%)",
     )
     parser.add_argument(

@@ -1,13 +1,22 @@
-"""Latency statistics: percentiles, bootstrap ratio CIs and the regression verdict the gate relies on.
+"""Latency statistics: percentiles, ratio CIs, paired and unpaired tests, and the verdicts built on them.
 
-A latency claim on a noisy shared machine is only worth gating on when it is both *significant*
-(the candidate is slower more often than chance allows) and *large* (the median moved by more than
-the noise floor we are willing to chase). Either alone produces false alarms: tiny but consistent
-shifts are significant with many rounds, and large median swings are common with few rounds.
+Two designs, two sets of statistics, one module for the gate, ``ab``, budgets and the report:
+
+- **Paired** (one run, the things compared alternated in blocks, A B B A): block *i* of A and block
+  *i* of B ran side by side, so drift hits both alike and the per-block ratio cancels it. Statistics
+  work on those ratios: their Hodges-Lehmann location, a paired BCa bootstrap CI (``scipy.stats.bootstrap``,
+  ``paired=True``) and a one-sided Wilcoxon signed-rank test on their logs.
+- **Unpaired** (two saved runs, e.g. pytest-benchmark files from two sessions): nothing pairs a round
+  of one run with a round of the other, so the ratio of medians gets an independent two-sample
+  bootstrap CI and significance a Mann-Whitney U test.
+
+A latency claim is only worth gating on when it is both *significant* and *large*: tiny consistent
+shifts are significant with many samples, and large swings are common with few.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,10 +26,8 @@ from scipy import stats as _sstats
 CI_CONFIDENCE = 0.95
 """Confidence of the change CI in a Verdict (the gate's table header says "95% CI")."""
 
-"""Verdict statuses; "missing" is used by the gate for a benchmark present in only one run."""
-
-# Bound the (n_boot x n) index matrix so big sample sets do not allocate hundreds of MB at once.
-_MAX_BOOT_CELLS = 2_000_000
+N_RESAMPLES = 2000
+"""Bootstrap resamples per interval: the CI ends move by well under 0.1 % between seeds at this count."""
 
 
 def _as_samples(samples: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
@@ -39,6 +46,13 @@ def _as_latencies(samples: Sequence[float] | np.ndarray, what: str) -> np.ndarra
     return arr
 
 
+def _check_ci(confidence: float, n_boot: int) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+
+
 def percentiles(
     samples: Sequence[float] | np.ndarray, qs: Sequence[float] = (50, 90, 99)
 ) -> dict[str, float]:
@@ -48,23 +62,48 @@ def percentiles(
     return {f"p{q:g}": float(v) for q, v in zip(qs, values)}
 
 
-def _stat_rows(stat: Callable[..., object], x: np.ndarray) -> np.ndarray:
-    try:
-        return np.asarray(stat(x, axis=1), dtype=np.float64)
-    except TypeError:  # a statistic without an axis argument: slower, still correct
-        return np.apply_along_axis(stat, 1, x).astype(np.float64)
+def _axis_stat(stat: Callable[..., object]) -> Callable[..., np.ndarray]:
+    """``stat`` with an ``axis`` argument, as scipy's vectorized bootstrap wants it."""
+
+    def with_axis(x: np.ndarray, axis: int = -1) -> np.ndarray:
+        try:
+            return np.asarray(stat(x, axis=axis), dtype=np.float64)
+        except TypeError:  # a statistic without an axis argument: slower, still correct
+            return np.apply_along_axis(stat, axis, x).astype(np.float64)
+
+    return with_axis
 
 
-def _bootstrap_stat(
-    x: np.ndarray, stat: Callable[..., object], n_boot: int, rng: np.random.Generator
-) -> np.ndarray:
-    out = np.empty(n_boot, dtype=np.float64)
-    chunk = max(1, _MAX_BOOT_CELLS // x.size)
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        idx = rng.integers(0, x.size, size=(stop - start, x.size))
-        out[start:stop] = _stat_rows(stat, x[idx])
-    return out
+def _bootstrap(
+    data: tuple[np.ndarray, ...],
+    statistic: Callable[..., np.ndarray],
+    *,
+    paired: bool,
+    method: str,
+    confidence: float,
+    n_boot: int,
+    seed: int,
+) -> tuple[float, float]:
+    """scipy's bootstrap CI; a degenerate sample (every resample equal) gets the point as its CI."""
+    point = float(statistic(*data, axis=-1))
+    with warnings.catch_warnings():
+        # Constant data makes BCa's acceleration 0/0; scipy warns and returns NaN: handled below.
+        warnings.simplefilter("ignore", _sstats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = _sstats.bootstrap(
+            data,
+            statistic,
+            paired=paired,
+            vectorized=True,
+            method=method,
+            confidence_level=confidence,
+            n_resamples=n_boot,
+            rng=np.random.default_rng(seed),
+        )
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return point, point
+    return low, high
 
 
 def bootstrap_ratio_ci(
@@ -72,33 +111,150 @@ def bootstrap_ratio_ci(
     den: Sequence[float] | np.ndarray,
     *,
     stat: Callable[..., object] = np.median,
-    n_boot: int = 2000,
+    n_boot: int = N_RESAMPLES,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """``stat(num) / stat(den)`` and its percentile-bootstrap CI as ``(ratio, low, high)``.
+    """UNPAIRED: ``stat(num) / stat(den)`` and its two-sample percentile-bootstrap CI, ``(ratio, low, high)``.
 
-    Each side is resampled independently (the two runs are independent samples, not pairs).
-    ``stat`` should accept ``axis=`` like the numpy reductions; others fall back to a row loop.
+    Each side is resampled independently (``scipy.stats.bootstrap``, ``paired=False``): for two runs
+    whose samples are not pairs. Interleaved samples of one run go to :func:`paired_ratio_ci`.
+    Percentile, not BCa: the median's jackknife, which BCa needs, is degenerate on tied timings.
     """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    _check_ci(confidence, n_boot)
     num_arr = _as_samples(num, "numerator")
     den_arr = _as_samples(den, "denominator")
     den_stat = float(stat(den_arr))  # type: ignore[arg-type]
     if den_stat == 0:
         raise ValueError("denominator statistic is 0; the ratio is undefined")
     ratio = float(stat(num_arr)) / den_stat  # type: ignore[arg-type]
-    rng = np.random.default_rng(seed)
-    boot_num = _bootstrap_stat(num_arr, stat, n_boot, rng)
-    boot_den = _bootstrap_stat(den_arr, stat, n_boot, rng)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        boot = boot_num / boot_den
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.nanpercentile(boot, [tail, 100 - tail])
-    return ratio, float(low), float(high)
+    if num_arr.size < 2 or den_arr.size < 2:
+        return ratio, ratio, ratio  # one sample cannot be resampled into anything else
+    s = _axis_stat(stat)
+
+    def ratio_of(n: np.ndarray, d: np.ndarray, axis: int = -1) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return s(n, axis=axis) / s(d, axis=axis)
+
+    low, high = _bootstrap(
+        (num_arr, den_arr),
+        ratio_of,
+        paired=False,
+        method="percentile",
+        confidence=confidence,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    return ratio, low, high
+
+
+def median_ci(
+    samples: Sequence[float] | np.ndarray, *, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """The median and its percentile-bootstrap CI as ``(median, low, high)``."""
+    arr = _as_samples(samples, "samples")
+    median = float(np.median(arr))
+    if arr.size < 2:
+        return median, median, median
+    low, high = _bootstrap(
+        (arr,),
+        lambda x, axis=-1: np.median(x, axis=axis),
+        paired=False,
+        method="percentile",
+        confidence=confidence,
+        n_boot=N_RESAMPLES,
+        seed=seed,
+    )
+    return median, low, high
+
+
+# -- paired: per-block ratios of one interleaved run ---------------------------------------------------
+
+
+def _paired(base: Sequence[float] | np.ndarray, cand: Sequence[float] | np.ndarray, name: str):
+    base_arr = _as_latencies(base, f"{name}: baseline")
+    cand_arr = _as_latencies(cand, f"{name}: candidate")
+    if base_arr.size != cand_arr.size:
+        raise ValueError(
+            f"{name}: paired samples need one baseline value per candidate value, "
+            f"got {base_arr.size} and {cand_arr.size}"
+        )
+    if np.any(base_arr == 0) or np.any(cand_arr == 0):
+        raise ValueError(f"{name}: paired ratios need latencies > 0")
+    return base_arr, cand_arr
+
+
+def paired_ratios(
+    base: Sequence[float] | np.ndarray, cand: Sequence[float] | np.ndarray, *, name: str = "paired"
+) -> np.ndarray:
+    """``cand[i] / base[i]``: the ratio of each pair of side-by-side blocks (or rounds)."""
+    base_arr, cand_arr = _paired(base, cand, name)
+    return cand_arr / base_arr
+
+
+def _hodges_lehmann(d: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Median of the Walsh averages (d_i + d_j) / 2, i <= j: the estimate that goes with Wilcoxon."""
+    d = np.moveaxis(np.asarray(d, dtype=np.float64), axis, -1)
+    i, j = np.triu_indices(d.shape[-1])
+    return np.median((d[..., i] + d[..., j]) / 2, axis=-1)
+
+
+def _paired_ratio(base: np.ndarray, cand: np.ndarray, axis: int = -1) -> np.ndarray:
+    # exp(Hodges-Lehmann of the log ratios): symmetric (A/B = 1/(B/A)), robust to the odd block a
+    # neighbour's burst ruins (measured here: one block in ~20 is off by 20-30 %), smooth enough for BCa.
+    return np.exp(_hodges_lehmann(np.log(cand) - np.log(base), axis=axis))
+
+
+def paired_ratio_ci(
+    base: Sequence[float] | np.ndarray,
+    cand: Sequence[float] | np.ndarray,
+    *,
+    confidence: float = 0.95,
+    n_boot: int = N_RESAMPLES,
+    seed: int = 0,
+    name: str = "paired",
+) -> tuple[float, float, float]:
+    """PAIRED: the typical ``cand[i] / base[i]`` and its paired BCa bootstrap CI, ``(ratio, low, high)``.
+
+    The typical ratio is exp(Hodges-Lehmann estimate of the log ratios), the location estimate of the
+    Wilcoxon signed-rank test the gate uses, so the estimate and the test agree.
+
+    Pairs are resampled together (``scipy.stats.bootstrap(paired=True, method="BCa")``), so what
+    drifted both sides of a pair alike cancels and the interval is as narrow as the design allows.
+    """
+    _check_ci(confidence, n_boot)
+    base_arr, cand_arr = _paired(base, cand, name)
+    ratio = float(_paired_ratio(base_arr, cand_arr))
+    if base_arr.size < 3:
+        return ratio, ratio, ratio  # BCa's jackknife needs a few pairs
+    low, high = _bootstrap(
+        (base_arr, cand_arr),
+        _paired_ratio,
+        paired=True,
+        method="BCa",
+        confidence=confidence,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    return ratio, low, high
+
+
+def _wilcoxon(base: np.ndarray, cand: np.ndarray, alternative: str) -> float:
+    d = np.log(cand) - np.log(base)
+    if not np.any(d != 0):
+        return 1.0  # every pair tied: no evidence either way
+    p = float(_sstats.wilcoxon(d, alternative=alternative, zero_method="wilcox").pvalue)
+    return 1.0 if np.isnan(p) else p
+
+
+def wilcoxon_slower(base: Sequence[float] | np.ndarray, cand: Sequence[float] | np.ndarray) -> float:
+    """One-sided Wilcoxon signed-rank p-value for "cand is slower than base", on paired log ratios."""
+    return _wilcoxon(*_paired(base, cand, "wilcoxon"), "greater")
+
+
+def wilcoxon_faster(base: Sequence[float] | np.ndarray, cand: Sequence[float] | np.ndarray) -> float:
+    """One-sided Wilcoxon signed-rank p-value for "cand is faster than base", on paired log ratios."""
+    return _wilcoxon(*_paired(base, cand, "wilcoxon"), "less")
 
 
 def _mann_whitney(cand: np.ndarray, base: np.ndarray, alternative: str) -> float:
@@ -116,12 +272,28 @@ def mann_whitney_faster(base: Sequence[float] | np.ndarray, cand: Sequence[float
     return _mann_whitney(_as_samples(cand, "candidate"), _as_samples(base, "baseline"), "less")
 
 
+GATE_ALPHA = 0.01
+"""Default significance level of the gate's one-sided tests."""
+
+PAIRED_MIN_EFFECT = 0.03
+"""Default smallest paired change the gate calls a regression, chosen from the calibration table
+(scripts/calibrate_gate.py; README "Gate calibration"): the paired change of fresh A/A runs has an
+sd of ~2 % and 0 of 40 reached p < 0.01 with a change >= 2 %, 3 % or 4 %; at 3 % a +5.1 % artifact
+was flagged in 12 of 20 runs and +10.7 % in 20 of 20 (the Wilcoxon p, not this threshold, limits)."""
+
+UNPAIRED_MIN_EFFECT = 0.10
+"""Default for two saved runs: run-to-run drift of a whole session (another load, another boost clock)
+is not cancelled by any pairing, so only a large change between sessions is evidence."""
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """Baseline-vs-candidate outcome for one benchmark. Times in seconds; change = median ratio - 1.
+    """Baseline-vs-candidate outcome for one benchmark. Times in seconds; change = ratio - 1.
 
-    ``p_value`` is the one-sided Mann-Whitney p-value in the direction of the observed median change
-    (slower if change >= 0, faster otherwise). Fields that cannot be computed are NaN.
+    Unpaired (``paired`` False): ratio of medians, independent bootstrap CI, Mann-Whitney p-value.
+    Paired: typical per-block ratio (exp Hodges-Lehmann of log ratios), paired BCa CI, Wilcoxon
+    signed-rank p-value; the ``n_*`` then count blocks and the medians are medians of block medians.
+    ``p_value`` is one-sided in the direction of the observed change. Fields that cannot be computed are NaN.
     """
 
     name: str
@@ -134,6 +306,7 @@ class Verdict:
     ci_high: float
     p_value: float
     status: str
+    paired: bool = False
 
 
 def _check_settings(alpha: float, min_effect: float, min_samples: int) -> None:
@@ -145,17 +318,32 @@ def _check_settings(alpha: float, min_effect: float, min_samples: int) -> None:
         raise ValueError(f"min_samples must be >= 2, got {min_samples}")
 
 
+def _status(n: int, min_samples: int, p_slower: float, p_faster: float, change: float, alpha: float,
+            min_effect: float) -> str:  # fmt: skip
+    if n < min_samples:
+        return "inconclusive"
+    if p_slower < alpha and change >= min_effect:
+        return "regression"
+    if p_faster < alpha and change <= -min_effect:
+        return "improvement"
+    return "no change"
+
+
 def compare_samples(
     name: str,
     base: Sequence[float] | np.ndarray,
     cand: Sequence[float] | np.ndarray,
     *,
-    alpha: float = 0.01,
-    min_effect: float = 0.10,
+    alpha: float = GATE_ALPHA,
+    min_effect: float = UNPAIRED_MIN_EFFECT,
     min_samples: int = 9,
     seed: int = 0,
 ) -> Verdict:
-    """Classify cand against base: regression / improvement need p < alpha AND |change| >= min_effect."""
+    """UNPAIRED: classify cand against base; a regression needs p < alpha AND change >= min_effect.
+
+    For samples of two separate runs (saved pytest-benchmark files). Samples of one interleaved run
+    are pairs: use :func:`compare_paired`.
+    """
     _check_settings(alpha, min_effect, min_samples)
     base_arr = _as_latencies(base, f"{name}: baseline")
     cand_arr = _as_latencies(cand, f"{name}: candidate")
@@ -168,16 +356,6 @@ def compare_samples(
         change = ci_low = ci_high = float("nan")
     p_slower = mann_whitney_slower(base_arr, cand_arr)
     p_faster = mann_whitney_faster(base_arr, cand_arr)
-    p_value = p_faster if change < 0 else p_slower
-
-    if min(base_arr.size, cand_arr.size) < min_samples:
-        status = "inconclusive"
-    elif p_slower < alpha and change >= min_effect:
-        status = "regression"
-    elif p_faster < alpha and change <= -min_effect:
-        status = "improvement"
-    else:
-        status = "no change"
     return Verdict(
         name=name,
         n_base=int(base_arr.size),
@@ -187,14 +365,53 @@ def compare_samples(
         change=float(change),
         ci_low=float(ci_low),
         ci_high=float(ci_high),
-        p_value=float(p_value),
-        status=status,
+        p_value=float(p_faster if change < 0 else p_slower),
+        status=_status(
+            min(base_arr.size, cand_arr.size), min_samples, p_slower, p_faster, change, alpha, min_effect
+        ),
+    )
+
+
+def compare_paired(
+    name: str,
+    base: Sequence[float] | np.ndarray,
+    cand: Sequence[float] | np.ndarray,
+    *,
+    alpha: float = GATE_ALPHA,
+    min_effect: float = PAIRED_MIN_EFFECT,
+    min_samples: int = 8,
+    seed: int = 0,
+) -> Verdict:
+    """PAIRED: classify cand against base from side-by-side block statistics.
+
+    ``base[i]`` ran next to ``cand[i]`` (block medians of ``timing.steady_state``).
+
+    Regression needs the one-sided Wilcoxon p < alpha AND the typical ratio's change >= min_effect.
+    """
+    _check_settings(alpha, min_effect, min_samples)
+    base_arr, cand_arr = _paired(base, cand, name)
+    ratio, low, high = paired_ratio_ci(base_arr, cand_arr, confidence=CI_CONFIDENCE, seed=seed, name=name)
+    change = ratio - 1
+    p_slower = _wilcoxon(base_arr, cand_arr, "greater")
+    p_faster = _wilcoxon(base_arr, cand_arr, "less")
+    return Verdict(
+        name=name,
+        n_base=int(base_arr.size),
+        n_cand=int(cand_arr.size),
+        median_base=float(np.median(base_arr)),
+        median_cand=float(np.median(cand_arr)),
+        change=float(change),
+        ci_low=float(low - 1),
+        ci_high=float(high - 1),
+        p_value=float(p_faster if change < 0 else p_slower),
+        status=_status(int(base_arr.size), min_samples, p_slower, p_faster, change, alpha, min_effect),
+        paired=True,
     )
 
 
 @dataclass(frozen=True)
 class BudgetResult:
-    """Outcome of a ``median(num) / median(den) <= budget`` check."""
+    """Outcome of a ``num / den <= budget`` check (paired: the typical block ratio)."""
 
     name: str
     ratio: float
@@ -211,27 +428,35 @@ def check_ratio_budget(
     den: Sequence[float] | np.ndarray,
     budget: float,
     *,
+    paired: bool = False,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> BudgetResult:
-    """Check a latency budget; fail only when the median ratio AND the whole CI lie above the budget.
+    """Check a latency budget; fail only when the ratio AND the whole CI lie above the budget.
 
-    A median just over budget with a CI reaching below it is noise we cannot tell from a pass, so it
-    passes (the reason says so) rather than turning CI red at random.
+    ``paired``: ``num[i]`` and ``den[i]`` are side-by-side block medians of one interleaved run (the
+    paired CI, narrow enough for a budget 10 % above the measured ratio); otherwise two independent
+    sample sets (ratio of medians, unpaired CI). A ratio just over budget with a CI reaching below it
+    is noise we cannot tell from a pass, so it passes (the reason says so).
     """
     if not budget > 0:
         raise ValueError(f"{name}: budget must be > 0, got {budget}")
     num_arr = _as_latencies(num, f"{name}: numerator")
     den_arr = _as_latencies(den, f"{name}: denominator")
-    ratio, low, high = bootstrap_ratio_ci(num_arr, den_arr, confidence=confidence, seed=seed)
+    if paired:
+        ratio, low, high = paired_ratio_ci(den_arr, num_arr, confidence=confidence, seed=seed, name=name)
+        what = "paired ratio"
+    else:
+        ratio, low, high = bootstrap_ratio_ci(num_arr, den_arr, confidence=confidence, seed=seed)
+        what = "median ratio"
     ci = f"{confidence:.0%} CI [{low:.3f}, {high:.3f}]"
     if ratio <= budget:
-        passed, reason = True, f"median ratio {ratio:.3f} <= budget {budget:g} ({ci})"
+        passed, reason = True, f"{what} {ratio:.3f} <= budget {budget:g} ({ci})"
     elif low <= budget:
         passed = True
-        reason = f"median ratio {ratio:.3f} > budget {budget:g} but {ci} reaches the budget: not conclusive"
+        reason = f"{what} {ratio:.3f} > budget {budget:g} but {ci} reaches the budget: not conclusive"
     else:
-        passed, reason = False, f"median ratio {ratio:.3f} > budget {budget:g} and the whole {ci} is above it"
+        passed, reason = False, f"{what} {ratio:.3f} > budget {budget:g} and the whole {ci} is above it"
     return BudgetResult(
         name=name, ratio=ratio, ci_low=low, ci_high=high, budget=float(budget), passed=passed, reason=reason
     )

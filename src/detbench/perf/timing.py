@@ -7,6 +7,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,6 +37,21 @@ def measure(fn: Callable[[], object], *, rounds: int = 30, warmup: int = 3) -> n
 BLOCKS = 8
 BLOCK_CALLS = 25
 DISCARD = 5
+# Untimed warm-up of every block lasts at least this long (and at least DISCARD calls). ONNX Runtime's
+# worker threads keep spinning after its last call; measured here at 2 threads, the next runtime's
+# calls stayed slow for ~30-45 ms (OpenVINO +60 % for its first 12 calls after an ORT block, eager
+# PyTorch +50 % for 6). We wait that out instead of turning spinning off: spinning is what a
+# deployment runs with, and turning it off doubled ORT's own 2-thread latency in a trial.
+SETTLE_S = 0.1
+
+
+def settle(fn: Callable[[], object], calls: int, seconds: float) -> None:
+    """Call ``fn`` untimed at least ``calls`` times and for at least ``seconds``."""
+    deadline = time.perf_counter() + seconds
+    done = 0
+    while done < calls or time.perf_counter() < deadline:
+        fn()
+        done += 1
 
 
 def block_schedule(n: int, blocks: int) -> list[int]:
@@ -64,7 +80,9 @@ def plan_blocks(
     return blocks, math.ceil(calls / blocks) + discard, discard
 
 
-def _check_blocks(blocks: int, block_calls: int, discard: int) -> None:
+def _check_blocks(blocks: int, block_calls: int, discard: int, settle_s: float = 0.0) -> None:
+    if not settle_s >= 0:
+        raise ValueError(f"settle_s must be >= 0, got {settle_s}")
     if blocks < 1:
         raise ValueError(f"blocks must be >= 1, got {blocks}")
     if discard < 0:
@@ -79,34 +97,36 @@ def steady_state(
     blocks: int = BLOCKS,
     block_calls: int = BLOCK_CALLS,
     discard: int = DISCARD,
+    settle_s: float = SETTLE_S,
     on_block: Callable[[int], object] | None = None,
 ) -> list[np.ndarray]:
     """Seconds per kept call for each of ``fns``: its steady state, as a deployment sees it.
 
-    Each callable runs ``blocks`` blocks of ``block_calls`` consecutive calls, the blocks ordered by
-    :func:`block_schedule`; the first ``discard`` calls of every block are dropped (they pay for
-    caches the other callables evicted and for the runtime's thread pool spinning back up). Returns
+    Each callable runs ``blocks`` blocks of consecutive calls, the blocks ordered by
+    :func:`block_schedule`. A block starts with untimed calls, at least ``discard`` of them and for
+    at least ``settle_s`` (they pay for caches the other callables evicted, for the previous
+    runtime's threads still spinning, and for this runtime's pool spinning back up), then keeps
+    ``block_calls - discard`` timed calls. Returns
     one flat array of ``blocks * (block_calls - discard)`` samples per callable, block after block,
     so :func:`block_medians` can pair block k of A with block k of B. ``on_block(kept)`` is called
     after every block (progress bars).
 
-    Runtimes keep their deployment defaults while timed: ONNX Runtime's and OpenVINO's worker
-    threads spin for a while after a call, and turning that off (``session.intra_op.allow_spinning``
-    = 0) doubled ORT's 2-thread latency in a trial here. Calling one runtime at a time per call
-    (the old per-call interleaving) let the idle runtime's spinning threads steal the core from the
-    busy one (+77 % at 2 threads); blocks long enough for the idle runtime's threads to go quiet
-    fix that without changing how any runtime runs.
+    Runtimes keep their deployment defaults while timed: ONNX Runtime's worker threads spin for a
+    while after a call, and turning that off (``session.intra_op.allow_spinning`` = 0) doubled its
+    2-thread latency in a trial here. Calling one runtime at a time per call (the old per-call
+    interleaving) let the idle runtime's spinning threads steal the cores from the busy one (+77 %
+    for ORT at 2 threads); blocks whose untimed start outlasts that spinning (``SETTLE_S``) fix it
+    without changing how any runtime runs.
     """
     if not fns:
         raise ValueError("steady_state needs at least one callable")
-    _check_blocks(blocks, block_calls, discard)
+    _check_blocks(blocks, block_calls, discard, settle_s)
     kept = block_calls - discard
     ns = np.empty((len(fns), blocks, kept), dtype=np.int64)
     done = [0] * len(fns)
     for i in block_schedule(len(fns), blocks):
         fn = fns[i]
-        for _ in range(discard):
-            fn()
+        settle(fn, discard, settle_s)
         for c in range(kept):
             ns[i, done[i], c] = _time_call(fn)
         done[i] += 1
@@ -116,12 +136,82 @@ def steady_state(
 
 
 def alone(
-    fn: Callable[[], object], *, blocks: int = BLOCKS, block_calls: int = BLOCK_CALLS, discard: int = DISCARD
+    fn: Callable[[], object],
+    *,
+    blocks: int = BLOCKS,
+    block_calls: int = BLOCK_CALLS,
+    discard: int = DISCARD,
+    settle_s: float = SETTLE_S,
 ) -> np.ndarray:
     """``fn`` timed by itself with as many kept calls as :func:`steady_state` keeps, all consecutive
-    after ``discard`` warm-up calls: the reference a blocked measurement must agree with."""
-    _check_blocks(blocks, block_calls, discard)
-    return measure(fn, rounds=blocks * (block_calls - discard), warmup=discard)
+    after the same untimed warm-up as one block: what a deployment running only ``fn`` sees, the
+    reference a blocked measurement must agree with."""
+    _check_blocks(blocks, block_calls, discard, settle_s)
+    settle(fn, discard, settle_s)
+    return measure(fn, rounds=blocks * (block_calls - discard), warmup=0)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """One callable's median seconds timed alone and in alternated blocks beside the others."""
+
+    alone_p50_s: float
+    blocked_p50_s: float
+    round_ratios: tuple[float, ...]  # per round: blocked median / alone median, phases side by side
+
+    @property
+    def diff(self) -> float:
+        """Median over rounds of blocked / alone - 1 (0.03: 3 % slower blocked). Paired by round, so a
+        neighbour's job that slows one round slows both of its phases and cancels."""
+        return float(np.median(self.round_ratios)) - 1.0
+
+
+def blocked_vs_alone(
+    fns: Sequence[Callable[[], object]],
+    *,
+    rounds: int = 8,
+    blocks: int = 2,
+    block_calls: int = BLOCK_CALLS,
+    discard: int = DISCARD,
+    settle_s: float = SETTLE_S,
+) -> list[Agreement]:
+    """Does the block-alternated median of each callable match the callable timed by itself?
+
+    ``rounds`` times, one :func:`steady_state` run of all callables (``blocks`` blocks each) and,
+    for each callable, an :func:`alone` run of as many calls (consecutive calls only), the two
+    phases swapping places every round so drift on a shared machine moves both alike. The p50s pool
+    all rounds; ``diff`` pairs the phases of each round. A method that measures the steady state
+    gives ``diff`` near 0 for every callable.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    _check_blocks(blocks, block_calls, discard, settle_s)
+    plan = {"blocks": blocks, "block_calls": block_calls, "discard": discard, "settle_s": settle_s}
+    solo: list[list[np.ndarray]] = [[] for _ in fns]
+    mixed: list[list[np.ndarray]] = [[] for _ in fns]
+
+    def run_alone(order: Sequence[int]) -> None:
+        for i in order:
+            solo[i].append(alone(fns[i], **plan))
+
+    def run_blocked(order: Sequence[int]) -> None:
+        for i, x in zip(order, steady_state([fns[i] for i in order], **plan)):
+            mixed[i].append(x)
+
+    # Short phases, swapped every round: a neighbour's job that comes and goes lands on both alike.
+    forward = list(range(len(fns)))
+    for r in range(rounds):
+        order = forward if r % 2 == 0 else forward[::-1]
+        for phase in (run_alone, run_blocked) if r % 2 == 0 else (run_blocked, run_alone):
+            phase(order)
+    return [
+        Agreement(
+            float(np.median(np.concatenate(a))),
+            float(np.median(np.concatenate(m))),
+            tuple(float(np.median(mr) / np.median(ar)) for ar, mr in zip(a, m)),
+        )
+        for a, m in zip(solo, mixed)
+    ]
 
 
 def block_medians(samples: Sequence[float] | np.ndarray, blocks: int) -> np.ndarray:

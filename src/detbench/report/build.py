@@ -27,11 +27,13 @@ report.json schema (``"schema": 1``; times in ms, sizes in bytes and MB = 1e6 by
     backends          list, one object per backend, pytorch first:
         name, reference (true for pytorch), artifact (path), artifact_bytes, size_mb,
         dynamic_batch, describe {the backend's own description},
-        latency_ms        {batch, rounds, blocks, block_calls, discard, p50, p90, p99, mean}  (per call
-                          at ``batch``, normally 1; rounds = kept calls)
+        latency_ms        {batch, rounds, blocks, block_calls, discard, p50, p90, p99, mean, samples}
+                          (per call at ``batch``, normally 1; rounds = kept calls; samples: every
+                          kept call in ms, block after block, for ``report --compare``)
         throughput        {batch, rounds, images_per_s, p50_ms, reason}  (nulls + reason when the
                           artifact has a fixed batch)
-        speedup           {ratio, ci_low, ci_high, confidence}: median(pytorch) / median(this), bootstrap CI
+        speedup           {ratio, ci_low, ci_high, confidence}: pytorch / this, the typical ratio of
+                          side-by-side block medians and its paired BCa bootstrap CI
         accuracy          {mAP50, mAP50-95, precision, recall, images, per_class {class: {precision,
                           recall, mAP50, mAP50-95} (nulls: class absent from the split)}}
         deviation         {images, max_abs, box_max_abs, score_max_abs} vs pytorch's raw head output
@@ -44,6 +46,8 @@ report.json schema (``"schema": 1``; times in ms, sizes in bytes and MB = 1e6 by
     plots             {latency_vs_size, per_class_map50, training_curves, latency_history}: file name
                       in --out, or null when not drawn (``notes`` says why)
     class_names       the model's classes, in id order (rows of the per-class tables)
+    verdict           {passed, failed_backends [names], checks [{backend, kind (tolerance | accuracy |
+                      size budget | latency budget), name, passed, reason}]} (detbench.report.verdict)
     notes             list of sentences: everything skipped or approximated, and why
 """
 
@@ -310,7 +314,9 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
     from detbench.model.checkpoint import load_detection_model
     from detbench.model.train import model_stats, sha256_file
     from detbench.perf.peak import matmul_peak
-    from detbench.perf.stats import bootstrap_ratio_ci, percentiles
+    from detbench.perf.stats import paired_ratio_ci, percentiles
+    from detbench.perf.timing import block_medians
+    from detbench.report import verdict
     from detbench.runtimes.backends import REGISTRY, BackendSettings
     from detbench.runtimes.preprocess import load_image, preprocess
     from detbench.runtimes.workbench import Workbench, parse_artifact_overrides
@@ -358,6 +364,7 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
     )
 
     timings: dict[str, float] = {}
+    checks: list[verdict.Check] = []
     loaded: dict[str, Any] = {}
     rows: dict[str, dict[str, Any]] = {}
     with _progress(console) as prog:
@@ -387,7 +394,9 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         x_dev, _ = preprocess(dev_imgs, imgsz)
         ref = loaded["pytorch"].run_batched(x_dev)
         for name, backend in loaded.items():
-            d = deviation(ref, backend.run_batched(x_dev))
+            out = backend.run_batched(x_dev)
+            checks.append(verdict.tolerance_check(name, ref, out))
+            d = deviation(ref, out)
             rows[name]["deviation"] = {
                 "images": len(x_dev),
                 "max_abs": d.max_abs,
@@ -405,6 +414,11 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
                 backend, ds, imgsz=imgsz, batch=s.batch, limit=n_val, progress=lambda k: prog.advance(task, k)
             )
             rows[name]["accuracy"] = acc.to_dict()
+        checks += [
+            verdict.accuracy_check(n, rows["pytorch"]["accuracy"], rows[n]["accuracy"])
+            for n in names
+            if n != "pytorch"
+        ]
         timings["accuracy"] = time.perf_counter() - t
 
         # The yardstick, measured right before the latency runs so both see the same machine load.
@@ -441,10 +455,14 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
                 "discard": lat_plan[2],
                 **percentiles(ms),
                 "mean": float(ms.mean()),
+                "samples": [round(float(v), 5) for v in ms],  # for ``report --compare``'s gate
             }
         per_image = {n: samples[n] / len(inputs[n]) for n in names}
         for n in names:
-            ratio, low, high = bootstrap_ratio_ci(per_image["pytorch"], per_image[n])
+            # Block k of every backend ran side by side: the paired ratio of block medians cancels drift.
+            ratio, low, high = paired_ratio_ci(
+                block_medians(per_image[n], lat_plan[0]), block_medians(per_image["pytorch"], lat_plan[0])
+            )
             rows[n]["speedup"] = {"ratio": ratio, "ci_low": low, "ci_high": high, "confidence": 0.95}
         timings["latency"] = time.perf_counter() - t
 
@@ -478,6 +496,11 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
                     "export it with a dynamic batch to measure throughput",
                 }
         timings["throughput"] = time.perf_counter() - t
+
+        # Budgets: sizes, and each latency ratio in its own alternated-block run, as the tests judge them.
+        t = time.perf_counter()
+        checks += _budget_checks(names, loaded, rows, weights, x1, notes)
+        timings["budgets"] = time.perf_counter() - t
 
     stats = model_stats(weights, imgsz)
     gflops = stats["gflops"] or None
@@ -530,8 +553,30 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         "training": training,
         "history": history,
         "plots": {},
+        "verdict": {
+            "passed": all(c.passed for c in checks),
+            "failed_backends": [n for n in names if not all(c.passed for c in checks if c.backend == n)],
+            "checks": verdict.to_dicts(checks),
+        },
         "notes": notes,
     }
+
+
+def _budget_checks(names, loaded, rows, weights, x1, notes) -> list:
+    """Size and latency budgets of fixtures/budgets.toml for the backends in this report."""
+    from detbench.perf.budgets import load_budgets
+    from detbench.perf.history import cpu_flags
+    from detbench.report import verdict
+    from detbench.runtimes.backends import REGISTRY
+
+    budgets = load_budgets()
+    backend_of = {REGISTRY[n].artifact_format: n for n in names if REGISTRY[n].artifact_format}
+    sizes = {"checkpoint": artifact_size(weights)}
+    sizes.update({fmt: rows[n]["artifact_bytes"] for fmt, n in backend_of.items()})
+    runners = {n: (lambda b=loaded[n]: b.run(x1)) for n in names if loaded[n].dynamic_batch}
+    latency, skipped = verdict.latency_checks(budgets, runners, set(cpu_flags()))
+    notes.extend(skipped)
+    return verdict.size_checks(budgets, sizes, backend_of) + latency
 
 
 # -- writing -----------------------------------------------------------------------------------------
@@ -782,7 +827,37 @@ def run_report(args: argparse.Namespace) -> int:
         console = Console(width=200)
     print_table(_clean(report), console)
     console.print(f"wrote {', '.join(str(p) for p in written.values())}", highlight=False, soft_wrap=True)
-    return 0
+    return print_verdict(report, console, compare=getattr(args, "compare", None))
+
+
+def print_verdict(report: dict[str, Any], console: Any, *, compare: Path | None = None) -> int:
+    """PASS/FAIL per backend (and, with ``compare``, each backend's change); 1 if any failed or regressed."""
+    from detbench.report import verdict
+
+    checks = report["verdict"]["checks"]
+    for line in verdict.verdict_lines(report["settings"]["backends"], checks):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+    code = 0 if report["verdict"]["passed"] else 1
+    if compare is not None:
+        changes = verdict.compare_reports(load_report(compare), report)
+        console.print(f"compared with {compare}:", highlight=False, soft_wrap=True)
+        for line in verdict.comparison_lines(changes):
+            console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
+        code = max(code, int(verdict.any_regression(changes)))
+    return code
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """A report.json written by ``detbench report`` (any schema-1 file); errors name the file."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DetbenchError(f"--compare {path}: no such file; pass an earlier report.json") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DetbenchError(f"--compare {path}: not a readable report.json ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("backends"), list):
+        raise DetbenchError(f"--compare {path}: not a detbench report.json (schema {SCHEMA})")
+    return doc
 
 
 __all__ = [

@@ -30,6 +30,9 @@ class Tolerance:
     box_score_floor: float = 0.0
     # Fraction of detections that may go unmatched (INT8 moves a few small boxes past the IoU bar).
     det_unmatched_frac: float = 0.0
+    # An unmatched detection is excused when its score lies within this of the confidence threshold
+    # (the other backend may have scored it just below). None: det_score, the matched-score bound.
+    det_threshold_margin: float | None = None
 
 
 # Each fp32 bound is ~10x the largest deviation measured over 120 val images plus 120 images of
@@ -60,6 +63,10 @@ TOLERANCES: dict[str, Tolerance] = {
     "onnxruntime-int8": Tolerance(
         box_atol=10.0, score_atol=0.4, rtol=0.1, det_iou=0.5, det_score=0.25, map_drop=0.02,
         class_map_drop=0.05, box_score_floor=CONF, det_unmatched_frac=0.1,
+        # p99 of |INT8 - fp32| score over the 849 matched pairs within 0.15 of the threshold on the 200
+        # val images is 0.058 (max 0.169; scripts/measure_int8_margin.py): only a detection that close
+        # to the threshold can have crossed it; the rarer larger shifts spend the 10 % unmatched allowance.
+        det_threshold_margin=0.06,
         reason="8-bit weights/activations: judged by mAP; raw and detection bounds only catch gross breakage",
     ),
     # Rows below: bounds a few x the deviation measured with `python scripts/measure_backends.py`
@@ -207,11 +214,12 @@ def assert_detections_match(
     label: str = "",
 ) -> None:
     """Same objects, same classes, IoU >= tol.det_iou, score within tol.det_score. A detection left
-    unmatched is excused only when its score lies within tol.det_score of the confidence threshold
-    (the other backend may have scored it just below)."""
+    unmatched is excused only when its score lies within tol.det_threshold_margin (default
+    tol.det_score) of the confidence threshold (the other backend may have scored it just below)."""
     where = f"{label}: " if label else ""
     if len(ref) != len(out):
         raise OutputMismatch(f"{where}{len(out)} images of detections vs {len(ref)} in the reference")
+    margin = tol.det_score if tol.det_threshold_margin is None else tol.det_threshold_margin
     problems = []
     unmatched: list[str] = []
     total = sum(len(r) for r in ref) + sum(len(o) for o in out)  # unmatched are counted on both sides
@@ -225,7 +233,7 @@ def assert_detections_match(
                 )
         for side, det, idxs in (("reference", r, m.unmatched_ref), ("candidate", o, m.unmatched_out)):
             for k in idxs:
-                if abs(float(det.scores[k]) - conf) > tol.det_score:
+                if abs(float(det.scores[k]) - conf) > margin:
                     unmatched.append(
                         f"image {i}: {side} {det.class_names[k]} "
                         f"(score {det.scores[k]:.4f}, box {np.round(det.xyxy[k], 1).tolist()}) "

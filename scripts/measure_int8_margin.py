@@ -1,0 +1,73 @@
+"""Measure how far INT8 moves detection scores near the confidence threshold (the INT8 unmatched margin).
+
+    python scripts/measure_int8_margin.py [--images N]
+
+A detection may go unmatched between eager PyTorch and INT8 only because INT8 moved its score across
+the threshold; it can do that only if the score moved by at least its distance to the threshold. So
+we postprocess both at a low threshold, match same-class boxes (IoU >= the INT8 row's det_iou) and
+print the score shift of every matched pair whose reference score lies within 0.15 of the threshold:
+its maximum (x 1.5, for images not in this split) is ``det_threshold_margin`` in verify/compare.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from detbench.data.datasets import load_dataset
+from detbench.model.baseline import resolve_weights, synthetic_dataset
+from detbench.model.checkpoint import load_detection_model
+from detbench.runtimes.backends import BackendSettings
+from detbench.runtimes.postprocess import CONF, postprocess
+from detbench.runtimes.preprocess import load_image, preprocess
+from detbench.runtimes.workbench import Workbench
+from detbench.verify.compare import TOLERANCES, match_detections
+
+LOW_CONF = 0.05
+WINDOW = 0.15
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=None, help="first N val images (default: all)")
+    args = ap.parse_args(argv)
+    weights = resolve_weights(None)
+    info = load_detection_model(weights)[1]
+    ds = load_dataset(synthetic_dataset())
+    bench = Workbench(
+        weights=weights,
+        imgsz=info.imgsz,
+        names=info.names,
+        settings=BackendSettings(threads=1),
+        calib_images=ds.images("train"),
+    )
+    ref, q = bench.load("pytorch"), bench.load("onnxruntime-int8")
+    tol = TOLERANCES["onnxruntime-int8"]
+    shifts, near = [], []
+    images = ds.images("val")[: args.images]
+    for start in range(0, len(images), 8):
+        x, infos = preprocess([load_image(p) for p in images[start : start + 8]], info.imgsz)
+        dr = postprocess(ref.run(x), infos, info.names, conf=LOW_CONF)
+        dq = postprocess(q.run(x), infos, info.names, conf=LOW_CONF)
+        for r, o in zip(dr, dq):
+            for ri, _oi, _iou, ds_ in match_detections(r, o, iou=tol.det_iou).pairs:
+                shifts.append(ds_)
+                if abs(float(r.scores[ri]) - CONF) <= WINDOW:
+                    near.append(ds_)
+    near_arr, all_arr = np.array(near), np.array(shifts)
+    print(f"{len(images)} val images, {len(all_arr)} matched pairs at conf {LOW_CONF}, IoU >= {tol.det_iou}")
+    print(
+        f"all pairs: |score shift| p50 {np.median(all_arr):.4f}, p99 {np.percentile(all_arr, 99):.4f}, "
+        f"max {all_arr.max():.4f}"
+    )
+    print(
+        f"{len(near_arr)} pairs within {WINDOW} of the threshold {CONF}: p50 {np.median(near_arr):.4f}, "
+        f"p99 {np.percentile(near_arr, 99):.4f}, max {near_arr.max():.4f}"
+    )
+    print(f"suggested det_threshold_margin = 1.5 x max = {1.5 * near_arr.max():.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

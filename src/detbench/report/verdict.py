@@ -1,0 +1,199 @@
+"""The report's verdict: PASS/FAIL per backend, and the change of each backend against an older report.
+
+A backend passes when every check that applies to it passes:
+
+- **tolerance**: its raw head output on the report's deviation images is within its row of
+  ``verify.compare.TOLERANCES`` (``assert_outputs_close``; run while the report has the tensors);
+- **accuracy**: its mAP50 / mAP50-95 / per-class mAP50 within the row's bounds of eager PyTorch's
+  (``assert_accuracy_close``), on the images the report scored;
+- **budgets**: each size budget of its artifact format and each latency ratio budget it is the
+  numerator of (``fixtures/budgets.toml``), latency measured in alternated blocks and judged with
+  the paired interval exactly as ``tests/test_budgets.py`` does.
+
+The checks are data (``Check``); the report stores them in ``report.json`` under ``verdict`` and
+this module renders them. ``compare_reports`` runs the unpaired gate (two reports are two sessions)
+on each backend's per-call latency samples and puts the accuracy change beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from detbench.perf.stats import Verdict, compare_samples
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of one backend: its kind ("tolerance", "accuracy", "size budget", "latency budget")."""
+
+    backend: str
+    kind: str
+    name: str
+    passed: bool
+    reason: str
+
+
+def tolerance_check(backend: str, ref: np.ndarray, out: np.ndarray) -> Check:
+    """The backend's raw output against eager PyTorch's, within its tolerance row."""
+    from detbench.verify.compare import TOLERANCES, OutputMismatch, assert_outputs_close
+
+    tol = TOLERANCES[backend]
+    try:
+        dev = assert_outputs_close(ref, out, tol, label=backend)
+    except OutputMismatch as exc:
+        return Check(backend, "tolerance", "raw output", False, str(exc).splitlines()[0])
+    return Check(
+        backend,
+        "tolerance",
+        "raw output",
+        True,
+        f"box max abs {dev.box_max_abs:.3g} px (atol {tol.box_atol:g}), "
+        f"score max abs {dev.score_max_abs:.3g} (atol {tol.score_atol:g})",
+    )
+
+
+def accuracy_check(backend: str, ref: Mapping[str, Any], out: Mapping[str, Any]) -> Check:
+    """The backend's accuracy against eager PyTorch's on the same images, within its tolerance row."""
+    from detbench.verify.compare import TOLERANCES, OutputMismatch, assert_accuracy_close
+
+    tol = TOLERANCES[backend]
+    try:
+        assert_accuracy_close(dict(ref), dict(out), tol, label=backend)
+    except OutputMismatch as exc:
+        return Check(backend, "accuracy", "mAP", False, " ".join(str(exc).split()))
+    return Check(
+        backend,
+        "accuracy",
+        "mAP",
+        True,
+        f"mAP50 {out['mAP50']:.4f} vs {ref['mAP50']:.4f}, mAP50-95 {out['mAP50-95']:.4f} vs "
+        f"{ref['mAP50-95']:.4f} (bound {tol.map_drop:g}, per class {tol.class_map_drop:g})",
+    )
+
+
+def size_checks(budgets: Any, sizes: Mapping[str, int], backend_of: Mapping[str, str]) -> list[Check]:
+    """Each size budget whose artifact and reference were both measured (``sizes`` by format)."""
+    from detbench.perf.budgets import check_size
+
+    out = []
+    for b in budgets.size:
+        if b.artifact in sizes and b.relative_to in sizes and b.artifact in backend_of:
+            r = check_size(b, sizes[b.artifact], sizes[b.relative_to])
+            out.append(Check(backend_of[b.artifact], "size budget", b.name, r.passed, r.reason))
+    return out
+
+
+def latency_checks(
+    budgets: Any, runners: Mapping[str, Callable[[], object]], flags: set[str]
+) -> tuple[list[Check], list[str]]:
+    """Measure and judge each latency budget whose two backends are in ``runners``, plus skip notes."""
+    from detbench.perf.budgets import latency_message, measure_latency
+
+    checks, notes = [], []
+    for b in budgets.latency:
+        if b.numerator not in runners or b.denominator not in runners:
+            continue
+        if b.batch != 1:
+            notes.append(f"latency budget {b.name!r}: batch {b.batch} is not measured by the report")
+            continue
+        if not b.applies_to(flags):
+            notes.append(
+                f"latency budget {b.name!r} applies only with CPU flags {', '.join(b.cpu_flags_any)}"
+            )
+            continue
+        r, _, _ = measure_latency(b, runners[b.numerator], runners[b.denominator])
+        checks.append(Check(b.numerator, "latency budget", b.name, r.passed, latency_message(r)))
+    return checks, notes
+
+
+def backend_passed(checks: Sequence[Mapping[str, Any]], backend: str) -> bool:
+    return all(c["passed"] for c in checks if c["backend"] == backend)
+
+
+def to_dicts(checks: Sequence[Check]) -> list[dict[str, Any]]:
+    return [asdict(c) for c in checks]
+
+
+def verdict_lines(backends: Sequence[str], checks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One "PASS name (n checks)" or "FAIL name: why" line per backend, then one line per failed check."""
+    lines = []
+    for name in backends:
+        mine = [c for c in checks if c["backend"] == name]
+        failed = [c for c in mine if not c["passed"]]
+        kinds = ", ".join(dict.fromkeys(c["kind"] for c in mine)) or "no checks"
+        if failed:
+            lines.append(f"FAIL {name}: {len(failed)} of {len(mine)} checks failed")
+            lines += [f"     {c['kind']} {c['name']}: {c['reason']}" for c in failed]
+        else:
+            lines.append(f"PASS {name} ({len(mine)} checks: {kinds})")
+    return lines
+
+
+# -- comparing two reports ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackendChange:
+    backend: str
+    latency: Verdict | None  # None: one report has no latency samples for it
+    map50_old: float | None
+    map50_new: float | None
+    note: str
+
+
+def _samples(row: Mapping[str, Any]) -> np.ndarray | None:
+    lat = row.get("latency_ms") or {}
+    data = lat.get("samples")
+    return None if not data else np.asarray(data, dtype=np.float64) / 1e3
+
+
+def compare_reports(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[BackendChange]:
+    """Per backend in either report: the gate's unpaired verdict on per-call latency, and mAP50 old -> new."""
+    old_rows = {r["name"]: r for r in old.get("backends", [])}
+    new_rows = {r["name"]: r for r in new.get("backends", [])}
+    out = []
+    for name in [*new_rows, *(n for n in old_rows if n not in new_rows)]:
+        o, n = old_rows.get(name), new_rows.get(name)
+        if o is None or n is None:
+            where = "new" if o is None else "old"
+            out.append(BackendChange(name, None, None, None, f"only in the {where} report"))
+            continue
+        so, sn = _samples(o), _samples(n)
+        note = "" if so is not None and sn is not None else "no latency samples (an older report.json)"
+        v = compare_samples(name, so, sn) if not note else None
+        acc_o, acc_n = o.get("accuracy") or {}, n.get("accuracy") or {}
+        out.append(BackendChange(name, v, acc_o.get("mAP50"), acc_n.get("mAP50"), note))
+    return out
+
+
+def _pct(x: float) -> str:
+    return "-" if x is None or math.isnan(x) else f"{x * 100:+.1f}%"
+
+
+def comparison_lines(changes: Sequence[BackendChange]) -> list[str]:
+    lines = []
+    for c in changes:
+        if c.latency is None:
+            lines.append(f"{c.backend}: {c.note}")
+            continue
+        v = c.latency
+        acc = (
+            f"mAP50 {c.map50_old:.4f} -> {c.map50_new:.4f}"
+            if c.map50_old is not None and c.map50_new is not None
+            else "mAP50 -"
+        )
+        lines.append(
+            f"{c.backend}: latency {v.median_base * 1e3:.3f} -> {v.median_cand * 1e3:.3f} ms, "
+            f"change {_pct(v.change)} (95% CI {_pct(v.ci_low)}..{_pct(v.ci_high)}, p {v.p_value:.2g}): "
+            f"{v.status}; {acc}"
+        )
+    return lines
+
+
+def any_regression(changes: Sequence[BackendChange]) -> bool:
+    return any(c.latency is not None and c.latency.status == "regression" for c in changes)
