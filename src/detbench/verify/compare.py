@@ -63,10 +63,11 @@ TOLERANCES: dict[str, Tolerance] = {
     "onnxruntime-int8": Tolerance(
         box_atol=10.0, score_atol=0.4, rtol=0.1, det_iou=0.5, det_score=0.25, map_drop=0.02,
         class_map_drop=0.05, box_score_floor=CONF, det_unmatched_frac=0.1,
-        # p99 of |INT8 - fp32| score over the 849 matched pairs within 0.15 of the threshold on the 200
-        # val images is 0.058 (max 0.169; scripts/measure_int8_margin.py): only a detection that close
-        # to the threshold can have crossed it; the rarer larger shifts spend the 10 % unmatched allowance.
-        det_threshold_margin=0.06,
+        # |INT8 - fp32| score over the 849 matched pairs within 0.15 of the threshold on the 200 val
+        # images: p99 0.058, max 0.169 (scripts/measure_int8_margin.py). The margin is the measured max:
+        # at p99 a Hypothesis-drawn scene (ci profile) failed on a duplicate sunglass box the reference
+        # kept at 0.342 (0.09 above the threshold) on 3 detections, where the 10 % allowance is 0.3.
+        det_threshold_margin=0.17,
         reason="8-bit weights/activations: judged by mAP; raw and detection bounds only catch gross breakage",
     ),
     # Rows below: bounds a few x the deviation measured with `python scripts/measure_backends.py`
