@@ -365,6 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="latency calls kept per backend at batch 1, in alternated blocks of up to 20 "
         "(default 160; 40 with --quick); throughput keeps a third",
     )
+    r.add_argument(
+        "--tune",
+        type=Path,
+        help="a detbench tune result whose recommended row is marked (default: OUT/tune.json if present)",
+    )
     r.set_defaults(func=cmd_report)
 
     g = sub.add_parser("gate", help="compare two saved pytest-benchmark runs; exit 1 on a regression")

@@ -1,119 +1,33 @@
-"""Which machine a benchmark ran on, and the history of timed runs kept in the cache.
+"""The history of timed runs kept in the cache (machine identity is in ``detbench.perf.machine``).
 
-Machine id: the first 12 hex of sha256 over the CPU model, the logical CPU count, the machine
-architecture and the CPU's inference-relevant instruction-set flags. The hostname is left out on
-purpose: a pool of identical CI runners, or an ephemeral container, keeps one id, while two hosts
-with different CPUs never share one (virtual machines often report a generic model name such as
-"AMD EPYC", which is why the ISA flags are part of the key). ``DETBENCH_MACHINE_ID`` overrides it,
-for owners who want to name a runner class themselves.
-
-History: every timed pytest-benchmark run (``--benchmark-json`` / ``--benchmark-autosave``) is also
-copied to ``<cache>/history/<UTC timestamp>_<machine id>.json``, written atomically under a lock,
-so the gate can compare any two past runs of one machine.
+Every timed pytest-benchmark run (``--benchmark-json`` / ``--benchmark-autosave``) is also copied to
+``<cache>/history/<UTC timestamp>_<machine id>.json``, written atomically under a lock, so the gate
+can compare any two past runs of one machine.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import platform
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from detbench.paths import cache_dir
-from detbench.runtimes.cache import atomic_write_text, locked
 
-MACHINE_ID_ENV = "DETBENCH_MACHINE_ID"
-MACHINE_ID_LEN = 12
-CPUINFO = Path("/proc/cpuinfo")
-
-ISA_FLAGS = (
-    # x86: what decides which kernels oneDNN / MLAS / OpenVINO pick for fp32, bf16 and int8.
-    "sse4_2",
-    "avx",
-    "avx2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512bw",
-    "avx512vl",
-    "avx512_vnni",
-    "avx_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "amx_tile",
-    "amx_int8",
-    "amx_bf16",
-    # Arm (the "Features" line): dot product, int8 matmul, bf16, SVE.
-    "asimd",
-    "asimddp",
-    "i8mm",
-    "bf16",
-    "sve",
-    "sve2",
+# Machine identity moved to perf/machine.py; these names stay importable from here for callers
+# written against the old module.
+from detbench.perf.machine import (  # noqa: F401
+    ISA_FLAGS,
+    MACHINE_ID_ENV,
+    MACHINE_ID_LEN,
+    cpu_flags,
+    cpu_model,
+    machine_id,
+    machine_info,
+    read_cpuinfo,
 )
-
-
-def _cpuinfo_fields(text: str) -> dict[str, str]:
-    """First value of each key in /proc/cpuinfo (one block per logical CPU; they agree on these)."""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip().lower(), value.strip())
-    return fields
-
-
-def read_cpuinfo(path: Path = CPUINFO) -> dict[str, str]:
-    try:
-        return _cpuinfo_fields(path.read_text(encoding="utf-8", errors="replace"))
-    except OSError:  # not Linux: fall back to what platform knows
-        return {}
-
-
-def cpu_model(fields: Mapping[str, str] | None = None) -> str:
-    fields = read_cpuinfo() if fields is None else fields
-    for key in ("model name", "cpu model", "hardware", "processor"):
-        value = fields.get(key, "")
-        if value and not value.isdigit():  # x86 "processor" is the CPU index, not a name
-            return value
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def cpu_flags(fields: Mapping[str, str] | None = None) -> list[str]:
-    """The ISA_FLAGS this CPU has, in ISA_FLAGS order (x86 "flags" or Arm "Features")."""
-    fields = read_cpuinfo() if fields is None else fields
-    present = set((fields.get("flags") or fields.get("features") or "").split())
-    return [f for f in ISA_FLAGS if f in present]
-
-
-def machine_id(fields: Mapping[str, str] | None = None) -> str:
-    """Short stable id of this machine's CPU (see the module docstring); DETBENCH_MACHINE_ID wins."""
-    override = os.environ.get(MACHINE_ID_ENV, "").strip()
-    if override:
-        return override
-    fields = read_cpuinfo() if fields is None else fields
-    key = "|".join([cpu_model(fields), str(os.cpu_count() or 0), platform.machine(), *cpu_flags(fields)])
-    return hashlib.sha256(key.encode()).hexdigest()[:MACHINE_ID_LEN]
-
-
-def machine_info(threads: int) -> dict[str, Any]:
-    """What pytest-benchmark's machine_info lacks for CPU inference: CPU model, ISA, versions, threads."""
-    from detbench.runtimes.export import toolchain_versions
-
-    fields = read_cpuinfo()
-    return {
-        "detbench_machine_id": machine_id(fields),
-        "cpu_model": cpu_model(fields),
-        "cpu_flags": cpu_flags(fields),
-        "logical_cpus": os.cpu_count(),
-        "threads": threads,
-        "versions": toolchain_versions(),
-    }
-
+from detbench.runtimes.cache import atomic_write_text, locked
 
 # -------------------------------------------------------------------------------------------------
 # History of timed runs
