@@ -16,9 +16,9 @@ from pathlib import Path
 
 from detbench.errors import DetbenchError
 from detbench.model.baseline import resolve_weights
-from detbench.model.train import sha256_file
 from detbench.paths import configure_environment, shown
 from detbench.runtimes.backends import BackendSettings, create
+from detbench.runtimes.cache import sha256_file
 from detbench.verify import golden
 
 

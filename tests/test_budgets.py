@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detbench.perf import history
+from detbench.perf import history, machine
 from detbench.perf.budgets import (
     MAX_HEADROOM,
     AbsoluteBudget,
@@ -343,7 +343,7 @@ class TestMachine:
         """x86 "flags" and Arm "Features" both yield the inference-relevant ISA flags."""
         assert history.cpu_model(X86) == "Intel(R) Xeon(R) Platinum 8480+"
         assert history.cpu_flags(X86) == ["sse4_2", "avx", "avx2", "fma", "avx512f", "amx_tile"]
-        arm = history._cpuinfo_fields("processor\t: 0\nFeatures\t: fp asimd asimddp sve\nCPU part\t: 0xd0c\n")
+        arm = machine._cpuinfo_fields("processor\t: 0\nFeatures\t: fp asimd asimddp sve\nCPU part\t: 0xd0c\n")
         assert history.cpu_flags(arm) == ["asimd", "asimddp", "sve"]
         assert history.cpu_model(arm) != "0"
 

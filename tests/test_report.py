@@ -16,10 +16,9 @@ import pytest
 
 from detbench import cli
 from detbench.data.datasets import data_yaml_text
-from detbench.model.train import sha256_file
 from detbench.report.build import SCHEMA, collect_history, load_training, render_markdown
 from detbench.runtimes.backends import REGISTRY
-from detbench.runtimes.cache import artifact_size
+from detbench.runtimes.cache import artifact_size, sha256_file
 
 TINY_VAL = 24  # val images in the run: enough for every class to appear, small enough for seconds
 ROUNDS = 4
@@ -186,6 +185,7 @@ SETTINGS = {
     "deviation_images": int,
     "quick": bool,
     "backends": list,
+    "thread_columns": list,
 }
 ENVIRONMENT = {
     "cpu_model": str,
@@ -330,7 +330,34 @@ class TestMeasurements:
             eff = row["efficiency"]
             per_image_s = row["latency_ms"]["p50"] / 1e3 / row["latency_ms"]["batch"]
             assert eff["gflops_per_s_batch1"] == pytest.approx(gflops / per_image_s)
-            assert eff["peak_fraction_batch1"] == pytest.approx(eff["gflops_per_s_batch1"] / peak)
+            assert eff["peak_fraction_batch1"] == pytest.approx(
+                eff["gflops_per_s_batch1"] / eff["peak_gflops_per_s"]
+            )
+
+    def test_no_backend_exceeds_its_own_precisions_peak(self, doc: dict) -> None:
+        """Against GEMM peaks of its own precision from the runtimes' kernels, no backend passes 100 %."""
+        peaks = doc["peak"]["peaks"]
+        for row in doc["backends"]:
+            eff = row["efficiency"]
+            assert eff["peak_gflops_per_s"] == peaks[eff["precision"]][str(doc["settings"]["threads"])]
+            for key in ("peak_fraction_batch1", "peak_fraction_batchN"):
+                assert eff[key] is None or 0 < eff[key] <= 1.0, (row["name"], key, eff)
+        assert {"fp32", "int8"} <= {p for p, by_t in peaks.items() if any(by_t.values())}
+
+    def test_deployment_columns(self, doc: dict) -> None:
+        """1-thread and all-cores latency, cold start, peak RSS and the per-image split per backend."""
+        cols = doc["settings"]["thread_columns"]
+        assert 1 in cols and len(os.sched_getaffinity(0)) in cols
+        for row in doc["backends"]:
+            assert set(row["latency_by_threads"]) == {str(t) for t in cols}
+            assert all(v["p50"] > 0 for v in row["latency_by_threads"].values())
+            fc = row["first_call"]
+            assert fc["reason"] is None and fc["first_call_ms"] > 0 and fc["peak_rss_mb"] >= fc["base_rss_mb"]
+            st = row["stages_ms"]
+            if st["reason"] is None:
+                parts = st["decode_preprocess_ms"] + st["inference_ms"] + st["postprocess_ms"]
+                assert st["end_to_end_ms"] == pytest.approx(parts, rel=0.5)
+            assert row["recommended"] is False  # no tune.json in this run
 
     def test_reference_deviation_is_zero_and_others_recomputable(
         self, doc: dict, rows: dict, workbench, tiny_data: Path

@@ -39,7 +39,10 @@ def test_blocked_median_agrees_with_alone(threads, load_at_threads, x, record_pr
     result = blocked_vs_alone([lambda b=b: b.run(x) for b in backends], **PLAN)
     lines = []
     for name, r in zip(names, result):
-        record_property(f"{name}_{threads}t", f"{r.alone_p50_s * 1e3:.3f}/{r.blocked_p50_s * 1e3:.3f}")
+        record_property(
+            f"{name}_{threads}t_alone_blocked_ms_diff",
+            f"{r.alone_p50_s * 1e3:.3f}/{r.blocked_p50_s * 1e3:.3f}/{r.diff:+.4f}",
+        )
         lines.append(
             f"{name:<12} {threads} thread(s): alone p50 {r.alone_p50_s * 1e3:.3f} ms, "
             f"blocked p50 {r.blocked_p50_s * 1e3:.3f} ms, diff {r.diff:+.1%} (median of "

@@ -478,6 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OLD/report.json",
         help="show each backend's change against an earlier report, with the gate's verdict",
     )
+    r.add_argument(
+        "--tune",
+        type=Path,
+        help="a detbench tune result whose recommended row is marked (default: OUT/tune.json if present)",
+    )
     r.set_defaults(func=cmd_report)
 
     tu = sub.add_parser(

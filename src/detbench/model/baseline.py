@@ -14,8 +14,7 @@ from pathlib import Path
 from detbench import paths
 from detbench.data.datasets import SynthConfig, write_synthetic
 from detbench.errors import ModelFileError
-from detbench.model.train import sha256_file
-from detbench.runtimes.cache import locked
+from detbench.runtimes.cache import locked, sha256_file
 
 BASELINE_DIR = paths.FIXTURES / "baseline"
 BASELINE_WEIGHTS = BASELINE_DIR / "best.pt"

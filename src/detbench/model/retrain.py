@@ -20,7 +20,8 @@ from pathlib import Path
 
 from detbench import paths
 from detbench.data.datasets import SynthConfig, write_synthetic
-from detbench.model.train import TrainConfig, sha256_file, train, versions
+from detbench.model.train import TrainConfig, train, versions
+from detbench.runtimes.cache import sha256_file
 
 DEFAULT_SYNTH = SynthConfig()  # the embedded default dataset: see detbench.data.datasets
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from detbench.errors import HistoryError
+from detbench.jsonsafe import dumps
 from detbench.perf.stats import (
     CI_CONFIDENCE,
     GATE_ALPHA,
@@ -292,10 +293,6 @@ def format_table(verdicts: Sequence[Verdict]) -> str:
     return "\n".join([line(header), rule, *(line(r) for r in rows[1:])])
 
 
-def _json_value(value: object) -> object:
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
 def verdicts_to_json(verdicts: Sequence[Verdict], settings: Mapping[str, object]) -> str:
     """Strict JSON (NaN becomes null): settings, per-benchmark verdicts and a count per status."""
     counts: dict[str, int] = {}
@@ -305,9 +302,9 @@ def verdicts_to_json(verdicts: Sequence[Verdict], settings: Mapping[str, object]
         "settings": dict(settings),
         "regression": counts.get("regression", 0) > 0,
         "counts": counts,
-        "verdicts": [{k: _json_value(x) for k, x in asdict(v).items()} for v in verdicts],
+        "verdicts": [asdict(v) for v in verdicts],
     }
-    return json.dumps(doc, indent=2, allow_nan=False)
+    return dumps(doc)
 
 
 def _probability(text: str) -> float:

@@ -1,69 +1,35 @@
-"""Which machine a benchmark ran on, and the history of timed runs kept in the cache.
+"""The history of timed runs kept in the cache (machine identity is in ``detbench.perf.machine``).
 
-Machine id: the first 12 hex of sha256 over the CPU model, the logical CPU count, the machine
-architecture and the CPU's inference-relevant instruction-set flags. The hostname is left out on
-purpose: a pool of identical CI runners, or an ephemeral container, keeps one id, while two hosts
-with different CPUs never share one (virtual machines often report a generic model name such as
-"AMD EPYC", which is why the ISA flags are part of the key). ``DETBENCH_MACHINE_ID`` overrides it,
-for owners who want to name a runner class themselves.
-
-History: every timed pytest-benchmark run (``--benchmark-json`` / ``--benchmark-autosave``) is also
-copied to ``<cache>/history/<UTC timestamp>_<machine id>.json``, written atomically under a lock,
-so the gate can compare any two past runs of one machine.
+Every timed pytest-benchmark run (``--benchmark-json`` / ``--benchmark-autosave``) is also copied to
+``<cache>/history/<UTC timestamp>_<machine id>.json``, written atomically under a lock, so the gate
+can compare any two past runs of one machine.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import platform
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-# The CPU reader lives below the runtimes (which choose ISA-dependent paths with it); these names
-# stay importable from here, where the machine id and the report have always read them.
-from detbench.cpuinfo import (  # noqa: F401 - re-exported
+from detbench.paths import cache_dir
+
+# Machine identity moved to perf/machine.py; these names stay importable from here for callers
+# written against the old module.
+from detbench.perf.machine import (  # noqa: F401
     CPUINFO,
     ISA_FLAGS,
+    MACHINE_ID_ENV,
+    MACHINE_ID_LEN,
     _cpuinfo_fields,
     cpu_flags,
     cpu_model,
+    machine_id,
+    machine_info,
     read_cpuinfo,
 )
-from detbench.paths import cache_dir
 from detbench.runtimes.cache import atomic_write_text, locked
-
-MACHINE_ID_ENV = "DETBENCH_MACHINE_ID"
-MACHINE_ID_LEN = 12
-
-
-def machine_id(fields: Mapping[str, str] | None = None) -> str:
-    """Short stable id of this machine's CPU (see the module docstring); DETBENCH_MACHINE_ID wins."""
-    override = os.environ.get(MACHINE_ID_ENV, "").strip()
-    if override:
-        return override
-    fields = read_cpuinfo() if fields is None else fields
-    key = "|".join([cpu_model(fields), str(os.cpu_count() or 0), platform.machine(), *cpu_flags(fields)])
-    return hashlib.sha256(key.encode()).hexdigest()[:MACHINE_ID_LEN]
-
-
-def machine_info(threads: int) -> dict[str, Any]:
-    """What pytest-benchmark's machine_info lacks for CPU inference: CPU model, ISA, versions, threads."""
-    from detbench.runtimes.export import toolchain_versions
-
-    fields = read_cpuinfo()
-    return {
-        "detbench_machine_id": machine_id(fields),
-        "cpu_model": cpu_model(fields),
-        "cpu_flags": cpu_flags(fields),
-        "logical_cpus": os.cpu_count(),
-        "threads": threads,
-        "versions": toolchain_versions(),
-    }
-
 
 # -------------------------------------------------------------------------------------------------
 # History of timed runs

@@ -1,124 +1,253 @@
-"""This machine's measured single-precision matmul peak: the yardstick for "achieved GFLOP/s".
+"""This machine's GEMM peak per precision, measured with the runtimes' own kernels: the roofline.
 
-A vendor's theoretical peak says nothing about a shared, throttled or virtualised core; a large
-float32 GEMM timed in the same run, with the same thread count as the backends, is what the
-backends could at best reach here. Two BLAS libraries are timed and the faster one counts: torch's
-(MKL on x86) can take a slow path on AMD CPUs, where numpy's OpenBLAS does not, and vice versa.
+A numpy/torch matmul is the wrong yardstick here: OpenBLAS is pinned to a Haswell core type in this
+environment (AVX2 kernels) and MKL takes a slow path on AMD, while ONNX Runtime (MLAS) and OpenVINO
+(oneDNN) run AVX-512 / VNNI / BF16 kernels, so fp32 backends "exceeded" that peak (104 %) and INT8
+ones passed it further. Instead, one large MatMul is built as a model for each runtime and
+precision and timed in the same run, at the backend's thread count:
+
+- fp32: an ONNX MatMul (ONNX Runtime) and an OpenVINO MatMul at ``INFERENCE_PRECISION_HINT`` f32;
+- bf16: the OpenVINO MatMul at ``INFERENCE_PRECISION_HINT`` bf16, only on CPUs with ``avx512_bf16`` or
+  ``amx_bf16`` (elsewhere oneDNN would emulate it and the peak would mean nothing); ONNX Runtime's CPU
+  provider has no bf16 MatMul, which the candidates record;
+- int8: ONNX Runtime's ``MatMulInteger`` (u8 x s8) and OpenVINO's FakeQuantize + dequantized int8
+  weights (NNCF's pattern), which its CPU plugin runs as an int8 FullyConnected.
+
+OpenVINO's own runtime model is asked which precision each GEMM really ran in; one that ran in
+another (e.g. bf16 instead of int8) is recorded as not measured, with the reason.
+
+The peak of a precision is the best runtime's best repeat: what the cores reach when nothing
+interferes. A backend's share is its achieved rate against the peak of its own precision.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
-# numpy's BLAS reads its thread count from the environment once, at load: a child process is the
-# only clean way to pin it without extra packages.
-_NUMPY_PROBE = """
-import json, sys, time
 import numpy as np
-n, repeats = int(sys.argv[1]), int(sys.argv[2])
-rng = np.random.default_rng(0)
-a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
-out = np.empty((n, n), dtype=np.float32)
-np.matmul(a, b, out=out)
-best = float("inf")
-for _ in range(repeats):
-    t = time.perf_counter()
-    np.matmul(a, b, out=out)
-    best = min(best, time.perf_counter() - t)
-print(json.dumps({"best_s": best, "library": "numpy " + np.__version__ + " matmul"}))
-"""
+
+PRECISIONS = ("fp32", "bf16", "int8")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 @dataclass(frozen=True)
-class MatmulPeak:
-    n: int  # square matrix size
-    threads: int
-    repeats: int
-    best_s: float  # fastest timed multiplication of the winning library
-    gflops_per_s: float  # 2 n^3 / best_s / 1e9
-    library: str
-    candidates: dict[str, float | None] = field(default_factory=dict)  # library -> GFLOP/s; None: failed
+class GemmRun:
+    """One runtime's ``n x n`` GEMM at one precision: the best of ``repeats`` timed runs, or why not."""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    runtime: str
+    precision: str
+    threads: int
+    n: int
+    best_s: float | None
+    gflops_per_s: float | None  # 2 n^3 / best_s / 1e9 (integer operations for int8)
+    reason: str | None = None  # why it was not measured
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """Peaks per (precision, threads), with every GEMM tried and the ISA choices made."""
+
+    n: int
+    repeats: int
+    runs: list[GemmRun]
+    isa: dict[str, Any] = field(default_factory=dict)  # flags seen and what they decided
+
+    def peak(self, precision: str, threads: int) -> GemmRun | None:
+        """The fastest measured GEMM of ``precision`` at ``threads`` threads; None when none ran."""
+        done = [r for r in self.runs if r.precision == precision and r.threads == threads and r.gflops_per_s]
+        return max(done, key=lambda r: r.gflops_per_s or 0.0, default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "repeats": self.repeats, "isa": self.isa, "runs": [asdict(r) for r in self.runs]}
+
+
+def precision_of(backend: str) -> str:
+    """The arithmetic a registered backend computes in: its class's ``precision`` attribute where it
+    has one, else by name (``*-int8`` int8, ``*-bf16`` bf16, anything else fp32)."""
+    from detbench.runtimes.backends import REGISTRY
+
+    declared = getattr(REGISTRY.get(backend), "precision", None)
+    if declared in PRECISIONS:
+        return str(declared)
+    if backend.endswith("-int8"):
+        return "int8"
+    if backend.endswith("-bf16"):
+        return "bf16"
+    return "fp32"
 
 
 def _gflops(n: int, seconds: float) -> float:
     return 2 * n**3 / seconds / 1e9
 
 
-def torch_matmul(n: int, threads: int, repeats: int) -> tuple[float, str]:
-    """Best seconds of ``repeats`` float32 ``n x n`` torch matmuls on ``threads`` threads.
-
-    torch's thread count is process-wide, so it is restored afterwards.
-    """
-    import torch
-
-    gen = torch.Generator().manual_seed(0)
-    a = torch.rand(n, n, generator=gen, dtype=torch.float32)
-    b = torch.rand(n, n, generator=gen, dtype=torch.float32)
-    out = torch.empty(n, n, dtype=torch.float32)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        torch.mm(a, b, out=out)  # warm-up: page in the buffers, let the BLAS pick its kernel
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            torch.mm(a, b, out=out)
-            best = min(best, time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(before)
-    return best, f"torch {torch.__version__} mm"
+def _best_of(run: Callable[[], object], repeats: int) -> float:
+    run()  # warm-up: page in the buffers, let the runtime pick and JIT its kernel
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
-def numpy_matmul(n: int, threads: int, repeats: int, timeout: float = 300) -> tuple[float, str]:
-    """The same with numpy's BLAS, in a child process whose BLAS is pinned to ``threads`` threads."""
-    env = {
-        **os.environ,
-        **{k: str(threads) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")},
+def _inputs(n: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "f32_a": rng.random((n, n), dtype=np.float32),
+        "f32_b": rng.random((n, n), dtype=np.float32),
+        "u8_a": rng.integers(0, 256, (n, n), dtype=np.uint8),
+        "s8_b": rng.integers(-128, 128, (n, n), dtype=np.int8),
     }
-    done = subprocess.run(
-        [sys.executable, "-c", _NUMPY_PROBE, str(n), str(repeats)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=True,
+
+
+# -- ONNX Runtime -------------------------------------------------------------------------------------
+
+
+def _ort_gemm(precision: str, n: int, threads: int, data: dict[str, np.ndarray]) -> Callable[[], object]:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    if precision == "bf16":
+        raise NotImplementedError("ONNX Runtime's CPU provider has no bfloat16 MatMul kernel")
+    if precision == "fp32":
+        a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])
+        b = numpy_helper.from_array(data["f32_b"], "b")
+        node = helper.make_node("MatMul", ["a", "b"], ["y"])
+        feed = {"a": data["f32_a"]}
+    else:
+        a = helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])
+        y = helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])
+        b = numpy_helper.from_array(data["s8_b"], "b")
+        node = helper.make_node("MatMulInteger", ["a", "b"], ["y"])
+        feed = {"a": data["u8_a"]}
+    graph = helper.make_graph([node], f"gemm_{precision}", [a], [y], initializer=[b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    opts = ort.SessionOptions()  # as the onnxruntime backends configure theirs
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(
+        model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
     )
-    doc = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(doc["best_s"]), str(doc["library"])
+    return lambda: session.run(None, feed)
 
 
-def matmul_peak(n: int = 2048, *, threads: int = 1, repeats: int = 5) -> MatmulPeak:
-    """The faster of torch's and numpy's float32 matmul; each the best of ``repeats`` runs.
+# -- OpenVINO -----------------------------------------------------------------------------------------
 
-    The best, not the median: the peak is what the core can do when nothing else interferes.
-    A library that fails (e.g. the child process cannot start) is recorded as None and skipped.
-    """
-    if n < 1 or threads < 1 or repeats < 1:
-        raise ValueError(
-            f"n, threads and repeats must be positive, got n={n}, threads={threads}, repeats={repeats}"
-        )
-    results: list[tuple[float, str]] = [torch_matmul(n, threads, repeats)]
-    candidates: dict[str, float | None] = {results[0][1]: _gflops(n, results[0][0])}
-    try:
-        results.append(numpy_matmul(n, threads, repeats))
-        candidates[results[-1][1]] = _gflops(n, results[-1][0])
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError):
-        candidates["numpy matmul"] = None
-    best, library = min(results)
-    return MatmulPeak(
-        n=n,
-        threads=threads,
-        repeats=repeats,
-        best_s=best,
-        gflops_per_s=_gflops(n, best),
-        library=library,
-        candidates=candidates,
+
+def _ov_gemm(precision: str, n: int, threads: int, data: dict[str, np.ndarray]) -> Callable[[], object]:
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    a = ops.parameter([n, n], np.float32, name="a")
+    if precision == "int8":
+        # The pattern NNCF writes: u8 FakeQuantize on the activations, int8 weights dequantized by
+        # Convert + Multiply; the CPU plugin runs the MatMul as an int8 FullyConnected.
+        low, high = ops.constant(np.float32(0.0)), ops.constant(np.float32(1.0))
+        a_in = ops.fake_quantize(a, low, high, low, high, 256)
+        b_in = ops.multiply(ops.convert(ops.constant(data["s8_b"]), "f32"), ops.constant(np.float32(0.01)))
+    else:
+        a_in, b_in = a, ops.constant(data["f32_b"])
+    model = ov.Model([ops.matmul(a_in, b_in, False, False)], [a], f"gemm_{precision}")
+    hint = "bf16" if precision == "bf16" else "f32"
+    compiled = ov.Core().compile_model(
+        model,
+        "CPU",
+        {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint},
     )
+    ran = _ov_gemm_precision(compiled)
+    wanted = {"fp32": ("f32",), "bf16": ("bf16",), "int8": ("u8", "i8")}[precision]
+    if ran not in wanted:
+        raise NotImplementedError(f"OpenVINO ran the {precision} GEMM in {ran} on this CPU")
+    request = compiled.create_infer_request()
+    x = data["f32_a"]
+    return lambda: request.infer({0: x})
+
+
+def _ov_gemm_precision(compiled: Any) -> str:
+    """The precision the CPU plugin actually runs the GEMM node in (its runtime model says)."""
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        rt = op.get_rt_info()
+        if rt["layerType"].astype(str) in ("FullyConnected", "MatMul"):
+            return str(rt["runtimePrecision"].astype(str))
+    return "unknown"
+
+
+RUNTIMES: dict[str, Callable[[str, int, int, dict[str, np.ndarray]], Callable[[], object]]] = {
+    "onnxruntime": _ort_gemm,
+    "openvino": _ov_gemm,
+}
+
+
+def isa_choice(flags: Iterable[str]) -> dict[str, Any]:
+    """Which precisions get a peak on a CPU with ``flags``, and why (recorded in the report)."""
+    flags = set(flags)
+    bf16 = sorted(flags & set(BF16_FLAGS))
+    vnni = sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    return {
+        "flags": sorted(f for f in flags if f.startswith(("avx512", "amx", "avx_vnni", "avx2", "fma"))),
+        "bf16": bool(bf16),
+        "bf16_reason": f"native bf16 ({', '.join(bf16)})"
+        if bf16
+        else f"no {' / '.join(BF16_FLAGS)}: bf16 would be emulated, no bf16 peak",
+        "int8_reason": f"int8 dot products in hardware ({', '.join(vnni)})"
+        if vnni
+        else "no VNNI: int8 GEMMs run on AVX2/AVX-512 multiply-add sequences",
+    }
+
+
+def measure_roofline(
+    threads: Sequence[int],
+    *,
+    n: int = 1024,
+    repeats: int = 5,
+    precisions: Sequence[str] = PRECISIONS,
+    runtimes: Sequence[str] | None = None,
+    flags: Iterable[str] | None = None,
+) -> Roofline:
+    """Every runtime's GEMM at every precision and thread count; failures are recorded, not raised."""
+    from detbench.perf.machine import cpu_flags
+    from detbench.runtimes.export import openvino_available
+
+    if n < 1 or repeats < 1 or not threads or min(threads) < 1:
+        raise ValueError(f"n, repeats and threads must be positive, got n={n}, repeats={repeats}, {threads}")
+    isa = isa_choice(cpu_flags() if flags is None else flags)
+    names = list(runtimes or RUNTIMES)
+    data = _inputs(n)
+    runs: list[GemmRun] = []
+    for t in sorted(set(threads)):
+        for precision in precisions:
+            for rt in names:
+                reason = None
+                if precision == "bf16" and not isa["bf16"]:
+                    reason = isa["bf16_reason"]
+                elif rt == "openvino" and not openvino_available():
+                    reason = "openvino is not installed"
+                if reason is None:
+                    try:
+                        best = _best_of(RUNTIMES[rt](precision, n, t, data), repeats)
+                    except Exception as exc:  # each runtime's own error zoo: record it, keep going
+                        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+                if reason is None:
+                    runs.append(GemmRun(rt, precision, t, n, best, _gflops(n, best)))
+                else:
+                    runs.append(GemmRun(rt, precision, t, n, None, None, reason))
+    return Roofline(n=n, repeats=repeats, runs=runs, isa=isa)
+
+
+def share(
+    achieved_gflops_per_s: float | None, roofline: Roofline, backend: str, threads: int
+) -> float | None:
+    """``backend``'s achieved rate as a fraction of its own precision's peak at ``threads``."""
+    peak = roofline.peak(precision_of(backend), threads)
+    if achieved_gflops_per_s is None or peak is None or not peak.gflops_per_s:
+        return None
+    return achieved_gflops_per_s / peak.gflops_per_s

@@ -150,7 +150,7 @@ def _latest_table(all_series: Sequence[dict[str, Any]]) -> str:
 
 
 def _report_section(report: Mapping[str, Any]) -> str:
-    from detbench.report.build import table_rows
+    from detbench.report.render import table_rows
 
     header = [
         "backend",

@@ -1,0 +1,550 @@
+"""The measuring steps of ``detbench report``: each takes what it needs and returns plain results.
+
+Nothing here renders or writes; ``report.build`` sequences the steps and ``report.render`` shows
+their results. Rows are the per-backend dicts of report.json (see ``report.build``'s schema).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detbench import paths
+from detbench.errors import DatasetError
+from detbench.runtimes.cache import artifact_size, sha256_file
+
+DEVIATION_IMAGES = 16
+STAGE_IMAGES = 16  # val images timed through decode + preprocess, inference, postprocess
+
+
+@dataclass
+class Inputs:
+    """Resolved inputs of one report: weights, dataset, model info, the backends to run."""
+
+    weights: Path
+    data_yaml: Path
+    dataset: Any
+    info: Any
+    imgsz: int
+    val: list[Path]
+    n_val: int
+    names: list[str]
+    overrides: dict[str, Path]
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_inputs(s: Any) -> Inputs:
+    """Weights, dataset and backend list from the settings; refuses a dataset that cannot be scored."""
+    from detbench.data.datasets import load_dataset
+    from detbench.model.baseline import resolve_weights, synthetic_dataset
+    from detbench.model.checkpoint import load_detection_model
+    from detbench.runtimes.export import openvino_available
+    from detbench.runtimes.workbench import parse_artifact_overrides
+
+    notes: list[str] = []
+    weights = resolve_weights(s.weights)
+    data_yaml = Path(s.data).resolve() if s.data else synthetic_dataset()
+    ds = load_dataset(data_yaml)
+    _, info = load_detection_model(weights)
+    if ds.names != info.names:
+        raise DatasetError(
+            data_yaml, f"classes {list(ds.names)} do not match the weights' {list(info.names)}"
+        )
+    if "val" not in ds.splits:
+        raise DatasetError(data_yaml, "no val split: the report scores accuracy on it")
+    val = ds.images("val")
+    if not val:
+        raise DatasetError(data_yaml, f"val split {ds.splits['val']} has no images")
+    n_val = min(len(val), s.val_images or len(val))
+    if s.val_images and s.val_images > len(val):
+        notes.append(f"--val-images {s.val_images} > the {len(val)} val images: all of them were scored")
+    names = list(s.backends)
+    if s.default_backends and "openvino" in names and not openvino_available():
+        names.remove("openvino")
+        notes.append("openvino is not installed: its backend was skipped (pip install openvino)")
+    overrides = parse_artifact_overrides(list(s.artifacts))
+    for name in overrides:
+        if name not in names:
+            notes.append(f"--artifact {name}=... ignored: backend {name} is not in --backends")
+    return Inputs(weights, data_yaml, ds, info, s.imgsz or info.imgsz, val, n_val, names, overrides, notes)
+
+
+def workbench(inp: Inputs, threads: int) -> Any:
+    """The workbench (artifacts, cached exports) of these inputs at ``threads`` threads."""
+    from detbench.runtimes.backends import BackendSettings
+    from detbench.runtimes.workbench import Workbench
+
+    calib = (
+        inp.dataset.images("train")
+        if "onnxruntime-int8" in inp.names and "train" in inp.dataset.splits
+        else []
+    )
+    return Workbench(
+        weights=inp.weights,
+        imgsz=inp.imgsz,
+        names=inp.info.names,
+        settings=BackendSettings(threads=threads),
+        overrides=inp.overrides,
+        calib_images=calib,
+    )
+
+
+def load_backends(bench: Any, names: Sequence[str], advance: Callable[[str], None]) -> dict[str, Any]:
+    """Export (cached) and load every backend; ``advance(name)`` after each."""
+    loaded = {}
+    for name in names:
+        loaded[name] = bench.load(name)
+        advance(name)
+    return loaded
+
+
+def describe_rows(loaded: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The per-backend rows' static part: artifact, size, batch kind, the backend's own description."""
+    rows = {}
+    for name, backend in loaded.items():
+        size = artifact_size(backend.artifact)
+        rows[name] = {
+            "name": name,
+            "reference": name == "pytorch",
+            "artifact": str(backend.artifact),
+            "artifact_bytes": size,
+            "size_mb": size / 1e6,
+            "dynamic_batch": backend.dynamic_batch,
+            "describe": backend.describe(),
+        }
+    return rows
+
+
+def deviation_inputs(inp: Inputs) -> np.ndarray:
+    from detbench.runtimes.preprocess import load_image, preprocess
+
+    images = [load_image(p) for p in inp.val[: min(DEVIATION_IMAGES, len(inp.val))]]
+    return preprocess(images, inp.imgsz)[0]
+
+
+def measure_deviation(loaded: Mapping[str, Any], x: np.ndarray) -> tuple[dict[str, dict[str, Any]], list]:
+    """Largest raw-head differences of each backend from eager PyTorch on the same batch, and each
+    backend's tolerance-table check on those outputs (for the report's verdict)."""
+    from detbench.report import verdict
+    from detbench.verify.compare import deviation
+
+    ref = loaded["pytorch"].run_batched(x)
+    out, checks = {}, []
+    for name, backend in loaded.items():
+        raw = backend.run_batched(x)
+        checks.append(verdict.tolerance_check(name, ref, raw))
+        d = deviation(ref, raw)
+        out[name] = {
+            "images": len(x),
+            "max_abs": d.max_abs,
+            "box_max_abs": d.box_max_abs,
+            "score_max_abs": d.score_max_abs,
+        }
+    return out, checks
+
+
+def accuracy_checks(acc: Mapping[str, Mapping[str, Any]]) -> list:
+    """Each backend's mAP against the reference's, with its tolerance row's bounds."""
+    from detbench.report import verdict
+
+    return [verdict.accuracy_check(n, acc["pytorch"], a) for n, a in acc.items() if n != "pytorch"]
+
+
+def budget_checks(
+    loaded: Mapping[str, Any], rows: Mapping[str, Mapping[str, Any]], weights: Path, x1: np.ndarray
+) -> tuple[list, list[str]]:
+    """Size and latency budgets of the budgets file for the backends in this report, judged as the
+    tests judge them (each latency ratio in its own alternated-block run); plus notes on skipped ones."""
+    from detbench.perf.budgets import load_budgets
+    from detbench.perf.machine import cpu_flags
+    from detbench.report import verdict
+    from detbench.runtimes.backends import REGISTRY
+    from detbench.runtimes.cache import artifact_size
+
+    budgets = load_budgets()
+    backend_of: dict[str, str] = {}
+    for n in loaded:
+        if REGISTRY[n].artifact_format:
+            backend_of.setdefault(REGISTRY[n].artifact_format, n)  # the plain backend of each format
+    sizes = {"checkpoint": artifact_size(weights)}
+    sizes.update({fmt: rows[n]["artifact_bytes"] for fmt, n in backend_of.items()})
+    runners = {n: (lambda b=b: b.run(x1)) for n, b in loaded.items() if b.dynamic_batch}
+    latency, skipped = verdict.latency_checks(budgets, runners, set(cpu_flags()))
+    return verdict.size_checks(budgets, sizes, backend_of) + latency, skipped
+
+
+def measure_accuracy(
+    loaded: Mapping[str, Any], inp: Inputs, batch: int, progress: Callable[[str, int], None]
+) -> dict[str, dict[str, Any]]:
+    """mAP and per-class metrics of every backend on the first ``n_val`` val images."""
+    from detbench.verify.accuracy import evaluate
+
+    out = {}
+    for name, backend in loaded.items():
+        acc = evaluate(
+            backend,
+            inp.dataset,
+            imgsz=inp.imgsz,
+            batch=batch,
+            limit=inp.n_val,
+            progress=lambda k, name=name: progress(name, k),
+        )
+        out[name] = acc.to_dict()
+    return out
+
+
+def batch_of(x: np.ndarray, n: int) -> np.ndarray:
+    return np.ascontiguousarray(np.resize(x, (n, *x.shape[1:])))  # tiles the images if fewer than n
+
+
+@dataclass
+class LatencyResult:
+    samples: dict[str, np.ndarray]  # seconds per call
+    batch: dict[str, int]
+    plan: tuple[int, int, int]  # blocks, block_calls, discard
+    notes: list[str]
+
+
+def measure_latency(
+    loaded: Mapping[str, Any],
+    x1: np.ndarray,
+    calls: int,
+    on_plan: Callable[[int], None],
+    advance: Callable[[int], None],
+) -> LatencyResult:
+    """Every backend's steady state at batch 1 (a fixed-batch artifact gets its own batch)."""
+    from detbench.perf.timing import plan_blocks, steady_state
+
+    inputs = {
+        n: x1 if b.dynamic_batch or b.spec.batch == 1 else batch_of(x1, b.spec.batch)
+        for n, b in loaded.items()
+    }
+    notes = [
+        f"{n}: the artifact has a fixed batch of {len(x)}; its latency is per call of "
+        f"{len(x)} images and its speedup per image"
+        for n, x in inputs.items()
+        if len(x) != 1
+    ]
+    plan = blocks, block_calls, discard = plan_blocks(calls)
+    names = list(loaded)
+    on_plan(len(names) * blocks * (block_calls - discard))
+    fns = [lambda b=loaded[n], x=inputs[n]: b.run(x) for n in names]
+    samples = steady_state(fns, blocks=blocks, block_calls=block_calls, discard=discard, on_block=advance)
+    return LatencyResult(dict(zip(names, samples)), {n: len(inputs[n]) for n in names}, plan, notes)
+
+
+def latency_rows(lat: LatencyResult) -> dict[str, dict[str, Any]]:
+    from detbench.perf.stats import percentiles
+
+    blocks, block_calls, discard = lat.plan
+    out = {}
+    for n, s in lat.samples.items():
+        ms = s * 1e3
+        out[n] = {
+            "batch": lat.batch[n],
+            "rounds": int(ms.size),
+            "blocks": blocks,
+            "block_calls": block_calls,
+            "discard": discard,
+            **percentiles(ms),
+            "mean": float(ms.mean()),
+            "samples": [round(float(v), 5) for v in ms],  # for ``report --compare``'s gate
+        }
+    return out
+
+
+def speedups(lat: LatencyResult) -> dict[str, dict[str, Any]]:
+    """pytorch / backend per image: the typical ratio of side-by-side block medians (block k of every
+    backend ran next to the others', so the pairing cancels drift) and its paired BCa 95% interval."""
+    from detbench.perf.stats import paired_ratio_ci
+    from detbench.perf.timing import block_medians
+
+    blocks = lat.plan[0]
+    med = {n: block_medians(s / lat.batch[n], blocks) for n, s in lat.samples.items()}
+    out = {}
+    for n in med:
+        ratio, low, high = paired_ratio_ci(med[n], med["pytorch"])
+        out[n] = {"ratio": ratio, "ci_low": low, "ci_high": high, "confidence": 0.95}
+    return out
+
+
+def measure_throughput(
+    loaded: Mapping[str, Any],
+    x: np.ndarray,
+    batch: int,
+    calls: int,
+    on_plan: Callable[[int], None],
+    advance: Callable[[int], None],
+) -> dict[str, dict[str, Any]]:
+    """Images/s at ``batch`` for the backends that take any batch; the others get the reason."""
+    from detbench.perf.timing import plan_blocks, steady_state
+
+    dyn = [n for n in loaded if loaded[n].dynamic_batch]
+    xn = batch_of(x, batch)
+    tp: dict[str, np.ndarray] = {}
+    if dyn:
+        blocks, block_calls, discard = plan_blocks(calls)
+        on_plan(len(dyn) * blocks * (block_calls - discard))
+        fns = [lambda b=loaded[n]: b.run(xn) for n in dyn]
+        samples = steady_state(fns, blocks=blocks, block_calls=block_calls, discard=discard, on_block=advance)
+        tp = dict(zip(dyn, samples))
+    out = {}
+    for n, backend in loaded.items():
+        if n in tp:
+            med = float(np.median(tp[n]))
+            out[n] = {
+                "batch": batch,
+                "rounds": int(tp[n].size),
+                "images_per_s": batch / med,
+                "p50_ms": med * 1e3,
+                "reason": None,
+            }
+        else:
+            out[n] = {
+                "batch": batch,
+                "rounds": 0,
+                "images_per_s": None,
+                "p50_ms": None,
+                "reason": f"artifact has a fixed batch of {backend.spec.batch}; "
+                "export it with a dynamic batch to measure throughput",
+            }
+    return out
+
+
+def thread_counts(threads: int) -> list[int]:
+    """The report's thread columns: 1 and all usable cores (and the run's own --threads)."""
+    from detbench.perf.machine import usable_cpus
+
+    return sorted({1, usable_cpus(), threads})
+
+
+def measure_latency_by_threads(
+    inp: Inputs,
+    x1: np.ndarray,
+    threads: Sequence[int],
+    done: Mapping[int, LatencyResult],
+    calls: int,
+    progress: Callable[[int], None],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """p50/p90/p99 of every backend at each thread count: {backend: {threads: {...}}}. Thread counts
+    already in ``done`` reuse those samples; the others load the backends at that count."""
+    results = dict(done)
+    for t in threads:
+        if t not in results:
+            loaded = load_backends(workbench(inp, t), inp.names, lambda _name: None)
+            results[t] = measure_latency(loaded, x1, calls, lambda _total: None, lambda _k: None)
+        progress(t)
+    out: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in inp.names}
+    for t, lat in sorted(results.items()):
+        for n, row in latency_rows(lat).items():
+            out[n][str(t)] = {k: row[k] for k in ("p50", "p90", "p99", "rounds", "batch")}
+    return out
+
+
+def measure_first_calls(
+    loaded: Mapping[str, Any], imgsz: int, threads: int, advance: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """Cold start (load + first inference) and peak RSS of each backend, each in a fresh process."""
+    from detbench.perf.firstcall import first_call
+
+    out = {}
+    for name, backend in loaded.items():
+        try:
+            fc = first_call(name, backend.artifact, threads=threads, imgsz=imgsz)
+            out[name] = {**fc.to_dict(), "reason": None}
+        except (OSError, RuntimeError, ValueError) as exc:
+            out[name] = {"first_call_ms": None, "peak_rss_mb": None, "base_rss_mb": None, "reason": str(exc)}
+        advance(name)
+    return out
+
+
+def measure_stages(loaded: Mapping[str, Any], inp: Inputs) -> dict[str, dict[str, Any]]:
+    """Per-image medians of decode + preprocess, inference and postprocess (NMS), and their sum,
+    over the first STAGE_IMAGES val images, one image at a time as a deployment runs them."""
+    import time
+
+    from detbench.runtimes.postprocess import postprocess
+    from detbench.runtimes.preprocess import preprocess
+
+    images = inp.val[: min(STAGE_IMAGES, len(inp.val))]
+    out = {}
+    for name, backend in loaded.items():
+        if not (backend.dynamic_batch or backend.spec.batch == 1):
+            out[name] = {"images": 0, "reason": f"fixed batch of {backend.spec.batch}: no per-image pipeline"}
+            continue
+        t = np.empty((len(images), 3))
+        for i, path in enumerate(images):
+            t0 = time.perf_counter()
+            x, infos = preprocess([path], inp.imgsz)
+            t1 = time.perf_counter()
+            raw = backend.run(x)
+            t2 = time.perf_counter()
+            postprocess(raw, infos, inp.info.names)
+            t[i] = (t1 - t0, t2 - t1, time.perf_counter() - t2)
+        med = np.median(t, axis=0) * 1e3
+        out[name] = {
+            "images": len(images),
+            "decode_preprocess_ms": float(med[0]),
+            "inference_ms": float(med[1]),
+            "postprocess_ms": float(med[2]),
+            "end_to_end_ms": float(np.median(t.sum(axis=1)) * 1e3),
+            "reason": None,
+        }
+    return out
+
+
+def measure_peaks(threads: Sequence[int], n: int, repeats: int) -> Any:
+    """The roofline: GEMM peaks per precision with the runtimes' own kernels (``perf.peak``)."""
+    from detbench.perf.peak import measure_roofline
+
+    return measure_roofline(threads, n=n, repeats=repeats)
+
+
+def peak_summary(roofline: Any, threads: int) -> dict[str, Any]:
+    """report.json's ``peak``: the fp32 peak at ``threads`` under the old keys, plus every precision."""
+    fp32 = roofline.peak("fp32", threads)
+    candidates = {
+        f"{r.runtime} {r.precision} @{r.threads}": r.gflops_per_s
+        for r in roofline.runs
+        if r.threads == threads
+    }
+    peaks: dict[str, dict[str, float | None]] = {}
+    for r in roofline.runs:
+        best = roofline.peak(r.precision, r.threads)
+        peaks.setdefault(r.precision, {})[str(r.threads)] = best.gflops_per_s if best else None
+    return {
+        "n": roofline.n,
+        "threads": threads,
+        "repeats": roofline.repeats,
+        "best_s": fp32.best_s if fp32 else None,
+        "gflops_per_s": fp32.gflops_per_s if fp32 else None,
+        "library": f"{fp32.runtime} fp32 MatMul" if fp32 else None,
+        "candidates": candidates,
+        "peaks": peaks,
+        "isa": roofline.isa,
+        "runs": roofline.to_dict()["runs"],
+    }
+
+
+def efficiency(
+    rows: Mapping[str, Mapping[str, Any]], gflops: float | None, roofline: Any, threads: int
+) -> dict[str, dict[str, Any]]:
+    """Achieved GFLOP/s at batch 1 and N, and each as a share of its own precision's peak."""
+    from detbench.perf.peak import precision_of, share
+
+    out = {}
+    for n, r in rows.items():
+        per_img_s = r["latency_ms"]["p50"] / 1e3 / r["latency_ms"]["batch"]
+        g1 = gflops / per_img_s if gflops else None
+        ips = r["throughput"]["images_per_s"]
+        gn = gflops * ips if gflops and ips else None
+        peak = roofline.peak(precision_of(n), threads)
+        out[n] = {
+            "precision": precision_of(n),
+            "peak_gflops_per_s": peak.gflops_per_s if peak else None,
+            "peak_runtime": peak.runtime if peak else None,
+            "gflops_per_s_batch1": g1,
+            "gflops_per_s_batchN": gn,
+            "peak_fraction_batch1": share(g1, roofline, n, threads),
+            "peak_fraction_batchN": share(gn, roofline, n, threads),
+        }
+    return out
+
+
+def load_tune(path: Path | None) -> dict[str, Any] | None:
+    """The ``recommended`` entry of a ``detbench tune`` result (tune.json), or None."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        rec = json.loads(path.read_text()).get("recommended")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("backend") else None
+
+
+def load_training(weights: Path) -> dict[str, Any]:
+    """The baseline's training record (``metrics.json`` written by ``detbench train``) next to the weights."""
+    from detbench.model.train import METRICS_FILE
+
+    empty = {"source": None, "matches_weights": None, "epochs": [], "final": None, "per_class": None}
+    path = weights.parent / METRICS_FILE
+    if not path.is_file():
+        return {
+            **empty,
+            "note": f"no {METRICS_FILE} next to {weights}: training curves and the training "
+            "per-class table are not available for these weights",
+        }
+    try:
+        doc = json.loads(path.read_text())
+        epochs = list(doc.get("epochs") or [])
+    except (OSError, ValueError, AttributeError) as exc:
+        return {**empty, "note": f"{path}: unreadable ({exc}); training metrics left out"}
+    matches = doc.get("weights_sha256") == sha256_file(weights)
+    notes = (
+        []
+        if matches
+        else [
+            f"{path} was written for other weights (sha256 differs from {weights.name}); "
+            "shown for reference only"
+        ]
+    )
+    if not epochs:
+        notes.append(f"{path} has no per-epoch record: no training curves")
+    return {
+        "source": str(path),
+        "matches_weights": matches,
+        "epochs": epochs,
+        "final": doc.get("final"),
+        "per_class": doc.get("per_class"),
+        "note": "; ".join(notes),
+    }
+
+
+def history_dirs() -> list[Path]:
+    return [Path.cwd() / ".benchmarks", paths.cache_root() / "history"]  # looked in, never created
+
+
+def collect_history(dirs: Sequence[Path]) -> dict[str, Any]:
+    """Median latency of every benchmark in each saved pytest-benchmark run found under ``dirs``.
+
+    Only the summary median is needed, so runs saved without raw data count too; a file that is not
+    a pytest-benchmark run is listed under ``skipped`` with the reason, never dropped silently.
+    """
+    runs, skipped = [], []
+    files = sorted({p.resolve() for d in dirs if d.is_dir() for p in d.rglob("*.json")})
+    for f in files:
+        try:
+            doc = json.loads(f.read_text())
+            medians = {
+                str(b.get("fullname") or b["name"]): float(b["stats"]["median"]) * 1e3
+                for b in doc["benchmarks"]
+            }
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            skipped.append(f"{f}: not a readable pytest-benchmark run ({type(exc).__name__}: {exc})")
+            continue
+        if not medians:
+            skipped.append(f"{f}: contains no benchmarks")
+            continue
+        saved = doc.get("datetime") or datetime.fromtimestamp(f.stat().st_mtime, UTC).isoformat()
+        runs.append({"file": str(f), "datetime": str(saved), "medians_ms": medians})
+    runs.sort(key=lambda r: r["datetime"])
+    for r in runs:  # pytest-benchmark numbers its saves (0001_...): keep the number when there is one
+        number = re.match(r"\d+", Path(r["file"]).stem)
+        r["label"] = f"{number.group() + ' ' if number else ''}{r['datetime'][:16]}"
+    note = (
+        ""
+        if runs
+        else (
+            "no saved benchmark runs under "
+            + ", ".join(str(d) for d in dirs)
+            + " (save some with pytest --benchmark-enable --benchmark-autosave)"
+        )
+    )
+    return {"dirs": [str(d) for d in dirs], "runs": runs, "skipped": skipped, "note": note}
