@@ -19,7 +19,7 @@ from detbench.verify.perturb import perturb_conv_weight
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CANDIDATE_KEYS = {
     "backend", "precision", "threads", "batch", "dynamic_batch", "label", "artifact", "p50_ms", "p99_ms",
-    "first_call_ms", "load_ms", "peak_rss_mb", "import_rss_mb", "size_mb", "mAP50", "mAP50-95",
+    "first_call_ms", "peak_rss_mb", "base_rss_mb", "size_mb", "mAP50", "mAP50-95",
     "per_class_mAP50", "deviation", "verified", "reason", "pareto",
 }  # fmt: skip
 TINY = {"val_images": 16, "verify_images": 4, "blocks": 2, "block_calls": 6, "discard": 1}

@@ -64,9 +64,8 @@ class Candidate:
     p50_ms: float | None = None
     p99_ms: float | None = None
     first_call_ms: float | None = None
-    load_ms: float | None = None
     peak_rss_mb: float | None = None
-    import_rss_mb: float | None = None
+    base_rss_mb: float | None = None
     backend: BaseBackend | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,9 +81,8 @@ class Candidate:
             "p50_ms": self.p50_ms,
             "p99_ms": self.p99_ms,
             "first_call_ms": self.first_call_ms,
-            "load_ms": self.load_ms,
             "peak_rss_mb": self.peak_rss_mb,
-            "import_rss_mb": self.import_rss_mb,
+            "base_rss_mb": self.base_rss_mb,
             "size_mb": self.size_mb,
             "mAP50": acc.get("mAP50"),
             "mAP50-95": acc.get("mAP50-95"),
@@ -261,16 +259,15 @@ def time_verified(
 
 
 def measure_cold(ctx: Context, cand: Candidate, notes: list[str]) -> None:
-    from detbench.perf.coldstart import cold_start
+    from detbench.perf.firstcall import first_call
 
     assert cand.artifact is not None
     try:
-        cs = cold_start(cand.point.backend, cand.artifact, threads=cand.point.threads, imgsz=ctx.imgsz)
+        cs = first_call(cand.point.backend, cand.artifact, threads=cand.point.threads, imgsz=ctx.imgsz)
     except (RuntimeError, OSError, ValueError) as exc:
         notes.append(f"{cand.point.label}: no cold start ({_first_lines(str(exc))})")
         return
-    cand.first_call_ms, cand.load_ms = cs.first_call_ms, cs.load_ms
-    cand.peak_rss_mb, cand.import_rss_mb = cs.peak_rss_mb, cs.import_rss_mb
+    cand.first_call_ms, cand.peak_rss_mb, cand.base_rss_mb = cs.first_call_ms, cs.peak_rss_mb, cs.base_rss_mb
 
 
 def _first_lines(text: str, n: int = 1) -> str:
