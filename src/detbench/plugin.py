@@ -216,8 +216,17 @@ def backend_params() -> list:
 OPENVINO_FORMATS = ("openvino", "openvino-int8")
 
 
+def _parametrizes_itself(metafunc: pytest.Metafunc, name: str) -> bool:
+    """True when the test's own @pytest.mark.parametrize names ``name`` (a plain argument, then)."""
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
+        if name in ([n.strip() for n in names.split(",")] if isinstance(names, str) else names):
+            return True
+    return False
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "backend" in metafunc.fixturenames:
+    if "backend" in metafunc.fixturenames and not _parametrizes_itself(metafunc, "backend"):
         metafunc.parametrize("backend", backend_params(), indirect=True, scope="session")
 
 

@@ -193,7 +193,7 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         )
         for n, a in acc.items():
             rows[n]["accuracy"] = a
-        checks += steps.accuracy_checks(acc)
+        checks += steps.accuracy_checks(acc, per_class=not s.quick)
         # The yardstick, measured right before the latency runs so both see the same machine load.
         roofline = st.run(
             "peak",

@@ -150,11 +150,15 @@ def measure_deviation(loaded: Mapping[str, Any], x: np.ndarray) -> tuple[dict[st
     return out, checks
 
 
-def accuracy_checks(acc: Mapping[str, Mapping[str, Any]]) -> list:
+def accuracy_checks(acc: Mapping[str, Mapping[str, Any]], *, per_class: bool = True) -> list:
     """Each backend's mAP against the reference's, with its tolerance row's bounds."""
     from detbench.report import verdict
 
-    return [verdict.accuracy_check(n, acc["pytorch"], a) for n, a in acc.items() if n != "pytorch"]
+    return [
+        verdict.accuracy_check(n, acc["pytorch"], a, per_class=per_class)
+        for n, a in acc.items()
+        if n != "pytorch"
+    ]
 
 
 def budget_checks(

@@ -57,11 +57,19 @@ def tolerance_check(backend: str, ref: np.ndarray, out: np.ndarray) -> Check:
     )
 
 
-def accuracy_check(backend: str, ref: Mapping[str, Any], out: Mapping[str, Any]) -> Check:
-    """The backend's accuracy against eager PyTorch's on the same images, within its tolerance row."""
+def accuracy_check(
+    backend: str, ref: Mapping[str, Any], out: Mapping[str, Any], *, per_class: bool = True
+) -> Check:
+    """The backend's accuracy against eager PyTorch's on the same images, within its tolerance row.
+
+    ``per_class=False`` (``report --quick``: 64 images) judges the overall mAP only: a rare class has
+    a handful of boxes there, and one of them moves its mAP50 by more than the per-class bound
+    (openvino-int8's sunglass read -0.052 on 64 images, -0.033 on the 200 of the full split)."""
     from detbench.verify.compare import TOLERANCES, OutputMismatch, assert_accuracy_close
 
     tol = TOLERANCES[backend]
+    if not per_class:
+        ref, out = {**ref, "per_class": {}}, {**out, "per_class": {}}
     try:
         assert_accuracy_close(dict(ref), dict(out), tol, label=backend)
     except OutputMismatch as exc:
@@ -72,7 +80,8 @@ def accuracy_check(backend: str, ref: Mapping[str, Any], out: Mapping[str, Any])
         "mAP",
         True,
         f"mAP50 {out['mAP50']:.4f} vs {ref['mAP50']:.4f}, mAP50-95 {out['mAP50-95']:.4f} vs "
-        f"{ref['mAP50-95']:.4f} (bound {tol.map_drop:g}, per class {tol.class_map_drop:g})",
+        f"{ref['mAP50-95']:.4f} (bound {tol.map_drop:g}, "
+        + (f"per class {tol.class_map_drop:g})" if per_class else "per class: full split only)"),
     )
 
 

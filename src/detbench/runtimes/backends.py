@@ -151,6 +151,14 @@ class BaseBackend:
             raise BackendError(f"{self.name}: input contains NaN or Inf")
 
 
+def _use_threads(torch: Any, n: int) -> None:
+    """torch's thread count is process-wide: another torch backend loaded at another count (the
+    report's all-cores column, tune's thread sweep) changes it for every one. Each torch-run backend
+    re-applies its own before a call; unchanged, that is one cheap check."""
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 class PyTorchBackend(BaseBackend):
     """Eager PyTorch: the baseline every other backend is compared with."""
 
@@ -175,6 +183,7 @@ class PyTorchBackend(BaseBackend):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
+        _use_threads(torch, self.settings.threads)
         with torch.inference_mode():
             return self.model(torch.from_numpy(batch)).numpy()
 
@@ -230,6 +239,7 @@ class PyTorchCompileBackend(PyTorchBackend):
         import torch
         from torch._inductor import config as inductor_config
 
+        _use_threads(torch, self.settings.threads)
         # Freezing folds the weights into the compiled graph as constants (what the issue
         # measured); patched only around the call so importing or loading changes no global.
         with torch.no_grad(), inductor_config.patch(freezing=True):
@@ -256,6 +266,7 @@ class TorchScriptBackend(BaseBackend):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
+        _use_threads(torch, self.settings.threads)
         with torch.inference_mode():
             return self.model(torch.from_numpy(batch)).numpy()
 

@@ -225,21 +225,9 @@ def _limit(ctx: Context) -> int:
 
 
 def _call(backend: BaseBackend, x: np.ndarray) -> Callable[[], object]:
-    """A zero-argument call of ``backend.run(x)`` at the backend's own thread count. torch's thread
-    count is process-wide, so torch-run backends at different counts re-apply theirs (a no-op
-    check when unchanged; the change itself lands in the block's discarded calls)."""
-    if "torch_threads" not in backend.describe():
-        return lambda: backend.run(x)
-    import torch
-
-    n = backend.settings.threads
-
-    def call() -> object:
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
-        return backend.run(x)
-
-    return call
+    """A zero-argument call of ``backend.run(x)``; torch backends re-apply their own thread count
+    themselves (runtimes.backends._use_threads)."""
+    return lambda: backend.run(x)
 
 
 def time_verified(
