@@ -15,6 +15,9 @@ from detbench.verify.perturb import add_input_compute
 # per-MatMul cost): ~15 %. The test measures the artifact's real slowdown before relying on it.
 SLOW_MATMULS = 11
 BUDGET = next(b for b in load_budgets().latency if b.name == "onnxruntime/pytorch")
+# A budget 10 % above the measured ratio against a 15 % slowdown leaves ~5 % to noise that moves
+# ±4 % here: a measurement of the budget's power, run with the calibration tests (tox -e calibration).
+pytestmark = [pytest.mark.calibration, pytest.mark.timing]
 
 
 @pytest.fixture(scope="module")

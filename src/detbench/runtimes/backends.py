@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from detbench._compat import quiet_torch_exporters
 from detbench.errors import BackendError, ModelFileError
 from detbench.model.checkpoint import check_model_file
 
@@ -228,7 +229,8 @@ class PyTorchCompileBackend(PyTorchBackend):
         st = artifact.stat()
         key = (str(artifact.resolve()), st.st_mtime_ns, st.st_size, self.settings.threads)
         if key not in _COMPILED:
-            _COMPILED[key] = torch.compile(self.model, backend="inductor", dynamic=False)
+            with quiet_torch_exporters():  # torch 2.13's dynamo trips its own TorchScript deprecations
+                _COMPILED[key] = torch.compile(self.model, backend="inductor", dynamic=False)
         self.compiled = _COMPILED[key]
         return InputSpec(1, 3, spec.height, spec.width)
 
@@ -242,7 +244,7 @@ class PyTorchCompileBackend(PyTorchBackend):
         _use_threads(torch, self.settings.threads)
         # Freezing folds the weights into the compiled graph as constants (what the issue
         # measured); patched only around the call so importing or loading changes no global.
-        with torch.no_grad(), inductor_config.patch(freezing=True):
+        with torch.no_grad(), inductor_config.patch(freezing=True), quiet_torch_exporters():
             return self.compiled(torch.from_numpy(batch)).numpy()
 
 
