@@ -160,7 +160,26 @@ def _use_threads(torch: Any, n: int) -> None:
         torch.set_num_threads(n)
 
 
-class PyTorchBackend(BaseBackend):
+class _TorchModule:
+    """``self.model`` is a torch module (eager or TorchScript): one call path and description."""
+
+    settings: BackendSettings
+    model: Any
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        _use_threads(torch, self.settings.threads)
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(batch)).numpy()
+
+    def _describe(self) -> dict[str, Any]:
+        import torch
+
+        return {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+class PyTorchBackend(_TorchModule, BaseBackend):
     """Eager PyTorch: the baseline every other backend is compared with."""
 
     name = "pytorch"
@@ -180,18 +199,6 @@ class PyTorchBackend(BaseBackend):
         """Eager models take any stride-multiple size; the suite pins one so all backends match."""
         assert self.spec is not None
         self.spec = InputSpec(None, 3, imgsz, imgsz)
-
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
-        _use_threads(torch, self.settings.threads)
-        with torch.inference_mode():
-            return self.model(torch.from_numpy(batch)).numpy()
-
-    def _describe(self) -> dict[str, Any]:
-        import torch
-
-        return {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
 # Compiled modules of this process, by (checkpoint, its mtime and size, threads): compiling costs
@@ -248,7 +255,7 @@ class PyTorchCompileBackend(PyTorchBackend):
             return self.compiled(torch.from_numpy(batch)).numpy()
 
 
-class TorchScriptBackend(BaseBackend):
+class TorchScriptBackend(_TorchModule, BaseBackend):
     name = "torchscript"
     artifact_format = "torchscript"
     precision = "fp32"
@@ -264,18 +271,6 @@ class TorchScriptBackend(BaseBackend):
             self.model = torch.jit.load(str(artifact), map_location="cpu", _extra_files=extra).eval()
         imgsz = _torchscript_imgsz(self.model, artifact, extra)
         return InputSpec(None, 3, imgsz, imgsz)
-
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
-        _use_threads(torch, self.settings.threads)
-        with torch.inference_mode():
-            return self.model(torch.from_numpy(batch)).numpy()
-
-    def _describe(self) -> dict[str, Any]:
-        import torch
-
-        return {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
 class TorchScriptFrozenBackend(TorchScriptBackend):
