@@ -4,10 +4,13 @@
     python scripts/measure_budgets.py --blocks 80 --threads 1 --weights path/to/best.pt
 
 Run it on a quiet machine (no training, no browser): the ratios cancel machine speed, not noise.
-Prints, for each entry, ``max_ratio`` = the measured typical block ratio x --headroom (at most 1.10,
-rounded down: a budget that binds) and ``measured`` (ratio, paired 95% CI, blocks, threads, machine,
-date, this command), all written with tomli-w, and an ``[absolute."<machine id>"]`` table. Review
-the suggestions before committing: a budget is a promise about the deployment, not the last run.
+Prints, for each latency entry, this machine's bound in ``by_machine`` = the measured typical block
+ratio x --headroom (at most 1.10, rounded down: a budget that binds), the other machines' bounds
+kept and the general ``max_ratio`` no tighter, and ``measured."<machine id>-torch<version>"``
+(ratio, paired 95% CI, blocks, threads, date, this command), all written with tomli-w, and an
+``[absolute."<machine id>"]`` table. Run it in each torch env (`.tox/<env>/bin/python ...`): the
+bound of a machine covers both. Review the suggestions before committing: a budget is a promise
+about the deployment, not the last run.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import math
 import shlex
 import sys
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = history.machine_id()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     common = {"machine": machine, "date": stamp, "command": command.strip()}
+    # One record per machine and torch env: the INT8 and TorchScript artifacts are each env's own export.
+    record = f"{machine}-torch{version('torch').split('+')[0]}"
 
     print(
         f"# Measured on {history.cpu_model()} ({history.machine_info(args.threads)['logical_cpus']} "
@@ -124,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             medians.setdefault(budget.denominator, []).append(float(np.median(den)) * 1e3)
         measured = {"blocks": args.blocks, "block_calls": args.block_calls, "threads": args.threads, **common}
         max_ratio = budget_max_ratio(result.ratio, args.headroom)
-        print(latency_toml(budget, result, max_ratio=max_ratio, measured=measured))
+        print(
+            latency_toml(
+                budget, result, max_ratio=max_ratio, measured=measured, machine=machine, record=record
+            )
+        )
 
     if medians:
         print("# Optional: this machine's absolute budgets (1.5 x the measured median, batch 1).")

@@ -15,9 +15,11 @@ from detbench.verify.perturb import add_input_compute
 pytestmark = pytest.mark.timing
 
 REPO = Path(__file__).resolve().parents[1]
-# ~1.3 % each (scripts/calibrate_gate.py): the candidate is ~2x slower, above the session drift that
-# --detbench-compare-min-effect (0.6) allows for between two sessions on this machine.
-SLOW_MATMULS = 75
+# ~1.3 % each on one host (scripts/calibrate_gate.py), less where the model's own kernels are slower
+# relative to a 64-wide MatMul (a CI run saw the 75-MatMul candidate fall short of 60 %): 300 make the
+# candidate several times slower on every host measured, far above the session drift that
+# --detbench-compare-min-effect (0.6) allows for between two sessions.
+SLOW_MATMULS = 300
 BENCH = """
 import os
 

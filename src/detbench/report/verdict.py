@@ -100,11 +100,13 @@ def size_checks(budgets: Any, sizes: Mapping[str, int], backend_of: Mapping[str,
 def latency_checks(
     budgets: Any, runners: Mapping[str, Callable[[], object]], flags: set[str]
 ) -> tuple[list[Check], list[str]]:
-    """Measure and judge each latency budget whose two backends are in ``runners``, plus skip notes."""
+    """Measure and judge each latency budget whose two backends are in ``runners``, plus skip notes.
+    Each at the bound that holds on this machine (``Budgets.latency_for``)."""
     from detbench.perf.budgets import latency_message, measure_latency
+    from detbench.perf.machine import machine_id
 
     checks, notes = [], []
-    for b in budgets.latency:
+    for b in budgets.latency_for(machine_id()):
         if b.numerator not in runners or b.denominator not in runners:
             continue
         if b.batch != 1:
