@@ -29,7 +29,6 @@ from detbench.data.datasets import load_dataset
 from detbench.model.baseline import resolve_weights, synthetic_dataset
 from detbench.model.checkpoint import load_detection_model
 from detbench.paths import configure_environment
-from detbench.perf import history
 from detbench.perf.budgets import (
     BLOCK_CALLS,
     BUDGETS_FILE,
@@ -42,6 +41,7 @@ from detbench.perf.budgets import (
     measure_latency,
     size_toml,
 )
+from detbench.perf.machine import cpu_flags, cpu_model, machine_id, machine_info
 from detbench.runtimes.backends import REGISTRY, BackendSettings, BaseBackend
 from detbench.runtimes.cache import artifact_size
 from detbench.runtimes.export import openvino_available
@@ -81,15 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         settings=BackendSettings(threads=args.threads),
         calib_images=dataset.images("train"),
     )
-    machine = history.machine_id()
+    machine = machine_id()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     common = {"machine": machine, "date": stamp, "command": command.strip()}
     # One record per machine and torch env: the INT8 and TorchScript artifacts are each env's own export.
     record = f"{machine}-torch{version('torch').split('+')[0]}"
 
     print(
-        f"# Measured on {history.cpu_model()} ({history.machine_info(args.threads)['logical_cpus']} "
-        f"logical CPUs, flags {' '.join(history.cpu_flags())}), machine id {machine}, {args.threads} "
+        f"# Measured on {cpu_model()} ({machine_info(args.threads)['logical_cpus']} "
+        f"logical CPUs, flags {' '.join(cpu_flags())}), machine id {machine}, {args.threads} "
         f"thread(s), weights {weights.name} at {info.imgsz} px.\n"
     )
 

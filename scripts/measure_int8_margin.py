@@ -1,6 +1,6 @@
 """Measure how far INT8 moves detection scores near the confidence threshold (the INT8 unmatched margin).
 
-    python scripts/measure_int8_margin.py [--images N]
+    python scripts/measure_int8_margin.py [--images N] [--backend onnxruntime-int8|openvino-int8]
 
 A detection may go unmatched between eager PyTorch and INT8 only because INT8 moved its score across
 the threshold; it can do that only if the score moved by at least its distance to the threshold. So
@@ -31,6 +31,12 @@ WINDOW = 0.15
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=None, help="first N val images (default: all)")
+    ap.add_argument(
+        "--backend",
+        default="onnxruntime-int8",
+        choices=[n for n, t in TOLERANCES.items() if n.endswith("int8")],
+        help="the INT8 backend to measure (default: onnxruntime-int8)",
+    )
     args = ap.parse_args(argv)
     weights = resolve_weights(None)
     info = load_detection_model(weights)[1]
@@ -42,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         settings=BackendSettings(threads=1),
         calib_images=ds.images("train"),
     )
-    ref, q = bench.load("pytorch"), bench.load("onnxruntime-int8")
-    tol = TOLERANCES["onnxruntime-int8"]
+    ref, q = bench.load("pytorch"), bench.load(args.backend)
+    tol = TOLERANCES[args.backend]
     shifts, near = [], []
     images = ds.images("val")[: args.images]
     for start in range(0, len(images), 8):
@@ -56,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
                 if abs(float(r.scores[ri]) - CONF) <= WINDOW:
                     near.append(ds_)
     near_arr, all_arr = np.array(near), np.array(shifts)
-    print(f"{len(images)} val images, {len(all_arr)} matched pairs at conf {LOW_CONF}, IoU >= {tol.det_iou}")
+    print(
+        f"{args.backend}: {len(images)} val images, {len(all_arr)} matched pairs at conf {LOW_CONF}, "
+        f"IoU >= {tol.det_iou}"
+    )
     print(
         f"all pairs: |score shift| p50 {np.median(all_arr):.4f}, p99 {np.percentile(all_arr, 99):.4f}, "
         f"max {all_arr.max():.4f}"

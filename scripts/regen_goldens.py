@@ -2,10 +2,13 @@
 
     python scripts/regen_goldens.py            # diff only: exit 1 if anything moved beyond tolerance
     python scripts/regen_goldens.py --write    # accept the new numbers: rewrite fixtures/golden/
+    python scripts/regen_goldens.py --backend onnxruntime-int8 [--write]   # an INT8 backend's own set
 
 Regenerating is a decision, not a fix: read the diff (per input, which group moved and by how much;
 which versions changed) and commit the new goldens together with the reason. The ``pytorch`` backend
-on the committed baseline produces them; ``--weights`` is for development only.
+on the committed baseline produces golden.npz; each INT8 backend (``--backend``) its own
+``<backend>.npz``, from the export of this env (run the diff in the other torch env to measure how
+far a release moves it). ``--weights`` is for development only.
 """
 
 from __future__ import annotations
@@ -14,16 +17,39 @@ import argparse
 import sys
 from pathlib import Path
 
+from detbench.data.datasets import load_dataset
 from detbench.errors import DetbenchError
-from detbench.model.baseline import resolve_weights
+from detbench.model.baseline import resolve_weights, synthetic_dataset
+from detbench.model.checkpoint import load_detection_model
 from detbench.paths import configure_environment, shown
-from detbench.runtimes.backends import BackendSettings, create
+from detbench.runtimes.backends import BackendSettings, BaseBackend, create
 from detbench.runtimes.cache import sha256_file
+from detbench.runtimes.workbench import Workbench
 from detbench.verify import golden
 
 
 def _weights_label(weights: Path) -> str:
     return shown(weights)
+
+
+def _reference(weights: Path) -> BaseBackend:
+    backend = create(golden.PRODUCER, BackendSettings(threads=1))
+    backend.load(weights)
+    backend.set_imgsz(golden.IMGSZ)
+    return backend
+
+
+def _int8_backend(name: str, weights: Path) -> BaseBackend:
+    """The INT8 backend on this env's export of ``weights`` (calibrated on the synthetic train split)."""
+    info = load_detection_model(weights)[1]
+    bench = Workbench(
+        weights=weights,
+        imgsz=info.imgsz,
+        names=info.names,
+        settings=BackendSettings(threads=1),
+        calib_images=load_dataset(synthetic_dataset()).images("train"),
+    )
+    return bench.load(name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,13 +59,21 @@ def main(argv: list[str] | None = None) -> int:
         "--dir", type=Path, default=golden.GOLDEN_DIR, help="golden folder (default: %(default)s)"
     )
     ap.add_argument("--write", action="store_true", help="write the new goldens (atomically)")
+    ap.add_argument(
+        "--backend",
+        default=golden.PRODUCER,
+        choices=[golden.PRODUCER, *golden.INT8_PRODUCERS],
+        help="whose goldens (default: %(default)s, the cross-version reference)",
+    )
     args = ap.parse_args(argv)
+    own = args.backend != golden.PRODUCER
+    stem, tol = (
+        (args.backend, golden.INT8_OWN) if own else ("golden", golden.golden_tolerance(golden.PRODUCER))
+    )
 
     try:
         weights = resolve_weights(args.weights)
-        backend = create(golden.PRODUCER, BackendSettings(threads=1))
-        backend.load(weights)
-        backend.set_imgsz(golden.IMGSZ)
+        backend = _int8_backend(args.backend, weights) if own else _reference(weights)
         x, names = golden.make_inputs(golden.IMGSZ)
         raw = golden.compute(backend, x)
         meta = golden.make_meta(
@@ -51,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             # The artifact by file name only: a machine path in a committed file means nothing elsewhere.
             producer={**backend.describe(), "artifact": Path(backend.describe()["artifact"]).name},
         )
-        old = golden.load_goldens(args.dir) if (args.dir / golden.JSON_NAME).exists() else None
+        old = golden.load_goldens(args.dir, stem) if (args.dir / f"{stem}.json").exists() else None
     except DetbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -61,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no goldens in {args.dir}: nothing to compare with")
         differs = True
     else:
-        diff = golden.diff_goldens(old, raw, meta, golden.golden_tolerance(golden.PRODUCER))
+        diff = golden.diff_goldens(old, raw, meta, tol)
         made = golden.provenance(old).removeprefix("produced by ")
         print(f"stored goldens ({old.meta.get('created', '?')}): {made}")
         print("\n".join(f"  {line}" for line in diff.lines))
@@ -69,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         print("differs beyond tolerance" if differs else "all within tolerance")
 
     if args.write:
-        golden.write_goldens(args.dir, raw, meta)
-        print(f"wrote {args.dir / golden.NPZ_NAME} and {args.dir / golden.JSON_NAME}")
+        golden.write_goldens(args.dir, raw, meta, stem)
+        print(f"wrote {args.dir / f'{stem}.npz'} and {args.dir / f'{stem}.json'}")
         return 0
     if differs:
         print("not written: rerun with --write to accept the new numbers")

@@ -41,7 +41,7 @@ BLOCKS, BLOCK_CALLS, DISCARD = 4, 25, 5
 MS = 1e-3
 
 BUDGETS = load_budgets()
-MACHINE = history.machine_id()
+MACHINE = machine.machine_id()
 BACKEND_OF_FORMAT = {REGISTRY[n].artifact_format: n for n in REGISTRY}
 
 
@@ -98,7 +98,7 @@ def test_size_budget(budget: SizeBudget, workbench, baseline: Path) -> None:
 )
 def test_latency_budget(budget: LatencyBudget, load_backend, val_batch) -> None:
     """The steady-state latency ratio (alternated blocks, paired) is within budget (or its CI reaches it)."""
-    if not budget.applies_to(set(history.cpu_flags())):
+    if not budget.applies_to(set(machine.cpu_flags())):
         pytest.skip(f"{budget.name} applies only on CPUs with one of {', '.join(budget.cpu_flags_any)}")
     num, den = load_backend(budget.numerator), load_backend(budget.denominator)
     x = val_batch(budget.batch)
@@ -228,8 +228,8 @@ class TestAbsoluteBudgets:
 
     def test_machine_id_override_selects_that_table(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """DETBENCH_MACHINE_ID names the table to apply, for owners of a runner class."""
-        monkeypatch.setenv(history.MACHINE_ID_ENV, "ffffffffffff")
-        selected = parse_budgets(self.doc()).absolute_for(history.machine_id())
+        monkeypatch.setenv(machine.MACHINE_ID_ENV, "ffffffffffff")
+        selected = parse_budgets(self.doc()).absolute_for(machine.machine_id())
         assert [(b.backend, b.max_ms) for b in selected] == [("onnxruntime", 1.0)]
 
     def test_printed_table_round_trips(self) -> None:
@@ -374,22 +374,22 @@ X86 = {"model name": "Intel(R) Xeon(R) Platinum 8480+", "flags": "fpu sse4_2 avx
 class TestMachine:
     def test_machine_id_is_stable_and_hardware_sensitive(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Same CPU fields give the same id; another ISA flag gives another id."""
-        monkeypatch.delenv(history.MACHINE_ID_ENV, raising=False)
-        assert history.machine_id(X86) == history.machine_id(dict(X86))
-        assert len(history.machine_id(X86)) == history.MACHINE_ID_LEN
-        assert history.machine_id(X86) != history.machine_id({**X86, "flags": X86["flags"] + " avx512_vnni"})
+        monkeypatch.delenv(machine.MACHINE_ID_ENV, raising=False)
+        assert machine.machine_id(X86) == machine.machine_id(dict(X86))
+        assert len(machine.machine_id(X86)) == machine.MACHINE_ID_LEN
+        assert machine.machine_id(X86) != machine.machine_id({**X86, "flags": X86["flags"] + " avx512_vnni"})
 
     def test_cpu_fields_are_read_for_x86_and_arm(self) -> None:
         """x86 "flags" and Arm "Features" both yield the inference-relevant ISA flags."""
-        assert history.cpu_model(X86) == "Intel(R) Xeon(R) Platinum 8480+"
-        assert history.cpu_flags(X86) == ["sse4_2", "avx", "avx2", "fma", "avx512f", "amx_tile"]
+        assert machine.cpu_model(X86) == "Intel(R) Xeon(R) Platinum 8480+"
+        assert machine.cpu_flags(X86) == ["sse4_2", "avx", "avx2", "fma", "avx512f", "amx_tile"]
         arm = machine._cpuinfo_fields("processor\t: 0\nFeatures\t: fp asimd asimddp sve\nCPU part\t: 0xd0c\n")
-        assert history.cpu_flags(arm) == ["asimd", "asimddp", "sve"]
-        assert history.cpu_model(arm) != "0"
+        assert machine.cpu_flags(arm) == ["asimd", "asimddp", "sve"]
+        assert machine.cpu_model(arm) != "0"
 
     def test_machine_info_has_cpu_versions_and_threads(self) -> None:
         """What the benchmark hook adds to pytest-benchmark's machine_info."""
-        info = history.machine_info(threads=3)
+        info = machine.machine_info(threads=3)
         assert info["threads"] == 3
         assert info["detbench_machine_id"] == MACHINE
         assert {"torch", "onnxruntime", "openvino", "ultralytics"} <= set(info["versions"])

@@ -48,6 +48,29 @@ class TestCommittedGoldens:
         # ``goldens`` comes first: when it skips, no export is built for a backend that is not compared.
         golden.compare_to_goldens(backend, goldens, golden.golden_tolerance(backend.name))
 
+    @pytest.mark.parametrize(
+        "name",
+        [
+            pytest.param(n, marks=[pytest.mark.openvino] if "openvino" in n else [])
+            for n in golden.INT8_PRODUCERS
+        ],
+    )
+    def test_int8_matches_its_own_goldens(self, goldens: golden.Goldens, name: str, workbench) -> None:
+        """Each INT8 backend reproduces its own recorded outputs within INT8_OWN (set from the deviation
+        measured between the matrix's torch releases), far tighter than its bound against fp32."""
+        if name in workbench.overrides:
+            pytest.skip(f"{name} runs a user artifact; its own goldens belong to detbench's export")
+        own = golden.load_goldens(golden.GOLDEN_DIR, name)
+        recorded, here = own.meta["platform"].get("int8_dot"), golden.current_platform()["int8_dot"]
+        if recorded != here:
+            pytest.skip(
+                f"{name}'s goldens were made on a CPU {'with' if recorded else 'without'} int8 dot products; "
+                f"this one {'has' if here else 'lacks'} them, so INT8 takes another path (ORT reduce_range, "
+                "other kernels) and only the bound against fp32 applies"
+            )
+        assert own.weights_sha256 == goldens.weights_sha256
+        golden.compare_to_goldens(workbench.load(name), own, golden.INT8_OWN)
+
     def test_goldens_belong_to_the_baseline_under_test(
         self, goldens: golden.Goldens, baseline: Path, model_info
     ) -> None:

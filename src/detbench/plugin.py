@@ -343,14 +343,14 @@ def _timing_enabled(config: pytest.Config) -> bool:
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """CPU model, ISA flags, machine id, runtime versions and threads; minus the current clock."""
-    from detbench.perf import history
+    from detbench.perf import machine
 
     cpu = machine_info.get("cpu")
     if isinstance(cpu, dict):
         # The momentary clock differs run to run: --benchmark-compare would warn on every run.
         for key in ("hz_actual", "hz_actual_friendly"):
             cpu.pop(key, None)
-    machine_info.update(history.machine_info(config.getoption("--detbench-threads")))
+    machine_info.update(machine.machine_info(config.getoption("--detbench-threads")))
 
 
 _RECORDER = pytest.StashKey[object]()

@@ -14,7 +14,7 @@ Three kinds, all machine-independent except the last:
   10 % above the ratio measured on it, so a 15 % slowdown of either side fails it; elsewhere the
   general ``max_ratio`` applies, the envelope of the machines measured (loose on the fastest one).
 - ``[absolute."<machine id>"]``: median milliseconds per backend, applied only on the machine with
-  that id (``detbench.perf.history.machine_id``) and at the table's ``threads``. Owners of a CI machine
+  that id (``detbench.perf.machine.machine_id``) and at the table's ``threads``. Owners of a CI machine
   add their own table; everyone else skips it.
 
 Each entry may carry ``measured = {...}`` recording what was measured and by which command;

@@ -14,21 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from detbench.paths import cache_dir
-
-# Machine identity moved to perf/machine.py; these names stay importable from here for callers
-# written against the old module.
-from detbench.perf.machine import (  # noqa: F401
-    CPUINFO,
-    ISA_FLAGS,
-    MACHINE_ID_ENV,
-    MACHINE_ID_LEN,
-    _cpuinfo_fields,
-    cpu_flags,
-    cpu_model,
-    machine_id,
-    machine_info,
-    read_cpuinfo,
-)
+from detbench.perf.machine import machine_id
 from detbench.runtimes.cache import atomic_write_text, locked
 
 # -------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from detbench.errors import HistoryStoreError
-from detbench.perf import gate, history, store
+from detbench.perf import gate, machine, store
 from detbench.perf.stats import CI_CONFIDENCE, Verdict, compare_samples
 
 
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     for problem in found.problems:
         print(f"detbench: history problem: {problem}", file=sys.stderr)
     try:
-        cand = _candidate(args.candidate, found.runs, history.machine_id())
+        cand = _candidate(args.candidate, found.runs, machine.machine_id())
         same_class = [r for r in found.runs if r.machine_id == cand.machine_id and r.run_id != cand.run_id]
         earlier = [r for r in same_class if r.created <= cand.created]
         if args.baseline is not None:

@@ -10,7 +10,7 @@
   silently. The schema is versioned (``detbench_schema_version``) and created or migrated on first
   use, under an advisory lock so concurrent first writers do not race.
 
-Runs are compared by *machine class* (detbench.perf.history.machine_id: CPU model, cores, arch, ISA
+Runs are compared by *machine class* (detbench.perf.machine.machine_id: CPU model, cores, arch, ISA
 flags) and *configuration* (``CONFIG_KEYS`` from each benchmark's extra_info).
 """
 
@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from detbench.errors import HistoryStoreError
-from detbench.perf import history
+from detbench.perf import history, machine
 
 HISTORY_ENV = "DETBENCH_HISTORY"
 TAG_ENV = "DETBENCH_HISTORY_TAG"
@@ -130,9 +130,9 @@ def run_from_benchmark_json(
     return RunRecord(
         run_id=run_id,
         created=_parse_time(doc.get("datetime")),
-        machine_id=str(info.get("detbench_machine_id") or history.machine_id()),
+        machine_id=str(info.get("detbench_machine_id") or machine.machine_id()),
         machine={
-            "cpu_model": info.get("cpu_model") or history.cpu_model(),
+            "cpu_model": info.get("cpu_model") or machine.cpu_model(),
             "cpu_flags": list(info.get("cpu_flags") or []),
             "logical_cpus": info.get("logical_cpus"),
             "arch": info.get("machine") or platform.machine(),

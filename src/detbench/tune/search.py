@@ -369,7 +369,7 @@ def _settings_doc(s: TuneSettings, ctx: Context) -> dict[str, Any]:
 def _environment() -> dict[str, Any]:
     import platform
 
-    from detbench.perf.history import cpu_flags, cpu_model, machine_id
+    from detbench.perf.machine import cpu_flags, cpu_model, machine_id
     from detbench.runtimes.export import toolchain_versions
     from detbench.tune.space import usable_cores
 
