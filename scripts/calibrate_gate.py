@@ -29,6 +29,7 @@ import numpy as np
 from detbench.data.synth import make_scene
 from detbench.model.baseline import resolve_weights
 from detbench.model.checkpoint import load_detection_model
+from detbench.paths import configure_environment
 from detbench.perf import gate
 from detbench.perf.stats import GATE_ALPHA, PAIRED_MIN_EFFECT, paired_ratio_ci
 from detbench.perf.timing import SETTLE_S, block_medians, steady_state
@@ -195,4 +196,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    configure_environment()
     sys.exit(main())

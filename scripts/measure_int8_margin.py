@@ -18,6 +18,7 @@ import numpy as np
 from detbench.data.datasets import load_dataset
 from detbench.model.baseline import resolve_weights, synthetic_dataset
 from detbench.model.checkpoint import load_detection_model
+from detbench.paths import configure_environment
 from detbench.runtimes.backends import BackendSettings
 from detbench.runtimes.postprocess import CONF, postprocess
 from detbench.runtimes.preprocess import load_image, preprocess
@@ -79,4 +80,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    configure_environment()
     raise SystemExit(main())

@@ -83,6 +83,11 @@ TOLERANCES: dict[str, Tolerance] = {
     "openvino-int8": Tolerance(
         box_atol=10.0, score_atol=0.4, rtol=0.1, det_iou=0.5, det_score=0.25, map_drop=0.02,
         class_map_drop=0.05, box_score_floor=CONF, det_unmatched_frac=0.1,
+        # |INT8 - fp32| score over the 852 matched pairs within 0.15 of the threshold on the 200 val
+        # images: p99 0.051, max 0.230 (`scripts/measure_int8_margin.py --backend openvino-int8`,
+        # 2026-12-02). The margin is the measured max, rounded up: NNCF moves one near-threshold score
+        # that far, so this closes the loophole only just (0.24 vs det_score 0.25).
+        det_threshold_margin=0.24,
         reason="NNCF INT8, Detect head in float: measured box 2.2 px on live anchors, score 0.12; matched "
         "IoU >= 0.80, score diff 0.16, 1.0% unmatched; mAP50-95 -0.0028, worst class sunglass -0.033 "
         "(the INT8 accuracy contract)",
