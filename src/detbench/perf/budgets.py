@@ -11,8 +11,9 @@ Three kinds, all machine-independent except the last:
   with the CPU generation (ONNX Runtime / eager PyTorch was 0.29 on one 2-core EPYC VM of this
   project and 0.44 on another with the same AVX-512 flags but no AVX-VNNI), so an entry holds
   ``by_machine = {"<machine id>" = bound}``: on a machine listed there its own bound applies, at most
-  10 % above the ratio measured on it, so a 15 % slowdown of either side fails it; elsewhere the
-  general ``max_ratio`` applies, the envelope of the machines measured (loose on the fastest one).
+  10 % above the highest ratio measured on it (over the torch envs), so a 15 % slowdown of either
+  side fails it; elsewhere the general ``max_ratio`` applies, a round promise for machines nobody
+  measured, no tighter than any listed machine's bound (so loose on the fastest one).
 - ``[absolute."<machine id>"]``: median milliseconds per backend, applied only on the machine with
   that id (``detbench.perf.machine.machine_id``) and at the table's ``threads``. Owners of a CI machine
   add their own table; everyone else skips it.
