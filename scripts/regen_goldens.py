@@ -67,9 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     own = args.backend != golden.PRODUCER
-    stem, tol = (
-        (args.backend, golden.INT8_OWN) if own else ("golden", golden.golden_tolerance(golden.PRODUCER))
-    )
+    stem = args.backend if own else golden.STEM
+    tol = golden.INT8_OWN if own else golden.golden_tolerance(golden.PRODUCER)
 
     try:
         weights = resolve_weights(args.weights)
@@ -85,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             # The artifact by file name only: a machine path in a committed file means nothing elsewhere.
             producer={**backend.describe(), "artifact": Path(backend.describe()["artifact"]).name},
         )
-        old = golden.load_goldens(args.dir, stem) if (args.dir / f"{stem}.json").exists() else None
+        json_path, npz_path = golden.golden_files(args.dir, stem)
+        old = golden.load_goldens(args.dir, stem) if json_path.exists() else None
     except DetbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.write:
         golden.write_goldens(args.dir, raw, meta, stem)
-        print(f"wrote {args.dir / f'{stem}.npz'} and {args.dir / f'{stem}.json'}")
+        print(f"wrote {npz_path} and {json_path}")
         return 0
     if differs:
         print("not written: rerun with --write to accept the new numbers")

@@ -61,13 +61,8 @@ class TestCommittedGoldens:
         if name in workbench.overrides:
             pytest.skip(f"{name} runs a user artifact; its own goldens belong to detbench's export")
         own = golden.load_goldens(golden.GOLDEN_DIR, name)
-        recorded, here = own.meta["platform"].get("int8_dot"), golden.current_platform()["int8_dot"]
-        if recorded != here:
-            pytest.skip(
-                f"{name}'s goldens were made on a CPU {'with' if recorded else 'without'} int8 dot products; "
-                f"this one {'has' if here else 'lacks'} them, so INT8 takes another path (ORT reduce_range, "
-                "other kernels) and only the bound against fp32 applies"
-            )
+        if reason := own.int8_path_differs():
+            pytest.skip(reason)
         assert own.weights_sha256 == goldens.weights_sha256
         golden.compare_to_goldens(workbench.load(name), own, golden.INT8_OWN)
 

@@ -133,7 +133,7 @@ def test_a_real_recipe_change_fails_int8s_own_goldens(workbench, tmp_path: Path)
     backend.load(exp.get("onnx-int8").path)
     golden.compare_to_goldens(backend, golden.load_goldens(), golden.golden_tolerance("onnxruntime-int8"))
     own = golden.load_goldens(golden.GOLDEN_DIR, "onnxruntime-int8")
-    if own.meta["platform"]["int8_dot"] != golden.current_platform()["int8_dot"]:
-        pytest.skip("the INT8 goldens were made on a CPU with another int8 path")
+    if reason := own.int8_path_differs():
+        pytest.skip(reason)
     with pytest.raises(OutputMismatch, match=r"onnxruntime-int8\.npz"):
         golden.compare_to_goldens(backend, own, golden.INT8_OWN)

@@ -44,8 +44,8 @@ from detbench.verify.compare import (
 )
 
 GOLDEN_DIR = paths.FIXTURES / "golden"
-NPZ_NAME = "golden.npz"
-JSON_NAME = "golden.json"
+STEM = "golden"  # golden.npz / golden.json: eager PyTorch's set; INT8 backends' sets use their names
+NPZ_NAME, JSON_NAME = f"{STEM}.npz", f"{STEM}.json"
 ARRAY_KEY = "raw"
 FORMAT = 1
 IMGSZ = 128
@@ -112,11 +112,26 @@ class Goldens:
     names: tuple[str, ...]
     input_sha256: tuple[str, ...]
     meta: dict[str, Any]
-    stem: str = "golden"  # golden.npz (eager PyTorch), or an INT8 backend's own set
+    stem: str = STEM  # golden.npz (eager PyTorch), or an INT8 backend's own set
 
     @property
     def npz_path(self) -> Path:
-        return self.directory / f"{self.stem}.npz"
+        return golden_files(self.directory, self.stem)[1]
+
+    @property
+    def json_path(self) -> Path:
+        return golden_files(self.directory, self.stem)[0]
+
+    def int8_path_differs(self) -> str | None:
+        """Why INT8 on this CPU cannot match these goldens (another int8 path), or None."""
+        recorded, here = self.meta["platform"].get("int8_dot"), current_platform()["int8_dot"]
+        if recorded == here:
+            return None
+        return (
+            f"{self.stem}'s goldens were made on a CPU {'with' if recorded else 'without'} int8 dot "
+            f"products; this one {'has' if here else 'lacks'} them, so INT8 takes another path (ORT "
+            "reduce_range, other kernels) and only the bound against fp32 applies"
+        )
 
     @property
     def versions(self) -> dict[str, str]:
@@ -129,6 +144,11 @@ class Goldens:
     @property
     def imgsz(self) -> int:
         return int(self.meta["imgsz"])
+
+
+def golden_files(directory: Path, stem: str = STEM) -> tuple[Path, Path]:
+    """``(<stem>.json, <stem>.npz)`` in ``directory``: where one golden set lives."""
+    return Path(directory) / f"{stem}.json", Path(directory) / f"{stem}.npz"
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -274,23 +294,27 @@ def _npz_bytes(raw: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_goldens(directory: Path, raw: np.ndarray, meta: Mapping[str, Any], stem: str = "golden") -> None:
+def write_goldens(directory: Path, raw: np.ndarray, meta: Mapping[str, Any], stem: str = STEM) -> None:
     """Write ``<stem>.npz`` then ``<stem>.json`` (which pins the npz's sha256), each atomically."""
-    directory = Path(directory)
-    npz_name, json_name = f"{stem}.npz", f"{stem}.json"
+    json_path, npz_path = golden_files(directory, stem)
     if raw.dtype != np.float32 or raw.ndim != 3 or len(raw) != len(meta["inputs"]):
         n = len(meta["inputs"])
         raise ValueError(f"raw: expected float32 (N={n}, C, A), got {raw.dtype} {raw.shape}")
     data = _npz_bytes(raw)
-    full = {**meta, "npz": npz_name, "npz_sha256": hashlib.sha256(data).hexdigest(), "shape": list(raw.shape)}
-    atomic_write_bytes(directory / npz_name, data)
-    atomic_write_text(directory / json_name, json.dumps(full, indent=2, sort_keys=True) + "\n")
+    full = {
+        **meta,
+        "npz": npz_path.name,
+        "npz_sha256": hashlib.sha256(data).hexdigest(),
+        "shape": list(raw.shape),
+    }
+    atomic_write_bytes(npz_path, data)
+    atomic_write_text(json_path, json.dumps(full, indent=2, sort_keys=True) + "\n")
 
 
-def load_goldens(directory: Path = GOLDEN_DIR, stem: str = "golden") -> Goldens:
+def load_goldens(directory: Path = GOLDEN_DIR, stem: str = STEM) -> Goldens:
     """Read and verify a golden set; never unpickles. Raises GoldenError naming the file at fault."""
     directory = Path(directory)
-    json_path, npz_path = directory / f"{stem}.json", directory / f"{stem}.npz"
+    json_path, npz_path = golden_files(directory, stem)
     if not json_path.is_file():
         raise GoldenError(json_path, f"missing; generate the goldens with `{REGEN_HINT}`")
     try:
@@ -346,7 +370,7 @@ def provenance(goldens: Goldens) -> str:
 
 def check_inputs(goldens: Goldens, x: np.ndarray, names: Sequence[str]) -> None:
     """The inputs must regenerate bit for bit, or a diff would blame the model for a preprocessing change."""
-    where = paths.shown(goldens.directory / f"{goldens.stem}.json")
+    where = paths.shown(goldens.json_path)
     if tuple(names) != goldens.names:
         raise OutputMismatch(
             f"{where}: inputs {list(goldens.names)} recorded, {list(names)} generated; "
