@@ -23,8 +23,9 @@ report.json schema (``"schema": 1``; times in ms, sizes in bytes and MB = 1e6 by
                       versions {python, detbench, torch, ultralytics, onnx, onnxruntime, onnxslim,
                       openvino}, git_commit (null outside a git checkout)
     model             gflops (per image at imgsz; null when ultralytics cannot count them), parameters
-    peak              n, threads, repeats, best_s, gflops_per_s, library (the fp32 peak at --threads),
-                      candidates {"runtime precision @threads": GFLOP/s or null}, peaks {precision:
+    peak              n, sizes, threads, repeats, best_s, gflops_per_s, library (the fp32 peak at
+                      --threads; n is its GEMM's size), candidates {"runtime precision @threads":
+                      best GFLOP/s over sizes and both passes, or null}, peaks {precision:
                       {threads: GFLOP/s}}, isa {flags, bf16, bf16_reason, int8_reason}, runs [every
                       GEMM tried, with reason when not measured] (runtimes' own kernels; perf.peak)
     recommended       {backend, threads, ...} from a detbench tune result (tune.json), or null
@@ -74,6 +75,7 @@ from typing import Any
 
 from detbench.jsonsafe import json_safe
 from detbench.perf.machine import environment, git_commit
+from detbench.perf.peak import SIZES
 from detbench.perf.timing import DISCARD
 from detbench.report import steps, verdict
 from detbench.report.render import print_table, render_markdown, write_report
@@ -97,7 +99,7 @@ class ReportSettings:
     rounds: int
     warmup: int
     throughput_rounds: int
-    matmul_n: int
+    matmul_sizes: tuple[int, ...]
     matmul_repeats: int
     default_backends: bool  # the user did not choose: an absent optional runtime is skipped, not fatal
     tune: Path | None = None  # a detbench tune result whose recommended row is marked
@@ -124,7 +126,7 @@ class ReportSettings:
             rounds=rounds,
             warmup=DISCARD,
             throughput_rounds=max(3, rounds // 3),
-            matmul_n=1024,  # a bigger GEMM does not run faster per FLOP here, only longer
+            matmul_sizes=SIZES,
             matmul_repeats=5,
             default_backends=backends == list(REGISTRY),
             tune=getattr(args, "tune", None) or Path(args.out) / "tune.json",
@@ -194,12 +196,15 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         for n, a in acc.items():
             rows[n]["accuracy"] = a
         checks += steps.accuracy_checks(acc, per_class=not s.quick)
-        # The yardstick, measured right before the latency runs so both see the same machine load.
-        roofline = st.run(
-            "peak",
-            f"GEMM peaks (n={s.matmul_n})",
-            lambda _t: steps.measure_peaks(thread_cols, s.matmul_n, s.matmul_repeats),
-        )
+
+        # The yardstick, measured right before and right after the batch-1 and batch-N timings and
+        # kept at the best of both, so a neighbour's load in one pass cannot lower it below a rate
+        # the backends reached.
+        def peaks(before: Any) -> Any:
+            return steps.measure_peaks(thread_cols, s.matmul_sizes, s.matmul_repeats, before)
+
+        sizes = "/".join(map(str, s.matmul_sizes))
+        roofline = st.run("peak", f"GEMM peaks (n={sizes})", lambda _t: peaks(None))
 
         def timed(task: Any, fn: Callable[..., Any], *args: Any) -> Any:
             return fn(*args, lambda total: prog.update(task, total=total), lambda k: adv(task, k))
@@ -221,6 +226,7 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         )
         for n, row in tp.items():
             rows[n]["throughput"] = row
+        roofline = st.run("peak", f"GEMM peaks again (n={sizes})", lambda _t: peaks(roofline))
         by_threads = st.run(
             "latency_by_threads",
             f"latency @ {', '.join(map(str, thread_cols))} thread(s)",

@@ -84,9 +84,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     parts += [
         "## Efficiency",
         f"{_f(gfl, '.3f')} GFLOPs per image at {s['imgsz']} px. Each backend's share is against the peak "
-        f"of its own precision at {peak['threads']} thread(s): the fastest {peak['n']}x{peak['n']} GEMM of "
-        "that precision through the runtimes' own kernels (ONNX Runtime, OpenVINO), best of "
-        f"{peak['repeats']}. Peaks (GFLOP/s; GOP/s for int8): "
+        f"of its own precision at {peak['threads']} thread(s): the fastest square GEMM of that precision "
+        f"(n = {'/'.join(map(str, peak.get('sizes') or [peak['n']]))}) through the runtimes' own kernels "
+        f"(ONNX Runtime, OpenVINO), best of {peak['repeats']} in each of two passes around the timings. "
+        "Peaks (GFLOP/s; GOP/s for int8): "
         + "; ".join(
             f"{p} " + ", ".join(f"{_f(v, '.0f', 'none')} @{t}t" for t, v in by_t.items())
             for p, by_t in (peak.get("peaks") or {}).items()

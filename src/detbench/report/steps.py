@@ -404,27 +404,30 @@ def measure_stages(loaded: Mapping[str, Any], inp: Inputs) -> dict[str, dict[str
     return out
 
 
-def measure_peaks(threads: Sequence[int], n: int, repeats: int) -> Any:
-    """The roofline: GEMM peaks per precision with the runtimes' own kernels (``perf.peak``)."""
+def measure_peaks(threads: Sequence[int], sizes: Sequence[int], repeats: int, before: Any = None) -> Any:
+    """The roofline: GEMM peaks per precision with the runtimes' own kernels (``perf.peak``), merged
+    with an earlier pass ``before`` when given."""
     from detbench.perf.peak import measure_roofline
 
-    return measure_roofline(threads, n=n, repeats=repeats)
+    roofline = measure_roofline(threads, sizes=sizes, repeats=repeats)
+    return roofline if before is None else before.merged(roofline)
 
 
 def peak_summary(roofline: Any, threads: int) -> dict[str, Any]:
     """report.json's ``peak``: the fp32 peak at ``threads`` under the old keys, plus every precision."""
     fp32 = roofline.peak("fp32", threads)
-    candidates = {
-        f"{r.runtime} {r.precision} @{r.threads}": r.gflops_per_s
-        for r in roofline.runs
-        if r.threads == threads
-    }
+    candidates: dict[str, float | None] = {}
+    for r in roofline.runs:
+        if r.threads == threads:
+            key = f"{r.runtime} {r.precision} @{r.threads}"
+            candidates[key] = max(filter(None, (candidates.get(key), r.gflops_per_s)), default=None)
     peaks: dict[str, dict[str, float | None]] = {}
     for r in roofline.runs:
         best = roofline.peak(r.precision, r.threads)
         peaks.setdefault(r.precision, {})[str(r.threads)] = best.gflops_per_s if best else None
     return {
-        "n": roofline.n,
+        "n": fp32.n if fp32 else None,  # the size of the fp32 peak's GEMM
+        "sizes": list(roofline.sizes),
         "threads": threads,
         "repeats": roofline.repeats,
         "best_s": fp32.best_s if fp32 else None,
