@@ -14,9 +14,15 @@ the recommended configuration from tune.json timed two ways:
 - ``val loop``: like ultralytics' "Inference time (ms/im)": the mean over the val images of the
   inference call alone, each image preprocessed and NMS-ed in between (caches partly cold).
 
-Prints the ratios best-ultralytics-ms / detbench-ms. Part 2 (``--scale m``): ``detbench tune``'s
-search, latency only, on an untrained YOLOv8m at 128 px, and the recommended configuration's speedup
-over eager PyTorch at 1 thread, both from that one steady-state run.
+Prints the ratios best-ultralytics-ms / detbench-ms. With ``--rounds K`` (default 3) the two best
+ultralytics formats (default and int8) are benchmarked again K-1 times, alternating with re-timings
+of ours (ours first in odd rounds, last in even ones), and each ratio is taken within a round: on a
+shared VM whose speed drifts by tens of percent within minutes, a ratio of two timings made minutes
+apart measures the drift; the median of per-round ratios, with its range, does not.
+
+Part 2 (``--scale m``): ``detbench tune``'s search, latency only, on an untrained YOLOv8m at 128 px,
+and the recommended configuration's speedup over eager PyTorch at 1 thread, both from that one
+steady-state run.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ def ultralytics_rows(weights: Path, data: Path, imgsz: int, formats, **kwargs) -
             rows.append(
                 {
                     "format": rec["Format"],
+                    "arg": fmt,  # benchmark()'s format argument, to run this format again
                     "ms_per_image": ms,
                     "mAP50-95": None if metric in (None, "-") else float(metric),
                     "size_mb": rec.get("Size (MB)"),
@@ -106,6 +113,25 @@ def time_recommended(rec: dict, data: Path, imgsz: int, val_images: int | None) 
     }
 
 
+def _best(rows: list[dict]) -> dict | None:
+    ok = [r for r in rows if r["ms_per_image"] is not None]
+    return min(ok, key=lambda r: r["ms_per_image"]) if ok else None
+
+
+def _round_ratios(b_def: dict | None, b_int8: dict | None, ours: dict) -> dict:
+    """One round's ratios: each best ultralytics format's ms/im over our two timings of the same round."""
+    out = {}
+    for name, b in (("default", b_def), ("int8", b_int8)):
+        if b is not None:
+            out[name] = {
+                "best_format": b["format"],
+                "best_ms": b["ms_per_image"],
+                "vs_p50": b["ms_per_image"] / ours["p50_ms"],
+                "vs_val_loop": b["ms_per_image"] / ours["val_loop_mean_ms"],
+            }
+    return out
+
+
 def part_ultralytics(args: argparse.Namespace) -> dict:
     from detbench.model.baseline import resolve_weights, synthetic_dataset
 
@@ -117,12 +143,17 @@ def part_ultralytics(args: argparse.Namespace) -> dict:
     default = ultralytics_rows(weights, data, args.imgsz, DEFAULT_FORMATS)
     int8 = ultralytics_rows(weights, data, args.imgsz, INT8_FORMATS, int8=True)
     ours = time_recommended(rec, data, args.imgsz, None)
+    b_def, b_int8 = _best(default), _best(int8)
+    rounds = [{"detbench": ours, "ratios": _round_ratios(b_def, b_int8, ours)}]
+    for k in range(1, args.rounds):
+        if k % 2:  # ours first, then theirs; the next round the other way round
+            ours_k = time_recommended(rec, data, args.imgsz, None)
+        d_k = ultralytics_rows(weights, data, args.imgsz, [b_def["arg"]]) if b_def else []
+        i_k = ultralytics_rows(weights, data, args.imgsz, [b_int8["arg"]], int8=True) if b_int8 else []
+        if not k % 2:
+            ours_k = time_recommended(rec, data, args.imgsz, None)
+        rounds.append({"detbench": ours_k, "ratios": _round_ratios(_best(d_k), _best(i_k), ours_k)})
 
-    def best(rows):
-        ok = [r for r in rows if r["ms_per_image"] is not None]
-        return min(ok, key=lambda r: r["ms_per_image"]) if ok else None
-
-    b_def, b_int8 = best(default), best(int8)
     print(f"\nultralytics benchmark(), imgsz={args.imgsz}, device=cpu, data={data}")
     print(f"{'run':<10}{'format':<14}{'ms/im':>8}{'mAP50-95':>10}{'size MB':>9}{'wall s':>8}")
     for run, rows in (("default", default), ("int8=True", int8)):
@@ -132,26 +163,34 @@ def part_ultralytics(args: argparse.Namespace) -> dict:
             print(f"{run:<10}{r['format']:<14}{ms:>8}{m:>10}{r['size_mb']!s:>9}{r['wall_s']:>8.0f}")
     print(
         f"\ndetbench recommended: {rec['label']} ({rec['precision']}), mAP50-95 {rec['mAP50-95']}, "
-        f"tune.json p50 {rec['p50_ms']:.3f} ms; re-timed here: steady-state p50 {ours['p50_ms']:.3f} ms, "
-        f"val-loop mean {ours['val_loop_mean_ms']:.3f} ms/im over {ours['images']} images"
+        f"tune.json p50 {rec['p50_ms']:.3f} ms"
     )
-    ratios = {}
-    for name, b in (("default", b_def), ("int8", b_int8)):
-        if b is None:
+    for k, r in enumerate(rounds, 1):
+        o = r["detbench"]
+        line = (
+            f"round {k}: detbench p50 {o['p50_ms']:.3f} ms, val-loop mean {o['val_loop_mean_ms']:.3f} ms/im"
+        )
+        for name, q in r["ratios"].items():
+            line += f"; ultralytics {name} {q['best_format']} {q['best_ms']:.2f} ms/im = {q['vs_p50']:.2f}x"
+        print(line)
+    summary = {}
+    for name in ("default", "int8"):
+        per_round = [r["ratios"][name] for r in rounds if name in r["ratios"]]
+        if not per_round:
             print(f"no ultralytics {name} format produced a time")
             continue
-        ratios[name] = {
-            "best_format": b["format"],
-            "best_ms": b["ms_per_image"],
-            "vs_p50": b["ms_per_image"] / ours["p50_ms"],
-            "vs_val_loop": b["ms_per_image"] / ours["val_loop_mean_ms"],
-        }
-        r = ratios[name]
+        summary[name] = {"best_format": per_round[0]["best_format"], "rounds": len(per_round)}
+        for key in ("vs_p50", "vs_val_loop"):
+            values = [q[key] for q in per_round]
+            summary[name][key] = {"median": float(np.median(values)), "min": min(values), "max": max(values)}
+        m = summary[name]
         print(
-            f"ultralytics {name} best {r['best_format']} {r['best_ms']:.2f} ms/im: "
-            f"{r['vs_p50']:.2f}x detbench p50, {r['vs_val_loop']:.2f}x detbench val-loop mean"
+            f"ultralytics {name} best ({m['best_format']}) / detbench, median of {m['rounds']} rounds: "
+            f"{m['vs_p50']['median']:.2f}x p50 [{m['vs_p50']['min']:.2f}, {m['vs_p50']['max']:.2f}], "
+            f"{m['vs_val_loop']['median']:.2f}x val-loop mean "
+            f"[{m['vs_val_loop']['min']:.2f}, {m['vs_val_loop']['max']:.2f}]"
         )
-    return {"default": default, "int8": int8, "detbench": ours, "recommended": rec, "ratios": ratios}
+    return {"default": default, "int8": int8, "rounds": rounds, "recommended": rec, "ratios": summary}
 
 
 def part_scale(args: argparse.Namespace) -> dict:
@@ -185,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, help="data.yaml (default: the synthetic dataset)")
     p.add_argument("--imgsz", type=int, default=128)
     p.add_argument("--tune-json", type=Path, default=Path("tune/tune.json"), help="detbench tune's output")
+    p.add_argument("--rounds", type=int, default=3, help="paired rounds of the two best formats vs ours")
     p.add_argument("--scale", help="instead: latency-only tune of an untrained yolov8<scale> vs eager")
     p.add_argument(
         "--backends",
