@@ -163,3 +163,44 @@ def test_pipeline_matches_ultralytics_predict(
     )
     assert len(ours) == len(theirs)
     assert_detections_match([theirs], [ours], TOLERANCES["torchscript"], label=str(source))
+
+
+COMPILE_TWICE = """
+import logging, sys
+import numpy as np
+from detbench.paths import configure_environment
+configure_environment()
+from detbench.runtimes import backends
+messages = []
+handler = logging.Handler()
+handler.emit = lambda record: messages.append(record.getMessage())
+logging.getLogger("torch._dynamo").addHandler(handler)
+if sys.argv[1] != "ours":
+    backends.RECOMPILE_LIMIT = int(sys.argv[1])
+x = np.zeros((1, 3, int(sys.argv[3]), int(sys.argv[3])), np.float32)
+for threads in (1, 2):
+    backend = backends.create("pytorch-compile", backends.BackendSettings(threads=threads))
+    backend.load(sys.argv[2])
+    backend.run(x)
+print(sum("recompile_limit" in m for m in messages))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limit", ["ours", "8"], ids=["ours", "dynamo-default"])
+def test_compiled_model_stays_compiled_across_thread_counts(baseline: Path, model_info, limit: str) -> None:
+    """pytorch-compile at a second thread count compiles again instead of dropping ultralytics' C2f
+    frames to eager at dynamo's recompile limit; at dynamo's default limit (8) they do drop, which
+    is what made tune time pytorch-compile at eager's latency. Each in a fresh process: dynamo's
+    caches and its per-frame counts are process-wide."""
+    from detbench.paths import cache_root
+    from detbench.runtimes.backends import PyTorchCompileBackend
+    from detbench.testing.processes import spawn_python
+
+    if PyTorchCompileBackend.unavailable():
+        pytest.skip(PyTorchCompileBackend.unavailable())
+    proc = spawn_python(cache_root(), COMPILE_TWICE, limit, baseline, model_info.imgsz)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    fell_back = int(out.strip().splitlines()[-1])
+    assert (fell_back > 0) == (limit != "ours"), err[-2000:]

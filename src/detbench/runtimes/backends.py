@@ -207,6 +207,14 @@ class PyTorchBackend(_TorchModule, BaseBackend):
 _COMPILED: dict[tuple[str, int, int, int], Any] = {}
 
 
+# ultralytics' C2f.forward graph-breaks (a generator over its bottlenecks), so dynamo compiles it as a
+# frame of its own, once per C2f shape (8 in YOLOv8n) and per thread count (a guard on global state).
+# Dynamo's default of 8 compiles per frame was spent by the first configuration, and every later
+# thread count or image size in the process then ran C2f eagerly, silently: tune measured
+# pytorch-compile at eager's latency. Enough for 8 C2f shapes x 8 thread counts x 2 image sizes.
+RECOMPILE_LIMIT = 128
+
+
 class PyTorchCompileBackend(PyTorchBackend):
     """Eager PyTorch compiled by ``torch.compile`` (inductor, weights frozen into the graph).
 
@@ -246,12 +254,18 @@ class PyTorchCompileBackend(PyTorchBackend):
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         import torch
+        from torch._dynamo import config as dynamo_config
         from torch._inductor import config as inductor_config
 
         _use_threads(torch, self.settings.threads)
         # Freezing folds the weights into the compiled graph as constants (what the issue
         # measured); patched only around the call so importing or loading changes no global.
-        with torch.no_grad(), inductor_config.patch(freezing=True), quiet_torch_exporters():
+        with (
+            torch.no_grad(),
+            inductor_config.patch(freezing=True),
+            dynamo_config.patch(recompile_limit=RECOMPILE_LIMIT),
+            quiet_torch_exporters(),
+        ):
             return self.compiled(torch.from_numpy(batch)).numpy()
 
 
