@@ -229,7 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--backends",
         type=lambda t: t.split(","),
-        default=["pytorch", "torchscript", "onnxruntime", "openvino", "onnxruntime-int8", "openvino-bf16"],
+        default=[
+            "pytorch",
+            "torchscript",
+            "onnxruntime",
+            "openvino",
+            "onnxruntime-int8",
+            "openvino-bf16",
+            "openvino-int8",
+        ],
         help="with --scale: backends to search",
     )
     p.add_argument("--out", type=Path, help="write the numbers as JSON here")

@@ -137,3 +137,58 @@ def test_a_real_recipe_change_fails_int8s_own_goldens(workbench, tmp_path: Path)
         pytest.skip(reason)
     with pytest.raises(OutputMismatch, match=r"onnxruntime-int8\.npz"):
         golden.compare_to_goldens(backend, own, golden.INT8_OWN)
+
+
+def _denormal_conv(path: Path, size: int) -> None:
+    """A one-Conv ONNX whose weights are 1e-41: every output is denormal-small, as a dead channel of
+    an untrained model is."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.full((4, 3, 3, 3), 1e-41, np.float32), "w")
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "Conv", ["images", "w"], ["output0"], pads=[1, 1, 1, 1], name="/model.0/conv/Conv"
+            )
+        ],
+        "denormal",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4, size, size])],
+        initializer=[w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("method", ["Percentile", "MinMax"])
+def test_int8_calibration_survives_a_denormal_activation_range(
+    dataset, tmp_path: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ORT's Percentile histogram cannot put 2048 bins on a denormal range (numpy: "Too many bins"):
+    the build falls back to MinMax and records why in the artifact, where it used to fail (an
+    untrained YOLOv8m's INT8 never built). A failure of another kind is not swallowed."""
+    import onnx
+
+    from detbench.runtimes import export
+    from detbench.runtimes.export import ExportSettings, build_onnx_int8
+
+    src, dest = tmp_path / "denormal.onnx", tmp_path / "int8.onnx"
+    _denormal_conv(src, 32)
+    images = dataset.images("train")[:4]
+    recipe = Int8Recipe(calibration_images=4, method=method, reduce_range=False)
+    build_onnx_int8(src, dest, ExportSettings(imgsz=32, int8=recipe), images)
+    props = {p.key: p.value for p in onnx.load(str(dest)).metadata_props}
+    expected = (
+        "MinMax (Percentile failed: Too many bins" if method == "Percentile" else "'calibration': 'MinMax'"
+    )
+    assert expected in props["args"], props
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(dest)).graph.node)
+
+    def broken(*_args: object, **_kw: object) -> None:
+        raise ValueError("some other calibration error")
+
+    monkeypatch.setattr(export, "_quantize_static", broken)
+    with pytest.raises(ValueError, match="some other"):
+        build_onnx_int8(src, tmp_path / "int8b.onnx", ExportSettings(imgsz=32, int8=recipe), images)

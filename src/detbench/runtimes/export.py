@@ -286,23 +286,15 @@ def calibration_batches(
     return [preprocess([images[i]], imgsz)[0] for i in sorted(chosen)]
 
 
-def build_onnx_int8(
-    onnx_path: Path, dest: Path, settings: ExportSettings, calib_images: Sequence[Path]
+def _quantize_static(
+    pre: Path, dest: Path, batches: Sequence[np.ndarray], recipe: Int8Recipe, method: str, exclude: list[str]
 ) -> None:
-    import onnx
+    """ONNX Runtime's static QDQ quantization of ``pre`` with calibration ``method``."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    recipe = settings.int8
-    if recipe.reduce_range is None:
-        raise ValueError("Int8Recipe.reduce_range must be resolved for this CPU first (Int8Recipe.resolved)")
-    batches = calibration_batches(calib_images, recipe, settings.imgsz)
     extra: dict[str, object] = {"CalibStridedMinMax": calib_stride(len(batches), recipe.calib_stride)}
-    if recipe.method == "MinMax":
+    if method == "MinMax":
         extra["CalibMovingAverage"] = True
-    pre = dest.with_name("pre.onnx")
-    quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
-    exclude = recipe.excluded(onnx.load(str(pre)).graph.node)
     # The calibrators print progress to stdout, which would interleave with our progress bars.
     with contextlib.redirect_stdout(io.StringIO()):
         quantize_static(
@@ -314,14 +306,40 @@ def build_onnx_int8(
             weight_type=QuantType.QInt8,
             per_channel=recipe.per_channel,
             reduce_range=recipe.reduce_range,
-            calibrate_method=getattr(CalibrationMethod, recipe.method),
+            calibrate_method=getattr(CalibrationMethod, method),
             nodes_to_exclude=exclude,
             extra_options=extra,
         )
+
+
+def build_onnx_int8(
+    onnx_path: Path, dest: Path, settings: ExportSettings, calib_images: Sequence[Path]
+) -> None:
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    recipe = settings.int8
+    if recipe.reduce_range is None:
+        raise ValueError("Int8Recipe.reduce_range must be resolved for this CPU first (Int8Recipe.resolved)")
+    batches = calibration_batches(calib_images, recipe, settings.imgsz)
+    pre = dest.with_name("pre.onnx")
+    quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
+    exclude = recipe.excluded(onnx.load(str(pre)).graph.node)
+    try:
+        _quantize_static(pre, dest, batches, recipe, recipe.method, exclude)
+        calibration = recipe.method
+    except ValueError as exc:
+        # ORT's histogram calibrators (Percentile, Entropy) spread 2048 bins over each tensor's
+        # range; a tensor whose range is denormal-small (dead channels, e.g. in an untrained model)
+        # cannot hold them and numpy refuses. MinMax needs no bins; the suite verifies the result.
+        if "finite-sized bins" not in str(exc) or recipe.method == "MinMax":
+            raise
+        _quantize_static(pre, dest, batches, recipe, "MinMax", exclude)
+        calibration = f"MinMax ({recipe.method} failed: {exc})"
     pre.unlink()
     # quantize_static keeps no metadata_props: copy the fp32 model's, noting the precision.
     meta = metadata.read_metadata(onnx_path)
-    meta["args"] = {**meta.get("args", {}), "quantize": 8}
+    meta["args"] = {**meta.get("args", {}), "quantize": 8, "calibration": calibration}
     proto = onnx.load(str(dest))
     unname_batch_dim(proto)
     metadata.add_onnx_metadata(proto, meta)
