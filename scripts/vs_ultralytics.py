@@ -46,6 +46,10 @@ from detbench.paths import configure_environment
 DEFAULT_FORMATS = ("-", "torchscript", "onnx", "openvino")
 INT8_FORMATS = ("onnx", "openvino")
 SPEED_COL = "Inference time (ms/im)"
+# Eager PyTorch's compiled twins: they add compile time (torch.compile ~40 s per configuration) and
+# are no contender for the fastest (>= 2.8x onnxruntime's p50 on v8n, README "Tuned configurations");
+# pass --backends to include them.
+SCALE_SKIPPED = ("torchscript-frozen", "pytorch-compile")
 
 
 def ultralytics_rows(weights: Path, data: Path, imgsz: int, formats, **kwargs) -> list[dict]:
@@ -219,6 +223,8 @@ def part_scale(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     configure_environment()
+    from detbench.runtimes.backends import REGISTRY
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=Path, help="checkpoint (default: the committed baseline)")
     p.add_argument("--data", type=Path, help="data.yaml (default: the synthetic dataset)")
@@ -229,16 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--backends",
         type=lambda t: t.split(","),
-        default=[
-            "pytorch",
-            "torchscript",
-            "onnxruntime",
-            "openvino",
-            "onnxruntime-int8",
-            "openvino-bf16",
-            "openvino-int8",
-        ],
-        help="with --scale: backends to search",
+        default=[n for n in REGISTRY if n not in SCALE_SKIPPED],
+        help="with --scale: backends to search (default: every registered one but "
+        + ", ".join(SCALE_SKIPPED)
+        + ")",
     )
     p.add_argument("--out", type=Path, help="write the numbers as JSON here")
     args = p.parse_args(argv)
