@@ -16,11 +16,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from detbench import paths
+from detbench._fs import atomic_write_text
 from detbench.data.datasets import load_dataset
 from detbench.model.baseline import resolve_weights, synthetic_dataset
 from detbench.paths import configure_environment
 from detbench.runtimes.backends import create
-from detbench.runtimes.cache import ArtifactCache, atomic_write_text
+from detbench.runtimes.cache import ArtifactCache
 from detbench.runtimes.export import Exporter, ExportSettings, Int8Recipe
 from detbench.verify.accuracy import evaluate
 

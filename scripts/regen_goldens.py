@@ -17,13 +17,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from detbench._fs import sha256_file
 from detbench.data.datasets import load_dataset
 from detbench.errors import DetbenchError
 from detbench.model.baseline import resolve_weights, synthetic_dataset
 from detbench.model.checkpoint import load_detection_model
 from detbench.paths import configure_environment, shown
 from detbench.runtimes.backends import BackendSettings, BaseBackend, create
-from detbench.runtimes.cache import sha256_file
 from detbench.runtimes.workbench import Workbench
 from detbench.verify import golden
 

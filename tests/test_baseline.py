@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from detbench._fs import sha256_file
 from detbench.data.datasets import tree_sha256, write_synthetic
 from detbench.model.baseline import BASELINE_DIR, PROVENANCE, baseline_synth_config, baseline_weights
-from detbench.runtimes.cache import sha256_file
 
 METRICS = json.loads((BASELINE_DIR / "metrics.json").read_text())
 

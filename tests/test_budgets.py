@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detbench._fs import locked
 from detbench.perf import history, machine
 from detbench.perf.budgets import (
     MAX_HEADROOM,
@@ -32,7 +33,7 @@ from detbench.perf.budgets import (
 )
 from detbench.perf.timing import Slowed, alone
 from detbench.runtimes.backends import REGISTRY, BaseBackend
-from detbench.runtimes.cache import artifact_size, locked
+from detbench.runtimes.cache import artifact_size
 from detbench.runtimes.preprocess import preprocess
 
 # Per absolute budget: 4 blocks' worth of calls, 5 dropped each (80 kept calls a backend). Latency

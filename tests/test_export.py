@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from detbench import cpuinfo
+from detbench._fs import sha256_path
 from detbench.data.synth import make_scene
 from detbench.runtimes.backends import create
-from detbench.runtimes.cache import ArtifactCache, sha256_path
+from detbench.runtimes.cache import ArtifactCache
 from detbench.runtimes.export import FORMATS, Exporter, Int8Recipe, NncfRecipe, export_onnx_ultralytics
 from detbench.runtimes.preprocess import preprocess
 from detbench.verify.compare import TOLERANCES, assert_outputs_close

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detbench.runtimes.cache import sha256_file
+from detbench._fs import sha256_file
 from detbench.verify import golden
 from detbench.verify.compare import OutputMismatch
 

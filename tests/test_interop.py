@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detbench._fs import sha256_file
 from detbench.data.synth import make_scene
 from detbench.errors import ModelFileError
-from detbench.model.train import sha256_file
 from detbench.runtimes import metadata
 from detbench.runtimes.backends import REGISTRY, BaseBackend, create
 from detbench.runtimes.cache import ArtifactCache

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from detbench import cli
+from detbench._fs import sha256_file
 from detbench.data.datasets import data_yaml_text
 from detbench.report.build import SCHEMA, collect_history, load_training, render_markdown
 from detbench.runtimes.backends import REGISTRY
-from detbench.runtimes.cache import artifact_size, sha256_file
+from detbench.runtimes.cache import artifact_size
 
 TINY_VAL = 24  # val images in the run: enough for every class to appear, small enough for seconds
 ROUNDS = 4

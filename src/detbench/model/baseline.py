@@ -12,9 +12,9 @@ import uuid
 from pathlib import Path
 
 from detbench import paths
+from detbench._fs import locked, sha256_file
 from detbench.data.datasets import SynthConfig, write_synthetic
 from detbench.errors import ModelFileError
-from detbench.runtimes.cache import locked, sha256_file
 
 BASELINE_DIR = paths.FIXTURES / "baseline"
 BASELINE_WEIGHTS = BASELINE_DIR / "best.pt"

@@ -19,9 +19,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from detbench import paths
+from detbench._fs import sha256_file
 from detbench.data.datasets import SynthConfig, write_synthetic
 from detbench.model.train import TrainConfig, train, versions
-from detbench.runtimes.cache import sha256_file
 
 DEFAULT_SYNTH = SynthConfig()  # the embedded default dataset: see detbench.data.datasets
 

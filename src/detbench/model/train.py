@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detbench._fs import sha256_file
 from detbench.data.datasets import load_dataset, tree_sha256
-from detbench.runtimes.cache import sha256_file
 
 METRICS_FILE = "metrics.json"
 EPOCH_KEYS = {

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from detbench._fs import atomic_write_text, locked
 from detbench.paths import cache_dir
 from detbench.perf.machine import machine_id
-from detbench.runtimes.cache import atomic_write_text, locked
 
 # -------------------------------------------------------------------------------------------------
 # History of timed runs

@@ -73,6 +73,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from detbench._fs import sha256_file
 from detbench.jsonsafe import json_safe
 from detbench.perf.machine import environment, git_commit
 from detbench.perf.peak import SIZES
@@ -282,7 +283,7 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         "step_s": timings,
         "settings": {
             "weights": str(inp.weights),
-            "weights_sha256": steps.sha256_file(inp.weights),
+            "weights_sha256": sha256_file(inp.weights),
             "data": str(inp.data_yaml),
             "imgsz": inp.imgsz,
             "threads": s.threads,

@@ -263,7 +263,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detbench.runtimes.cache import atomic_write_text
+    from detbench._fs import atomic_write_text
 
     with store.open_store(args.history) as source:
         hist = source.load()

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from detbench.runtimes.cache import atomic_write_bytes
+from detbench._fs import atomic_write_bytes
 
 
 def _figure(width: float, height: float) -> Any:

@@ -264,7 +264,7 @@ def draw_plots(report: dict[str, Any], out: Path) -> dict[str, str | None]:
 
 def write_report(report: dict[str, Any], out: Path) -> dict[str, Path]:
     """Draw the plots, then write report.json and report.md atomically; return what was written."""
-    from detbench.runtimes.cache import atomic_write_text
+    from detbench._fs import atomic_write_text
 
     out = Path(out)
     if out.exists() and not out.is_dir():

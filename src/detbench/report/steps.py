@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from detbench import paths
+from detbench._fs import sha256_file
 from detbench.errors import DatasetError
-from detbench.runtimes.cache import artifact_size, sha256_file
+from detbench.runtimes.cache import artifact_size
 
 DEVIATION_IMAGES = 16
 STAGE_IMAGES = 16  # val images timed through decode + preprocess, inference, postprocess

@@ -1,4 +1,4 @@
-"""The artifact store for exported models, and the atomic-write helpers everything else uses.
+"""The artifact store for exported models.
 
 An entry is ``<root>/<kind>/<key>/{<filename>, entry.json}``. It is built in a private temp dir
 and renamed into place whole, under a cross-process lock, and its sha256 is checked on every
@@ -16,16 +16,14 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import filelock
-
 from detbench import __version__
+from detbench._fs import atomic_write_text, fsync_dir, locked, sha256_path
 from detbench.errors import CacheError
 from detbench.paths import cache_dir
 
@@ -37,93 +35,7 @@ KEY_LEN = 24
 # A temp/trash dir of another key is only swept when this old and its owner is gone; one of our
 # own key is swept at once, since holding the key's lock proves no live build owns it.
 STALE_AGE_S = 3600.0
-_CHUNK = 1 << 20
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-# ---------------------------------------------------------------------------------------------
-# Hashing and atomic writes
-
-
-def sha256_file(path: Path | str) -> str:
-    """sha256 of one file's bytes, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def sha256_path(path: Path) -> str:
-    """sha256 of a file's bytes, or of a directory's sorted (relative posix path, file sha256) pairs."""
-    path = Path(path)
-    if not path.is_dir():
-        return sha256_file(path)
-    h = hashlib.sha256()
-    files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file())
-    for rel, p in files:
-        # NUL and newline cannot appear in a posix name or a hex digest: the encoding is unambiguous.
-        h.update(f"{rel}\0{sha256_file(p)}\n".encode())
-    return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a directory, hence best effort.
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a reader (or a crash) sees the old bytes or the new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
-    # os.open with 0o666 (not mkstemp's 0o600) so the file gets the umask's usual permissions.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, 0o666)
-    try:
-        view = memoryview(data).cast("B")
-        while view:
-            written = os.write(fd, view[:_CHUNK])
-            view = view[written:]
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """``atomic_write_bytes`` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-@contextmanager
-def locked(path: Path, timeout: float = 600) -> Iterator[None]:
-    """Hold the cross-process lock ``<path>.lock`` for the duration of the block."""
-    lock_path = Path(str(path) + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(lock_path), timeout=timeout)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        raise CacheError(
-            lock_path, f"lock not acquired within {timeout:g} s; another process holds it"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,7 +262,7 @@ class ArtifactCache:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _fsync_dir(d.parent)
+        fsync_dir(d.parent)
         return Artifact(path=d / filename, sha256=entry["sha256"], meta=entry)
 
     def _discard(self, d: Path) -> None:

@@ -24,9 +24,10 @@ import torch
 
 from detbench import __version__
 from detbench._compat import quiet_torch_exporters
+from detbench._fs import sha256_file
 from detbench.model.checkpoint import load_detection_model
 from detbench.runtimes import metadata
-from detbench.runtimes.cache import Artifact, ArtifactCache, sha256_file
+from detbench.runtimes.cache import Artifact, ArtifactCache
 
 EXPORTER_VERSION = 5  # part of every cache key: bump when a builder's output changes (5: YOLO() interop)
 FORMATS = ("torchscript", "onnx", "openvino", "onnx-int8", "openvino-int8", "torchscript-frozen")

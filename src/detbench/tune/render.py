@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from detbench.runtimes.cache import atomic_write_bytes, atomic_write_text
+from detbench._fs import atomic_write_bytes, atomic_write_text
 
 PLOT = "pareto.png"
 BUDGETS = "budgets.toml"

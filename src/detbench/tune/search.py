@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from detbench._fs import sha256_file
 from detbench.errors import DetbenchError
 from detbench.perf.timing import steady_state
 from detbench.runtimes.backends import BackendSettings, BaseBackend
@@ -348,8 +349,6 @@ def _acc_summary(acc: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _settings_doc(s: TuneSettings, ctx: Context) -> dict[str, Any]:
-    from detbench.model.train import sha256_file
-
     return {
         "weights": str(ctx.weights),
         "weights_sha256": sha256_file(ctx.weights),

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from detbench import paths
+from detbench._fs import atomic_write_bytes, atomic_write_text, sha256_path
 from detbench.errors import _PathError
 from detbench.runtimes.backends import BaseBackend
-from detbench.runtimes.cache import atomic_write_bytes, atomic_write_text, sha256_path
 from detbench.verify.compare import (
     TOLERANCES,
     Deviation,
