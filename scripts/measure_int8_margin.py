@@ -16,12 +16,13 @@ import argparse
 import numpy as np
 
 from detbench.data.datasets import load_dataset
+from detbench.data.images import load_image
 from detbench.model.baseline import resolve_weights, synthetic_dataset
 from detbench.model.checkpoint import load_detection_model
 from detbench.paths import configure_environment
 from detbench.runtimes.backends import BackendSettings
 from detbench.runtimes.postprocess import CONF, postprocess
-from detbench.runtimes.preprocess import load_image, preprocess
+from detbench.runtimes.preprocess import preprocess
 from detbench.runtimes.workbench import Workbench
 from detbench.verify.compare import TOLERANCES, match_detections
 

@@ -13,12 +13,13 @@ import tempfile
 from pathlib import Path
 
 from detbench.data.datasets import load_dataset
+from detbench.data.images import load_image
 from detbench.model.baseline import resolve_weights, synthetic_dataset
 from detbench.model.checkpoint import load_detection_model
 from detbench.paths import configure_environment
 from detbench.runtimes.backends import create
 from detbench.runtimes.postprocess import postprocess
-from detbench.runtimes.preprocess import load_image, preprocess
+from detbench.runtimes.preprocess import preprocess
 from detbench.runtimes.workbench import Workbench
 from detbench.verify.compare import TOLERANCES, OutputMismatch, assert_detections_match, assert_outputs_close
 from detbench.verify.perturb import perturb_conv_weight

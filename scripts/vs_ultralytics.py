@@ -90,10 +90,11 @@ def ultralytics_rows(weights: Path, data: Path, imgsz: int, formats, **kwargs) -
 def time_recommended(rec: dict, data: Path, imgsz: int, val_images: int | None) -> dict:
     """The recommended configuration, loaded from its artifact, timed steady-state and val-loop style."""
     from detbench.data.datasets import load_dataset
+    from detbench.data.images import load_image
     from detbench.perf.timing import steady_state
     from detbench.runtimes.backends import BackendSettings, PyTorchBackend, create
     from detbench.runtimes.postprocess import nms
-    from detbench.runtimes.preprocess import load_image, preprocess
+    from detbench.runtimes.preprocess import preprocess
     from detbench.tune.search import _call
 
     backend = create(rec["backend"], BackendSettings(threads=rec["threads"]))

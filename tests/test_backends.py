@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detbench.data.images import load_image
 from detbench.data.synth import make_scene
 from detbench.errors import BackendError
 from detbench.model.checkpoint import anchor_count
 from detbench.runtimes.backends import REGISTRY, Backend, BaseBackend
 from detbench.runtimes.postprocess import Detections, postprocess
-from detbench.runtimes.preprocess import load_image, preprocess
+from detbench.runtimes.preprocess import preprocess
 from detbench.verify.compare import TOLERANCES, assert_detections_match
 
 ASSETS = Path(__import__("ultralytics").__file__).parent / "assets"

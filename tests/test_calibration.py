@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detbench.data.images import load_image
 from detbench.perf import gate
 from detbench.perf.stats import paired_ratio_ci
 from detbench.perf.timing import block_medians, steady_state
 from detbench.runtimes.backends import BackendSettings, create
-from detbench.runtimes.preprocess import load_image, preprocess
+from detbench.runtimes.preprocess import preprocess
 from detbench.verify.perturb import add_input_compute
 
 pytestmark = [pytest.mark.calibration, pytest.mark.slow, pytest.mark.timing]

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detbench.data.images import load_image
 from detbench.runtimes.backends import create
 from detbench.runtimes.cache import ArtifactCache
 from detbench.runtimes.export import Exporter, Int8Recipe
 from detbench.runtimes.postprocess import CONF, Detections
-from detbench.runtimes.preprocess import load_image, preprocess
+from detbench.runtimes.preprocess import preprocess
 from detbench.verify import golden
 from detbench.verify.accuracy import evaluate
 from detbench.verify.compare import (

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from detbench._fs import sha256_file
+from detbench.data.images import load_image
 from detbench.data.synth import make_scene
 from detbench.errors import ModelFileError
 from detbench.runtimes import metadata
@@ -18,7 +19,7 @@ from detbench.runtimes.backends import REGISTRY, BaseBackend, create
 from detbench.runtimes.cache import ArtifactCache
 from detbench.runtimes.export import FORMATS, openvino_available, toolchain_versions
 from detbench.runtimes.postprocess import Detections, postprocess
-from detbench.runtimes.preprocess import load_image, preprocess
+from detbench.runtimes.preprocess import preprocess
 from detbench.verify.compare import TOLERANCES, assert_detections_match, assert_outputs_close
 
 ASSETS = Path(__import__("ultralytics").__file__).parent / "assets"

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detbench.data.images import load_image
 from detbench.runtimes.backends import create
-from detbench.runtimes.preprocess import load_image, preprocess
+from detbench.runtimes.preprocess import preprocess
 from detbench.verify.compare import TOLERANCES, OutputMismatch, assert_outputs_close
 from detbench.verify.perturb import perturb_conv_weight
 

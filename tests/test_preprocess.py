@@ -14,17 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
+from detbench.data.images import MAX_PIXELS, load_image, to_rgb
 from detbench.errors import ImageError
-from detbench.runtimes.preprocess import (
-    MAX_PIXELS,
-    LetterboxInfo,
-    letterbox,
-    load_image,
-    preprocess,
-    resize,
-    to_rgb,
-    unletterbox_boxes,
-)
+from detbench.runtimes.preprocess import LetterboxInfo, letterbox, preprocess, resize, unletterbox_boxes
 
 from ultralytics.data.augment import LetterBox  # isort: skip  (after detbench: it sets the env first)
 from ultralytics.utils.ops import scale_boxes  # isort: skip

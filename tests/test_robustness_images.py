@@ -12,7 +12,8 @@ from PIL import Image
 
 CHILD = """
 import json, resource, sys
-from detbench.runtimes.preprocess import load_image, preprocess
+from detbench.data.images import load_image
+from detbench.runtimes.preprocess import preprocess
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 x, infos = preprocess([load_image(sys.argv[1])], 128)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

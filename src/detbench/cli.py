@@ -260,8 +260,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from detbench.data.images import load_image
     from detbench.runtimes.postprocess import postprocess
-    from detbench.runtimes.preprocess import load_image, preprocess
+    from detbench.runtimes.preprocess import preprocess
 
     bench = _workbench(args, need_calib=args.backend == "onnxruntime-int8")
     backend = bench.load(args.backend)

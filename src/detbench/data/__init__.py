@@ -1,1 +1,1 @@
-"""Data stage: synthetic scenes, YOLO datasets, VOC conversion, label checks."""
+"""Data stage: synthetic scenes, YOLO datasets, VOC conversion, label checks, image decoding."""

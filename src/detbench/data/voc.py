@@ -15,6 +15,7 @@ from PIL import Image
 
 from detbench import CLASS_NAMES
 from detbench.data.datasets import IMAGE_SUFFIXES, data_yaml_text
+from detbench.data.images import open_header
 from detbench.data.labels import format_problems
 from detbench.errors import DatasetError, DetbenchError, ImageError
 
@@ -67,8 +68,6 @@ def _number(text: str | None) -> float | None:
 
 def _image_size(path: Path) -> tuple[tuple[int, int], tuple[int, int]]:
     """(stored size, size as displayed after EXIF rotation); reads the header only, no decode."""
-    from detbench.runtimes.preprocess import open_header
-
     with open_header(path) as im:
         w, h = im.size
         orientation = im.getexif().get(EXIF_ORIENTATION, 1)

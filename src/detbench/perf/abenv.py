@@ -110,12 +110,13 @@ def _worker(argv: Sequence[str]) -> int:
     os.dup2(2, 1)
 
     from detbench.data.datasets import load_dataset
+    from detbench.data.images import load_image
     from detbench.model.baseline import resolve_weights, synthetic_dataset
     from detbench.model.checkpoint import load_detection_model
     from detbench.perf.timing import Slowed
     from detbench.runtimes.backends import BackendSettings
     from detbench.runtimes.export import toolchain_versions
-    from detbench.runtimes.preprocess import load_image, preprocess
+    from detbench.runtimes.preprocess import preprocess
     from detbench.runtimes.workbench import Workbench
 
     settings = BackendSettings(threads=args.threads)

@@ -124,7 +124,8 @@ def describe_rows(loaded: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def deviation_inputs(inp: Inputs) -> np.ndarray:
-    from detbench.runtimes.preprocess import load_image, preprocess
+    from detbench.data.images import load_image
+    from detbench.runtimes.preprocess import preprocess
 
     images = [load_image(p) for p in inp.val[: min(DEVIATION_IMAGES, len(inp.val))]]
     return preprocess(images, inp.imgsz)[0]

@@ -67,7 +67,7 @@ def test_detections_match_on_val_images(
     backend: BaseBackend, reference: BaseBackend, model_info, dataset
 ) -> None:
     """The same on the first 32 synthetic val images, where the baseline finds many garments."""
-    from detbench.runtimes.preprocess import load_image
+    from detbench.data.images import load_image
 
     paths = dataset.images("val")[:32]
     x, infos = preprocess([load_image(p) for p in paths], model_info.imgsz)
@@ -81,7 +81,7 @@ def test_detections_match_on_val_images(
 
 def test_repeated_runs_are_bit_identical(backend: BaseBackend, model_info, dataset) -> None:
     """Same backend, same input, fixed threads: the same bits every time."""
-    from detbench.runtimes.preprocess import load_image
+    from detbench.data.images import load_image
 
     x, _ = preprocess([load_image(p) for p in dataset.images("val")[:1]], model_info.imgsz)
     first = backend.run(x)

@@ -70,7 +70,7 @@ def evaluate(
     from ultralytics.utils.metrics import DetMetrics, box_iou
     from ultralytics.utils.nms import non_max_suppression
 
-    from detbench.runtimes.preprocess import load_image
+    from detbench.data.images import load_image
 
     names = dataset.names
     metrics = DetMetrics(names=dict(enumerate(names)))

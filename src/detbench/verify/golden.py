@@ -171,8 +171,9 @@ def input_sources() -> list[tuple[str, str]]:
 
 def make_inputs(imgsz: int = IMGSZ) -> tuple[np.ndarray, list[str]]:
     """The golden inputs, preprocessed as every backend's are: ``(x (N, 3, imgsz, imgsz), names)``."""
+    from detbench.data.images import load_image
     from detbench.data.synth import make_scene
-    from detbench.runtimes.preprocess import load_image, preprocess
+    from detbench.runtimes.preprocess import preprocess
 
     images = [make_scene(SCENE_SEED, SCENE_SPLIT, i, IMGSZ)[0] for i in range(SCENE_COUNT)]
     images += [load_image(_photo_path(p)) for p in PHOTOS]
