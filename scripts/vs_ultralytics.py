@@ -200,7 +200,7 @@ def part_ultralytics(args: argparse.Namespace) -> dict:
 
 def part_scale(args: argparse.Namespace) -> dict:
     from detbench import CLASS_NAMES
-    from detbench.model.scales import untrained_checkpoint
+    from detbench.runtimes.export import untrained_checkpoint
     from detbench.tune.search import TuneSettings, run_search
     from detbench.tune.space import configuration_space, thread_counts, usable_cores
 

@@ -77,7 +77,7 @@ EXPORT_640 = ExportSettings(
 @pytest.fixture(scope="session")
 def scale_workbench(scale: str, pytestconfig: pytest.Config) -> Workbench:
     """Workbench of an untrained yolov8<scale> at 128 px: latency does not depend on the weights."""
-    from detbench.model.scales import untrained_checkpoint
+    from detbench.runtimes.export import untrained_checkpoint
 
     weights = untrained_checkpoint(scale, SCALE_IMGSZ, CLASS_NAMES)
     return Workbench(

@@ -1,12 +1,10 @@
 """Untrained YOLOv8 checkpoints of any scale, for latency work: latency does not depend on the
-weights, so nothing is trained or downloaded. Cached like every artifact."""
+weights, so nothing is trained or downloaded. Cached by ``runtimes.export.untrained_checkpoint``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-
-from detbench import CLASS_NAMES
 
 
 def build_untrained_checkpoint(
@@ -29,24 +27,3 @@ def build_untrained_checkpoint(
         "note": f"untrained yolov8{scale} (seed {seed}) for latency benchmarks only",
     }
     torch.save(ckpt, dest)
-
-
-def untrained_checkpoint(scale: str, imgsz: int, names: Sequence[str] = CLASS_NAMES) -> Path:
-    """The cached untrained ``yolov8{scale}`` checkpoint (built on first use)."""
-    from detbench.runtimes.cache import ArtifactCache
-    from detbench.runtimes.export import toolchain_versions
-
-    fields = {
-        "scale": scale,
-        "names": list(names),
-        "imgsz": imgsz,
-        "seed": 0,
-        "versions": toolchain_versions(),
-    }
-    ckpt = ArtifactCache().get_or_build(
-        "untrained-checkpoint",
-        fields,
-        f"yolov8{scale}.pt",
-        lambda dest: build_untrained_checkpoint(scale, dest, imgsz=imgsz, names=names),
-    )
-    return ckpt.path

@@ -22,10 +22,11 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from detbench import __version__
+from detbench import CLASS_NAMES, __version__
 from detbench._compat import quiet_torch_exporters
 from detbench._fs import sha256_file
 from detbench.model.checkpoint import load_detection_model
+from detbench.model.scales import build_untrained_checkpoint
 from detbench.runtimes import metadata
 from detbench.runtimes.cache import Artifact, ArtifactCache
 
@@ -444,3 +445,21 @@ def export_onnx_ultralytics(weights: Path, out_dir: Path, imgsz: int, opset: int
             format="onnx", imgsz=imgsz, opset=opset, simplify=True, dynamic=False, device="cpu", verbose=False
         )
     return Path(path)
+
+
+def untrained_checkpoint(scale: str, imgsz: int, names: Sequence[str] = CLASS_NAMES) -> Path:
+    """The cached untrained ``yolov8{scale}`` checkpoint (built on first use)."""
+    fields = {
+        "scale": scale,
+        "names": list(names),
+        "imgsz": imgsz,
+        "seed": 0,
+        "versions": toolchain_versions(),
+    }
+    ckpt = ArtifactCache().get_or_build(
+        "untrained-checkpoint",
+        fields,
+        f"yolov8{scale}.pt",
+        lambda dest: build_untrained_checkpoint(scale, dest, imgsz=imgsz, names=names),
+    )
+    return ckpt.path
