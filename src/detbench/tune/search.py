@@ -24,11 +24,12 @@ import numpy as np
 
 from detbench._fs import sha256_file
 from detbench.errors import DetbenchError
+from detbench.perf.peak import precision_of
 from detbench.perf.timing import steady_state
 from detbench.runtimes.backends import BackendSettings, BaseBackend
 from detbench.runtimes.cache import artifact_size
 from detbench.tune.pareto import pareto_front, recommend
-from detbench.tune.space import Point, precision
+from detbench.tune.space import Point
 
 SCHEMA = 1
 REFERENCE = "pytorch"  # eager PyTorch on the weights, 1 thread: what every candidate must reproduce
@@ -285,7 +286,7 @@ def run_search(s: TuneSettings, progress: Progress | None = None) -> TuneResult:
     steps["prepare_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    cands = [Candidate(p, precision(p.backend)) for p in s.points]
+    cands = [Candidate(p, precision_of(p.backend)) for p in s.points]
     acc_cache: dict[Path, dict[str, Any]] = {}
     for c in cands:
         load(ctx, c)

@@ -37,15 +37,6 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def precision(backend: str) -> str:
-    """The numeric precision a backend computes in: its class's ``precision`` attribute where it
-    declares one, else read from its name (the original five: fp32, or int8 for ``*-int8``)."""
-    declared = getattr(REGISTRY[backend], "precision", None)
-    if isinstance(declared, str):
-        return declared
-    return "int8" if backend.endswith("-int8") else "fp32"
-
-
 def batch_layout_matters(backend: str) -> bool:
     """A static batch is a different artifact only for formats exported through ONNX (ONNX, its
     INT8 and OpenVINO IR): the checkpoint and a traced TorchScript module take any batch."""
