@@ -200,12 +200,13 @@ def part_ultralytics(args: argparse.Namespace) -> dict:
 
 def part_scale(args: argparse.Namespace) -> dict:
     from detbench import CLASS_NAMES
+    from detbench.perf.machine import usable_cpus
     from detbench.runtimes.export import untrained_checkpoint
     from detbench.tune.search import TuneSettings, run_search
-    from detbench.tune.space import configuration_space, thread_counts, usable_cores
+    from detbench.tune.space import configuration_space, thread_counts
 
     weights = untrained_checkpoint(args.scale, args.imgsz, CLASS_NAMES)
-    points = configuration_space(args.backends, thread_counts(usable_cores()), static_batch=False)
+    points = configuration_space(args.backends, thread_counts(usable_cpus()), static_batch=False)
     s = TuneSettings(
         weights=weights, data=args.data, imgsz=args.imgsz, points=tuple(points), accuracy=False, cold="none"
     )

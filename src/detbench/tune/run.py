@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from detbench.perf.machine import usable_cpus
 from detbench.tune.search import TuneSettings, run_search
-from detbench.tune.space import configuration_space, thread_counts, usable_cores
+from detbench.tune.space import configuration_space, thread_counts
 
 QUICK = {"val_images": 64, "blocks": 4, "block_calls": 20, "discard": 5}
 FULL = {"val_images": None, "blocks": 8, "block_calls": 25, "discard": 5}
@@ -21,7 +22,7 @@ def settings_from_args(args: argparse.Namespace) -> TuneSettings:
 
     overrides = parse_artifact_overrides(args.artifact or [])
     preset = QUICK if args.quick else FULL
-    threads = args.threads or thread_counts(usable_cores(), quick=args.quick)
+    threads = args.threads or thread_counts(usable_cpus(), quick=args.quick)
     points = configuration_space(
         args.backends, threads, static_batch=not (args.quick or args.no_static), fixed=overrides
     )

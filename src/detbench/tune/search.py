@@ -369,15 +369,14 @@ def _settings_doc(s: TuneSettings, ctx: Context) -> dict[str, Any]:
 def _environment() -> dict[str, Any]:
     import platform
 
-    from detbench.perf.machine import cpu_flags, cpu_model, machine_id
+    from detbench.perf.machine import cpu_flags, cpu_model, machine_id, usable_cpus
     from detbench.runtimes.export import toolchain_versions
-    from detbench.tune.space import usable_cores
 
     return {
         "cpu_model": cpu_model(),
         "cpu_flags": cpu_flags(),
         "machine_id": machine_id(),
-        "usable_cores": usable_cores(),
+        "usable_cores": usable_cpus(),
         "platform": platform.platform(),
         "versions": toolchain_versions(),
     }

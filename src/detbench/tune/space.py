@@ -7,10 +7,10 @@ budget and benchmark tests already cover whatever the search recommends.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from detbench.perf.machine import usable_cpus
 from detbench.runtimes.backends import REGISTRY
 
 
@@ -28,13 +28,6 @@ class Point:
     def label(self) -> str:
         layout = "" if self.dynamic_batch else " static"
         return f"{self.backend} {self.threads}t{layout}"
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its affinity mask), not the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def batch_layout_matters(backend: str) -> bool:
@@ -65,7 +58,7 @@ def configuration_space(
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise ValueError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(REGISTRY)}")
-    counts = list(threads) if threads is not None else thread_counts(usable_cores())
+    counts = list(threads) if threads is not None else thread_counts(usable_cpus())
     fixed = set(fixed)
     points = []
     for name in names:
