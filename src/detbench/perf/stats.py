@@ -252,11 +252,6 @@ def wilcoxon_slower(base: Sequence[float] | np.ndarray, cand: Sequence[float] | 
     return _wilcoxon(*_paired(base, cand, "wilcoxon"), "greater")
 
 
-def wilcoxon_faster(base: Sequence[float] | np.ndarray, cand: Sequence[float] | np.ndarray) -> float:
-    """One-sided Wilcoxon signed-rank p-value for "cand is faster than base", on paired log ratios."""
-    return _wilcoxon(*_paired(base, cand, "wilcoxon"), "less")
-
-
 def _mann_whitney(cand: np.ndarray, base: np.ndarray, alternative: str) -> float:
     p = float(_sstats.mannwhitneyu(cand, base, alternative=alternative).pvalue)
     return 1.0 if np.isnan(p) else p  # all-identical samples: no evidence either way

@@ -122,10 +122,6 @@ def latency_checks(
     return checks, notes
 
 
-def backend_passed(checks: Sequence[Mapping[str, Any]], backend: str) -> bool:
-    return all(c["passed"] for c in checks if c["backend"] == backend)
-
-
 def to_dicts(checks: Sequence[Check]) -> list[dict[str, Any]]:
     return [asdict(c) for c in checks]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,9 +40,6 @@ class Detections:
             }
             for box, s, c in zip(self.xyxy, self.scores, self.class_ids)
         ]
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_list())
 
 
 def nms(raw: np.ndarray, *, conf: float = CONF, iou: float = IOU, max_det: int = MAX_DET) -> list[np.ndarray]:
