@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-# -- a throwaway PostgreSQL cluster (detbench.testing.postgres) -------------------------------------
+# -- a throwaway PostgreSQL cluster (tests/_support/postgres.py) ------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +19,7 @@ def postgres_cluster():
     """One Unix-socket-only cluster per session, stopped and removed afterwards; skips without binaries."""
     import shutil
 
-    from detbench.testing import postgres
+    from _support import postgres
 
     reason = postgres.missing_reason()
     if reason:

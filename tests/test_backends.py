@@ -194,9 +194,9 @@ def test_compiled_model_stays_compiled_across_thread_counts(baseline: Path, mode
     frames to eager at dynamo's recompile limit; at dynamo's default limit (8) they do drop, which
     is what made tune time pytorch-compile at eager's latency. Each in a fresh process: dynamo's
     caches and its per-frame counts are process-wide."""
+    from _support.processes import spawn_python
     from detbench.paths import cache_root
     from detbench.runtimes.backends import PyTorchCompileBackend
-    from detbench.testing.processes import spawn_python
 
     if PyTorchCompileBackend.unavailable():
         pytest.skip(PyTorchCompileBackend.unavailable())

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from _support.processes import sigkill, spawn_python, wait_for
 from detbench._fs import locked, sha256_path
 from detbench.errors import CacheError
 from detbench.runtimes.cache import ENTRY_FILE, ArtifactCache, verify
-from detbench.testing.processes import sigkill, spawn_python, wait_for
 
 KIND = "onnx"
 FIELDS = {"model": "yolov8n", "imgsz": 128, "opset": 17, "simplify": True}

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from _support.processes import sigkill, spawn_python, wait_for
 from detbench._fs import sha256_path
 from detbench.data.datasets import SynthConfig, load_dataset, tree_sha256, write_synthetic
 from detbench.runtimes.backends import create
 from detbench.runtimes.cache import ArtifactCache
 from detbench.runtimes.export import Exporter, ExportSettings
-from detbench.testing.processes import sigkill, spawn_python, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 

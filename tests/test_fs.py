@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from _support.processes import sigkill, spawn_python, wait_for
 from detbench._fs import atomic_write_bytes, atomic_write_text, sha256_path
-from detbench.testing.processes import sigkill, spawn_python, wait_for
 
 PAYLOAD = b"\x08\x07onnx-model-bytes" * 64
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from _support.runs import benchmark_run
 from detbench.cli import main
 from detbench.perf import store
-from detbench.testing.runs import benchmark_run
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 NAME = "t.py::test_latency[onnxruntime]"

@@ -8,9 +8,9 @@ import time
 import psycopg
 import pytest
 
+from _support.processes import sigkill, spawn_python, wait_for
+from _support.runs import benchmark_run
 from detbench.perf import store
-from detbench.testing.processes import sigkill, spawn_python, wait_for
-from detbench.testing.runs import benchmark_run
 
 BENCHES = {
     f"tests/benchmarks/t.py::test_latency[{b}]": ms for b, ms in (("pytorch", 9.0), ("onnxruntime", 4.0))
@@ -65,7 +65,7 @@ def test_newer_schema_is_refused(postgres_url):
 WRITER = """
 import sys, pathlib, time
 from detbench.perf.store import PostgresStore
-from detbench.testing.runs import benchmark_run
+from _support.runs import benchmark_run
 url, worker, n, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), pathlib.Path(sys.argv[4])
 while not go.exists():
     time.sleep(0.005)
@@ -97,7 +97,7 @@ def test_concurrent_writers_lose_no_run(postgres_url, tmp_path):
 KILLED = """
 import sys, pathlib, time
 from detbench.perf.store import PostgresStore
-from detbench.testing.runs import benchmark_run
+from _support.runs import benchmark_run
 url, marker = sys.argv[1], pathlib.Path(sys.argv[2])
 pg = PostgresStore(url)
 insert = pg._insert_benchmark

@@ -1,1 +1,3 @@
-"""Test helpers for detbench and its users: Hypothesis strategies live in ``detbench.testing.strategies``."""
+"""Test helpers the shipped plugin and suite use, and users may import: Hypothesis strategies
+(``strategies``), the Hypothesis profiles (``profiles``), the declared-dependency rule
+(``requirements``). The repository's own test helpers live in ``tests/_support``."""

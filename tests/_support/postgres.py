@@ -8,8 +8,8 @@ is created with mkdtemp directly under the temp dir (pytest's own base temp is r
 
 Command line (what scripts/pg.sh runs)::
 
-    python -m detbench.testing.postgres start DIR   # prints the URL
-    python -m detbench.testing.postgres stop DIR
+    python tests/_support/postgres.py start DIR   # prints the URL
+    python tests/_support/postgres.py stop DIR
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def start_cluster(root: Path | None = None) -> Cluster:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) not in (1, 2) or args[0] not in ("start", "stop", "url"):
-        print("usage: python -m detbench.testing.postgres start|stop|url [DIR]", file=sys.stderr)
+        print("usage: python tests/_support/postgres.py start|stop|url [DIR]", file=sys.stderr)
         return 2
     root = Path(args[1]) if len(args) == 2 else None
     try:

@@ -15,8 +15,10 @@ import pytest
 
 def spawn_python(cache: Path, code: str, *args: object) -> subprocess.Popen:
     """Run ``code`` in a child of this interpreter (so it imports detbench like a user would), with
-    its own DETBENCH_CACHE and pipes for stdout/stderr."""
-    env = {**os.environ, "DETBENCH_CACHE": str(cache)}
+    its own DETBENCH_CACHE and pipes for stdout/stderr; ``_support`` is importable there too."""
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "DETBENCH_CACHE": str(cache), "PYTHONPATH": path}
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
         env=env,
