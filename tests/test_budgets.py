@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from detbench._fs import locked
-from detbench.perf import history, machine
+from detbench.history.file import HistoryRecorder, has_raw_data, save_run
+from detbench.perf import machine
 from detbench.perf.budgets import (
     MAX_HEADROOM,
     AbsoluteBudget,
@@ -407,15 +408,15 @@ class TestHistory:
 
     def test_run_is_saved_under_timestamp_and_machine(self, tmp_path: Path) -> None:
         """The file is <UTC stamp>_<machine>.json holding the run; no temp file is left behind."""
-        path = history.save_run(RUN, directory=tmp_path, machine="abc123", now=self.NOW)
+        path = save_run(RUN, directory=tmp_path, machine="abc123", now=self.NOW)
         assert path == tmp_path / "20250102T030405Z_abc123.json"
-        assert history.has_raw_data(json.loads(path.read_text()))
+        assert has_raw_data(json.loads(path.read_text()))
         assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
     def test_same_second_runs_do_not_overwrite(self, tmp_path: Path) -> None:
         """A second run in the same second gets a -2 suffix."""
-        first = history.save_run(RUN, directory=tmp_path, machine="m", now=self.NOW)
-        second = history.save_run(RUN_NO_DATA, directory=tmp_path, machine="m", now=self.NOW)
+        first = save_run(RUN, directory=tmp_path, machine="m", now=self.NOW)
+        second = save_run(RUN_NO_DATA, directory=tmp_path, machine="m", now=self.NOW)
         assert second.name == "20250102T030405Z_m-2.json"
         assert first.read_text() != second.read_text()
 
@@ -432,23 +433,23 @@ class TestHistory:
         holder.start()
         held.wait(5)
         start = time.perf_counter()
-        history.save_run(RUN, directory=tmp_path, machine="m", now=self.NOW)
+        save_run(RUN, directory=tmp_path, machine="m", now=self.NOW)
         holder.join()
         assert time.perf_counter() - start >= release_after * 0.8
 
     def test_recorder_writes_nothing_when_timing_is_disabled(self, tmp_path: Path) -> None:
         """--benchmark-disable runs leave no history."""
-        assert history.HistoryRecorder(tmp_path).record(RUN, enabled=False) is None
+        assert HistoryRecorder(tmp_path).record(RUN, enabled=False) is None
         assert list(tmp_path.iterdir()) == []
 
     def test_recorder_keeps_one_file_preferring_raw_timings(self, tmp_path: Path) -> None:
         """JSON then autosave: one file per session, replaced only by a run that adds raw timings."""
-        recorder = history.HistoryRecorder(tmp_path)
+        recorder = HistoryRecorder(tmp_path)
         first = recorder.record(RUN_NO_DATA, enabled=True)
         assert recorder.record(RUN, enabled=True) == first
-        assert history.has_raw_data(json.loads(first.read_text()))
+        assert has_raw_data(json.loads(first.read_text()))
         assert recorder.record(RUN_NO_DATA, enabled=True) == first
-        assert history.has_raw_data(json.loads(first.read_text()))
+        assert has_raw_data(json.loads(first.read_text()))
         assert [p for p in tmp_path.iterdir() if p.suffix == ".json"] == [first]
 
 

@@ -11,7 +11,7 @@ import pytest
 from _support import browser
 from _support.runs import benchmark_run
 from detbench.cli import main
-from detbench.perf import store
+from detbench.history import store
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 BENCHES = {"t.py::test_latency[onnxruntime]": 4.0, "t.py::test_latency[pytorch]": 9.0}

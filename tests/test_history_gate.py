@@ -9,15 +9,13 @@ import pytest
 
 from _support.runs import benchmark_run
 from detbench.cli import main
-from detbench.perf import store
+from detbench.history import store
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 NAME = "t.py::test_latency[onnxruntime]"
 
 
-def fill(
-    target: store.HistoryStore, medians: list[float], *, threads: list[int] | None = None, **kw
-) -> list[str]:
+def fill(target: store.Store, medians: list[float], *, threads: list[int] | None = None, **kw) -> list[str]:
     ids = []
     for i, ms in enumerate(medians):
         doc = benchmark_run(

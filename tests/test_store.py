@@ -9,13 +9,14 @@ import pytest
 
 from _support.runs import benchmark_run
 from detbench.errors import HistoryStoreError
-from detbench.perf import store
+from detbench.history import store
+from detbench.history.file import FileStore
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def test_file_store_round_trip(tmp_path):
-    fs = store.FileStore(tmp_path)
+    fs = FileStore(tmp_path)
     first = fs.save(benchmark_run({"t::a[onnxruntime]": 5.0}, created=T0))
     second = fs.save(
         benchmark_run({"t::a[onnxruntime]": 6.0}, created=T0 + timedelta(hours=1), seed=1), tag="v1"
@@ -29,7 +30,7 @@ def test_file_store_round_trip(tmp_path):
 
 
 def test_file_store_reports_unreadable_files(tmp_path):
-    fs = store.FileStore(tmp_path)
+    fs = FileStore(tmp_path)
     fs.save(benchmark_run({"t::a[pytorch]": 5.0}))
     (tmp_path / "broken.json").write_text('{"benchmarks": [')
     doc = benchmark_run({"t::a[pytorch]": 5.0})

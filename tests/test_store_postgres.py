@@ -10,7 +10,8 @@ import pytest
 
 from _support.processes import sigkill, spawn_python, wait_for
 from _support.runs import benchmark_run
-from detbench.perf import store
+from detbench.errors import HistoryStoreError
+from detbench.history import postgres
 
 BENCHES = {
     f"tests/benchmarks/t.py::test_latency[{b}]": ms for b, ms in (("pytorch", 9.0), ("onnxruntime", 4.0))
@@ -25,7 +26,7 @@ def count_runs(url: str) -> tuple[int, int]:
 
 
 def test_first_use_creates_the_schema_and_round_trips(postgres_url):
-    pg = store.PostgresStore(postgres_url)
+    pg = postgres.PostgresStore(postgres_url)
     run_id = pg.save(benchmark_run(BENCHES, threads=2), tag="v0.1")
     hist = pg.load()
     assert hist.problems == []
@@ -39,32 +40,34 @@ def test_first_use_creates_the_schema_and_round_trips(postgres_url):
     with psycopg.connect(postgres_url) as conn:
         assert (
             conn.execute("SELECT max(version) FROM detbench_schema_version").fetchone()[0]
-            == store.SCHEMA_VERSION
+            == postgres.SCHEMA_VERSION
         )
     pg.close()
 
 
 def test_old_schema_is_migrated(postgres_url):
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        store.migrate(conn, target=1)  # what a detbench of schema 1 left behind
+        postgres.migrate(conn, target=1)  # what a detbench of schema 1 left behind
         assert "tag" not in [c.name for c in conn.execute("SELECT * FROM detbench_runs LIMIT 0").description]
-    pg = store.PostgresStore(postgres_url)
+    pg = postgres.PostgresStore(postgres_url)
     pg.save(benchmark_run(BENCHES), tag="v1")
     assert pg.load().runs[0].tag == "v1"
     pg.close()
 
 
 def test_newer_schema_is_refused(postgres_url):
-    store.PostgresStore(postgres_url).close()  # creates the schema
+    postgres.PostgresStore(postgres_url).close()  # creates the schema
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO detbench_schema_version (version) VALUES (%s)", (store.SCHEMA_VERSION + 1,))
-    with pytest.raises(store.HistoryStoreError, match="newer than this detbench"):
-        store.PostgresStore(postgres_url)
+        conn.execute(
+            "INSERT INTO detbench_schema_version (version) VALUES (%s)", (postgres.SCHEMA_VERSION + 1,)
+        )
+    with pytest.raises(HistoryStoreError, match="newer than this detbench"):
+        postgres.PostgresStore(postgres_url)
 
 
 WRITER = """
 import sys, pathlib, time
-from detbench.perf.store import PostgresStore
+from detbench.history.postgres import PostgresStore
 from _support.runs import benchmark_run
 url, worker, n, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), pathlib.Path(sys.argv[4])
 while not go.exists():
@@ -86,7 +89,7 @@ def test_concurrent_writers_lose_no_run(postgres_url, tmp_path):
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-2000:]
     assert count_runs(postgres_url) == (writers * runs_each, writers * runs_each * 4)
-    with store.PostgresStore(postgres_url) as pg:
+    with postgres.PostgresStore(postgres_url) as pg:
         hist = pg.load()
     assert hist.problems == []
     assert sorted(r.run_uuid for r in hist.runs) == sorted(
@@ -96,7 +99,7 @@ def test_concurrent_writers_lose_no_run(postgres_url, tmp_path):
 
 KILLED = """
 import sys, pathlib, time
-from detbench.perf.store import PostgresStore
+from detbench.history.postgres import PostgresStore
 from _support.runs import benchmark_run
 url, marker = sys.argv[1], pathlib.Path(sys.argv[2])
 pg = PostgresStore(url)
@@ -111,7 +114,7 @@ pg.save(benchmark_run({f"t.py::test_{i}[pytorch]": 2.0 for i in range(3)}))
 
 
 def test_writer_killed_mid_run_leaves_no_partial_run(postgres_url, tmp_path):
-    pg = store.PostgresStore(postgres_url)
+    pg = postgres.PostgresStore(postgres_url)
     pg.save(benchmark_run(BENCHES))
     marker = tmp_path / "inside-transaction"
     proc = spawn_python(tmp_path, KILLED, postgres_url, marker)
@@ -133,7 +136,7 @@ def test_writer_killed_mid_run_leaves_no_partial_run(postgres_url, tmp_path):
 
 
 def test_restarted_server_is_reconnected(postgres_cluster, postgres_url):
-    pg = store.PostgresStore(postgres_url)
+    pg = postgres.PostgresStore(postgres_url)
     pg.save(benchmark_run(BENCHES, seed=1))
     postgres_cluster.restart()
     pg.save(benchmark_run(BENCHES, seed=2))  # the old connection is dead: reconnect and write
@@ -149,10 +152,10 @@ def test_restarted_server_is_reconnected(postgres_cluster, postgres_url):
 
 
 def test_server_down_for_good_is_one_line(postgres_cluster, postgres_url):
-    pg = store.PostgresStore(postgres_url, reconnect_s=1.0)
+    pg = postgres.PostgresStore(postgres_url, reconnect_s=1.0)
     postgres_cluster.stop()
     try:
-        with pytest.raises(store.HistoryStoreError) as info:
+        with pytest.raises(HistoryStoreError) as info:
             pg.save(benchmark_run(BENCHES))
     finally:
         postgres_cluster.start()
@@ -174,7 +177,7 @@ def test_server_down_for_good_is_one_line(postgres_cluster, postgres_url):
     ids=["samples-edited", "samples-emptied", "nan", "config", "row-deleted"],
 )
 def test_corrupted_rows_are_reported(postgres_url, sql, expect):
-    pg = store.PostgresStore(postgres_url)
+    pg = postgres.PostgresStore(postgres_url)
     pg.save(benchmark_run(BENCHES, seed=1))
     bad = pg.save(benchmark_run(BENCHES, seed=2))
     with psycopg.connect(postgres_url) as conn:

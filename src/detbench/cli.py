@@ -305,7 +305,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from detbench.perf import gate, history_gate
+    from detbench.history import gate as history_gate
+    from detbench.perf import gate
 
     if args.history is not None:
         if args.baseline_file or args.candidate_file:
@@ -513,8 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser(
         "gate", help="compare two saved runs, or a run with its history (--history); exit 1 on a regression"
     )
+    from detbench.history import gate as history_gate
     from detbench.perf import gate as gate_mod
-    from detbench.perf import history_gate
 
     gate_mod.add_arguments(g)
     history_gate.add_arguments(g)

@@ -1,6 +1,6 @@
 """What this CPU is and which instruction sets it has, read from /proc/cpuinfo.
 
-Low in the import graph on purpose: the machine id (``perf.history``) and the ISA-dependent
+Low in the import graph on purpose: the machine id (``perf.machine``) and the ISA-dependent
 choices of the runtimes (bf16 OpenVINO, ONNX Runtime's INT8 ``reduce_range``) read the same flags.
 """
 

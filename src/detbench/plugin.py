@@ -359,7 +359,7 @@ _RECORDER = pytest.StashKey[object]()
 def _recorder(config: pytest.Config):
     import os
 
-    from detbench.perf import store
+    from detbench.history import store
 
     target = store.history_target(config.getoption("--detbench-history"))
     tag = config.getoption("--detbench-history-tag") or os.environ.get(store.TAG_ENV) or None
@@ -368,7 +368,7 @@ def _recorder(config: pytest.Config):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
-    """Keep every timed run in ``<cache>/history`` and, when set, the shared store (detbench.perf.store)."""
+    """Keep every timed run in ``<cache>/history`` and, when set, the shared store (detbench.history)."""
     _recorder(config).record(output_json, enabled=_timing_enabled(config))
 
 

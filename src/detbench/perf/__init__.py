@@ -1,1 +1,1 @@
-"""Perf stage: timing core, statistics, gate, budgets, A/B, machine identity, peaks, history."""
+"""Perf stage: timing core, statistics, gate, budgets, A/B, machine identity, peaks, first call."""

@@ -330,7 +330,7 @@ def _at_least_two(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``detbench gate``."""
-    # Optional so that `detbench gate --history URL` (detbench.perf.history_gate) needs neither.
+    # Optional so that `detbench gate --history URL` (detbench.history.gate) needs neither.
     parser.add_argument(
         "baseline_file", nargs="?", type=Path, help="saved pytest-benchmark run to compare against"
     )

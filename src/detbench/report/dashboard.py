@@ -2,7 +2,7 @@
 
 - per benchmark and machine class, median latency over time (one trace per configuration, whiskers
   p10-p90), each run marked with the gate's verdict against the runs before it
-  (detbench.perf.history_gate.compare_with_history, the statistics ``detbench gate`` uses);
+  (detbench.history.gate.compare_with_history, the statistics ``detbench gate`` uses);
 - a table of each series' latest run; the latest ``report.json`` summary table; the
   ``detbench tune`` frontier (tune.json ``candidates`` / ``recommended``) when given;
 - everything the store could not read, listed, never dropped.
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from detbench.perf import store
-from detbench.perf.history_gate import compare_with_history, config_key
+from detbench.history import store
+from detbench.history.gate import compare_with_history, config_key
 
 VERDICT_STYLE = {  # status -> (marker colour, symbol)
     "regression": ("#d62728", "triangle-up"),

@@ -1,8 +1,9 @@
-"""The history of timed runs kept in the cache (machine identity is in ``detbench.perf.machine``).
+"""The file store: timed runs kept as pytest-benchmark JSON files in one directory (``<cache>/history``).
 
 Every timed pytest-benchmark run (``--benchmark-json`` / ``--benchmark-autosave``) is also copied to
 ``<cache>/history/<UTC timestamp>_<machine id>.json``, written atomically under a lock, so the gate
-can compare any two past runs of one machine.
+can compare any two past runs of one machine (machine identity is in ``detbench.perf.machine``).
+It vanishes with an ephemeral CI runner; detbench.history.postgres is the shared store.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from detbench._fs import atomic_write_text, locked
+from detbench.history.store import History, run_from_benchmark_json
 from detbench.paths import cache_dir
 from detbench.perf.machine import machine_id
 
@@ -87,3 +89,47 @@ class HistoryRecorder:
         self.path = save_run(output_json, directory=self.directory, replace=self.path)
         self._with_data = with_data
         return self.path
+
+
+# -------------------------------------------------------------------------------------------------
+# The store
+
+
+class FileStore:
+    """The default store: pytest-benchmark JSON files in one directory (``<cache>/history``)."""
+
+    def __init__(self, directory: Path | str | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else history_dir()
+        self.location = str(self.directory)
+
+    def save(self, doc: Mapping[str, Any], *, tag: str | None = None, run_uuid: str | None = None) -> str:
+        extra = {"detbench_tag": tag} if tag else {}
+        if run_uuid:
+            extra["detbench_run_uuid"] = run_uuid
+        return save_run({**doc, **extra}, directory=self.directory).stem
+
+    def load(self, machine_id: str | None = None, limit: int | None = None) -> History:
+        out = History()
+        if not self.directory.is_dir():
+            out.problems.append(f"{self.directory}: no such directory")
+            return out
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                record = run_from_benchmark_json(json.loads(path.read_text()), run_id=path.stem)
+            except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+                out.problems.append(f"{path}: {exc}")
+                continue
+            if machine_id is None or record.machine_id == machine_id:
+                out.runs.append(record)
+        out.runs.sort(key=lambda r: (r.created, r.run_id), reverse=True)
+        del out.runs[limit or len(out.runs) :]
+        return out
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> FileStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,242 +1,34 @@
-"""Where timed runs are kept: one interface, two stores.
+"""Timed runs in PostgreSQL, a database a fleet of runners shares (``DETBENCH_HISTORY=postgresql://…``).
 
-- ``FileStore``: the default, ``<cache>/history`` (one pytest-benchmark JSON per run, see
-  detbench.perf.history). It vanishes with an ephemeral CI runner.
-- ``PostgresStore``: ``DETBENCH_HISTORY=postgresql://…`` (or ``--detbench-history URL``), a database a
-  fleet of runners shares. Each run is one transaction (machine, run, every benchmark's raw samples),
-  so a writer killed mid-run leaves nothing behind; a client-chosen ``run_uuid`` makes a retry after a
-  lost connection idempotent. Every benchmark row carries a sha256 over its content, and a run its
-  benchmark count: rows edited or deleted outside detbench are reported by ``load``, never skipped
-  silently. The schema is versioned (``detbench_schema_version``) and created or migrated on first
-  use, under an advisory lock so concurrent first writers do not race.
-
-Runs are compared by *machine class* (detbench.perf.machine.machine_id: CPU model, cores, arch, ISA
-flags) and *configuration* (``CONFIG_KEYS`` from each benchmark's extra_info).
+Each run is one transaction (machine, run, every benchmark's raw samples), so a writer killed mid-run
+leaves nothing behind; a client-chosen ``run_uuid`` makes a retry after a lost connection idempotent.
+Every benchmark row carries a sha256 over its content, and a run its benchmark count: rows edited or
+deleted outside detbench are reported by ``load``, never skipped silently. The schema is versioned
+(``detbench_schema_version``) and created or migrated on first use, under an advisory lock so
+concurrent first writers do not race.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import os
-import platform
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
 
 from detbench.errors import HistoryStoreError
-from detbench.perf import history, machine
-
-HISTORY_ENV = "DETBENCH_HISTORY"
-TAG_ENV = "DETBENCH_HISTORY_TAG"
-CONFIG_KEYS = ("backend", "precision", "threads", "batch", "imgsz")
-"""extra_info keys that make two benchmarks of one name comparable (artifact paths differ per runner)."""
+from detbench.history.store import (
+    BenchmarkRecord,
+    History,
+    RunRecord,
+    _samples,
+    is_postgres_url,
+    redact,
+    run_from_benchmark_json,
+)
 
 CONNECT_TIMEOUT_S = 5
 RECONNECT_S = 15.0  # how long a write keeps retrying a lost server (a restart takes a few seconds)
-
-
-# -- the records ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BenchmarkRecord:
-    fullname: str
-    group: str | None
-    config: dict[str, Any]
-    samples: tuple[float, ...]  # seconds per round
-
-    def checksum(self) -> str:
-        """sha256 over what a gate reads: name, configuration and samples (exact float repr)."""
-        body = json.dumps([self.fullname, self.config, list(self.samples)], sort_keys=True)
-        return hashlib.sha256(body.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str  # the store's key: a file stem or a database id
-    created: datetime
-    machine_id: str
-    machine: dict[str, Any]  # cpu_model, cpu_flags, logical_cpus, arch
-    versions: dict[str, Any]
-    commit: str | None
-    tag: str | None
-    benchmarks: tuple[BenchmarkRecord, ...]
-    run_uuid: str = ""
-
-    def benchmark(self, fullname: str) -> BenchmarkRecord | None:
-        return next((b for b in self.benchmarks if b.fullname == fullname), None)
-
-
-@dataclass
-class History:
-    """What a store holds, newest run first, plus one line per run or row that could not be read."""
-
-    runs: list[RunRecord] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-
-def _parse_time(value: object) -> datetime:
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        except ValueError:
-            pass
-    return datetime.now(UTC)
-
-
-def _samples(where: str, data: object) -> tuple[float, ...]:
-    if not isinstance(data, list) or not data:
-        raise ValueError(f"{where}: no raw timings (stats.data); save runs with --benchmark-save-data")
-    try:
-        values = tuple(float(x) for x in data)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: stats.data must be seconds ({exc})") from None
-    if not all(math.isfinite(v) and v >= 0 for v in values):
-        raise ValueError(f"{where}: stats.data must be finite, non-negative seconds")
-    return values
-
-
-def run_from_benchmark_json(
-    doc: Mapping[str, Any], *, run_id: str = "", tag: str | None = None, run_uuid: str = ""
-) -> RunRecord:
-    """A pytest-benchmark JSON run (``--benchmark-json`` / history file) as a RunRecord.
-
-    Raises ValueError naming the benchmark when a field is missing or has no raw samples.
-    """
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("benchmarks"), list) or not doc["benchmarks"]:
-        raise ValueError("not a pytest-benchmark run with benchmarks")
-    info = doc.get("machine_info") or {}
-    benches = []
-    for i, b in enumerate(doc["benchmarks"]):
-        if not isinstance(b, Mapping):
-            raise ValueError(f"benchmarks[{i}] is not an object")
-        name = b.get("fullname") or b.get("name")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"benchmarks[{i}] has no fullname")
-        extra = b.get("extra_info") or {}
-        config = {k: extra[k] for k in CONFIG_KEYS if k in extra}
-        benches.append(
-            BenchmarkRecord(name, b.get("group"), config, _samples(name, (b.get("stats") or {}).get("data")))
-        )
-    commit = (doc.get("commit_info") or {}).get("id")
-    return RunRecord(
-        run_id=run_id,
-        created=_parse_time(doc.get("datetime")),
-        machine_id=str(info.get("detbench_machine_id") or machine.machine_id()),
-        machine={
-            "cpu_model": info.get("cpu_model") or machine.cpu_model(),
-            "cpu_flags": list(info.get("cpu_flags") or []),
-            "logical_cpus": info.get("logical_cpus"),
-            "arch": info.get("machine") or platform.machine(),
-        },
-        versions=dict(info.get("versions") or {}),
-        commit=commit if isinstance(commit, str) else None,
-        tag=tag if tag is not None else doc.get("detbench_tag"),
-        benchmarks=tuple(benches),
-        run_uuid=run_uuid or str(doc.get("detbench_run_uuid") or ""),
-    )
-
-
-# -- the interface -------------------------------------------------------------------------------
-
-
-class HistoryStore(Protocol):
-    location: str  # printable: passwords redacted
-
-    def save(self, doc: Mapping[str, Any], *, tag: str | None = None, run_uuid: str | None = None) -> str:
-        """Keep one pytest-benchmark run (with raw samples); return its run id."""
-        ...
-
-    def load(self, machine_id: str | None = None, limit: int | None = None) -> History:
-        """Runs newest first (of one machine class when given) and the problems found reading them."""
-        ...
-
-    def close(self) -> None: ...
-
-    def __enter__(self) -> HistoryStore: ...
-
-    def __exit__(self, *exc: object) -> None: ...
-
-
-def find_run(runs: Sequence[RunRecord], ref: str) -> RunRecord:
-    """The run with id ``ref``, else the newest run tagged ``ref`` (``runs`` newest first)."""
-    for r in runs:
-        if r.run_id == ref:
-            return r
-    for r in runs:
-        if r.tag == ref:
-            return r
-    raise LookupError(f"no run with id or tag {ref!r}")
-
-
-class FileStore:
-    """The default store: pytest-benchmark JSON files in one directory (``<cache>/history``)."""
-
-    def __init__(self, directory: Path | str | None = None) -> None:
-        self.directory = Path(directory) if directory is not None else history.history_dir()
-        self.location = str(self.directory)
-
-    def save(self, doc: Mapping[str, Any], *, tag: str | None = None, run_uuid: str | None = None) -> str:
-        extra = {"detbench_tag": tag} if tag else {}
-        if run_uuid:
-            extra["detbench_run_uuid"] = run_uuid
-        return history.save_run({**doc, **extra}, directory=self.directory).stem
-
-    def load(self, machine_id: str | None = None, limit: int | None = None) -> History:
-        out = History()
-        if not self.directory.is_dir():
-            out.problems.append(f"{self.directory}: no such directory")
-            return out
-        for path in sorted(self.directory.glob("*.json")):
-            try:
-                record = run_from_benchmark_json(json.loads(path.read_text()), run_id=path.stem)
-            except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
-                out.problems.append(f"{path}: {exc}")
-                continue
-            if machine_id is None or record.machine_id == machine_id:
-                out.runs.append(record)
-        out.runs.sort(key=lambda r: (r.created, r.run_id), reverse=True)
-        del out.runs[limit or len(out.runs) :]
-        return out
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> FileStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# -- PostgreSQL ----------------------------------------------------------------------------------
-
-
-def redact(url: str) -> str:
-    """``url`` with its password (in the netloc or a ``password=`` parameter) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, sep, _ = userinfo.partition(":")
-        netloc = f"{user}{':***' if sep else ''}@{hostport}"
-    query = [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query, True)]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="/*"), parts.fragment))
-
-
-def is_postgres_url(target: str) -> bool:
-    return target.startswith(("postgresql://", "postgres://"))
 
 
 MIGRATIONS: dict[int, str] = {
@@ -506,58 +298,3 @@ def _check_rows(run_id: int, rows: list[tuple]) -> tuple[list[BenchmarkRecord], 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-# -- choosing a store ----------------------------------------------------------------------------
-
-
-def open_store(target: str | Path | None = None) -> HistoryStore:
-    """A PostgresStore for a postgresql:// URL, else a FileStore on the directory (default: the cache's)."""
-    if target is None:
-        return FileStore()
-    text = str(target)
-    if "://" in text:
-        if is_postgres_url(text):
-            return PostgresStore(text)
-        raise HistoryStoreError(redact(text), "unknown store; pass a postgresql:// URL or a directory")
-    return FileStore(Path(text).expanduser())
-
-
-def history_target(option: str | None) -> str | None:
-    """The shared store asked for: ``--detbench-history`` wins over DETBENCH_HISTORY; None = files only."""
-    value = (option or os.environ.get(HISTORY_ENV, "")).strip()
-    return value or None
-
-
-class RunRecorder:
-    """Keeps a session's timed run: always in the local file history, also in a shared store if set.
-
-    pytest-benchmark calls its JSON hook once per output; the local copy follows
-    history.HistoryRecorder's rules, the shared store gets the first output that carries raw samples.
-    A shared store that cannot be reached is ``error`` (one line); the local file is kept regardless.
-    """
-
-    def __init__(self, target: str | None, *, tag: str | None = None, local: Path | None = None) -> None:
-        self.local = history.HistoryRecorder(local)
-        self.target = target
-        self.tag = tag
-        self.run_uuid = str(uuid.uuid4())
-        self.remote_id: str | None = None
-        self.error: str | None = None
-
-    def record(self, output_json: Mapping[str, Any], *, enabled: bool) -> Path | None:
-        path = self.local.record(output_json, enabled=enabled)
-        if not enabled or self.target is None or self.remote_id is not None:
-            return path
-        if not history.has_raw_data(output_json):
-            return path
-        try:
-            store = open_store(self.target)
-            try:
-                self.remote_id = store.save(output_json, tag=self.tag, run_uuid=self.run_uuid)
-            finally:
-                store.close()
-            self.error = None
-        except HistoryStoreError as exc:
-            self.error = f"{exc}; the run was kept locally in {path}"
-        return path

@@ -2,7 +2,7 @@
 
 The candidate is the newest run of this machine class in the store (or ``--candidate`` RUN_ID, TAG or
 a pytest-benchmark JSON file). The baseline of each benchmark is pooled from the last ``--last`` earlier
-runs of the same machine class that ran it with the same configuration (detbench.perf.store's
+runs of the same machine class that ran it with the same configuration (detbench.history.store's
 CONFIG_KEYS), or, with ``--baseline TAG``, the newest run of that machine class with that tag (or id).
 ``--vary threads`` leaves a key out of the match, to ask e.g. "is 2 threads faster than 1 here?".
 The verdicts are the gate's own statistics (detbench.perf.stats.compare_samples).
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from detbench.errors import HistoryStoreError
-from detbench.perf import gate, machine, store
+from detbench.history import store
+from detbench.perf import gate, machine
 from detbench.perf.stats import CI_CONFIDENCE, Verdict, compare_samples
 
 
