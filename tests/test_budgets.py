@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from detbench._fs import locked
-from detbench.history.file import HistoryRecorder, has_raw_data, save_run
+from detbench.history.benchjson import has_raw_data
+from detbench.history.file import HistoryRecorder, save_run
 from detbench.perf import machine
 from detbench.perf.budgets import (
     MAX_HEADROOM,

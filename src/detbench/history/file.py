@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from detbench._fs import atomic_write_text, locked
-from detbench.history.store import History, run_from_benchmark_json
+from detbench.errors import HistoryError
+from detbench.history import benchjson
+from detbench.history.store import History, run_record
 from detbench.paths import cache_dir
 from detbench.perf.machine import machine_id
 
@@ -25,12 +27,6 @@ from detbench.perf.machine import machine_id
 
 def history_dir() -> Path:
     return cache_dir("history")
-
-
-def has_raw_data(output_json: Mapping[str, Any]) -> bool:
-    """True when every benchmark carries its per-round timings (what the gate needs)."""
-    benches = output_json.get("benchmarks") or []
-    return bool(benches) and all((b.get("stats") or {}).get("data") for b in benches)
 
 
 def _stamp(now: datetime) -> str:
@@ -83,7 +79,7 @@ class HistoryRecorder:
         """Save ``output_json`` when timing was enabled; returns the history file (None if skipped)."""
         if not enabled:
             return None
-        with_data = has_raw_data(output_json)
+        with_data = benchjson.has_raw_data(output_json)
         if self.path is not None and (self._with_data or not with_data):
             return self.path
         self.path = save_run(output_json, directory=self.directory, replace=self.path)
@@ -115,9 +111,9 @@ class FileStore:
             return out
         for path in sorted(self.directory.glob("*.json")):
             try:
-                record = run_from_benchmark_json(json.loads(path.read_text()), run_id=path.stem)
-            except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
-                out.problems.append(f"{path}: {exc}")
+                record = run_record(benchjson.load(path), run_id=path.stem)
+            except HistoryError as exc:  # names the file
+                out.problems.append(str(exc))
                 continue
             if machine_id is None or record.machine_id == machine_id:
                 out.runs.append(record)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from detbench.errors import HistoryStoreError
-from detbench.history import store
+from detbench.errors import HistoryError, HistoryStoreError
+from detbench.history import benchjson, store
 from detbench.perf import gate, machine
 from detbench.perf.stats import CI_CONFIDENCE, Verdict, compare_samples
 
@@ -78,10 +78,9 @@ def compare_with_history(
 def _candidate(ref: str | None, runs: list[store.RunRecord], machine: str) -> store.RunRecord:
     if ref is not None and Path(ref).is_file():
         try:
-            doc = json.loads(Path(ref).read_text())
-            return store.run_from_benchmark_json(doc, run_id=ref)
-        except ValueError as exc:
-            raise HistoryStoreError(ref, str(exc)) from None
+            return store.run_record(benchjson.load(ref), run_id=ref)
+        except HistoryError as exc:
+            raise HistoryStoreError(ref, exc.reason) from None
     if ref is not None:
         return store.find_run(runs, ref)
     mine = [r for r in runs if r.machine_id == machine]

@@ -17,15 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from detbench.errors import HistoryStoreError
-from detbench.history.store import (
-    BenchmarkRecord,
-    History,
-    RunRecord,
-    _samples,
-    is_postgres_url,
-    redact,
-    run_from_benchmark_json,
-)
+from detbench.history import benchjson
+from detbench.history.store import BenchmarkRecord, History, RunRecord, is_postgres_url, redact, run_record
 
 CONNECT_TIMEOUT_S = 5
 RECONNECT_S = 15.0  # how long a write keeps retrying a lost server (a restart takes a few seconds)
@@ -160,7 +153,7 @@ class PostgresStore:
 
     def save(self, doc: Mapping[str, Any], *, tag: str | None = None, run_uuid: str | None = None) -> str:
         try:
-            run = run_from_benchmark_json(doc, tag=tag, run_uuid=run_uuid or str(uuid.uuid4()))
+            run = run_record(benchjson.parse(doc), tag=tag, run_uuid=run_uuid or str(uuid.uuid4()))
         except ValueError as exc:
             raise HistoryStoreError(self.location, f"refusing the run: {exc}") from None
         return str(self._retrying(lambda conn: self._insert(conn, run)))
@@ -281,12 +274,13 @@ def _check_rows(run_id: int, rows: list[tuple]) -> tuple[list[BenchmarkRecord], 
     benches, problems = [], []
     for _, name, group, config, samples, checksum in rows:
         where = f"run {run_id} benchmark {name!r}"
+        if not isinstance(config, dict):
+            problems.append(f"{where}: corrupt row (config is not an object)")
+            continue
         try:
-            if not isinstance(config, dict):
-                raise ValueError("config is not an object")
-            bench = BenchmarkRecord(name, group, config, _samples(where, samples))
+            bench = BenchmarkRecord(name, group, config, benchjson.seconds(samples))
         except ValueError as exc:
-            problems.append(f"{where}: corrupt row ({exc})")
+            problems.append(f"{where}: corrupt row (samples: {exc})")
             continue
         if bench.checksum() != checksum:
             problems.append(f"{where}: corrupt row (checksum mismatch: changed outside detbench)")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import platform
 import uuid
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from detbench.errors import HistoryStoreError
+from detbench.history.benchjson import SavedRun, has_raw_data
 from detbench.perf import machine
 
 HISTORY_ENV = "DETBENCH_HISTORY"
@@ -83,44 +83,21 @@ def _parse_time(value: object) -> datetime:
     return datetime.now(UTC)
 
 
-def _samples(where: str, data: object) -> tuple[float, ...]:
-    if not isinstance(data, list) or not data:
-        raise ValueError(f"{where}: no raw timings (stats.data); save runs with --benchmark-save-data")
-    try:
-        values = tuple(float(x) for x in data)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: stats.data must be seconds ({exc})") from None
-    if not all(math.isfinite(v) and v >= 0 for v in values):
-        raise ValueError(f"{where}: stats.data must be finite, non-negative seconds")
-    return values
+def run_record(saved: SavedRun, *, run_id: str = "", tag: str | None = None, run_uuid: str = "") -> RunRecord:
+    """A saved pytest-benchmark run (detbench.history.benchjson, raw rounds required) as a RunRecord.
 
-
-def run_from_benchmark_json(
-    doc: Mapping[str, Any], *, run_id: str = "", tag: str | None = None, run_uuid: str = ""
-) -> RunRecord:
-    """A pytest-benchmark JSON run (``--benchmark-json`` / history file) as a RunRecord.
-
-    Raises ValueError naming the benchmark when a field is missing or has no raw samples.
+    A run that does not name its machine or time is taken to be this machine's, saved now.
     """
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("benchmarks"), list) or not doc["benchmarks"]:
-        raise ValueError("not a pytest-benchmark run with benchmarks")
-    info = doc.get("machine_info") or {}
+    info = saved.machine_info
     benches = []
-    for i, b in enumerate(doc["benchmarks"]):
-        if not isinstance(b, Mapping):
-            raise ValueError(f"benchmarks[{i}] is not an object")
-        name = b.get("fullname") or b.get("name")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"benchmarks[{i}] has no fullname")
-        extra = b.get("extra_info") or {}
-        config = {k: extra[k] for k in CONFIG_KEYS if k in extra}
-        benches.append(
-            BenchmarkRecord(name, b.get("group"), config, _samples(name, (b.get("stats") or {}).get("data")))
-        )
-    commit = (doc.get("commit_info") or {}).get("id")
+    for b in saved.benchmarks:
+        if b.samples is None:
+            raise ValueError(f"benchmark {b.fullname!r}: parsed without its raw timings")
+        config = {k: b.extra_info[k] for k in CONFIG_KEYS if k in b.extra_info}
+        benches.append(BenchmarkRecord(b.fullname, b.group, config, b.samples))
     return RunRecord(
         run_id=run_id,
-        created=_parse_time(doc.get("datetime")),
+        created=_parse_time(saved.datetime),
         machine_id=str(info.get("detbench_machine_id") or machine.machine_id()),
         machine={
             "cpu_model": info.get("cpu_model") or machine.cpu_model(),
@@ -129,10 +106,10 @@ def run_from_benchmark_json(
             "arch": info.get("machine") or platform.machine(),
         },
         versions=dict(info.get("versions") or {}),
-        commit=commit if isinstance(commit, str) else None,
-        tag=tag if tag is not None else doc.get("detbench_tag"),
+        commit=saved.commit,
+        tag=tag if tag is not None else saved.tag,
         benchmarks=tuple(benches),
-        run_uuid=run_uuid or str(doc.get("detbench_run_uuid") or ""),
+        run_uuid=run_uuid or str(saved.run_uuid or ""),
     )
 
 
@@ -235,8 +212,6 @@ class RunRecorder:
         self.error: str | None = None
 
     def record(self, output_json: Mapping[str, Any], *, enabled: bool) -> Path | None:
-        from detbench.history.file import has_raw_data
-
         path = self.local.record(output_json, enabled=enabled)
         if not enabled or self.target is None or self.remote_id is not None:
             return path

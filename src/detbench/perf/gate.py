@@ -6,13 +6,12 @@ benchmark regressed, else 0. Unreadable runs raise HistoryError; the CLI shows i
 
 Both runs must carry raw per-round timings: save them with ``--benchmark-save-data`` (or write them
 with ``--benchmark-json``, which always includes them). Summary statistics alone cannot give a
-significance test, so such files are refused rather than skipped.
+significance test, so such files are refused rather than skipped (detbench.history.benchjson reads them).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from detbench.errors import HistoryError
+from detbench.history import benchjson
 from detbench.jsonsafe import dumps
 from detbench.perf.stats import (
     CI_CONFIDENCE,
@@ -40,76 +40,15 @@ meet the calibration table's rates (README "Gate calibration", scripts/calibrate
 BLOCK_CALLS = 30  # per block: 5 untimed (at least timing.SETTLE_S long), then 25 timed
 DISCARD = 5
 
-_SAVE_HINT = "rerun with --benchmark-save-data (or write the run with --benchmark-json)"
-
-
-def _read_json(path: Path) -> object:
-    if not path.exists():
-        raise HistoryError(
-            path,
-            "no such file; pass a run saved by pytest-benchmark (e.g. .benchmarks/<machine>/0001_*.json)",
-        )
-    if path.is_dir():
-        raise HistoryError(path, "is a directory; pass one saved run (a .json file inside it)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HistoryError(path, f"cannot read the file ({exc}); check its permissions and encoding") from exc
-    if not text.strip():
-        raise HistoryError(path, f"file is empty (an interrupted save?); {_SAVE_HINT}")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise HistoryError(
-            path,
-            f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); was the save interrupted?",
-        ) from exc
-
-
-def _entry_samples(path: Path, entry: object, index: int) -> tuple[str, np.ndarray]:
-    if not isinstance(entry, Mapping):
-        raise HistoryError(path, f"benchmarks[{index}] is not an object; not a pytest-benchmark run")
-    key = entry.get("fullname") or entry.get("name")
-    if not isinstance(key, str) or not key:
-        raise HistoryError(path, f"benchmarks[{index}] has neither 'fullname' nor 'name'")
-    stats = entry.get("stats")
-    if not isinstance(stats, Mapping):
-        raise HistoryError(path, f"benchmark {key!r} has no 'stats'; not a pytest-benchmark run")
-    data = stats.get("data")
-    if data is None:
-        raise HistoryError(path, f"benchmark {key!r} was saved without raw timings; {_SAVE_HINT}")
-    if not isinstance(data, list) or not data:
-        raise HistoryError(path, f"benchmark {key!r} has no timings in stats.data; {_SAVE_HINT}")
-    try:
-        samples = np.asarray(data, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise HistoryError(path, f"benchmark {key!r}: stats.data must be a list of seconds ({exc})") from exc
-    if samples.ndim != 1 or not np.all(np.isfinite(samples)) or np.any(samples < 0):
-        raise HistoryError(path, f"benchmark {key!r}: stats.data must be finite, non-negative seconds")
-    return key, samples
-
 
 def load_benchmark_json(path: Path | str) -> dict[str, np.ndarray]:
     """Per-round seconds of each benchmark in a saved pytest-benchmark run, keyed by fullname (or name)."""
     path = Path(path)
-    doc = _read_json(path)
-    if not isinstance(doc, Mapping) or "benchmarks" not in doc:
-        raise HistoryError(
-            path, "no 'benchmarks' list; not a pytest-benchmark run (save one with --benchmark-save)"
-        )
-    entries = doc["benchmarks"]
-    if not isinstance(entries, list):
-        raise HistoryError(path, "'benchmarks' is not a list; not a pytest-benchmark run")
-    if not entries:
-        raise HistoryError(
-            path, "contains no benchmarks; were they all deselected or run with --benchmark-disable?"
-        )
     runs: dict[str, np.ndarray] = {}
-    for index, entry in enumerate(entries):
-        key, samples = _entry_samples(path, entry, index)
-        if key in runs:
-            raise HistoryError(path, f"benchmark {key!r} appears twice; the run is ambiguous")
-        runs[key] = samples
+    for bench in benchjson.load(path).benchmarks:
+        if bench.fullname in runs:
+            raise HistoryError(path, f"benchmark {bench.fullname!r} appears twice; the run is ambiguous")
+        runs[bench.fullname] = np.asarray(bench.samples, dtype=np.float64)
     return runs
 
 
@@ -194,9 +133,11 @@ def compare_benchmark_session(
     for path, mapping in compared.items():
         old: dict[str, np.ndarray] = {}
         for name, entry in mapping.items():
-            data = (entry.get("stats") or {}).get("data")
+            data = benchjson.raw_rounds(entry)
             if name in now and not data:
-                problems.append(f"{path}: benchmark {name!r} was saved without raw timings; {_SAVE_HINT}")
+                problems.append(
+                    f"{path}: benchmark {name!r} was saved without raw timings; {benchjson.SAVE_HINT}"
+                )
             elif data:
                 old[name] = np.asarray(data, dtype=np.float64)
         verdicts += compare_runs(

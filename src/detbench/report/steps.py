@@ -18,7 +18,8 @@ import numpy as np
 
 from detbench import paths
 from detbench._fs import sha256_file
-from detbench.errors import DatasetError
+from detbench.errors import DatasetError, HistoryError
+from detbench.history import benchjson
 from detbench.runtimes.cache import artifact_size
 
 DEVIATION_IMAGES = 16
@@ -530,18 +531,12 @@ def collect_history(dirs: Sequence[Path]) -> dict[str, Any]:
     files = sorted({p.resolve() for d in dirs if d.is_dir() for p in d.rglob("*.json")})
     for f in files:
         try:
-            doc = json.loads(f.read_text())
-            medians = {
-                str(b.get("fullname") or b["name"]): float(b["stats"]["median"]) * 1e3
-                for b in doc["benchmarks"]
-            }
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            skipped.append(f"{f}: not a readable pytest-benchmark run ({type(exc).__name__}: {exc})")
+            run = benchjson.load(f, raw=False)
+        except HistoryError as exc:
+            skipped.append(f"{f}: not a readable pytest-benchmark run ({exc.reason})")
             continue
-        if not medians:
-            skipped.append(f"{f}: contains no benchmarks")
-            continue
-        saved = doc.get("datetime") or datetime.fromtimestamp(f.stat().st_mtime, UTC).isoformat()
+        medians = {b.fullname: b.median * 1e3 for b in run.benchmarks}
+        saved = run.datetime or datetime.fromtimestamp(f.stat().st_mtime, UTC).isoformat()
         runs.append({"file": str(f), "datetime": str(saved), "medians_ms": medians})
     runs.sort(key=lambda r: r["datetime"])
     for r in runs:  # pytest-benchmark numbers its saves (0001_...): keep the number when there is one
