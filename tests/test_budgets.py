@@ -14,7 +14,8 @@ import pytest
 
 from detbench._fs import locked
 from detbench.history.benchjson import has_raw_data
-from detbench.history.file import HistoryRecorder, save_run
+from detbench.history.file import save_run
+from detbench.history.recorder import RunRecorder
 from detbench.perf import machine
 from detbench.perf.budgets import (
     MAX_HEADROOM,
@@ -440,12 +441,12 @@ class TestHistory:
 
     def test_recorder_writes_nothing_when_timing_is_disabled(self, tmp_path: Path) -> None:
         """--benchmark-disable runs leave no history."""
-        assert HistoryRecorder(tmp_path).record(RUN, enabled=False) is None
+        assert RunRecorder(None, local=tmp_path).record(RUN, enabled=False) is None
         assert list(tmp_path.iterdir()) == []
 
     def test_recorder_keeps_one_file_preferring_raw_timings(self, tmp_path: Path) -> None:
         """JSON then autosave: one file per session, replaced only by a run that adds raw timings."""
-        recorder = HistoryRecorder(tmp_path)
+        recorder = RunRecorder(None, local=tmp_path)
         first = recorder.record(RUN_NO_DATA, enabled=True)
         assert recorder.record(RUN, enabled=True) == first
         assert has_raw_data(json.loads(first.read_text()))

@@ -11,6 +11,7 @@ from _support.runs import benchmark_run
 from detbench.errors import HistoryStoreError
 from detbench.history import store
 from detbench.history.file import FileStore
+from detbench.history.recorder import RunRecorder
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -27,6 +28,19 @@ def test_file_store_round_trip(tmp_path):
     assert hist.runs[0].tag == "v1"
     assert hist.runs[0].benchmarks[0].config == {"backend": "onnxruntime", "threads": 1, "batch": 1}
     assert store.find_run(hist.runs, "v1").run_id == second
+
+
+def test_file_store_saving_a_run_uuid_again_rewrites_its_file(tmp_path):
+    """One run_uuid is one run: a second save through the same store replaces the file it wrote."""
+    fs = FileStore(tmp_path)
+    first = fs.save(benchmark_run({"t::a[onnxruntime]": 5.0}), run_uuid="u1")
+    again = fs.save(benchmark_run({"t::a[onnxruntime]": 6.0}, seed=1), run_uuid="u1", tag="v1")
+    other = fs.save(benchmark_run({"t::a[onnxruntime]": 7.0}, seed=2), run_uuid="u2")
+    assert again == first != other
+    assert sorted(p.stem for p in tmp_path.glob("*.json")) == sorted([first, other])
+    run = store.find_run(fs.load().runs, first)
+    assert (run.run_uuid, run.tag) == ("u1", "v1")
+    assert fs.path(first).is_file()
 
 
 def test_file_store_reports_unreadable_files(tmp_path):
@@ -77,7 +91,7 @@ def test_unreachable_server_is_one_line(tmp_path):
 
 
 def test_unreachable_store_keeps_the_local_file(tmp_path):
-    recorder = store.RunRecorder(f"postgresql://ci:pw@/bench?host={tmp_path}&port=5999", local=tmp_path / "h")
+    recorder = RunRecorder(f"postgresql://ci:pw@/bench?host={tmp_path}&port=5999", local=tmp_path / "h")
     path = recorder.record(benchmark_run({"t::a[pytorch]": 5.0}), enabled=True)
     assert path is not None and path.exists()
     assert recorder.remote_id is None

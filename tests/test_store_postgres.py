@@ -12,6 +12,8 @@ from _support.processes import sigkill, spawn_python, wait_for
 from _support.runs import benchmark_run
 from detbench.errors import HistoryStoreError
 from detbench.history import postgres
+from detbench.history.file import FileStore
+from detbench.history.recorder import RunRecorder
 
 BENCHES = {
     f"tests/benchmarks/t.py::test_latency[{b}]": ms for b, ms in (("pytorch", 9.0), ("onnxruntime", 4.0))
@@ -43,6 +45,19 @@ def test_first_use_creates_the_schema_and_round_trips(postgres_url):
             == postgres.SCHEMA_VERSION
         )
     pg.close()
+
+
+def test_recorder_saves_one_run_to_the_file_and_the_shared_store(postgres_url, tmp_path):
+    """The session's run reaches both stores through Store.save, with one run_uuid and the tag."""
+    recorder = RunRecorder(postgres_url, tag="v1", local=tmp_path)
+    path = recorder.record(benchmark_run(BENCHES), enabled=True)
+    assert recorder.error is None and path is not None and path.is_file()
+    local = FileStore(tmp_path).load().runs
+    with postgres.PostgresStore(postgres_url) as pg:
+        shared = pg.load().runs
+    assert [r.run_id for r in shared] == [recorder.remote_id]
+    assert [(r.run_uuid, r.tag) for r in local] == [(r.run_uuid, r.tag) for r in shared]
+    assert shared[0].run_uuid == recorder.run_uuid and shared[0].tag == "v1"
 
 
 def test_old_schema_is_migrated(postgres_url):

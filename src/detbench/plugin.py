@@ -360,10 +360,11 @@ def _recorder(config: pytest.Config):
     import os
 
     from detbench.history import store
+    from detbench.history.recorder import RunRecorder
 
     target = store.history_target(config.getoption("--detbench-history"))
     tag = config.getoption("--detbench-history-tag") or os.environ.get(store.TAG_ENV) or None
-    return config.stash.setdefault(_RECORDER, store.RunRecorder(target, tag=tag))
+    return config.stash.setdefault(_RECORDER, RunRecorder(target, tag=tag))
 
 
 @pytest.hookimpl(optionalhook=True)

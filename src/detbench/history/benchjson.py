@@ -20,6 +20,7 @@ import numpy as np
 from detbench.errors import HistoryError
 
 SAVE_HINT = "rerun with --benchmark-save-data (or write the run with --benchmark-json)"
+TAG_KEY, RUN_UUID_KEY = "detbench_tag", "detbench_run_uuid"  # detbench's own keys, the file store writes them
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class SavedRun:
     datetime: Any  # "datetime" as saved (ISO text), None when absent
     commit: str | None  # commit_info.id
     machine_info: dict[str, Any]  # pytest-benchmark's plus detbench's (detbench.perf.machine.machine_info)
-    tag: Any  # "detbench_tag" / "detbench_run_uuid": detbench's own keys, written by the file store
+    tag: Any  # TAG_KEY and RUN_UUID_KEY as saved, None when absent
     run_uuid: Any
 
 
@@ -124,8 +125,8 @@ def parse(doc: object, *, raw: bool = True) -> SavedRun:
         datetime=doc.get("datetime"),
         commit=commit if isinstance(commit, str) else None,
         machine_info=dict(info) if isinstance(info, Mapping) else {},
-        tag=doc.get("detbench_tag"),
-        run_uuid=doc.get("detbench_run_uuid"),
+        tag=doc.get(TAG_KEY),
+        run_uuid=doc.get(RUN_UUID_KEY),
     )
 
 

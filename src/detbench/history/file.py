@@ -63,30 +63,6 @@ def save_run(
     return path
 
 
-class HistoryRecorder:
-    """Copies a session's benchmark JSON into the history once.
-
-    pytest-benchmark calls its JSON hook once per output (``--benchmark-json`` and the autosave);
-    the first is kept unless a later one carries raw timings the first lacked.
-    """
-
-    def __init__(self, directory: Path | None = None) -> None:
-        self.directory = directory
-        self.path: Path | None = None
-        self._with_data = False
-
-    def record(self, output_json: Mapping[str, Any], *, enabled: bool) -> Path | None:
-        """Save ``output_json`` when timing was enabled; returns the history file (None if skipped)."""
-        if not enabled:
-            return None
-        with_data = benchjson.has_raw_data(output_json)
-        if self.path is not None and (self._with_data or not with_data):
-            return self.path
-        self.path = save_run(output_json, directory=self.directory, replace=self.path)
-        self._with_data = with_data
-        return self.path
-
-
 # -------------------------------------------------------------------------------------------------
 # The store
 
@@ -97,12 +73,21 @@ class FileStore:
     def __init__(self, directory: Path | str | None = None) -> None:
         self.directory = Path(directory) if directory is not None else history_dir()
         self.location = str(self.directory)
+        self._saved: dict[str, Path] = {}  # run_uuid -> the file this store object wrote for it
 
     def save(self, doc: Mapping[str, Any], *, tag: str | None = None, run_uuid: str | None = None) -> str:
-        extra = {"detbench_tag": tag} if tag else {}
+        """Write the run to a new file; a run_uuid saved before through this object rewrites its file."""
+        extra = {benchjson.TAG_KEY: tag} if tag else {}
         if run_uuid:
-            extra["detbench_run_uuid"] = run_uuid
-        return save_run({**doc, **extra}, directory=self.directory).stem
+            extra[benchjson.RUN_UUID_KEY] = run_uuid
+        path = save_run({**doc, **extra}, directory=self.directory, replace=self._saved.get(run_uuid or ""))
+        if run_uuid:
+            self._saved[run_uuid] = path
+        return path.stem
+
+    def path(self, run_id: str) -> Path:
+        """The file holding run ``run_id``."""
+        return self.directory / f"{run_id}.json"
 
     def load(self, machine_id: str | None = None, limit: int | None = None) -> History:
         out = History()

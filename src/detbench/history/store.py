@@ -5,6 +5,8 @@
 - ``detbench.history.postgres.PostgresStore``: ``DETBENCH_HISTORY=postgresql://…`` (or
   ``--detbench-history URL``), a database a fleet of runners shares.
 
+A session's timed run reaches both through this interface (detbench.history.recorder).
+
 Runs are compared by *machine class* (detbench.perf.machine.machine_id: CPU model, cores, arch, ISA
 flags) and *configuration* (``CONFIG_KEYS`` from each benchmark's extra_info).
 """
@@ -15,7 +17,6 @@ import hashlib
 import json
 import os
 import platform
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from detbench.errors import HistoryStoreError
-from detbench.history.benchjson import SavedRun, has_raw_data
+from detbench.history.benchjson import SavedRun
 from detbench.perf import machine
 
 HISTORY_ENV = "DETBENCH_HISTORY"
@@ -120,7 +121,11 @@ class Store(Protocol):
     location: str  # printable: passwords redacted
 
     def save(self, doc: Mapping[str, Any], *, tag: str | None = None, run_uuid: str | None = None) -> str:
-        """Keep one pytest-benchmark run (with raw samples); return its run id."""
+        """Keep one pytest-benchmark run; return its run id.
+
+        ``run_uuid`` names the run: saving it again keeps one run (the file store rewrites the file it
+        wrote, PostgreSQL keeps the first). PostgreSQL refuses a run without raw samples.
+        """
         ...
 
     def load(self, machine_id: str | None = None, limit: int | None = None) -> History:
@@ -190,40 +195,3 @@ def history_target(option: str | None) -> str | None:
     """The shared store asked for: ``--detbench-history`` wins over DETBENCH_HISTORY; None = files only."""
     value = (option or os.environ.get(HISTORY_ENV, "")).strip()
     return value or None
-
-
-class RunRecorder:
-    """Keeps a session's timed run: always in the local file history, also in a shared store if set.
-
-    pytest-benchmark calls its JSON hook once per output; the local copy follows
-    detbench.history.file.HistoryRecorder's rules, the shared store gets the first output that carries
-    raw samples.
-    A shared store that cannot be reached is ``error`` (one line); the local file is kept regardless.
-    """
-
-    def __init__(self, target: str | None, *, tag: str | None = None, local: Path | None = None) -> None:
-        from detbench.history.file import HistoryRecorder
-
-        self.local = HistoryRecorder(local)
-        self.target = target
-        self.tag = tag
-        self.run_uuid = str(uuid.uuid4())
-        self.remote_id: str | None = None
-        self.error: str | None = None
-
-    def record(self, output_json: Mapping[str, Any], *, enabled: bool) -> Path | None:
-        path = self.local.record(output_json, enabled=enabled)
-        if not enabled or self.target is None or self.remote_id is not None:
-            return path
-        if not has_raw_data(output_json):
-            return path
-        try:
-            store = open_store(self.target)
-            try:
-                self.remote_id = store.save(output_json, tag=self.tag, run_uuid=self.run_uuid)
-            finally:
-                store.close()
-            self.error = None
-        except HistoryStoreError as exc:
-            self.error = f"{exc}; the run was kept locally in {path}"
-        return path
