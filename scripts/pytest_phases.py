@@ -1,0 +1,60 @@
+"""Run pytest in two phases: correctness on every core, then the `timing` tests alone.
+
+    python scripts/pytest_phases.py [PYTEST ARGS]     # what each tox torch env runs
+
+Phase 1 runs the selection with pytest-xdist (``-n auto``) minus the `timing` tests; phase 2 runs
+the `timing` tests of the same selection serially, with nothing beside them, since their
+neighbours would be what they measure (README "Scale-out"). Without arguments the selection is
+``-m "not calibration"``. A ``-m`` given by the caller is combined with each phase's own marker;
+every other argument goes to both phases. A phase that selects nothing (pytest's exit status 5) is
+not a failure (``-k goldens`` has no timing test) unless both select nothing. The exit status is
+the worse of the two.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+
+NO_TESTS = 5  # pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def split_marker(args: Sequence[str]) -> tuple[str, list[str]]:
+    """The caller's ``-m`` expression (default ``not calibration``) and the other arguments."""
+    expr, rest = "not calibration", []
+    it = iter(args)
+    for arg in it:
+        if arg == "-m":
+            expr = next(it, expr)
+        elif arg.startswith("-m") and len(arg) > 2:
+            expr = arg[2:]
+        else:
+            rest.append(arg)
+    return expr, rest
+
+
+def phases(args: Sequence[str], workers: str) -> list[list[str]]:
+    """The two pytest command lines (arguments after ``pytest``)."""
+    expr, rest = split_marker(args)
+    return [
+        ["-n", workers, "-m", f"({expr}) and not timing", *rest],
+        ["-p", "no:xdist", "-m", f"({expr}) and timing", *rest],
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    workers = os.environ.get("DETBENCH_TEST_WORKERS", "auto")
+    codes = []
+    for cmd in phases(args, workers):
+        print(f"pytest {' '.join(cmd)}", flush=True)
+        codes.append(subprocess.call([sys.executable, "-m", "pytest", *cmd]))
+    if all(code == NO_TESTS for code in codes):
+        return NO_TESTS
+    return max(0 if code == NO_TESTS else code for code in codes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
