@@ -44,12 +44,13 @@ def test_registry_lists_every_backend() -> None:
 def test_bf16_backend_is_skipped_where_the_cpu_lacks_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without avx512_bf16/amx_bf16 in /proc/cpuinfo, openvino-bf16 gets a skip mark naming the
     flags and refuses to load; with either flag it is offered (where openvino is installed)."""
-    from detbench import cpuinfo, plugin
+    from detbench import cpuinfo
+    from detbench.plugin import fixtures
     from detbench.runtimes.backends import OpenVINOBf16Backend
 
     def params_with(flags: str) -> dict:
         monkeypatch.setattr(cpuinfo, "read_cpuinfo", lambda *_: {"flags": flags})
-        return {p.values[0]: [m for m in p.marks if m.name == "skip"] for p in plugin.backend_params()}
+        return {p.values[0]: [m for m in p.marks if m.name == "skip"] for p in fixtures.backend_params()}
 
     skips = params_with("avx2 avx512f avx512_vnni")["openvino-bf16"]
     assert skips and "avx512_bf16" in skips[0].kwargs["reason"]

@@ -13,7 +13,8 @@ import pytest
 
 import detbench
 from detbench import paths
-from detbench.plugin import MARKERS, backend_params
+from detbench.plugin import MARKERS
+from detbench.plugin.fixtures import backend_params
 from detbench.runtimes.backends import REGISTRY
 
 ENV_KEYS = ("YOLO_OFFLINE", "YOLO_CONFIG_DIR", "YOLO_VERBOSE", "MPLCONFIGDIR", "TORCHINDUCTOR_CACHE_DIR")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from detbench.plugin import backend_params
+from detbench.plugin.fixtures import backend_params
 
 from .conftest import ASSETS, anchors
 

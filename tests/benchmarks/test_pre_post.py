@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detbench.plugin import WARMUP_CALLS
+from detbench.plugin.fixtures import WARMUP_CALLS
 from detbench.runtimes.postprocess import CONF, postprocess
 from detbench.runtimes.preprocess import preprocess
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import event, given, target
 from hypothesis import strategies as st
 
-from detbench.plugin import backend_params
+from detbench.plugin.fixtures import backend_params
 from detbench.runtimes.backends import REGISTRY, BaseBackend
 from detbench.runtimes.postprocess import postprocess
 from detbench.runtimes.preprocess import preprocess

@@ -1,0 +1,212 @@
+"""The plugin's fixtures: the session chain dataset → baseline → model_info → workbench (exports) →
+backend, ``reference``, ``load_at_threads``, ``val_limit``, and the benchmark fixtures ``timed`` and
+``make_input``.
+
+``detbench.plugin`` names this module in ``pytest_plugins``, so pytest registers it wherever the
+plugin is loaded (entry point or ``-p detbench.plugin``) and its fixtures reach ``pytest --pyargs
+detbench.suite`` from any directory, with no conftest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+WARMUP_CALLS = 3  # first calls pay for lazy init (ORT/OpenVINO kernels, allocator growth)
+
+
+# -- the fixture chain ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dataset_yaml(pytestconfig: pytest.Config) -> Path:
+    """The YOLO data.yaml under test: the user's, or the synthetic one generated once into the cache."""
+    from detbench.model.baseline import synthetic_dataset
+
+    user = pytestconfig.getoption("--detbench-data")
+    return Path(user).resolve() if user else synthetic_dataset()
+
+
+@pytest.fixture(scope="session")
+def dataset(dataset_yaml: Path):
+    from detbench.data.datasets import load_dataset
+
+    return load_dataset(dataset_yaml)
+
+
+@pytest.fixture(scope="session")
+def baseline(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Baseline weights: --detbench-weights, else the committed fixture (sha256-verified)."""
+    from detbench.model.baseline import resolve_weights
+
+    if pytestconfig.getoption("--detbench-retrain"):
+        from detbench.model.retrain import main as retrain
+
+        out = tmp_path_factory.mktemp("retrained")
+        retrain(["--out", str(out)])
+        return out / "best.pt"
+    return resolve_weights(pytestconfig.getoption("--detbench-weights"))
+
+
+@pytest.fixture(scope="session")
+def model_info(baseline: Path):
+    from detbench.model.checkpoint import load_detection_model
+
+    return load_detection_model(baseline)[1]
+
+
+@pytest.fixture(scope="session")
+def workbench(pytestconfig: pytest.Config, baseline: Path, model_info, dataset):
+    from detbench.runtimes.backends import BackendSettings
+    from detbench.runtimes.workbench import Workbench, parse_artifact_overrides
+
+    return Workbench(
+        weights=baseline,
+        imgsz=model_info.imgsz,
+        names=model_info.names,
+        settings=BackendSettings(threads=pytestconfig.getoption("--detbench-threads")),
+        overrides=parse_artifact_overrides(pytestconfig.getoption("--detbench-artifact")),
+        calib_images=dataset.images("train"),
+    )
+
+
+def backend_params() -> list:
+    """One ``pytest.param`` per registered backend, with its marks; read when tests are generated so
+    that loading the plugin (in every pytest run of an env with detbench installed) imports no runtime."""
+    from detbench.runtimes.backends import REGISTRY
+    from detbench.runtimes.export import openvino_available
+
+    # A backend that cannot run here (runtime absent, CPU lacks the instruction set) is skipped
+    # with the reason its class gives, decided from this machine when tests are generated.
+    params = []
+    for name, cls in REGISTRY.items():
+        marks: list = [pytest.mark.openvino] if cls.artifact_format in OPENVINO_FORMATS else []
+        # A missing OpenVINO is not a reason to skip: it is a declared dependency, and the openvino
+        # mark's setup fails the test (detbench.plugin's pytest_runtest_setup); -m "not openvino" deselects.
+        reason = cls.unavailable()
+        if reason and not (cls.artifact_format in OPENVINO_FORMATS and not openvino_available()):
+            marks.append(pytest.mark.skip(reason=f"{name}: {reason}"))
+        params.append(pytest.param(name, id=name, marks=marks))
+    return params
+
+
+OPENVINO_FORMATS = ("openvino", "openvino-int8")
+
+
+def _parametrizes_itself(metafunc: pytest.Metafunc, name: str) -> bool:
+    """True when the test's own @pytest.mark.parametrize names ``name`` (a plain argument, then)."""
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
+        if name in ([n.strip() for n in names.split(",")] if isinstance(names, str) else names):
+            return True
+    return False
+
+
+def parametrize_backend(metafunc: pytest.Metafunc) -> None:
+    """Give a test that uses ``backend`` (and does not parametrize it itself) every registered backend."""
+    if "backend" in metafunc.fixturenames and not _parametrizes_itself(metafunc, "backend"):
+        metafunc.parametrize("backend", backend_params(), indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest, workbench):
+    """Every registered backend, loaded once per session. Test bodies never branch on its name."""
+    from detbench.runtimes.backends import REGISTRY
+    from detbench.testing.requirements import require_openvino
+
+    if REGISTRY[request.param].artifact_format == "openvino":
+        require_openvino()  # a declared dependency: missing is a failure (-m "not openvino" deselects)
+    return workbench.load(request.param)
+
+
+@pytest.fixture(scope="session")
+def reference(workbench):
+    """Eager PyTorch on the baseline weights: what every backend is compared with."""
+    return workbench.load("pytorch")
+
+
+@pytest.fixture(scope="session")
+def load_at_threads(workbench):
+    """``load_at_threads(name, threads)``: the backend on the workbench's artifacts at that thread
+    count, loaded once per (name, threads); fails when openvino is needed and cannot import."""
+    import dataclasses
+
+    from detbench.runtimes.backends import REGISTRY, BackendSettings
+    from detbench.testing.requirements import require_openvino
+
+    loaded: dict[tuple[str, int], object] = {}
+
+    def load(name: str, threads: int):
+        if REGISTRY[name].artifact_format in OPENVINO_FORMATS:
+            require_openvino()
+        if (name, threads) not in loaded:
+            bench = dataclasses.replace(workbench, settings=BackendSettings(threads=threads))
+            loaded[name, threads] = bench.load(name)
+        return loaded[name, threads]
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def val_limit(pytestconfig: pytest.Config) -> int | None:
+    return pytestconfig.getoption("--detbench-val-images")
+
+
+# -- benchmark fixtures -----------------------------------------------------------------------------
+
+
+def workload_info(backend, *, batch: int, imgsz: int) -> dict:
+    """What a benchmark ran: backend, threads, artifact and its size, versions, batch and image size."""
+    from detbench.runtimes.cache import artifact_size
+
+    assert backend.artifact is not None
+    return {
+        "backend": backend.name,
+        "threads": backend.settings.threads,
+        "batch": batch,
+        "imgsz": imgsz,
+        "artifact": str(backend.artifact),
+        "artifact_bytes": artifact_size(backend.artifact),
+        "versions": backend.describe(),
+    }
+
+
+@pytest.fixture
+def timed(benchmark) -> Callable[..., np.ndarray]:
+    """``timed(backend, x)`` times ``backend.run(x)`` alone and fills ``benchmark.extra_info``."""
+    from detbench.perf.gate import percentile_extra_info
+
+    def run(backend, x: np.ndarray) -> np.ndarray:
+        benchmark.extra_info.update(workload_info(backend, batch=x.shape[0], imgsz=x.shape[-1]))
+        if not benchmark.disabled:
+            for _ in range(WARMUP_CALLS):
+                backend.run(x)
+        out = benchmark(backend.run, x)
+        benchmark.extra_info.update(percentile_extra_info(benchmark))
+        return out
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def make_input(dataset) -> Callable[..., np.ndarray]:
+    """``make_input(imgsz, batch=1, images=None)``: a real letterboxed batch, built once per key."""
+    from detbench.runtimes.preprocess import preprocess
+
+    cache: dict[tuple, np.ndarray] = {}
+    val = dataset.images("val")
+
+    def make(imgsz: int, batch: int = 1, images: Sequence[Path] | None = None) -> np.ndarray:
+        chosen = list(images) if images is not None else val[:batch]
+        if len(chosen) < batch:
+            pytest.skip(f"need {batch} images for a batch of {batch}, have {len(chosen)}")
+        chosen = (chosen * batch)[:batch]
+        key = (imgsz, batch, tuple(chosen))
+        if key not in cache:
+            cache[key] = preprocess(chosen, imgsz)[0]
+        return cache[key]
+
+    return make
