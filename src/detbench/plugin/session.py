@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import pytest
 
+from detbench.plugin import compat
+
 _GATE_VERDICTS = pytest.StashKey[tuple]()
 _RECORDER = pytest.StashKey[object]()
-
-
-def _timing_enabled(config: pytest.Config) -> bool:
-    """pytest-benchmark's own verdict: off for --benchmark-disable (unless --benchmark-enable), xdist."""
-    session = getattr(config, "_benchmarksession", None)
-    return session is not None and not session.disabled
 
 
 def update_machine_info(config: pytest.Config, machine_info: dict) -> None:
@@ -42,40 +38,29 @@ def _recorder(config: pytest.Config):
 
 def record(config: pytest.Config, output_json: dict) -> None:
     """Keep every timed run in ``<cache>/history`` and, when set, the shared store (detbench.history)."""
-    _recorder(config).record(output_json, enabled=_timing_enabled(config))
+    _recorder(config).record(output_json, enabled=compat.timing_enabled(config))
 
 
 def _record_unsaved_run(config: pytest.Config) -> None:
     """With a shared store, a timed run is recorded even without --benchmark-json/--benchmark-autosave
     (pytest-benchmark only builds its JSON for those): build it here, raw samples included."""
     recorder = _recorder(config)
-    session = getattr(config, "_benchmarksession", None)
-    if recorder.target is None or recorder.remote_id or recorder.error or not _timing_enabled(config):
+    if recorder.target is None or recorder.remote_id or recorder.error or not compat.timing_enabled(config):
         return
-    if session is None or not session.benchmarks:
-        return
-    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
-    config.hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
-    output_json = config.hook.pytest_benchmark_generate_json(
-        config=config,
-        benchmarks=session.benchmarks,
-        include_data=True,
-        machine_info=session.get_machine_info(),
-        commit_info=commit_info,
-    )
-    recorder.record(output_json, enabled=True)
+    output_json = compat.run_json(config)
+    if output_json is not None:
+        recorder.record(output_json, enabled=True)
 
 
 def _gate_compared_runs(session: pytest.Session) -> None:
     """--detbench-compare-fail: the gate's verdicts on this run vs the compared one; 1 on a regression."""
     config = session.config
-    bench = getattr(config, "_benchmarksession", None)
-    if not config.getoption("--detbench-compare-fail") or bench is None or bench.disabled:
+    if not config.getoption("--detbench-compare-fail") or not compat.timing_enabled(config):
         return
     from detbench.perf.gate import compare_benchmark_session
 
     verdicts, problems = compare_benchmark_session(
-        bench, min_effect=config.getoption("--detbench-compare-min-effect")
+        compat.benchmark_session(config), min_effect=config.getoption("--detbench-compare-min-effect")
     )
     config.stash[_GATE_VERDICTS] = (verdicts, problems)
     failed = problems or not verdicts or any(v.status == "regression" for v in verdicts)
@@ -107,7 +92,7 @@ def summarize_gate(terminalreporter, config: pytest.Config) -> None:
 def finish(session: pytest.Session) -> None:
     """The gate on compared runs; then a shared store that could not be written fails the session, in
     one line (the local file is kept). Runs after pytest-benchmark's own finish() (trylast hook)."""
-    if getattr(session.config, "_benchmarksession", None) is not None:
+    if compat.benchmark_session(session.config) is not None:
         _gate_compared_runs(session)
         _record_unsaved_run(session.config)
     recorder = session.config.stash.get(_RECORDER, None)
