@@ -24,6 +24,7 @@ from detbench.model.checkpoint import anchor_count
 from detbench.runtimes.backends import BackendSettings, BaseBackend
 from detbench.runtimes.export import ExportSettings, Int8Recipe, NncfRecipe
 from detbench.runtimes.workbench import Workbench
+from detbench.testing.requirements import openvino_marks, require_backend
 
 ASSETS = Path(__import__("ultralytics").__file__).parent / "assets"
 SCALES = ("n", "s", "m", "l", "x")
@@ -89,15 +90,11 @@ def scale_workbench(scale: str, pytestconfig: pytest.Config) -> Workbench:
 
 
 def _scale_backend_params() -> list:
-    marks = {"openvino": [pytest.mark.openvino]}
-    return [pytest.param(n, id=n, marks=marks.get(n, [])) for n in SCALE_BACKENDS]
+    return [pytest.param(n, id=n, marks=openvino_marks(n)) for n in SCALE_BACKENDS]
 
 
 @pytest.fixture(scope="session", params=_scale_backend_params())
 def scale_backend(request: pytest.FixtureRequest, scale_workbench: Workbench) -> BaseBackend:
     """fp32 backends on an untrained model of each --detbench-scales scale (INT8 needs a trained model)."""
-    from detbench.testing.requirements import require_openvino
-
-    if request.param == "openvino":
-        require_openvino()
+    require_backend(request.param)
     return scale_workbench.load(request.param)

@@ -78,22 +78,20 @@ def backend_params() -> list:
     that loading the plugin (in every pytest run of an env with detbench installed) imports no runtime."""
     from detbench.runtimes.backends import REGISTRY
     from detbench.runtimes.export import openvino_available
+    from detbench.testing.requirements import needs_openvino, openvino_marks
 
     # A backend that cannot run here (runtime absent, CPU lacks the instruction set) is skipped
     # with the reason its class gives, decided from this machine when tests are generated.
     params = []
     for name, cls in REGISTRY.items():
-        marks: list = [pytest.mark.openvino] if cls.artifact_format in OPENVINO_FORMATS else []
+        marks = openvino_marks(name)
         # A missing OpenVINO is not a reason to skip: it is a declared dependency, and the openvino
         # mark's setup fails the test (detbench.plugin's pytest_runtest_setup); -m "not openvino" deselects.
         reason = cls.unavailable()
-        if reason and not (cls.artifact_format in OPENVINO_FORMATS and not openvino_available()):
+        if reason and not (needs_openvino(name) and not openvino_available()):
             marks.append(pytest.mark.skip(reason=f"{name}: {reason}"))
         params.append(pytest.param(name, id=name, marks=marks))
     return params
-
-
-OPENVINO_FORMATS = ("openvino", "openvino-int8")
 
 
 def _parametrizes_itself(metafunc: pytest.Metafunc, name: str) -> bool:
@@ -114,11 +112,10 @@ def parametrize_backend(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest, workbench):
     """Every registered backend, loaded once per session. Test bodies never branch on its name."""
-    from detbench.runtimes.backends import REGISTRY
-    from detbench.testing.requirements import require_openvino
+    from detbench.testing.requirements import require_backend
 
-    if REGISTRY[request.param].artifact_format == "openvino":
-        require_openvino()  # a declared dependency: missing is a failure (-m "not openvino" deselects)
+    # OpenVINO is a declared dependency: missing is a failure (-m "not openvino" deselects).
+    require_backend(request.param)
     return workbench.load(request.param)
 
 
@@ -134,14 +131,13 @@ def load_at_threads(workbench):
     count, loaded once per (name, threads); fails when openvino is needed and cannot import."""
     import dataclasses
 
-    from detbench.runtimes.backends import REGISTRY, BackendSettings
-    from detbench.testing.requirements import require_openvino
+    from detbench.runtimes.backends import BackendSettings
+    from detbench.testing.requirements import require_backend
 
     loaded: dict[tuple[str, int], object] = {}
 
     def load(name: str, threads: int):
-        if REGISTRY[name].artifact_format in OPENVINO_FORMATS:
-            require_openvino()
+        require_backend(name)
         if (name, threads) not in loaded:
             bench = dataclasses.replace(workbench, settings=BackendSettings(threads=threads))
             loaded[name, threads] = bench.load(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 DESELECT_HINT = "install it, or deselect these tests with -m 'not openvino'"
+OPENVINO_FORMATS = ("openvino", "openvino-int8")
 
 
 def require_openvino() -> None:
@@ -21,3 +22,22 @@ def require_openvino() -> None:
             f"{DESELECT_HINT}",
             pytrace=False,
         )
+
+
+def needs_openvino(backend: str) -> bool:
+    """True for a registered backend whose artifact OpenVINO builds or runs (fp32, bf16 and INT8 IRs)."""
+    from detbench.runtimes.backends import REGISTRY
+
+    return REGISTRY[backend].artifact_format in OPENVINO_FORMATS
+
+
+def openvino_marks(backend: str) -> list[pytest.MarkDecorator]:
+    """``[pytest.mark.openvino]`` for a backend that needs OpenVINO: the mark's setup then fails the
+    test where OpenVINO cannot import (detbench.plugin), and ``-m "not openvino"`` deselects it."""
+    return [pytest.mark.openvino] if needs_openvino(backend) else []
+
+
+def require_backend(backend: str) -> None:
+    """Fail the current test when ``backend`` needs OpenVINO and OpenVINO cannot be imported."""
+    if needs_openvino(backend):
+        require_openvino()
