@@ -25,8 +25,8 @@ import torch
 from detbench import CLASS_NAMES, __version__
 from detbench._compat import quiet_torch_exporters
 from detbench._fs import sha256_file
+from detbench.model import scales
 from detbench.model.checkpoint import load_detection_model
-from detbench.model.scales import build_untrained_checkpoint
 from detbench.runtimes import metadata
 from detbench.runtimes.cache import Artifact, ArtifactCache
 
@@ -460,6 +460,6 @@ def untrained_checkpoint(scale: str, imgsz: int, names: Sequence[str] = CLASS_NA
         "untrained-checkpoint",
         fields,
         f"yolov8{scale}.pt",
-        lambda dest: build_untrained_checkpoint(scale, dest, imgsz=imgsz, names=names),
+        lambda dest: scales.build_untrained_checkpoint(scale, dest, imgsz=imgsz, names=names),
     )
     return ckpt.path
