@@ -457,6 +457,34 @@ class TestPieces:
         assert sorted(Path(s.split(":")[0]).name for s in hist["skipped"]) == ["bad.json", "foreign.json"]
         assert collect_history([tmp_path / "absent"])["note"].startswith("no saved benchmark runs")
 
+    @pytest.mark.parametrize("default_backends", [True, False])
+    def test_a_backend_this_machine_cannot_run_is_left_out_only_by_default(
+        self, weights: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch, default_backends: bool
+    ) -> None:
+        """The default set drops a backend whose CPU/runtime check fails, with a note; a chosen one stays
+        (loading it then fails with the same reason)."""
+        from types import SimpleNamespace
+
+        from detbench.report import steps
+
+        monkeypatch.setattr(REGISTRY["onnxruntime"], "unavailable", classmethod(lambda cls: "no such ISA"))
+        s = SimpleNamespace(
+            weights=weights,
+            data=tiny_data,
+            imgsz=None,
+            val_images=None,
+            backends=("pytorch", "onnxruntime"),
+            default_backends=default_backends,
+            artifacts=(),
+        )
+        inp = steps.resolve_inputs(s)
+        if default_backends:
+            assert inp.names == ["pytorch"]
+            assert inp.notes == ["onnxruntime cannot run on this machine, left out: no such ISA"]
+        else:
+            assert inp.names == ["pytorch", "onnxruntime"]
+            assert inp.notes == []
+
     def test_training_record_absent_or_for_other_weights_is_said(self, tmp_path: Path) -> None:
         """No metrics.json: the note says so; one for other weights: shown but flagged."""
         w = tmp_path / "w.pt"

@@ -47,7 +47,7 @@ def resolve_inputs(s: Any) -> Inputs:
     from detbench.data.datasets import load_dataset
     from detbench.model.baseline import resolve_weights, synthetic_dataset
     from detbench.model.checkpoint import load_detection_model
-    from detbench.runtimes.export import openvino_available
+    from detbench.runtimes.backends import REGISTRY
     from detbench.runtimes.workbench import parse_artifact_overrides
 
     notes: list[str] = []
@@ -68,9 +68,10 @@ def resolve_inputs(s: Any) -> Inputs:
     if s.val_images and s.val_images > len(val):
         notes.append(f"--val-images {s.val_images} > the {len(val)} val images: all of them were scored")
     names = list(s.backends)
-    if s.default_backends and "openvino" in names and not openvino_available():
-        names.remove("openvino")
-        notes.append("openvino is not installed: its backend was skipped (pip install openvino)")
+    if s.default_backends:  # the user chose none: what cannot run here is left out, saying why
+        reasons = {n: REGISTRY[n].unavailable() for n in names}
+        names = [n for n in names if not reasons[n]]
+        notes += [f"{n} cannot run on this machine, left out: {why}" for n, why in reasons.items() if why]
     overrides = parse_artifact_overrides(list(s.artifacts))
     for name in overrides:
         if name not in names:
