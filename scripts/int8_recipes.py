@@ -22,7 +22,7 @@ from detbench.model.baseline import resolve_weights, synthetic_dataset
 from detbench.paths import configure_environment
 from detbench.runtimes.backends import create
 from detbench.runtimes.cache import ArtifactCache
-from detbench.runtimes.export import Exporter, ExportSettings, Int8Recipe
+from detbench.runtimes.export import HEAD, Exporter, ExportSettings, Int8Recipe
 from detbench.verify.accuracy import evaluate
 
 RECIPES: dict[str, Int8Recipe] = {
@@ -33,16 +33,14 @@ RECIPES: dict[str, Int8Recipe] = {
         calibration_images=64,
         method="MinMax",
         keep_fp32=(),
-        keep_fp32_non_conv=("/model.22/",),
+        keep_fp32_non_conv=(HEAD,),
         reduce_range=False,
     ),
     "head fp32, MinMax, 128 imgs": Int8Recipe(method="MinMax"),
     "head fp32, Entropy, 128 imgs": Int8Recipe(method="Entropy"),
     "head fp32, Percentile, 128 imgs": Int8Recipe(method="Percentile"),
     "head fp32, Percentile, 256 imgs": Int8Recipe(method="Percentile", calibration_images=256),
-    "head + stem fp32, Percentile, 128 imgs": Int8Recipe(
-        method="Percentile", keep_fp32=("/model.22/", "/model.0/")
-    ),
+    "head + stem fp32, Percentile, 128 imgs": Int8Recipe(method="Percentile", keep_fp32=(HEAD, "/model.0/")),
 }
 
 
@@ -77,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         row = {
             "recipe": name,
-            **asdict(recipe),
+            **asdict(recipe.for_head(exp.head)),  # the head's own prefix, e.g. /model.22/ (YOLOv8n)
             "mAP50": acc.mAP50,
             "mAP50-95": acc.mAP50_95,
             "delta_mAP50": acc.mAP50 - ref.mAP50,

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from detbench.errors import ModelFileError
+from detbench.model.head import DetectHead, find_detect_head
 
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 
@@ -32,6 +33,7 @@ class ModelInfo:
     names: tuple[str, ...]
     imgsz: int  # the size it was trained at (ultralytics records it in the checkpoint's train_args)
     stride: int
+    head: DetectHead
 
 
 class RawHead(torch.nn.Module):
@@ -88,12 +90,13 @@ def load_detection_model(weights: Path | str) -> tuple[RawHead, ModelInfo]:
     model = copy.deepcopy(model).float().eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    for m in model.modules():
-        if m.__class__.__name__ in {"Detect", "v10Detect"}:
-            m.export = True  # return the decoded head only
-            m.format = "onnx"
-            m.dynamic = False
+    head = find_detect_head(model, weights)
+    detect = model.model[head.index]
+    detect.export = True  # return the decoded head only
+    detect.format = "onnx"
+    detect.dynamic = False
     names = model.names
     names = tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
     imgsz = int((ckpt.get("train_args") or {}).get("imgsz", 640))
-    return RawHead(model).eval(), ModelInfo(names=names, imgsz=imgsz, stride=int(model.stride.max()))
+    info = ModelInfo(names=names, imgsz=imgsz, stride=int(model.stride.max()), head=head)
+    return RawHead(model).eval(), info

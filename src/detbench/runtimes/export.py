@@ -9,10 +9,12 @@ INT8 is ONNX Runtime static QDQ quantization of it (recipe in ``Int8Recipe``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import io
 import logging
 import platform
+import re
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -25,8 +27,10 @@ import torch
 from detbench import CLASS_NAMES, __version__
 from detbench._compat import quiet_torch_exporters
 from detbench._fs import sha256_file
+from detbench.errors import ModelFileError
 from detbench.model import scales
 from detbench.model.checkpoint import load_detection_model
+from detbench.model.head import DetectHead
 from detbench.runtimes import metadata
 from detbench.runtimes.cache import Artifact, ArtifactCache
 
@@ -44,6 +48,10 @@ FILENAMES = {
 FORMAT_TOOLS = {"openvino-int8": ("nncf",)}
 # Where the CPU has int8 dot products (VNNI, AMX), u8s8 products cannot saturate: full range.
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+# Placeholders in the INT8 recipes for the model's own Detect head (model.head.DetectHead), filled
+# in by ``for_head`` from the weights being exported: the head's layer index differs by family.
+HEAD = "{head}"  # its node-name prefix, e.g. /model.22/ (YOLOv8), /model.23/ (YOLO11)
+HEAD_DFL = "{head_dfl}"  # its DFL's prefix; a pattern naming it is dropped for a head without DFL
 
 
 @dataclass(frozen=True)
@@ -60,9 +68,9 @@ class Int8Recipe:
     # Images whose activations the calibrator holds at once (ORT's CalibStridedMinMax, which feeds
     # any calibrator in strides and merges its histograms): bounds memory at any input size.
     calib_stride: int = 16
-    # Node-name fragments kept in fp32. The Detect head decodes boxes (DFL softmax, anchor
-    # arithmetic) and applies the class sigmoid: quantizing those scrambles every score.
-    keep_fp32: tuple[str, ...] = ("/model.22/",)
+    # Node-name fragments kept in fp32 (HEAD: the model's Detect head). The head decodes boxes (DFL
+    # softmax, anchor arithmetic) and applies the class sigmoid: quantizing those scrambles every score.
+    keep_fp32: tuple[str, ...] = (HEAD,)
     # Fragments whose non-Conv nodes only stay fp32 (the convs inside are quantized).
     keep_fp32_non_conv: tuple[str, ...] = ()
     # Keep every SiLU (its Sigmoid and Mul, ``.../act/...``) in float between quantized convs.
@@ -76,6 +84,14 @@ class Int8Recipe:
         from detbench.cpuinfo import has_any_flag
 
         return replace(self, reduce_range=not has_any_flag(*INT8_DOT_FLAGS))
+
+    def for_head(self, head: DetectHead) -> Int8Recipe:
+        """This recipe with HEAD replaced by ``head``'s node-name prefix."""
+
+        def fill(fragments: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(f.replace(HEAD, head.prefix) for f in fragments)
+
+        return replace(self, keep_fp32=fill(self.keep_fp32), keep_fp32_non_conv=fill(self.keep_fp32_non_conv))
 
     def excluded(self, nodes: Sequence[object]) -> list[str]:
         """Names of the ONNX nodes this recipe leaves in fp32."""
@@ -102,14 +118,26 @@ class NncfRecipe:
     calibration_images: int = 128  # NNCF's subset_size: statistics are reduced per image, so
     # memory stays bounded at any input size (unlike keeping every activation)
     preset: str = "MIXED"  # nncf.QuantizationPreset member
-    # The Detect head (model.22 in the ONNX names the IR keeps, /model/model.22/Sub): DFL, anchor
-    # Sub/Add/Mul/Div), the class Sigmoid and the Concats that join boxes and scores.
+    # The Detect head (HEAD, e.g. /model.22/ in the ONNX names the IR keeps, /model/model.22/Sub): its
+    # DFL, anchor Sub/Add/Mul/Div, the class Sigmoid and the Concats that join boxes and scores.
     ignored_patterns: tuple[str, ...] = (
-        r".*/model\.22/dfl/.*",
-        r".*/model\.22/(Sub|Add|Mul|Div|Concat|Sigmoid)[^/]*",  # not the convs' Swish (.../act/Mul)
+        rf".*{HEAD_DFL}.*",
+        rf".*{HEAD}(Sub|Add|Mul|Div|Concat|Sigmoid)[^/]*",  # not the convs' Swish (.../act/Mul)
     )
     ignored_types: tuple[str, ...] = ("Sigmoid",)
     calib_seed: int = 0
+
+    def for_head(self, head: DetectHead) -> NncfRecipe:
+        """This recipe with HEAD / HEAD_DFL replaced by ``head``'s (escaped) prefixes; a pattern of
+        the DFL is dropped where the head has none, or NNCF would refuse it as matching nothing."""
+        patterns = []
+        for p in self.ignored_patterns:
+            if HEAD_DFL in p:
+                if head.dfl_prefix is None:
+                    continue
+                p = p.replace(HEAD_DFL, re.escape(head.dfl_prefix))
+            patterns.append(p.replace(HEAD, re.escape(head.prefix)))
+        return replace(self, ignored_patterns=tuple(patterns))
 
 
 @dataclass(frozen=True)
@@ -314,6 +342,34 @@ def _quantize_static(
         )
 
 
+def _check_fragments(path: Path, fragments: Sequence[str], names: Sequence[str]) -> None:
+    """Each fragment the ORT recipe keeps in float names some node: one that matches none would
+    silently quantize what it was meant to protect (the Detect head: mAP50 0.0)."""
+    for f in fragments:
+        if HEAD in f:
+            raise ValueError(
+                "Int8Recipe.keep_fp32 names the Detect head: fill it in first (Int8Recipe.for_head)"
+            )
+        if not any(f in name for name in names):
+            raise ModelFileError(
+                path, f"no node of the exported graph is named like {f!r}, which INT8 keeps in float"
+            )
+
+
+def _check_patterns(path: Path, patterns: Sequence[str], names: Sequence[str]) -> None:
+    """Each NNCF ignored pattern matches some node (as NNCF matches them: ``re.match``); said in our
+    one line before NNCF would raise its multi-line ValidationError."""
+    for p in patterns:
+        if HEAD in p or HEAD_DFL in p:
+            raise ValueError(
+                "NncfRecipe.ignored_patterns names the Detect head: fill it in first (NncfRecipe.for_head)"
+            )
+        if not any(re.match(p, name) for name in names):
+            raise ModelFileError(
+                path, f"no node of the exported graph matches {p!r}, which INT8 keeps in float"
+            )
+
+
 def build_onnx_int8(
     onnx_path: Path, dest: Path, settings: ExportSettings, calib_images: Sequence[Path]
 ) -> None:
@@ -326,7 +382,9 @@ def build_onnx_int8(
     batches = calibration_batches(calib_images, recipe, settings.imgsz)
     pre = dest.with_name("pre.onnx")
     quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
-    exclude = recipe.excluded(onnx.load(str(pre)).graph.node)
+    nodes = onnx.load(str(pre)).graph.node
+    _check_fragments(onnx_path, (*recipe.keep_fp32, *recipe.keep_fp32_non_conv), [n.name for n in nodes])
+    exclude = recipe.excluded(nodes)
     try:
         _quantize_static(pre, dest, batches, recipe, recipe.method, exclude)
         calibration = recipe.method
@@ -357,6 +415,7 @@ def build_openvino_int8(
 
     recipe = settings.nncf
     model = ov.Core().read_model(str(ir_dir / "model.xml"))
+    _check_patterns(ir_dir, recipe.ignored_patterns, [op.get_friendly_name() for op in model.get_ops()])
     batches = calibration_batches(calib_images, recipe, settings.imgsz)
     scope = nncf.IgnoredScope(patterns=list(recipe.ignored_patterns), types=list(recipe.ignored_types))
     # NNCF draws progress bars on stdout and logs every ignored node at INFO: keep only warnings.
@@ -397,8 +456,21 @@ class Exporter:
         self.calib_images = list(calib_images)
         self.weights_sha256 = sha256_file(self.weights)
 
+    @functools.cached_property
+    def head(self) -> DetectHead:
+        """The weights' Detect head, found by structure (loads the checkpoint: only INT8 asks)."""
+        return load_detection_model(self.weights)[1].head
+
+    def settings_for(self, fmt: str) -> ExportSettings:
+        """The settings ``fmt`` is built with: the INT8 recipes filled in with this model's head."""
+        if fmt == "onnx-int8":
+            return replace(self.settings, int8=self.settings.int8.for_head(self.head))
+        if fmt == "openvino-int8":
+            return replace(self.settings, nncf=self.settings.nncf.for_head(self.head))
+        return self.settings
+
     def fields(self, fmt: str) -> dict:
-        s = asdict(self.settings)
+        s = asdict(self.settings_for(fmt))
         for key, owner in ExportSettings.OWN.items():
             if fmt != owner:
                 s.pop(key)  # e.g. the INT8 recipe must not invalidate the fp32 artifacts
@@ -423,10 +495,10 @@ class Exporter:
             "onnx": lambda d: build_onnx(self.weights, d, self.settings),
             "openvino": lambda d: build_openvino(self.get("onnx").path, d, self.settings),
             "onnx-int8": lambda d: build_onnx_int8(
-                self.get("onnx").path, d, self.settings, self.calib_images
+                self.get("onnx").path, d, self.settings_for("onnx-int8"), self.calib_images
             ),
             "openvino-int8": lambda d: build_openvino_int8(
-                self.get("openvino").path, d, self.settings, self.calib_images
+                self.get("openvino").path, d, self.settings_for("openvino-int8"), self.calib_images
             ),
             "torchscript-frozen": lambda d: build_torchscript_frozen(self.weights, d, self.settings),
         }
@@ -447,19 +519,23 @@ def export_onnx_ultralytics(weights: Path, out_dir: Path, imgsz: int, opset: int
     return Path(path)
 
 
-def untrained_checkpoint(scale: str, imgsz: int, names: Sequence[str] = CLASS_NAMES) -> Path:
-    """The cached untrained ``yolov8{scale}`` checkpoint (built on first use)."""
-    fields = {
+def untrained_checkpoint(
+    scale: str, imgsz: int, names: Sequence[str] = CLASS_NAMES, family: str = "yolov8"
+) -> Path:
+    """The cached untrained ``{family}{scale}`` checkpoint (built on first use), e.g. yolo11 + n."""
+    fields: dict[str, object] = {
         "scale": scale,
         "names": list(names),
         "imgsz": imgsz,
         "seed": 0,
         "versions": toolchain_versions(),
     }
+    if family != "yolov8":  # absent for YOLOv8: its entries (and the exports keyed on them) stay valid
+        fields["family"] = family
     ckpt = ArtifactCache().get_or_build(
         "untrained-checkpoint",
         fields,
-        f"yolov8{scale}.pt",
-        lambda dest: scales.build_untrained_checkpoint(scale, dest, imgsz=imgsz, names=names),
+        f"{family}{scale}.pt",
+        lambda dest: scales.build_untrained_checkpoint(scale, dest, imgsz=imgsz, names=names, family=family),
     )
     return ckpt.path

@@ -1,0 +1,73 @@
+"""The Detect head found by structure, for every ultralytics detection family, never by layer index.
+
+The INT8 recipes keep the head's decoding (DFL softmax, anchor arithmetic, class sigmoid) in float;
+they find it by the node names an export gives it. Those names follow the module path: the head at
+index ``i`` of the DetectionModel's ``model`` Sequential exports as ``/model/model.{i}/...`` (the
+``/model`` in front is ``RawHead``), its DFL as ``/model/model.{i}/dfl/...``. Measured with
+ultralytics 8.4.190 at n scale: YOLOv8 and v9 (t) ``model.22``, YOLO11, YOLO26 and YOLOv10
+``model.23``, YOLO12 ``model.21``, YOLOv5u ``model.24``; YOLO26 (``reg_max=1``) has no DFL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from detbench.errors import ModelFileError
+
+
+@dataclass(frozen=True)
+class DetectHead:
+    """Where the Detect head sits in a DetectionModel, and what it holds."""
+
+    index: int  # in the DetectionModel's ``model`` Sequential
+    kind: str  # the head's class name: Detect, v10Detect, ...
+    dfl: bool  # False where reg_max == 1 (YOLO26): the box branch then has no DFL module
+
+    @property
+    def prefix(self) -> str:
+        """Fragment of every exported node name inside the head (``/model/model.22/Sub``)."""
+        return f"/model.{self.index}/"
+
+    @property
+    def dfl_prefix(self) -> str | None:
+        """Fragment of the DFL's node names, or None where the head has no DFL."""
+        return f"{self.prefix}dfl/" if self.dfl else None
+
+
+def find_detect_head(model: torch.nn.Module, source: Path | str) -> DetectHead:
+    """The one Detect head (or subclass: v10Detect, ...) among ``model.model``'s layers; ``source``
+    names the file in the ModelFileError raised where there is none, more than one, or a task head
+    (Segment, Pose, OBB: Detect subclasses whose output carries more than boxes and scores)."""
+    from ultralytics.nn.modules.block import DFL
+    from ultralytics.nn.modules.head import OBB, Detect, Pose, Segment, YOLOESegment
+
+    layers = getattr(model, "model", None)
+    if not isinstance(layers, torch.nn.Sequential):
+        raise ModelFileError(
+            source,
+            f"{type(model).__name__} has no layer list (model.model) to find a Detect head in; "
+            "detbench needs an ultralytics detection model",
+        )
+    found = [i for i, m in enumerate(layers) if isinstance(m, Detect)]
+    if not found:
+        last = type(layers[-1]).__name__ if len(layers) else "none"
+        raise ModelFileError(
+            source,
+            f"no Detect head among its {len(layers)} layers (the last is {last}); "
+            "detbench needs an ultralytics detection model",
+        )
+    if len(found) > 1:
+        raise ModelFileError(source, f"{len(found)} Detect heads (layers {found}); detbench supports one")
+    head = layers[found[0]]
+    if isinstance(head, (Segment, YOLOESegment, Pose, OBB)):
+        raise ModelFileError(
+            source,
+            f"its head (layer {found[0]}) is {type(head).__name__}, not a Detect head; "
+            "detbench needs an ultralytics detection model",
+        )
+    return DetectHead(
+        index=found[0], kind=type(head).__name__, dfl=isinstance(getattr(head, "dfl", None), DFL)
+    )

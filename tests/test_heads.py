@@ -1,0 +1,208 @@
+"""The Detect head is found by structure in every ultralytics family; both INT8 recipes keep it in float."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+from pathlib import Path
+
+import pytest
+import torch
+
+from detbench.errors import ModelFileError
+from detbench.model.checkpoint import load_detection_model
+from detbench.runtimes.cache import ArtifactCache
+from detbench.runtimes.export import (
+    Exporter,
+    ExportSettings,
+    Int8Recipe,
+    NncfRecipe,
+    build_onnx_int8,
+    build_openvino_int8,
+    untrained_checkpoint,
+)
+
+# family: (scale, head layer, head class, has DFL), as ultralytics 8.4.190 builds its bundled yaml.
+FAMILIES = {
+    "yolov8": ("n", 22, "Detect", True),
+    "yolo11": ("n", 23, "Detect", True),
+    "yolo12": ("n", 21, "Detect", True),
+    "yolo26": ("n", 23, "Detect", False),  # reg_max 1: no DFL
+    "yolov10": ("n", 23, "v10Detect", True),
+    "yolov5": ("nu", 24, "Detect", True),
+    "yolov9": ("t", 22, "Detect", True),  # v9's smallest scale is t
+}
+IMGSZ = 64  # small: the head's structure and node names do not depend on the input size
+NAMES = ("a", "b", "c")
+# Two calibration images and MinMax: which nodes stay float does not depend on the calibration.
+SETTINGS = ExportSettings(
+    imgsz=IMGSZ,
+    int8=Int8Recipe(calibration_images=2, calib_stride=1, method="MinMax"),
+    nncf=NncfRecipe(calibration_images=2),
+)
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _exporter(family: str, calib: list[Path]) -> Exporter:
+    weights = untrained_checkpoint(FAMILIES[family][0], IMGSZ, NAMES, family=family)
+    return Exporter(weights, SETTINGS, calib_images=calib)
+
+
+# YOLOv9's graph is the largest (660 nodes at t scale): its exports take ~50 s of the module's time.
+@pytest.fixture(
+    scope="module", params=[pytest.param(f, marks=pytest.mark.slow) if f == "yolov9" else f for f in FAMILIES]
+)
+def family(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def exporter(family: str, dataset) -> Exporter:
+    return _exporter(family, dataset.images("train")[:2])
+
+
+def test_the_head_is_found_by_structure(family: str, exporter: Exporter) -> None:
+    """The head is the layer whose module is a Detect (or subclass), wherever the family puts it."""
+    _scale, index, kind, dfl = FAMILIES[family]
+    head = exporter.head
+    assert (head.index, head.kind, head.dfl) == (index, kind, dfl)
+    assert head.prefix == f"/model.{index}/"
+
+
+def test_the_head_prefix_names_the_exported_head(family: str, exporter: Exporter) -> None:
+    """The prefix names the exported head's nodes, its DFL's where it has one, and the node that
+    writes the output: the decoding the INT8 recipes keep in float is inside it."""
+    import onnx
+
+    head = exporter.head
+    nodes = onnx.load(str(exporter.get("onnx").path)).graph.node
+    assert sum(head.prefix in n.name for n in nodes) >= 60, "the head's convs, DFL and decoding"
+    assert any(head.prefix in n.name and n.op_type == "Sigmoid" and "/act/" not in n.name for n in nodes)
+    assert any("/dfl/" in n.name for n in nodes) is head.dfl
+    if head.dfl:
+        assert any(head.dfl_prefix in n.name and n.op_type == "Softmax" for n in nodes)
+    writer = next(n for n in nodes if "output0" in n.output)
+    assert head.prefix in writer.name, writer.name
+
+
+def test_onnx_int8_keeps_the_head_in_float(family: str, exporter: Exporter) -> None:
+    """ORT INT8 quantizes the backbone and no node of the head: no Q/DQ/QLinear node on its
+    activations (``/model.23/...``) or its weights (``model.model.23....weight``)."""
+    import onnx
+
+    index = FAMILIES[family][1]  # the table's, not head.prefix: a wrong prefix must not hide itself
+    nodes = onnx.load(str(exporter.get("onnx-int8").path)).graph.node
+    prefix, dotted = f"/model.{index}/", f".model.{index}."
+
+    def quantized(n: onnx.NodeProto) -> bool:
+        return n.op_type in QDQ_OPS or n.op_type.startswith("QLinear")
+
+    assert sum(quantized(n) for n in nodes) > 100, "the backbone is quantized"
+    inside = [n.name for n in nodes if quantized(n) and (prefix in n.name or dotted in n.name)]
+    assert not inside, f"{len(inside)} quantization nodes in the head, e.g. {inside[:3]}"
+
+
+@pytest.mark.openvino
+@pytest.mark.parametrize("family", ["yolov8", "yolo11", "yolo26"])
+def test_openvino_int8_ignored_scope_validates(family: str, dataset) -> None:
+    """NNCF's ignored scope (strictly validated: every pattern must match) fits each head: YOLOv8's
+    model.22, YOLO11's model.23 and YOLO26's head without DFL."""
+    exp = _exporter(family, dataset.images("train")[:2])
+    assert (exp.get("openvino-int8").path / "model.xml").exists()
+
+
+def test_the_v8n_baseline_keeps_its_recipes_and_cache_keys(baseline: Path, tmp_path: Path) -> None:
+    """For the committed YOLOv8n the head-derived recipes are today's literals, so every INT8 cache
+    key (and the goldens and budgets of those artifacts) is unchanged."""
+    exp = Exporter(baseline, cache=ArtifactCache(tmp_path))
+    literal = dataclasses.replace(
+        exp.settings,
+        int8=dataclasses.replace(exp.settings.int8, keep_fp32=("/model.22/",)),
+        nncf=dataclasses.replace(
+            exp.settings.nncf,
+            ignored_patterns=(
+                r".*/model\.22/dfl/.*",
+                r".*/model\.22/(Sub|Add|Mul|Div|Concat|Sigmoid)[^/]*",
+            ),
+        ),
+    )
+    before = Exporter(baseline, literal, cache=exp.cache)
+    assert exp.settings_for("onnx-int8").int8 == literal.int8
+    assert exp.settings_for("openvino-int8").nncf == literal.nncf
+    for fmt in ("onnx-int8", "openvino-int8"):
+        assert exp.cache.key(fmt, exp.fields(fmt)) == exp.cache.key(fmt, before.fields(fmt))
+
+
+@pytest.mark.openvino
+def test_a_prefix_matching_no_node_is_refused_in_one_line(dataset, tmp_path: Path) -> None:
+    """A recipe whose head prefix names no node of the exported graph fails with one line naming
+    the graph and the prefix (for NNCF: before NNCF's multi-line ValidationError)."""
+    exp = _exporter("yolov8", dataset.images("train")[:2])
+    images = dataset.images("train")[:2]
+    ort = exp.settings_for("onnx-int8")
+    ort = dataclasses.replace(ort, int8=dataclasses.replace(ort.int8, keep_fp32=("/model.99/",)))
+    with pytest.raises(ModelFileError, match=r"model\.onnx: no node .* '/model\.99/'") as err:
+        build_onnx_int8(exp.get("onnx").path, tmp_path / "q.onnx", ort, images)
+    assert "\n" not in str(err.value)
+    ov = exp.settings_for("openvino-int8")
+    ov = dataclasses.replace(
+        ov, nncf=dataclasses.replace(ov.nncf, ignored_patterns=(r".*/model\.99/dfl/.*",))
+    )
+    with pytest.raises(ModelFileError, match=r"model_openvino_model: no node .*99") as err:
+        build_openvino_int8(exp.get("openvino").path, tmp_path / "q_openvino_model", ov, images)
+    assert "\n" not in str(err.value)
+
+
+def _headless(path: Path, kind: str) -> None:
+    """A checkpoint, saved as ultralytics saves one, of a model with no Detect head."""
+    from ultralytics.nn.tasks import ClassificationModel, DetectionModel, SegmentationModel
+
+    if kind == "detect-without-head":
+        model = DetectionModel("yolov8n.yaml", nc=3, verbose=False)
+        model.model[-1] = torch.nn.Identity()
+    elif kind == "classify":
+        model = ClassificationModel("yolov8n-cls.yaml", nc=3, verbose=False)
+    elif kind == "segment":
+        model = SegmentationModel("yolov8n-seg.yaml", nc=3, verbose=False)
+    else:
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
+    torch.save({"model": model.half(), "train_args": {"imgsz": IMGSZ}}, path)
+
+
+@pytest.mark.parametrize(
+    ("kind", "missing"),
+    [
+        ("detect-without-head", "no Detect head among its 23 layers (the last is Identity)"),
+        ("classify", "no Detect head among its 10 layers (the last is Classify)"),
+        ("segment", "its head (layer 22) is Segment, not a Detect head"),
+        ("plain-torch", "Sequential has no layer list"),
+    ],
+)
+def test_a_model_without_a_detect_head_is_refused_in_one_line(
+    kind: str, missing: str, tmp_path: Path
+) -> None:
+    """Loading refuses it with one line naming the file and what is missing, as a ModelFileError."""
+    path = tmp_path / f"{kind}.pt"
+    _headless(path, kind)
+    with pytest.raises(ModelFileError) as err:
+        load_detection_model(path)
+    assert str(err.value).startswith(f"{path}: {missing}"), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_the_cli_refuses_a_headless_model_in_one_line(tmp_path: Path) -> None:
+    """``detbench export --format onnx-int8`` on it: exit 1, one line naming the file, no internal error."""
+    from detbench import cli
+
+    path = tmp_path / "headless.pt"
+    _headless(path, "detect-without-head")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["export", "--weights", str(path), "--format", "onnx-int8"])
+    lines = (out.getvalue() + err.getvalue()).strip().splitlines()
+    assert code == 1
+    assert lines == [
+        f"detbench: error: {path}: no Detect head among its 23 layers (the last is Identity); "
+        "detbench needs an ultralytics detection model"
+    ], lines
