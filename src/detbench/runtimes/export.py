@@ -16,7 +16,7 @@ import logging
 import platform
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
@@ -446,15 +446,26 @@ class Exporter:
         weights: Path | str,
         settings: ExportSettings | None = None,
         cache: ArtifactCache | None = None,
-        calib_images: Sequence[Path] = (),
+        calib_images: Sequence[Path] | Callable[[], Sequence[Path]] = (),
     ) -> None:
         self.weights = Path(weights).resolve()
         settings = settings or ExportSettings()
         # reduce_range decided for this CPU here, so the cache key and entry meta record the choice.
         self.settings = replace(settings, int8=settings.int8.resolved())
         self.cache = cache or ArtifactCache()
-        self.calib_images = list(calib_images)
+        self._calib = calib_images
         self.weights_sha256 = sha256_file(self.weights)
+
+    @functools.cached_property
+    def calib_images(self) -> list[Path]:
+        """The INT8 calibration images; a callable is asked only when an INT8 build runs (listing a
+        dataset, or generating the synthetic one, is work a cached or fp32 artifact does not need)."""
+        return list(self._calib() if callable(self._calib) else self._calib)
+
+    def _calibration(self) -> list[Path]:
+        if not self.calib_images:
+            raise ValueError("INT8 export needs calibration images (the training split)")
+        return self.calib_images
 
     @functools.cached_property
     def head(self) -> DetectHead:
@@ -488,17 +499,15 @@ class Exporter:
             raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
         if fmt in ("openvino", "openvino-int8") and not openvino_available():
             raise ModuleNotFoundError("openvino is not installed (pip install openvino)")
-        if fmt in ("onnx-int8", "openvino-int8") and not self.calib_images:
-            raise ValueError("INT8 export needs calibration images (the training split)")
         builders = {
             "torchscript": lambda d: build_torchscript(self.weights, d, self.settings),
             "onnx": lambda d: build_onnx(self.weights, d, self.settings),
             "openvino": lambda d: build_openvino(self.get("onnx").path, d, self.settings),
             "onnx-int8": lambda d: build_onnx_int8(
-                self.get("onnx").path, d, self.settings_for("onnx-int8"), self.calib_images
+                self.get("onnx").path, d, self.settings_for("onnx-int8"), self._calibration()
             ),
             "openvino-int8": lambda d: build_openvino_int8(
-                self.get("openvino").path, d, self.settings_for("openvino-int8"), self.calib_images
+                self.get("openvino").path, d, self.settings_for("openvino-int8"), self._calibration()
             ),
             "torchscript-frozen": lambda d: build_torchscript_frozen(self.weights, d, self.settings),
         }

@@ -8,9 +8,10 @@ with a message saying which.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,11 @@ def parse_artifact_overrides(items: Sequence[str]) -> dict[str, Path]:
     return out
 
 
+def train_images(dataset: Any) -> list[Path]:
+    """A dataset's training images, the INT8 calibration set (none without a train split)."""
+    return dataset.images("train") if "train" in dataset.splits else []
+
+
 @dataclass
 class Workbench:
     """Everything a backend needs, resolved once: weights, export settings, user overrides."""
@@ -48,13 +54,46 @@ class Workbench:
     names: tuple[str, ...]
     settings: BackendSettings = field(default_factory=BackendSettings)
     overrides: Mapping[str, Path] = field(default_factory=dict)
-    calib_images: Sequence[Path] = ()
+    # INT8 calibration images, or a callable asked for them only when an INT8 export is built.
+    calib_images: Sequence[Path] | Callable[[], Sequence[Path]] = ()
     cache: ArtifactCache | None = None
     export: ExportSettings | None = None  # opset, dynamic batch, simplify, INT8 recipe; imgsz is ours
 
     def __post_init__(self) -> None:
         settings = dataclasses.replace(self.export or ExportSettings(), imgsz=self.imgsz)
         self.exporter = Exporter(self.weights, settings, cache=self.cache, calib_images=self.calib_images)
+
+    @classmethod
+    def from_options(
+        cls,
+        weights: Path | str | None = None,
+        data: Path | str | None = None,
+        *,
+        imgsz: int | None = None,
+        threads: int = BackendSettings.threads,
+        artifacts: Sequence[str] = (),
+        export: ExportSettings | None = None,
+    ) -> Workbench:
+        """The run's inputs, built the one way every entry point builds them (the CLI, the pytest
+        plugin, report, tune, ab, the scripts) from the options they share: ``weights`` (None: the
+        committed baseline, sha256-checked), ``data`` (a data.yaml, None: the synthetic set) whose
+        train split calibrates INT8 when an INT8 export is first built, ``imgsz`` (None: the size the
+        weights were trained at), ``threads`` and ``artifacts`` (``BACKEND=PATH`` overrides)."""
+        from detbench.data.datasets import load_dataset
+        from detbench.model.baseline import resolve_weights, synthetic_dataset
+        from detbench.model.checkpoint import load_detection_model
+
+        path = resolve_weights(weights)
+        info = load_detection_model(path)[1]
+        return cls(
+            weights=path,
+            imgsz=imgsz or info.imgsz,
+            names=info.names,
+            settings=BackendSettings(threads=threads),
+            overrides=parse_artifact_overrides(artifacts),
+            calib_images=lambda: train_images(load_dataset(data or synthetic_dataset())),
+            export=export,
+        )
 
     def artifact(self, name: str) -> Path:
         if name in self.overrides:
