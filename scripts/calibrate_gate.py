@@ -78,9 +78,7 @@ def _save(out: Path, doc: dict) -> None:
 def part_artifacts(args: argparse.Namespace, doc: dict) -> None:
     weights = resolve_weights(None)
     info = load_detection_model(weights)[1]
-    bench = Workbench(
-        weights=weights, imgsz=info.imgsz, names=info.names, settings=BackendSettings(threads=1)
-    )
+    bench = Workbench.from_options(weights, threads=1)
     baseline = Path(bench.artifact("onnxruntime"))
     work = Path(args.dir)
     work.mkdir(parents=True, exist_ok=True)

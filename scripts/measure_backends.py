@@ -24,7 +24,7 @@ from detbench.data.images import load_image
 from detbench.model.baseline import resolve_weights, synthetic_dataset
 from detbench.model.checkpoint import load_detection_model
 from detbench.paths import configure_environment
-from detbench.runtimes.backends import REGISTRY, BackendSettings, BaseBackend
+from detbench.runtimes.backends import REGISTRY, BaseBackend
 from detbench.runtimes.postprocess import CONF, postprocess
 from detbench.runtimes.preprocess import preprocess
 from detbench.runtimes.workbench import Workbench
@@ -108,13 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     _, info = load_detection_model(weights)
 
     def bench(threads: int) -> Workbench:
-        return Workbench(
-            weights=weights,
-            imgsz=info.imgsz,
-            names=info.names,
-            settings=BackendSettings(threads=threads),
-            calib_images=ds.images("train"),
-        )
+        return Workbench.from_options(weights, threads=threads)
 
     out: dict = {"backends": names, "val_images": args.val_images or len(ds.images("val"))}
     wb = bench(1)

@@ -42,7 +42,7 @@ from detbench.perf.budgets import (
     size_toml,
 )
 from detbench.perf.machine import cpu_flags, cpu_model, machine_id, machine_info
-from detbench.runtimes.backends import REGISTRY, BackendSettings, BaseBackend
+from detbench.runtimes.backends import REGISTRY, BaseBackend
 from detbench.runtimes.cache import artifact_size
 from detbench.runtimes.export import openvino_available
 from detbench.runtimes.preprocess import preprocess
@@ -74,13 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = resolve_weights(args.weights)
     info = load_detection_model(weights)[1]
     dataset = load_dataset(synthetic_dataset())
-    bench = Workbench(
-        weights=weights,
-        imgsz=info.imgsz,
-        names=info.names,
-        settings=BackendSettings(threads=args.threads),
-        calib_images=dataset.images("train"),
-    )
+    bench = Workbench.from_options(weights, threads=args.threads)
     machine = machine_id()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     common = {"machine": machine, "date": stamp, "command": command.strip()}

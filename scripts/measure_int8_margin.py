@@ -20,7 +20,6 @@ from detbench.data.images import load_image
 from detbench.model.baseline import resolve_weights, synthetic_dataset
 from detbench.model.checkpoint import load_detection_model
 from detbench.paths import configure_environment
-from detbench.runtimes.backends import BackendSettings
 from detbench.runtimes.postprocess import CONF, postprocess
 from detbench.runtimes.preprocess import preprocess
 from detbench.runtimes.workbench import Workbench
@@ -43,13 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = resolve_weights(None)
     info = load_detection_model(weights)[1]
     ds = load_dataset(synthetic_dataset())
-    bench = Workbench(
-        weights=weights,
-        imgsz=info.imgsz,
-        names=info.names,
-        settings=BackendSettings(threads=1),
-        calib_images=ds.images("train"),
-    )
+    bench = Workbench.from_options(weights, threads=1)
     ref, q = bench.load("pytorch"), bench.load(args.backend)
     tol = TOLERANCES[args.backend]
     shifts, near = [], []

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = resolve_weights(args.weights)
     _, info = load_detection_model(weights)
     ds = load_dataset(synthetic_dataset())
-    bench = Workbench(weights=weights, imgsz=info.imgsz, names=info.names)
+    bench = Workbench.from_options(weights)
     ref = bench.load("pytorch")
     x, infos = preprocess([load_image(p) for p in ds.images("val")[: args.images]], info.imgsz)
     r = ref.run(x)

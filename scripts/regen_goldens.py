@@ -18,10 +18,8 @@ import sys
 from pathlib import Path
 
 from detbench._fs import sha256_file
-from detbench.data.datasets import load_dataset
 from detbench.errors import DetbenchError
-from detbench.model.baseline import resolve_weights, synthetic_dataset
-from detbench.model.checkpoint import load_detection_model
+from detbench.model.baseline import resolve_weights
 from detbench.paths import configure_environment, shown
 from detbench.runtimes.backends import BackendSettings, BaseBackend, create
 from detbench.runtimes.workbench import Workbench
@@ -41,15 +39,7 @@ def _reference(weights: Path) -> BaseBackend:
 
 def _int8_backend(name: str, weights: Path) -> BaseBackend:
     """The INT8 backend on this env's export of ``weights`` (calibrated on the synthetic train split)."""
-    info = load_detection_model(weights)[1]
-    bench = Workbench(
-        weights=weights,
-        imgsz=info.imgsz,
-        names=info.names,
-        settings=BackendSettings(threads=1),
-        calib_images=load_dataset(synthetic_dataset()).images("train"),
-    )
-    return bench.load(name)
+    return Workbench.from_options(weights, threads=1).load(name)
 
 
 def main(argv: list[str] | None = None) -> int:

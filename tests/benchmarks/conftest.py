@@ -21,7 +21,7 @@ import pytest
 
 from detbench import CLASS_NAMES
 from detbench.model.checkpoint import anchor_count
-from detbench.runtimes.backends import BackendSettings, BaseBackend
+from detbench.runtimes.backends import BaseBackend
 from detbench.runtimes.export import ExportSettings, Int8Recipe, NncfRecipe
 from detbench.runtimes.workbench import Workbench
 from detbench.testing.requirements import openvino_marks, require_backend
@@ -53,16 +53,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def workbench_640(workbench: Workbench, baseline: Path, model_info, dataset) -> Workbench:
+def workbench_640(workbench: Workbench, baseline: Path, dataset_yaml: Path) -> Workbench:
     """The baseline's weights exported at 640 px (cached like every export). --detbench-artifact
     overrides are not applied: a user's artifact has one input size, the baseline's."""
-    return Workbench(
-        weights=baseline,
-        imgsz=640,
-        names=model_info.names,
-        settings=workbench.settings,
-        calib_images=dataset.images("train"),
-        export=EXPORT_640,
+    return Workbench.from_options(
+        baseline, dataset_yaml, imgsz=640, threads=workbench.settings.threads, export=EXPORT_640
     )
 
 
@@ -81,11 +76,8 @@ def scale_workbench(scale: str, pytestconfig: pytest.Config) -> Workbench:
     from detbench.runtimes.export import untrained_checkpoint
 
     weights = untrained_checkpoint(scale, SCALE_IMGSZ, CLASS_NAMES)
-    return Workbench(
-        weights=weights,
-        imgsz=SCALE_IMGSZ,
-        names=CLASS_NAMES,
-        settings=BackendSettings(threads=pytestconfig.getoption("--detbench-threads")),
+    return Workbench.from_options(
+        weights, imgsz=SCALE_IMGSZ, threads=pytestconfig.getoption("--detbench-threads")
     )
 
 

@@ -59,17 +59,14 @@ def model_info(baseline: Path):
 
 
 @pytest.fixture(scope="session")
-def workbench(pytestconfig: pytest.Config, baseline: Path, model_info, dataset):
-    from detbench.runtimes.backends import BackendSettings
-    from detbench.runtimes.workbench import Workbench, parse_artifact_overrides
+def workbench(pytestconfig: pytest.Config, baseline: Path, dataset_yaml: Path):
+    from detbench.runtimes.workbench import Workbench
 
-    return Workbench(
-        weights=baseline,
-        imgsz=model_info.imgsz,
-        names=model_info.names,
-        settings=BackendSettings(threads=pytestconfig.getoption("--detbench-threads")),
-        overrides=parse_artifact_overrides(pytestconfig.getoption("--detbench-artifact")),
-        calib_images=dataset.images("train"),
+    return Workbench.from_options(
+        baseline,
+        dataset_yaml,
+        threads=pytestconfig.getoption("--detbench-threads"),
+        artifacts=pytestconfig.getoption("--detbench-artifact"),
     )
 
 
