@@ -588,6 +588,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
