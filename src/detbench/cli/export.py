@@ -1,0 +1,36 @@
+"""``detbench export``: export the baseline (cached) and print the artifact paths."""
+
+from __future__ import annotations
+
+import argparse
+
+from detbench.cli import _bench_options, _formats, _opset, _workbench
+
+
+def run(args: argparse.Namespace) -> int:
+    from detbench.runtimes.backends import REGISTRY
+    from detbench.runtimes.export import ExportSettings
+
+    formats = args.format
+    settings = ExportSettings(
+        opset=args.opset, dynamic_batch=not args.static_batch, simplify=not args.no_simplify
+    )
+    bench = _workbench(args, need_calib="onnx-int8" in formats, export=settings)
+    by_format = {cls.artifact_format: name for name, cls in REGISTRY.items()}
+    for fmt in formats:
+        print(f"{fmt}\t{bench.artifact(by_format[fmt])}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from detbench.runtimes.export import FORMATS
+
+    e = sub.add_parser("export", help="export the baseline (cached) and print the artifact paths")
+    _bench_options(e)
+    e.add_argument(
+        "--format", type=_formats, default=list(FORMATS), help=f"comma-separated, from {', '.join(FORMATS)}"
+    )
+    e.add_argument("--opset", type=_opset, default=17, help="ONNX opset (default 17)")
+    e.add_argument("--static-batch", action="store_true", help="export a fixed batch of 1 (default: dynamic)")
+    e.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
+    e.set_defaults(func=run)
