@@ -13,15 +13,14 @@ import numpy as np
 import pytest
 from pytest_benchmark.stats import Stats
 
+from detbench.cli.gate import add_arguments, run_files
 from detbench.errors import HistoryError
 from detbench.perf.gate import (
     ab,
-    add_arguments,
     format_table,
     gate,
     load_benchmark_json,
     percentile_extra_info,
-    run,
     verdicts_to_json,
 )
 from detbench.perf.stats import Verdict
@@ -91,7 +90,7 @@ def write_run(path: Path, runs: dict[str, list[float]], *, save_data: bool = Tru
 def cli(*argv: str | Path) -> int:
     parser = argparse.ArgumentParser(prog="detbench gate")
     add_arguments(parser)
-    return run(parser.parse_args([str(a) for a in argv]))
+    return run_files(parser.parse_args([str(a) for a in argv]))
 
 
 @pytest.fixture

@@ -268,12 +268,12 @@ class TestDebug:
         self, capsys: pytest.CaptureFixture, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A bug (an exception that is not about the input) is still one line, and says how to see more."""
-        from detbench.perf import gate
+        from detbench.cli import gate
 
         def broken(args):
             raise KeyError("benchmarks")
 
-        monkeypatch.setattr(gate, "run", broken)
+        monkeypatch.setattr(gate, "run_files", broken)
         argv = ["gate", str(files["empty.json"]), str(files["empty.json"])]
         code, err = _run(capsys, argv)
         _assert_one_line(code, err, 1, "internal error KeyError", "--debug")

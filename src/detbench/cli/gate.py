@@ -3,32 +3,177 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from detbench.cli import _fail
+from detbench.history import gate as history_gate
+from detbench.history import store
+from detbench.perf import gate
+from detbench.perf.stats import CI_CONFIDENCE, GATE_ALPHA, UNPAIRED_MIN_EFFECT
 
 
 def run(args: argparse.Namespace) -> int:
-    from detbench.history import gate as history_gate
-    from detbench.perf import gate
-
     if args.history is not None:
         if args.baseline_file or args.candidate_file:
             raise SystemExit(_fail("gate: pass either two run files or --history, not both", 2))
-        return history_gate.run(args)
+        return run_history(args)
     if not (args.baseline_file and args.candidate_file):
         raise SystemExit(
             _fail("gate: the following arguments are required: baseline, candidate (or --history)", 2)
         )
-    return gate.run(args)
+    return run_files(args)
+
+
+def run_files(args: argparse.Namespace) -> int:
+    """Two saved runs; 1 if any benchmark regressed, else 0. Raises HistoryError on unreadable runs."""
+    verdicts = gate.gate(
+        args.baseline_file,
+        args.candidate_file,
+        alpha=args.alpha,
+        min_effect=args.min_effect,
+        min_samples=args.min_samples,
+    )
+    if args.json:
+        settings = {
+            "baseline": str(args.baseline_file),
+            "candidate": str(args.candidate_file),
+            "alpha": args.alpha,
+            "min_effect": args.min_effect,
+            "min_samples": args.min_samples,
+            "confidence": CI_CONFIDENCE,
+        }
+        print(gate.verdicts_to_json(verdicts, settings))
+    else:
+        print(gate.format_table(verdicts))
+    return 1 if any(v.status == "regression" for v in verdicts) else 0
+
+
+def run_history(args: argparse.Namespace) -> int:
+    """``--history``: 1 on a regression or on corrupt history rows, else 0."""
+    with_store = store.open_store(args.history)
+    try:
+        found = with_store.load()
+    finally:
+        with_store.close()
+    for problem in found.problems:
+        print(f"detbench: history problem: {problem}", file=sys.stderr)
+    result = history_gate.gate_against_history(
+        found.runs,
+        location=with_store.location,
+        candidate=args.candidate,
+        baseline=args.baseline,
+        last=args.last,
+        vary=args.vary,
+        alpha=args.alpha,
+        min_effect=args.min_effect,
+        min_samples=args.min_samples,
+    )
+    cand = result.candidate
+    pooled = sorted({r for ids in result.baseline_runs.values() for r in ids})
+    if args.json:
+        settings = {
+            "history": with_store.location,
+            "candidate": cand.run_id,
+            "machine_id": cand.machine_id,
+            "baseline_runs": result.baseline_runs,
+            "vary": args.vary,
+            "alpha": args.alpha,
+            "min_effect": args.min_effect,
+            "min_samples": args.min_samples,
+            "confidence": CI_CONFIDENCE,
+            "problems": found.problems,
+        }
+        print(gate.verdicts_to_json(result.verdicts, settings))
+    else:
+        print(
+            f"candidate run {cand.run_id} ({cand.created:%Y-%m-%d %H:%M} UTC,"
+            f" machine class {cand.machine_id})"
+            f" vs run(s) {', '.join(pooled) or 'none'} of {with_store.location}"
+            + (f", varying {', '.join(args.vary)}" if args.vary else "")
+        )
+        print(gate.format_table(result.verdicts))
+    regressed = any(v.status == "regression" for v in result.verdicts)
+    return 1 if regressed or found.problems else 0
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The two-file arguments of ``detbench gate`` and the statistics' settings."""
+    # Optional so that `detbench gate --history URL` (add_history_arguments) needs neither.
+    parser.add_argument(
+        "baseline_file", nargs="?", type=Path, help="saved pytest-benchmark run to compare against"
+    )
+    parser.add_argument("candidate_file", nargs="?", type=Path, help="saved pytest-benchmark run under test")
+    parser.add_argument(
+        "--alpha",
+        type=_probability,
+        default=GATE_ALPHA,
+        help="significance level of the one-sided test (0.01)",
+    )
+    parser.add_argument(
+        "--min-effect",
+        type=_non_negative,
+        default=UNPAIRED_MIN_EFFECT,
+        help="smallest median change that counts, as a fraction (0.10 = 10%%)",
+    )
+    parser.add_argument(
+        "--min-samples", type=_at_least_two, default=9, help="fewer rounds on either side is inconclusive (9)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the verdict as JSON on stdout instead of the table"
+    )
+
+
+def add_history_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--history`` family of ``detbench gate`` options."""
+    parser.add_argument(
+        "--history",
+        metavar="URL|DIR",
+        help="gate against a history store (postgresql:// URL or a directory) instead of two files",
+    )
+    parser.add_argument("--candidate", metavar="RUN|TAG|FILE", help="with --history: the run under test")
+    parser.add_argument(
+        "--baseline",
+        metavar="RUN|TAG",
+        help="with --history: compare with this run or newest run with this tag",
+    )
+    parser.add_argument(
+        "--last", type=int, default=5, help="with --history: pool the last N matching runs as baseline (5)"
+    )
+    parser.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        choices=store.CONFIG_KEYS,
+        help="with --history: leave this configuration key out of the match (repeatable)",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from detbench.history import gate as history_gate
-    from detbench.perf import gate as gate_mod
-
     g = sub.add_parser(
         "gate", help="compare two saved runs, or a run with its history (--history); exit 1 on a regression"
     )
-    gate_mod.add_arguments(g)
-    history_gate.add_arguments(g)
+    add_arguments(g)
+    add_history_arguments(g)
     g.set_defaults(func=run)

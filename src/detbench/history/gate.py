@@ -1,4 +1,4 @@
-"""``detbench gate --history URL|DIR``: gate a new run against the shared history of its machine class.
+"""Gate a new run against the shared history of its machine class (``detbench gate --history URL|DIR``).
 
 The candidate is the newest run of this machine class in the store (or ``--candidate`` RUN_ID, TAG or
 a pytest-benchmark JSON file). The baseline of each benchmark is pooled from the last ``--last`` earlier
@@ -10,9 +10,7 @@ The verdicts are the gate's own statistics (detbench.perf.stats.compare_samples)
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ import numpy as np
 from detbench.errors import HistoryError, HistoryStoreError
 from detbench.history import benchjson, store
 from detbench.perf import gate, machine
-from detbench.perf.stats import CI_CONFIDENCE, Verdict, compare_samples
+from detbench.perf.stats import Verdict, compare_samples
 
 
 def config_key(config: dict, vary: Sequence[str]) -> tuple:
@@ -89,81 +87,30 @@ def _candidate(ref: str | None, runs: list[store.RunRecord], machine: str) -> st
     return mine[0]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``--history`` family of ``detbench gate`` options."""
-    parser.add_argument(
-        "--history",
-        metavar="URL|DIR",
-        help="gate against a history store (postgresql:// URL or a directory) instead of two files",
-    )
-    parser.add_argument("--candidate", metavar="RUN|TAG|FILE", help="with --history: the run under test")
-    parser.add_argument(
-        "--baseline",
-        metavar="RUN|TAG",
-        help="with --history: compare with this run or newest run with this tag",
-    )
-    parser.add_argument(
-        "--last", type=int, default=5, help="with --history: pool the last N matching runs as baseline (5)"
-    )
-    parser.add_argument(
-        "--vary",
-        action="append",
-        default=[],
-        choices=store.CONFIG_KEYS,
-        help="with --history: leave this configuration key out of the match (repeatable)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """``detbench gate --history``: 1 on a regression or on corrupt history rows, else 0."""
-    with_store = store.open_store(args.history)
+def gate_against_history(
+    runs: list[store.RunRecord],
+    *,
+    location: str,
+    candidate: str | None = None,
+    baseline: str | None = None,
+    last: int = 5,
+    vary: Sequence[str] = (),
+    alpha: float = 0.01,
+    min_effect: float = 0.10,
+    min_samples: int = 9,
+) -> GateResult:
+    """Gate the candidate (``candidate`` RUN_ID, TAG or FILE; default: this machine class's newest run)
+    against the earlier runs of its machine class in ``runs`` (newest first), pooled from the ``last``
+    matching ones or, with ``baseline``, that one run. Raises HistoryStoreError naming ``location``
+    when the candidate or baseline is not there."""
     try:
-        found = with_store.load()
-    finally:
-        with_store.close()
-    for problem in found.problems:
-        print(f"detbench: history problem: {problem}", file=sys.stderr)
-    try:
-        cand = _candidate(args.candidate, found.runs, machine.machine_id())
-        same_class = [r for r in found.runs if r.machine_id == cand.machine_id and r.run_id != cand.run_id]
+        cand = _candidate(candidate, runs, machine.machine_id())
+        same_class = [r for r in runs if r.machine_id == cand.machine_id and r.run_id != cand.run_id]
         earlier = [r for r in same_class if r.created <= cand.created]
-        if args.baseline is not None:
-            earlier, last = [store.find_run(same_class, args.baseline)], 1
-        else:
-            last = args.last
+        if baseline is not None:
+            earlier, last = [store.find_run(same_class, baseline)], 1
     except LookupError as exc:
-        raise HistoryStoreError(with_store.location, str(exc)) from None
-    result = compare_with_history(
-        cand,
-        earlier,
-        last=last,
-        vary=args.vary,
-        alpha=args.alpha,
-        min_effect=args.min_effect,
-        min_samples=args.min_samples,
+        raise HistoryStoreError(location, str(exc)) from None
+    return compare_with_history(
+        cand, earlier, last=last, vary=vary, alpha=alpha, min_effect=min_effect, min_samples=min_samples
     )
-    pooled = sorted({r for ids in result.baseline_runs.values() for r in ids})
-    if args.json:
-        settings = {
-            "history": with_store.location,
-            "candidate": cand.run_id,
-            "machine_id": cand.machine_id,
-            "baseline_runs": result.baseline_runs,
-            "vary": args.vary,
-            "alpha": args.alpha,
-            "min_effect": args.min_effect,
-            "min_samples": args.min_samples,
-            "confidence": CI_CONFIDENCE,
-            "problems": found.problems,
-        }
-        print(gate.verdicts_to_json(result.verdicts, settings))
-    else:
-        print(
-            f"candidate run {cand.run_id} ({cand.created:%Y-%m-%d %H:%M} UTC,"
-            f" machine class {cand.machine_id})"
-            f" vs run(s) {', '.join(pooled) or 'none'} of {with_store.location}"
-            + (f", varying {', '.join(args.vary)}" if args.vary else "")
-        )
-        print(gate.format_table(result.verdicts))
-    regressed = any(v.status == "regression" for v in result.verdicts)
-    return 1 if regressed or found.problems else 0

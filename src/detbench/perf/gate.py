@@ -1,8 +1,9 @@
 """The latency gate: compare two saved pytest-benchmark runs (``detbench gate``) or two callables (``ab``).
 
-Usage: ``detbench gate BASELINE.json CANDIDATE.json [--alpha A] [--min-effect E] [--min-samples N] [--json]``.
-Prints an aligned table (or, with ``--json``, a JSON verdict on stdout instead) and exits 1 when any
-benchmark regressed, else 0. Unreadable runs raise HistoryError; the CLI shows it as one line.
+Usage: ``detbench gate BASELINE.json CANDIDATE.json [--alpha A] [--min-effect E] [--min-samples N] [--json]``
+(its options: detbench.cli.gate). It prints ``format_table`` (or, with ``--json``, ``verdicts_to_json``)
+and exits 1 when any benchmark regressed, else 0. Unreadable runs raise HistoryError; the CLI shows it
+as one line.
 
 Both runs must carry raw per-round timings: save them with ``--benchmark-save-data`` (or write them
 with ``--benchmark-json``, which always includes them). Summary statistics alone cannot give a
@@ -11,7 +12,6 @@ significance test, so such files are refused rather than skipped (detbench.histo
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -246,75 +246,3 @@ def verdicts_to_json(verdicts: Sequence[Verdict], settings: Mapping[str, object]
         "verdicts": [asdict(v) for v in verdicts],
     }
     return dumps(doc)
-
-
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _at_least_two(text: str) -> int:
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be >= 2, got {text}")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``detbench gate``."""
-    # Optional so that `detbench gate --history URL` (detbench.history.gate) needs neither.
-    parser.add_argument(
-        "baseline_file", nargs="?", type=Path, help="saved pytest-benchmark run to compare against"
-    )
-    parser.add_argument("candidate_file", nargs="?", type=Path, help="saved pytest-benchmark run under test")
-    parser.add_argument(
-        "--alpha",
-        type=_probability,
-        default=GATE_ALPHA,
-        help="significance level of the one-sided test (0.01)",
-    )
-    parser.add_argument(
-        "--min-effect",
-        type=_non_negative,
-        default=UNPAIRED_MIN_EFFECT,
-        help="smallest median change that counts, as a fraction (0.10 = 10%%)",
-    )
-    parser.add_argument(
-        "--min-samples", type=_at_least_two, default=9, help="fewer rounds on either side is inconclusive (9)"
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="print the verdict as JSON on stdout instead of the table"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``detbench gate``; 1 if any benchmark regressed, else 0. Raises HistoryError on unreadable runs."""
-    verdicts = gate(
-        args.baseline_file,
-        args.candidate_file,
-        alpha=args.alpha,
-        min_effect=args.min_effect,
-        min_samples=args.min_samples,
-    )
-    if args.json:
-        settings = {
-            "baseline": str(args.baseline_file),
-            "candidate": str(args.candidate_file),
-            "alpha": args.alpha,
-            "min_effect": args.min_effect,
-            "min_samples": args.min_samples,
-            "confidence": CI_CONFIDENCE,
-        }
-        print(verdicts_to_json(verdicts, settings))
-    else:
-        print(format_table(verdicts))
-    return 1 if any(v.status == "regression" for v in verdicts) else 0
