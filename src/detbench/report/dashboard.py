@@ -12,7 +12,6 @@ The plotly.js bundle is inlined once (no CDN, no fonts fetched): the page works 
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 from collections.abc import Mapping, Sequence
@@ -252,29 +251,21 @@ def _read_json(path: Path | None) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--history", required=True, metavar="URL|DIR", help="postgresql:// URL or a directory"
-    )
-    parser.add_argument("--out", type=Path, default=Path("dashboard"), help="writes OUT/index.html")
-    parser.add_argument("--report", type=Path, default=Path("report/report.json"), help="latest report.json")
-    parser.add_argument("--tune", type=Path, default=Path("tune/tune.json"), help="tune.json (when present)")
-    parser.add_argument("--last", type=int, default=5, help="runs pooled per verdict, as detbench gate (5)")
-
-
-def run(args: argparse.Namespace) -> int:
+def write_page(
+    out: Path,
+    hist: store.History,
+    *,
+    location: str,
+    report: Path | None = None,
+    tune: Path | None = None,
+    last: int = 5,
+) -> Path:
+    """Write ``out/index.html`` (the folder is created) from the loaded history, the report.json and
+    tune.json when those files exist; returns the page's path."""
     from detbench._fs import atomic_write_text
 
-    with store.open_store(args.history) as source:
-        hist = source.load()
-        location = source.location
-    for problem in hist.problems:
-        print(f"detbench: history problem: {problem}")
-    page = render(
-        hist, location=location, report=_read_json(args.report), tune=_read_json(args.tune), last=args.last
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / "index.html"
+    page = render(hist, location=location, report=_read_json(report), tune=_read_json(tune), last=last)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "index.html"
     atomic_write_text(target, page)
-    print(f"{target} ({target.stat().st_size / 1e6:.1f} MB, {len(hist.runs)} runs)")
-    return 0
+    return target
