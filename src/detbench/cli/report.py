@@ -4,14 +4,60 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from detbench.cli import _backends, _bench_options, _out_dir, _positive, _report_json
 
+if TYPE_CHECKING:
+    from detbench.report.build import ReportSettings
+
+
+def report_settings(args: argparse.Namespace) -> ReportSettings:
+    """The report's settings from ``detbench report``'s options (``--quick`` picks the short defaults)."""
+    from detbench.perf.peak import SIZES
+    from detbench.perf.timing import DISCARD
+    from detbench.report.build import ReportSettings
+    from detbench.runtimes.backends import REGISTRY
+
+    quick = bool(getattr(args, "quick", False))
+    rounds = getattr(args, "rounds", None) or (40 if quick else 160)
+    val_images = getattr(args, "val_images", None) or (64 if quick else None)
+    backends = list(getattr(args, "backends", None) or REGISTRY)
+    return ReportSettings(
+        weights=args.weights,
+        data=args.data,
+        imgsz=args.imgsz,
+        threads=args.threads,
+        artifacts=tuple(args.artifact or ()),
+        backends=tuple(dict.fromkeys(["pytorch", *backends])),
+        batch=args.batch,
+        out=Path(args.out),
+        quick=quick,
+        val_images=val_images,
+        rounds=rounds,
+        warmup=DISCARD,
+        throughput_rounds=max(3, rounds // 3),
+        matmul_sizes=SIZES,
+        matmul_repeats=5,
+        default_backends=backends == list(REGISTRY),
+        tune=getattr(args, "tune", None) or Path(args.out) / "tune.json",
+    )
+
 
 def run(args: argparse.Namespace) -> int:
-    from detbench.report.build import run_report
+    from rich.console import Console
 
-    return run_report(args)
+    from detbench.jsonsafe import json_safe
+    from detbench.report.build import print_verdict, run_report
+    from detbench.report.render import print_table
+
+    report, written = run_report(report_settings(args), console=Console(stderr=True))
+    console = Console()
+    if not console.is_terminal:  # piped or captured: rich would squeeze the table into 80 columns
+        console = Console(width=200)
+    print_table(json_safe(report), console)
+    console.print(f"wrote {', '.join(str(p) for p in written.values())}", highlight=False, soft_wrap=True)
+    return print_verdict(report, console, compare=getattr(args, "compare", None))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

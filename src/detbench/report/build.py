@@ -65,7 +65,6 @@ report.json schema (``"schema": 1``; times in ms, sizes in bytes and MB = 1e6 by
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,12 +73,9 @@ from pathlib import Path
 from typing import Any
 
 from detbench._fs import sha256_file
-from detbench.jsonsafe import json_safe
 from detbench.perf.machine import environment, git_commit
-from detbench.perf.peak import SIZES
-from detbench.perf.timing import DISCARD
 from detbench.report import steps, verdict
-from detbench.report.render import print_table, render_markdown, write_report
+from detbench.report.render import render_markdown, write_report
 from detbench.report.steps import DEVIATION_IMAGES, collect_history, load_training
 
 SCHEMA = 1
@@ -104,34 +100,6 @@ class ReportSettings:
     matmul_repeats: int
     default_backends: bool  # the user did not choose: an absent optional runtime is skipped, not fatal
     tune: Path | None = None  # a detbench tune result whose recommended row is marked
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ReportSettings:
-        from detbench.runtimes.backends import REGISTRY
-
-        quick = bool(getattr(args, "quick", False))
-        rounds = getattr(args, "rounds", None) or (40 if quick else 160)
-        val_images = getattr(args, "val_images", None) or (64 if quick else None)
-        backends = list(getattr(args, "backends", None) or REGISTRY)
-        return cls(
-            weights=args.weights,
-            data=args.data,
-            imgsz=args.imgsz,
-            threads=args.threads,
-            artifacts=tuple(args.artifact or ()),
-            backends=tuple(dict.fromkeys(["pytorch", *backends])),
-            batch=args.batch,
-            out=Path(args.out),
-            quick=quick,
-            val_images=val_images,
-            rounds=rounds,
-            warmup=DISCARD,
-            throughput_rounds=max(3, rounds // 3),
-            matmul_sizes=SIZES,
-            matmul_repeats=5,
-            default_backends=backends == list(REGISTRY),
-            tune=getattr(args, "tune", None) or Path(args.out) / "tune.json",
-        )
 
 
 def _progress(console: Any) -> Any:
@@ -315,23 +283,15 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
     }
 
 
-def run_report(args: argparse.Namespace) -> int:
-    """The ``detbench report`` subcommand."""
-    from rich.console import Console
-
+def run_report(settings: ReportSettings, console: Any = None) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Build the report (progress on ``console``) and write it into ``settings.out``; returns the report
+    and the files written."""
     from detbench.errors import DetbenchError
 
-    settings = ReportSettings.from_args(args)
     if settings.out.exists() and not settings.out.is_dir():  # fail before minutes of measuring
         raise DetbenchError(f"--out {settings.out}: exists and is not a directory")
-    report = build_report(settings, console=Console(stderr=True))
-    written = write_report(report, settings.out)
-    console = Console()
-    if not console.is_terminal:  # piped or captured: rich would squeeze the table into 80 columns
-        console = Console(width=200)
-    print_table(json_safe(report), console)
-    console.print(f"wrote {', '.join(str(p) for p in written.values())}", highlight=False, soft_wrap=True)
-    return print_verdict(report, console, compare=getattr(args, "compare", None))
+    report = build_report(settings, console=console)
+    return report, write_report(report, settings.out)
 
 
 def print_verdict(report: dict[str, Any], console: Any, *, compare: Path | None = None) -> int:
