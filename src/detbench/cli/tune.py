@@ -1,17 +1,115 @@
-"""``detbench tune``: search backends x threads x batch layout for the fastest verified configuration."""
+"""``detbench tune``: settings from the command line, progress bars, outputs. Thin glue only."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from detbench.cli import _backends, _counts, _existing, _positive
 
+if TYPE_CHECKING:
+    from detbench.tune.search import TuneSettings
+
+QUICK = {"val_images": 64, "blocks": 4, "block_calls": 20, "discard": 5}
+FULL = {"val_images": None, "blocks": 8, "block_calls": 25, "discard": 5}
+
+
+def tune_settings(args: argparse.Namespace) -> TuneSettings:
+    """The search's settings from ``detbench tune``'s options (``--quick`` picks the short preset)."""
+    from detbench.perf.machine import usable_cpus
+    from detbench.runtimes.workbench import parse_artifact_overrides
+    from detbench.tune.search import TuneSettings
+    from detbench.tune.space import configuration_space, thread_counts
+
+    overrides = parse_artifact_overrides(args.artifact or [])
+    preset = QUICK if args.quick else FULL
+    threads = args.threads or thread_counts(usable_cpus(), quick=args.quick)
+    points = configuration_space(
+        args.backends, threads, static_batch=not (args.quick or args.no_static), fixed=overrides
+    )
+    return TuneSettings(
+        weights=args.weights,
+        data=args.data,
+        imgsz=args.imgsz,
+        points=tuple(points),
+        overrides=overrides,
+        val_images=args.val_images or preset["val_images"],
+        blocks=args.blocks or preset["blocks"],
+        block_calls=preset["block_calls"],
+        discard=preset["discard"],
+        accuracy=not args.latency_only,
+        cold="front" if args.quick else "all",
+    )
+
+
+def _progress(console: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+PHASES = {
+    "verify": "load + verify configurations",
+    "time": "time verified (kept calls)",
+    "cold": "cold starts (fresh processes)",
+}
+
 
 def run(args: argparse.Namespace) -> int:
-    from detbench.tune.run import run_tune
+    from rich.console import Console
+    from rich.table import Table
 
-    return run_tune(args)
+    from detbench.tune.render import COLUMNS, rows, write_outputs
+    from detbench.tune.search import run_search
+
+    s = tune_settings(args)
+    console = Console(stderr=True)
+    with _progress(console) as prog:
+        tasks: dict[str, Any] = {}
+
+        def tick(phase: str, advance: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = prog.add_task(PHASES[phase], total=total)
+            prog.advance(tasks[phase], advance)
+
+        console.print(f"preparing: reference (eager PyTorch) and {len(s.points)} configurations")
+        result = run_search(s, progress=tick)
+    doc = result.doc
+    command = "detbench " + " ".join(shlex.quote(a) for a in (args.argv or []))
+    checkpoint = Path(doc["settings"]["weights"])
+    written = write_outputs(
+        doc,
+        Path(args.out),
+        artifact=None if result.recommended is None else result.recommended.artifact,
+        command=command.strip(),
+        checkpoint_bytes=checkpoint.stat().st_size if checkpoint.is_file() else None,
+    )
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        table = Table(title="detbench tune (* recommended, P Pareto front)")
+        for col in COLUMNS:
+            left = col in ("config", "precision")
+            table.add_column(col, justify="left" if left else "right", no_wrap=col == "config")
+        for r in rows(doc):
+            table.add_row(*r)
+        Console(width=max(120, Console().width)).print(table)
+        for what, path in written.items():
+            print(f"{what}: {path}")
+    if result.recommended is None:
+        print("detbench tune: no configuration verified; nothing recommended", file=sys.stderr)
+        return 1
+    return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
