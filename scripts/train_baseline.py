@@ -3,12 +3,13 @@
     python scripts/train_baseline.py            # the settings that produced fixtures/baseline
     python scripts/train_baseline.py --epochs 5 --train 200   # a quicker, weaker model
 
-The work is ``detbench.model.retrain.main`` (so ``--detbench-retrain`` needs no checkout).
+The work is ``detbench.model.retrain`` (so ``--detbench-retrain`` needs no checkout); its options are
+``detbench.cli.retrain``.
 """
 
 from __future__ import annotations
 
-from detbench.model.retrain import main
+from detbench.cli.retrain import main
 from detbench.paths import configure_environment
 
 if __name__ == "__main__":

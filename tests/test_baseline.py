@@ -7,8 +7,10 @@ import json
 import pytest
 
 from detbench._fs import sha256_file
+from detbench.cli import retrain as cli_retrain
 from detbench.data.datasets import tree_sha256, write_synthetic
 from detbench.model.baseline import BASELINE_DIR, PROVENANCE, baseline_synth_config, baseline_weights
+from detbench.model.retrain import RetrainSettings
 
 METRICS = json.loads((BASELINE_DIR / "metrics.json").read_text())
 
@@ -43,3 +45,27 @@ def test_metrics_record_every_epoch() -> None:
 def test_per_class_metrics_cover_all_classes(key: str) -> None:
     """The class-wise view of the study: all ten classes have a value."""
     assert all(METRICS["per_class"][c][key] is not None for c in METRICS["class_names"])
+
+
+def test_retrain_defaults_are_the_recorded_settings() -> None:
+    """RetrainSettings() (scripts/train_baseline.py with no options) is what provenance.json records."""
+    prov = json.loads(PROVENANCE.read_text())
+    s = RetrainSettings()
+    assert prov["synthetic_dataset"] == {"train": s.train, "val": s.val, "imgsz": s.imgsz, "seed": s.seed}
+    assert (prov["train_args"]["epochs"], prov["train_args"]["batch"]) == (s.epochs, s.batch)
+    assert s.out == BASELINE_DIR
+
+
+def test_train_baseline_options_reach_retrain(monkeypatch, tmp_path, capsys) -> None:
+    """The script's options become RetrainSettings; the command line is recorded in provenance.json."""
+    seen = []
+
+    def fake_retrain(settings: RetrainSettings, *, command: str) -> dict:
+        seen.append(settings)
+        return {"command": command}
+
+    monkeypatch.setattr(cli_retrain, "retrain", fake_retrain)
+    assert cli_retrain.main(["--epochs", "2", "--out", str(tmp_path)]) == 0
+    assert seen == [RetrainSettings(epochs=2, out=tmp_path)]
+    command = json.loads(capsys.readouterr().out)["command"]
+    assert command == f"python scripts/train_baseline.py --epochs 2 --out {tmp_path}"

@@ -43,10 +43,10 @@ def baseline(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFacto
     from detbench.model.baseline import resolve_weights
 
     if pytestconfig.getoption("--detbench-retrain"):
-        from detbench.model.retrain import main as retrain
+        from detbench.model.retrain import RetrainSettings, retrain
 
         out = tmp_path_factory.mktemp("retrained")
-        retrain(["--out", str(out)])
+        retrain(RetrainSettings(out=out), command=f"python scripts/train_baseline.py --out {out}")
         return out / "best.pt"
     return resolve_weights(pytestconfig.getoption("--detbench-weights"))
 
