@@ -10,7 +10,6 @@ the RSS before loading, so the backend's own share is visible.
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import subprocess
@@ -61,13 +60,8 @@ def first_call(
     return FirstCall(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def _child(argv: Sequence[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m detbench.perf.firstcall")
-    ap.add_argument("backend")
-    ap.add_argument("artifact", type=Path)
-    ap.add_argument("threads", type=int)
-    ap.add_argument("imgsz", type=int)
-    args = ap.parse_args(argv)
+def _measure_here(backend_name: str, artifact: Path, *, threads: int, imgsz: int) -> FirstCall:
+    """The child's measurement, in this process (which must be fresh for the numbers to mean anything)."""
     import numpy as np
 
     # detbench's backend module imports torch for checkpoint checks, which an ORT or OpenVINO
@@ -76,17 +70,26 @@ def _child(argv: Sequence[str]) -> int:
 
     base = _peak_rss_mb()
     start = time.perf_counter()
-    backend = create(args.backend, BackendSettings(threads=args.threads))
-    backend.load(args.artifact)
+    backend = create(backend_name, BackendSettings(threads=threads))
+    backend.load(artifact)
     if isinstance(backend, PyTorchBackend):
-        backend.set_imgsz(args.imgsz)
+        backend.set_imgsz(imgsz)
     assert backend.spec is not None
-    x = np.zeros((backend.spec.batch or 1, 3, args.imgsz, args.imgsz), dtype=np.float32)
+    x = np.zeros((backend.spec.batch or 1, 3, imgsz, imgsz), dtype=np.float32)
     backend.run(x)
     first = time.perf_counter() - start
     for _ in range(STEADY_CALLS):
         backend.run(x)
-    doc = FirstCall(args.backend, args.threads, first * 1e3, _peak_rss_mb(), base)
+    return FirstCall(backend_name, threads, first * 1e3, _peak_rss_mb(), base)
+
+
+def _child(argv: Sequence[str]) -> int:
+    """The child's entry: the four values ``first_call`` passes, in its order; one JSON line out.
+    A private protocol between this module's two halves, so positional and parsed by hand."""
+    if len(argv) != 4:
+        raise SystemExit("usage: python -m detbench.perf.firstcall BACKEND ARTIFACT THREADS IMGSZ")
+    backend, artifact, threads, imgsz = argv
+    doc = _measure_here(backend, Path(artifact), threads=int(threads), imgsz=int(imgsz))
     print(json.dumps(doc.to_dict()))
     return 0
 
