@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from detbench.perf.abenv import ab_environments
+from detbench.perf.abenv import WorkerSettings, ab_environments
 
 pytestmark = pytest.mark.calibration
 
-WORKER = ["--backend", "onnxruntime", "--threads", "1"]
+WORKER = WorkerSettings(backend="onnxruntime", threads=1)
 PLAN = {"blocks": 8, "block_calls": 8, "discard": 4}  # 8 paired blocks of 4 kept calls a side
 
 
@@ -32,4 +32,4 @@ def test_slowed_environment_is_flagged() -> None:
 def test_broken_worker_fails_loudly() -> None:
     """A worker that cannot start (unknown backend) raises instead of yielding empty samples."""
     with pytest.raises(RuntimeError, match="exited with status"):
-        ab_environments(sys.executable, sys.executable, ["--backend", "nope"], **PLAN)
+        ab_environments(sys.executable, sys.executable, WorkerSettings(backend="nope"), **PLAN)

@@ -18,11 +18,10 @@ def run(args: argparse.Namespace) -> int:
     from detbench.perf import gate
 
     if args.envs:
-        from detbench.perf.abenv import ab_environments
+        from detbench.perf.abenv import WorkerSettings, ab_environments
 
-        worker = ["--backend", args.backend, "--threads", str(args.threads)]
-        if args.weights:
-            worker += ["--weights", str(args.weights.resolve())]
+        weights = args.weights.resolve() if args.weights else None
+        worker = WorkerSettings(backend=args.backend, weights=weights, threads=args.threads)
         verdict, info_a, info_b = ab_environments(str(args.a), str(args.b), worker, **_block_options(args))
         for side, info in (("A", info_a), ("B", info_b)):
             v = info["versions"]

@@ -1,8 +1,8 @@
 """A/B across two Python environments (e.g. two torch releases) in one job, in alternated blocks.
 
 Two torch versions cannot share a process, so each environment runs a worker process
-(``python -m detbench.perf.abenv worker ...``) that loads its backend and then waits on a pipe. The
-coordinator asks A for a block of consecutive timed calls, then B, then B, then A (the timing core's
+(``python -m detbench.perf.abenv worker SETTINGS_JSON``) that loads its backend and then waits on a
+pipe. The coordinator asks A for a block of consecutive timed calls, then B, then B, then A (the timing core's
 ``block_schedule``), so both see the same machine state at their steady state; only one worker
 computes at any moment. Each worker times its own ``run`` with ``perf_counter_ns``, so pipe latency
 is not in the samples; each block starts with untimed calls (``discard`` and ``SETTLE_S``), as in
@@ -11,13 +11,12 @@ is not in the samples; each block starts with untimed calls (``discard`` and ``S
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from detbench.perf.stats import Verdict, compare_paired
@@ -26,9 +25,27 @@ from detbench.perf.timing import BLOCK_CALLS, BLOCKS, DISCARD, SETTLE_S, block_m
 READY_TIMEOUT_S = 600  # a cold worker may export its artifacts first
 
 
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What each worker loads and runs; sent to it as one JSON argument (a private protocol)."""
+
+    backend: str = "onnxruntime"
+    weights: Path | None = None  # default: the committed baseline
+    threads: int = 1
+    slowdown: float = 0.0  # burn this fraction extra per call (calibration)
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "weights": None if self.weights is None else str(self.weights)})
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerSettings:
+        doc = json.loads(text)
+        return cls(**{**doc, "weights": None if doc["weights"] is None else Path(doc["weights"])})
+
+
 class _Worker:
-    def __init__(self, python: str, args: list[str]) -> None:
-        cmd = [python, "-m", "detbench.perf.abenv", "worker", *args]
+    def __init__(self, python: str, settings: WorkerSettings) -> None:
+        cmd = [python, "-m", "detbench.perf.abenv", "worker", settings.to_json()]
         self.python = python
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
@@ -63,7 +80,7 @@ class _Worker:
 def ab_environments(
     python_a: str,
     python_b: str,
-    worker_args: Sequence[str],
+    worker: WorkerSettings,
     *,
     blocks: int = BLOCKS,
     block_calls: int = BLOCK_CALLS,
@@ -76,9 +93,9 @@ def ab_environments(
     (A is the baseline) and each worker's self-description (versions, backend settings)."""
     if block_calls <= discard:
         raise ValueError(f"block_calls ({block_calls}) must exceed discard ({discard})")
-    a = _Worker(python_a, list(worker_args))
+    a = _Worker(python_a, worker)
     try:
-        b = _Worker(python_b, [*worker_args, "--slowdown", str(slowdown_b)])
+        b = _Worker(python_b, replace(worker, slowdown=slowdown_b))
     except BaseException:
         a.close()
         raise
@@ -98,13 +115,7 @@ def ab_environments(
     return verdict, a.info, b.info
 
 
-def _worker(argv: Sequence[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m detbench.perf.abenv worker")
-    ap.add_argument("--backend", default="onnxruntime")
-    ap.add_argument("--weights", type=Path)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--slowdown", type=float, default=0.0, help="burn this fraction extra (calibration)")
-    args = ap.parse_args(argv)
+def _worker(worker: WorkerSettings) -> int:
     # Our replies go to the real stdout; anything a library prints goes to stderr instead.
     reply = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
@@ -119,17 +130,17 @@ def _worker(argv: Sequence[str]) -> int:
     from detbench.runtimes.preprocess import preprocess
     from detbench.runtimes.workbench import Workbench
 
-    settings = BackendSettings(threads=args.threads)
+    settings = BackendSettings(threads=worker.threads)
     ds = load_dataset(synthetic_dataset())
-    weights = resolve_weights(args.weights)
+    weights = resolve_weights(worker.weights)
     _, info = load_detection_model(weights)
     imgsz = info.imgsz
     bench = Workbench(
         weights=weights, imgsz=imgsz, names=info.names, settings=settings, calib_images=ds.images("train")
     )
-    backend = bench.load(args.backend)
+    backend = bench.load(worker.backend)
     x, _ = preprocess([load_image(ds.images("val")[0])], imgsz)
-    call = Slowed(backend.run, args.slowdown) if args.slowdown else backend.run
+    call = Slowed(backend.run, worker.slowdown) if worker.slowdown else backend.run
     ready = {"ready": True, "versions": toolchain_versions(), "backend": backend.describe()}
     reply.write(json.dumps(ready) + "\n")
     reply.flush()
@@ -150,6 +161,6 @@ def _worker(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["worker"]:
-        raise SystemExit("usage: python -m detbench.perf.abenv worker [--backend NAME] ...")
-    raise SystemExit(_worker(sys.argv[2:]))
+    if sys.argv[1:2] != ["worker"] or len(sys.argv) != 3:
+        raise SystemExit("usage: python -m detbench.perf.abenv worker SETTINGS_JSON")
+    raise SystemExit(_worker(WorkerSettings.from_json(sys.argv[2])))
