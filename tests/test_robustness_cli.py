@@ -233,6 +233,26 @@ def test_no_subcommand_lists_the_subcommands(capsys: pytest.CaptureFixture, argv
     assert listed == expected, f"subcommands missing from the help: {set(expected) - set(listed)}\n{out}"
 
 
+def test_argparse_is_used_only_in_the_cli_package() -> None:
+    """Domain modules take settings objects or keyword arguments; parsing a command line is cli/'s job."""
+    import ast
+
+    import detbench
+
+    root = Path(detbench.__file__).parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        if path.is_relative_to(root / "cli"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n.split(".")[0] == "argparse" for n in names):
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []
+
+
 # Cases that get past the weights (a loadable untrained checkpoint) and fail further on.
 LOADED_CASES = {
     "predict-corrupt-override": (

@@ -2,7 +2,8 @@
 
 One module per subcommand (``data``, ``train``, ``export``, ``predict``, ``report``, ``tune``, ``gate``,
 ``dashboard``, ``ab``), each with ``add_parser`` and the functions its options run, like asv's
-``commands/``; this package holds ``main``, the parser and the argument types they share.
+``commands/``; this package holds ``main``, the parser and the argument types they share. argparse
+is used here only: the modules below take settings dataclasses or keyword arguments.
 
 Errors in the user's input print one line and exit non-zero; ``--debug`` shows the traceback.
 """
