@@ -195,28 +195,16 @@ def _bench_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _workbench(args: argparse.Namespace, *, need_calib: bool, export=None):
-    from detbench.data.datasets import load_dataset
-    from detbench.model.baseline import resolve_weights, synthetic_dataset
-    from detbench.model.checkpoint import load_detection_model
-    from detbench.runtimes.backends import BackendSettings
-    from detbench.runtimes.workbench import Workbench, parse_artifact_overrides
+def _workbench(args: argparse.Namespace, *, export=None):
+    """The workbench of ``_bench_options``' flags (INT8 calibrates on --data's train split)."""
+    from detbench.runtimes.workbench import Workbench
 
-    weights = resolve_weights(args.weights)
-    _, info = load_detection_model(weights)
-    imgsz = args.imgsz or info.imgsz
-    calib: list[Path] = []
-    if need_calib:
-        data = args.data or synthetic_dataset()
-        ds = load_dataset(data)
-        calib = ds.images("train")
-    return Workbench(
-        weights=weights,
-        imgsz=imgsz,
-        names=info.names,
-        settings=BackendSettings(threads=args.threads),
-        overrides=parse_artifact_overrides(args.artifact or []),
-        calib_images=calib,
+    return Workbench.from_options(
+        args.weights,
+        args.data,
+        imgsz=args.imgsz,
+        threads=args.threads,
+        artifacts=args.artifact or (),
         export=export,
     )
 

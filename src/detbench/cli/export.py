@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     settings = ExportSettings(
         opset=args.opset, dynamic_batch=not args.static_batch, simplify=not args.no_simplify
     )
-    bench = _workbench(args, need_calib="onnx-int8" in formats, export=settings)
+    bench = _workbench(args, export=settings)
     by_format = {cls.artifact_format: name for name, cls in REGISTRY.items()}
     for fmt in formats:
         print(f"{fmt}\t{bench.artifact(by_format[fmt])}")

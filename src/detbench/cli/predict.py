@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     from detbench.runtimes.postprocess import postprocess
     from detbench.runtimes.preprocess import preprocess
 
-    bench = _workbench(args, need_calib=args.backend == "onnxruntime-int8")
+    bench = _workbench(args)
     backend = bench.load(args.backend)
     results, bad = [], 0
     for path in args.images:

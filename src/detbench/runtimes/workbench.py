@@ -71,26 +71,28 @@ class Workbench:
         *,
         imgsz: int | None = None,
         threads: int = BackendSettings.threads,
-        artifacts: Sequence[str] = (),
+        artifacts: Sequence[str] | Mapping[str, Path] = (),
         export: ExportSettings | None = None,
     ) -> Workbench:
         """The run's inputs, built the one way every entry point builds them (the CLI, the pytest
         plugin, report, tune, ab, the scripts) from the options they share: ``weights`` (None: the
         committed baseline, sha256-checked), ``data`` (a data.yaml, None: the synthetic set) whose
         train split calibrates INT8 when an INT8 export is first built, ``imgsz`` (None: the size the
-        weights were trained at), ``threads`` and ``artifacts`` (``BACKEND=PATH`` overrides)."""
+        weights were trained at), ``threads`` and ``artifacts`` (``BACKEND=PATH`` overrides, or the
+        {backend: path} they parse to)."""
         from detbench.data.datasets import load_dataset
         from detbench.model.baseline import resolve_weights, synthetic_dataset
         from detbench.model.checkpoint import load_detection_model
 
         path = resolve_weights(weights)
         info = load_detection_model(path)[1]
+        overrides = artifacts if isinstance(artifacts, Mapping) else parse_artifact_overrides(artifacts)
         return cls(
             weights=path,
             imgsz=imgsz or info.imgsz,
             names=info.names,
             settings=BackendSettings(threads=threads),
-            overrides=parse_artifact_overrides(artifacts),
+            overrides=dict(overrides),
             calib_images=lambda: train_images(load_dataset(data or synthetic_dataset())),
             export=export,
         )

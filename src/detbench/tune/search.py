@@ -119,46 +119,38 @@ class Context:
 def prepare(s: TuneSettings) -> Context:
     """Resolve weights, data and the reference; export nothing yet (each point exports lazily)."""
     from detbench.data.datasets import load_dataset
-    from detbench.model.baseline import resolve_weights, synthetic_dataset
-    from detbench.model.checkpoint import load_detection_model
+    from detbench.model.baseline import synthetic_dataset
     from detbench.runtimes.export import ExportSettings
     from detbench.runtimes.postprocess import postprocess
     from detbench.runtimes.preprocess import preprocess
     from detbench.runtimes.workbench import Workbench
     from detbench.verify.accuracy import evaluate
 
-    weights = resolve_weights(s.weights)
-    _, info = load_detection_model(weights)
-    imgsz = s.imgsz or info.imgsz
+    benches = {
+        dyn: Workbench.from_options(
+            s.weights, s.data, imgsz=s.imgsz, artifacts=s.overrides, export=ExportSettings(dynamic_batch=dyn)
+        )
+        for dyn in (True, False)
+    }
+    weights, imgsz, names = benches[True].weights, benches[True].imgsz, benches[True].names
     ds = load_dataset(s.data or synthetic_dataset())
     val = ds.images("val")
     if not val:
         raise DetbenchError(f"{ds.yaml_path}: the val split has no images to verify against")
-    benches = {
-        dyn: Workbench(
-            weights=weights,
-            imgsz=imgsz,
-            names=info.names,
-            overrides=dict(s.overrides),
-            calib_images=ds.images("train"),
-            export=ExportSettings(dynamic_batch=dyn),
-        )
-        for dyn in (True, False)
-    }
     ref = benches[True].load(REFERENCE, BackendSettings(threads=1))
     x, infos = preprocess(val[: s.verify_images], imgsz)
     ref_raw = ref.run_batched(x, 1)
     ref_acc = evaluate(ref, ds, imgsz=imgsz, limit=s.val_images).to_dict() if s.accuracy else None
     return Context(
         imgsz=imgsz,
-        names=tuple(info.names),
+        names=tuple(names),
         weights=weights,
         benches=benches,
         dataset=ds,
         x=x,
         infos=list(infos),
         ref_raw=ref_raw,
-        ref_dets=postprocess(ref_raw, infos, info.names),
+        ref_dets=postprocess(ref_raw, infos, names),
         ref_accuracy=ref_acc,
         x1=np.ascontiguousarray(x[:1]),
     )
