@@ -32,7 +32,7 @@ from detbench.model.checkpoint import load_detection_model
 from detbench.paths import configure_environment
 from detbench.perf import gate
 from detbench.perf.stats import GATE_ALPHA, PAIRED_MIN_EFFECT, paired_ratio_ci
-from detbench.perf.timing import SETTLE_S, block_medians, steady_state
+from detbench.perf.timing import BlockPlan, block_medians
 from detbench.runtimes.backends import BackendSettings, create
 from detbench.runtimes.preprocess import preprocess
 from detbench.runtimes.workbench import Workbench
@@ -41,7 +41,6 @@ from detbench.verify.perturb import add_input_compute
 TARGETS = (0.05, 0.10, 0.20)
 PROBE_MATMULS = 16
 WIDTH = 64  # rows of 64: finer steps of cost than the input's 128-wide rows
-MEASURE_BLOCKS = 48  # an artifact's own slowdown: a long alternated run, 4x a gate run
 
 
 def _session(path: Path, threads: int):
@@ -57,13 +56,9 @@ def _input(imgsz: int) -> np.ndarray:
 
 def _slowdown(base: Path, cand: Path, x: np.ndarray, threads: int) -> tuple[float, float, float]:
     a, b = _session(base, threads), _session(cand, threads)
-    ta, tb = steady_state(
-        [lambda: a.run(x), lambda: b.run(x)],
-        blocks=MEASURE_BLOCKS,
-        block_calls=gate.BLOCK_CALLS,
-        discard=gate.DISCARD,
-    )
-    r, lo, hi = paired_ratio_ci(block_medians(ta, MEASURE_BLOCKS), block_medians(tb, MEASURE_BLOCKS))
+    plan = BlockPlan.GATE_REFERENCE
+    ta, tb = plan.steady_state([lambda: a.run(x), lambda: b.run(x)])
+    r, lo, hi = paired_ratio_ci(block_medians(ta, plan.blocks), block_medians(tb, plan.blocks))
     return r - 1, lo - 1, hi - 1
 
 
@@ -141,9 +136,10 @@ def _flagged(runs: list[dict], min_effect: float, alpha: float) -> int:
 
 
 def table(doc: dict, min_effects: tuple[float, ...]) -> str:
+    plan = BlockPlan.GATE
     lines = [
-        f"gate.ab defaults: {gate.BLOCKS} blocks per arm, each {gate.DISCARD} untimed calls (>= "
-        f"{SETTLE_S} s) then {gate.BLOCK_CALLS - gate.DISCARD} timed; alpha {GATE_ALPHA}; regression = "
+        f"gate.ab defaults: {plan.blocks} blocks per arm, each {plan.discard} untimed calls (>= "
+        f"{plan.settle_s} s) then {plan.kept_per_block} timed; alpha {GATE_ALPHA}; regression = "
         "one-sided Wilcoxon p < alpha and paired change >= min effect",
         f"{'artifact':<34} {'measured slowdown':>22} {'runs':>5}  "
         + "  ".join(f"flagged@{m:.0%}" for m in min_effects),

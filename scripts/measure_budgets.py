@@ -30,9 +30,7 @@ from detbench.model.baseline import resolve_weights, synthetic_dataset
 from detbench.model.checkpoint import load_detection_model
 from detbench.paths import configure_environment
 from detbench.perf.budgets import (
-    BLOCK_CALLS,
     BUDGETS_FILE,
-    DISCARD,
     absolute_toml,
     budget_max_ratio,
     check_size,
@@ -42,6 +40,7 @@ from detbench.perf.budgets import (
     size_toml,
 )
 from detbench.perf.machine import cpu_flags, cpu_model, machine_id, machine_info
+from detbench.perf.timing import BlockPlan
 from detbench.runtimes.backends import REGISTRY, BaseBackend
 from detbench.runtimes.cache import artifact_size
 from detbench.runtimes.export import openvino_available
@@ -57,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", type=Path, help="checkpoint (default: the committed baseline)")
     ap.add_argument("--budgets", type=Path, default=BUDGETS_FILE)
-    ap.add_argument("--blocks", type=int, default=40, help="alternated blocks per latency ratio")
-    ap.add_argument("--block-calls", type=int, default=BLOCK_CALLS, help="consecutive calls per block")
-    ap.add_argument("--discard", type=int, default=DISCARD, help="calls dropped at each block's start")
+    preset = BlockPlan.BUDGETS_RECORD
+    ap.add_argument("--blocks", type=int, default=preset.blocks, help="alternated blocks per latency ratio")
+    ap.add_argument("--block-calls", type=int, default=preset.block_calls, help="consecutive calls per block")
+    ap.add_argument("--discard", type=int, default=preset.discard, help="calls dropped at each block's start")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
         "--headroom",
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         help="latency max_ratio = measured ratio x this, at most 1.10 (sizes use 1.1, absolute 1.5)",
     )
     args = ap.parse_args(argv)
+    plan = BlockPlan(args.blocks, args.block_calls, args.discard)
     command = "python scripts/measure_budgets.py " + shlex.join(argv if argv is not None else sys.argv[1:])
 
     budgets = load_budgets(args.budgets)
@@ -115,14 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             budget,
             lambda b=num_b, x=x: b.run(x),
             lambda b=den_b, x=x: b.run(x),
-            blocks=args.blocks,
-            block_calls=args.block_calls,
-            discard=args.discard,
+            plan=plan,
         )
         if budget.batch == 1:
             medians.setdefault(budget.numerator, []).append(float(np.median(num)) * 1e3)
             medians.setdefault(budget.denominator, []).append(float(np.median(den)) * 1e3)
-        measured = {"blocks": args.blocks, "block_calls": args.block_calls, "threads": args.threads, **common}
+        measured = {"blocks": plan.blocks, "block_calls": plan.block_calls, "threads": args.threads, **common}
         max_ratio = budget_max_ratio(result.ratio, args.headroom)
         print(
             latency_toml(

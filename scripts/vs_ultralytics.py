@@ -91,7 +91,7 @@ def time_recommended(rec: dict, data: Path, imgsz: int, val_images: int | None) 
     """The recommended configuration, loaded from its artifact, timed steady-state and val-loop style."""
     from detbench.data.datasets import load_dataset
     from detbench.data.images import load_image
-    from detbench.perf.timing import steady_state
+    from detbench.perf.timing import BlockPlan
     from detbench.runtimes.backends import BackendSettings, PyTorchBackend, create
     from detbench.runtimes.postprocess import nms
     from detbench.runtimes.preprocess import preprocess
@@ -103,7 +103,7 @@ def time_recommended(rec: dict, data: Path, imgsz: int, val_images: int | None) 
         backend.set_imgsz(imgsz)
     images = load_dataset(data).images("val")[:val_images]
     x0 = preprocess([images[0]], imgsz)[0]
-    (sec,) = steady_state([_call(backend, x0)])
+    (sec,) = BlockPlan.DEFAULT.steady_state([_call(backend, x0)])
     per_image = []
     for path in images:  # ultralytics' val loop: decode + letterbox, infer (timed), NMS, per image
         x = preprocess([load_image(path)], imgsz)[0]

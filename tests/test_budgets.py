@@ -34,7 +34,7 @@ from detbench.perf.budgets import (
     measure_latency,
     parse_budgets,
 )
-from detbench.perf.timing import Slowed, alone
+from detbench.perf.timing import BlockPlan, Slowed, alone
 from detbench.runtimes.backends import REGISTRY, BaseBackend
 from detbench.runtimes.cache import artifact_size
 from detbench.runtimes.preprocess import preprocess
@@ -177,9 +177,7 @@ class TestLatencyCheck:
         def work() -> None:
             np.sort(data)
 
-        result, num, den = measure_latency(
-            self.BUDGET, Slowed(work, 2.0), work, blocks=8, block_calls=10, discard=2
-        )
+        result, num, den = measure_latency(self.BUDGET, Slowed(work, 2.0), work, plan=BlockPlan(8, 10, 2))
         assert num.size == den.size == 8  # block medians, paired
         assert not result.passed, latency_message(result)
         assert "paired ratio" in result.reason

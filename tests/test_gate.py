@@ -24,7 +24,7 @@ from detbench.perf.gate import (
     verdicts_to_json,
 )
 from detbench.perf.stats import Verdict
-from detbench.perf.timing import Slowed, measure
+from detbench.perf.timing import BlockPlan, Slowed, measure
 
 MS = 1e-3
 FULLNAME = "tests/benchmarks/test_latency.py::test_latency[{}]"
@@ -304,6 +304,6 @@ class TestTiming:
     def test_ab_flags_a_big_slowdown(self):
         """ab of a 0.2 ms spin against a 4x slowed copy is a regression named as asked."""
         work = lambda: spin(2e-4)  # noqa: E731
-        v = ab(work, Slowed(work, 3.0), blocks=10, block_calls=5, discard=2, name="spin")
+        v = ab(work, Slowed(work, 3.0), plan=BlockPlan(10, 5, 2), name="spin")
         assert (v.name, v.status, v.n_base, v.paired) == ("spin", "regression", 10, True)
         assert v.change > 1.5

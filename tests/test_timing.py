@@ -9,6 +9,7 @@ import pytest
 
 from detbench.perf.timing import (
     Agreement,
+    BlockPlan,
     alone,
     block_medians,
     block_schedule,
@@ -146,6 +147,43 @@ class TestPlanBlocks:
         """Zero calls is an error."""
         with pytest.raises(ValueError, match="calls"):
             plan_blocks(0)
+
+
+class TestBlockPlan:
+    @pytest.mark.parametrize(
+        ("plan", "counts"),
+        [
+            (BlockPlan.DEFAULT, (8, 25, 5)),
+            (BlockPlan.TUNE, (8, 25, 5)),
+            (BlockPlan.TUNE_QUICK, (4, 20, 5)),
+            (BlockPlan.GATE, (12, 30, 5)),
+            (BlockPlan.GATE_REFERENCE, (48, 30, 5)),
+            (BlockPlan.BUDGETS, (16, 15, 5)),
+            (BlockPlan.BUDGETS_RECORD, (40, 15, 5)),
+        ],
+    )
+    def test_presets_keep_their_counts(self, plan: BlockPlan, counts: tuple[int, int, int]) -> None:
+        """Each named preset has the counts its callers used before the presets existed, settle included."""
+        assert (plan.blocks, plan.block_calls, plan.discard, plan.settle_s) == (*counts, 0.1)
+
+    def test_covering_is_plan_blocks(self) -> None:
+        """The report's plan for a number of calls is ``plan_blocks``'s, with the kept total it implies."""
+        plan = BlockPlan.covering(150)
+        assert (plan.blocks, plan.block_calls, plan.discard) == plan_blocks(150)
+        assert plan.kept == 8 * 19 and plan.to_dict() == {"blocks": 8, "block_calls": 24, "discard": 5}
+
+    def test_an_invalid_plan_cannot_be_built(self) -> None:
+        """Block calls that do not exceed the discarded ones are refused at construction."""
+        with pytest.raises(ValueError, match="exceed discard"):
+            BlockPlan(blocks=2, block_calls=5, discard=5)
+
+    def test_runs_the_core_with_its_counts(self) -> None:
+        """``plan.steady_state`` keeps blocks x (block_calls - discard) calls per callable."""
+        seen: list[int] = []
+        (x,) = BlockPlan(3, 6, 2, settle_s=0).steady_state([lambda: None], on_block=seen.append)
+        assert x.size == 12 and seen == [4, 4, 4]
+        assert BlockPlan.GATE.with_blocks(None) is BlockPlan.GATE
+        assert BlockPlan.GATE.with_blocks(3).blocks == 3
 
 
 class TestBlockedVsAlone:

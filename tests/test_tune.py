@@ -10,6 +10,7 @@ import pytest
 
 from detbench import cli
 from detbench.perf.budgets import load_budgets
+from detbench.perf.timing import BlockPlan
 from detbench.runtimes.backends import REGISTRY
 from detbench.tune.pareto import dominates, pareto_front, recommend
 from detbench.tune.search import SCHEMA, TuneSettings, run_search
@@ -22,7 +23,7 @@ CANDIDATE_KEYS = {
     "first_call_ms", "peak_rss_mb", "base_rss_mb", "size_mb", "mAP50", "mAP50-95",
     "per_class_mAP50", "deviation", "verified", "reason", "pareto",
 }  # fmt: skip
-TINY = {"val_images": 16, "verify_images": 4, "blocks": 2, "block_calls": 6, "discard": 1}
+TINY = {"val_images": 16, "verify_images": 4, "plan": BlockPlan(blocks=2, block_calls=6, discard=1)}
 
 
 def _c(p50, m, size, verified=True, threads=1):

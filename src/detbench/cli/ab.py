@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from detbench.cli import _existing, _fail, _nonneg, _positive
 
+if TYPE_CHECKING:
+    from detbench.perf.timing import BlockPlan
 
-def _block_options(args: argparse.Namespace) -> dict[str, int]:
+
+def _block_plan(args: argparse.Namespace) -> BlockPlan:
+    from detbench.perf.timing import BlockPlan
+
     if args.block_calls <= args.discard:
         message = f"ab: --block-calls ({args.block_calls}) must exceed --discard ({args.discard})"
         raise SystemExit(_fail(message, 2))
-    return {"blocks": args.blocks, "block_calls": args.block_calls, "discard": args.discard}
+    return BlockPlan(args.blocks, args.block_calls, args.discard)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,13 +28,13 @@ def run(args: argparse.Namespace) -> int:
 
         weights = args.weights.resolve() if args.weights else None
         worker = WorkerSettings(backend=args.backend, weights=weights, threads=args.threads)
-        verdict, info_a, info_b = ab_environments(str(args.a), str(args.b), worker, **_block_options(args))
+        verdict, info_a, info_b = ab_environments(str(args.a), str(args.b), worker, plan=_block_plan(args))
         for side, info in (("A", info_a), ("B", info_b)):
             v = info["versions"]
             print(f"{side}: torch {v['torch']}, onnxruntime {v['onnxruntime']}, openvino {v['openvino']}")
         print(gate.format_table([verdict]))
         if args.json:
-            print(gate.verdicts_to_json([verdict], {**_block_options(args), "a": info_a, "b": info_b}))
+            print(gate.verdicts_to_json([verdict], {**_block_plan(args).to_dict(), "a": info_a, "b": info_b}))
         return 1 if verdict.status == "regression" else 0
 
     from detbench.data.synth import make_scene
@@ -51,17 +57,17 @@ def run(args: argparse.Namespace) -> int:
     verdict = gate.ab(
         lambda: loaded[0].run(x),
         lambda: loaded[1].run(x),
-        **_block_options(args),
+        plan=_block_plan(args),
         name=f"{args.backend}: {args.a.name} vs {args.b.name}",
     )
     print(gate.format_table([verdict]))
     if args.json:
-        print(gate.verdicts_to_json([verdict], _block_options(args)))
+        print(gate.verdicts_to_json([verdict], _block_plan(args).to_dict()))
     return 1 if verdict.status == "regression" else 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from detbench.perf import gate as gate_mod
+    from detbench.perf.timing import BlockPlan
     from detbench.runtimes.backends import REGISTRY
 
     ab = sub.add_parser(
@@ -77,21 +83,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--blocks",
         "--rounds",
         type=_positive,
-        default=gate_mod.BLOCKS,
-        help=f"blocks per side ({gate_mod.BLOCKS})",
+        default=BlockPlan.GATE.blocks,
+        help=f"blocks per side ({BlockPlan.GATE.blocks})",
     )
     ab.add_argument(
         "--block-calls",
         type=_positive,
-        default=gate_mod.BLOCK_CALLS,
-        help=f"consecutive calls per block ({gate_mod.BLOCK_CALLS})",
+        default=BlockPlan.GATE.block_calls,
+        help=f"consecutive calls per block ({BlockPlan.GATE.block_calls})",
     )
     ab.add_argument(
         "--discard",
         "--warmup",
         type=_nonneg,
-        default=gate_mod.DISCARD,
-        help=f"calls dropped at each block's start ({gate_mod.DISCARD})",
+        default=BlockPlan.GATE.discard,
+        help=f"calls dropped at each block's start ({BlockPlan.GATE.discard})",
     )
     ab.add_argument("--threads", type=_positive, default=1)
     ab.add_argument("--json", action="store_true")

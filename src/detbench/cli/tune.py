@@ -14,19 +14,21 @@ from detbench.cli import _backends, _counts, _existing, _positive
 if TYPE_CHECKING:
     from detbench.tune.search import TuneSettings
 
-QUICK = {"val_images": 64, "blocks": 4, "block_calls": 20, "discard": 5}
-FULL = {"val_images": None, "blocks": 8, "block_calls": 25, "discard": 5}
+QUICK = {"val_images": 64}
+FULL = {"val_images": None}
 
 
 def tune_settings(args: argparse.Namespace) -> TuneSettings:
     """The search's settings from ``detbench tune``'s options (``--quick`` picks the short preset)."""
     from detbench.perf.machine import usable_cpus
+    from detbench.perf.timing import BlockPlan
     from detbench.runtimes.workbench import parse_artifact_overrides
     from detbench.tune.search import TuneSettings
     from detbench.tune.space import configuration_space, thread_counts
 
     overrides = parse_artifact_overrides(args.artifact or [])
     preset = QUICK if args.quick else FULL
+    plan = BlockPlan.TUNE_QUICK if args.quick else BlockPlan.TUNE
     threads = args.threads or thread_counts(usable_cpus(), quick=args.quick)
     points = configuration_space(
         args.backends, threads, static_batch=not (args.quick or args.no_static), fixed=overrides
@@ -38,9 +40,7 @@ def tune_settings(args: argparse.Namespace) -> TuneSettings:
         points=tuple(points),
         overrides=overrides,
         val_images=args.val_images or preset["val_images"],
-        blocks=args.blocks or preset["blocks"],
-        block_calls=preset["block_calls"],
-        discard=preset["discard"],
+        plan=plan.with_blocks(args.blocks),
         accuracy=not args.latency_only,
         cold="front" if args.quick else "all",
     )

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from detbench.perf.stats import Verdict, compare_paired
-from detbench.perf.timing import BLOCK_CALLS, BLOCKS, DISCARD, SETTLE_S, block_medians, block_schedule, settle
+from detbench.perf.timing import BlockPlan, block_medians, block_schedule, settle
 
 READY_TIMEOUT_S = 600  # a cold worker may export its artifacts first
 
@@ -82,17 +82,12 @@ def ab_environments(
     python_b: str,
     worker: WorkerSettings,
     *,
-    blocks: int = BLOCKS,
-    block_calls: int = BLOCK_CALLS,
-    discard: int = DISCARD,
-    settle_s: float = SETTLE_S,
+    plan: BlockPlan = BlockPlan.DEFAULT,
     slowdown_b: float = 0.0,
     name: str = "",
 ) -> tuple[Verdict, dict, dict]:
     """A/B of the same workload in two environments, in alternated blocks; returns the gate's verdict
     (A is the baseline) and each worker's self-description (versions, backend settings)."""
-    if block_calls <= discard:
-        raise ValueError(f"block_calls ({block_calls}) must exceed discard ({discard})")
     a = _Worker(python_a, worker)
     try:
         b = _Worker(python_b, replace(worker, slowdown=slowdown_b))
@@ -102,8 +97,8 @@ def ab_environments(
     try:
         samples: dict[int, list[float]] = {0: [], 1: []}
         workers = (a, b)
-        for i in block_schedule(2, blocks):
-            kept = workers[i].run(block_calls - discard, discard, settle_s)
+        for i in block_schedule(2, plan.blocks):
+            kept = workers[i].run(plan.kept_per_block, plan.discard, plan.settle_s)
             samples[i] += [ns / 1e9 for ns in kept]
     finally:
         a.close()
@@ -111,7 +106,9 @@ def ab_environments(
     backend = a.info["backend"]["backend"]
     label = name or f"{backend}: torch {a.info['versions'].get('torch')} vs {b.info['versions'].get('torch')}"
     # Block k of A ran next to block k of B: their medians are pairs (paired statistics).
-    verdict = compare_paired(label, block_medians(samples[0], blocks), block_medians(samples[1], blocks))
+    verdict = compare_paired(
+        label, block_medians(samples[0], plan.blocks), block_medians(samples[1], plan.blocks)
+    )
     return verdict, a.info, b.info
 
 

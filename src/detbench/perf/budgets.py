@@ -37,16 +37,13 @@ import tomli_w
 from detbench.errors import DetbenchError
 from detbench.paths import FIXTURES
 from detbench.perf.stats import BudgetResult, check_ratio_budget, median_ci
-from detbench.perf.timing import block_medians, steady_state
+from detbench.perf.timing import BlockPlan, block_medians
 from detbench.runtimes.backends import REGISTRY
 from detbench.runtimes.export import FORMATS
 
 BUDGETS_FILE = FIXTURES / "budgets.toml"
 MAX_HEADROOM = 1.10
 """A committed latency ratio budget may be at most this factor above its measured ratio."""
-BLOCKS = 16  # alternated blocks per latency budget: a paired CI of about +-2 % on this machine
-BLOCK_CALLS = 15  # 5 untimed (timing.steady_state's settle), 10 timed
-DISCARD = 5
 SIZE_REFERENCES = ("checkpoint", *FORMATS)
 _SECTIONS = ("size", "latency", "absolute")
 _ABSOLUTE_SETTINGS = ("threads", "batch", "measured")
@@ -310,17 +307,15 @@ def measure_latency(
     run_num: Any,
     run_den: Any,
     *,
-    blocks: int = BLOCKS,
-    block_calls: int = BLOCK_CALLS,
-    discard: int = DISCARD,
+    plan: BlockPlan = BlockPlan.BUDGETS,
 ) -> tuple[BudgetResult, np.ndarray, np.ndarray]:
     """Time both zero-argument callables in alternated blocks (each at its steady state, drift
     hitting both alike), pair the block medians, then judge.
 
     Returns the result and the numerator's and denominator's block medians (seconds).
     """
-    num, den = steady_state([run_num, run_den], blocks=blocks, block_calls=block_calls, discard=discard)
-    num_m, den_m = block_medians(num, blocks), block_medians(den, blocks)
+    num, den = plan.steady_state([run_num, run_den])
+    num_m, den_m = block_medians(num, plan.blocks), block_medians(den, plan.blocks)
     return check_latency(budget, num_m, den_m, paired=True), num_m, den_m
 
 

@@ -32,13 +32,7 @@ from detbench.perf.stats import (
     compare_samples,
     percentiles,
 )
-from detbench.perf.timing import block_medians, steady_state
-
-BLOCKS = 12
-"""Default blocks per arm of an in-run A/B (``ab``); with BLOCK_CALLS, DISCARD and the min effect they
-meet the calibration table's rates (README "Gate calibration", scripts/calibrate_gate.py)."""
-BLOCK_CALLS = 30  # per block: 5 untimed (at least timing.SETTLE_S long), then 25 timed
-DISCARD = 5
+from detbench.perf.timing import BlockPlan, block_medians
 
 
 def load_benchmark_json(path: Path | str) -> dict[str, np.ndarray]:
@@ -153,9 +147,7 @@ def ab(
     run_a: Callable[[], object],
     run_b: Callable[[], object],
     *,
-    blocks: int = BLOCKS,
-    block_calls: int = BLOCK_CALLS,
-    discard: int = DISCARD,
+    plan: BlockPlan = BlockPlan.GATE,
     name: str = "b vs a",
     alpha: float = GATE_ALPHA,
     min_effect: float = PAIRED_MIN_EFFECT,
@@ -166,11 +158,11 @@ def ab(
     judge b (candidate) against a (baseline): block k of a and block k of b ran side by side, so their
     block medians are pairs (paired statistics).
     """
-    a, b = steady_state([run_a, run_b], blocks=blocks, block_calls=block_calls, discard=discard)
+    a, b = plan.steady_state([run_a, run_b])
     return compare_paired(
         name,
-        block_medians(a, blocks),
-        block_medians(b, blocks),
+        block_medians(a, plan.blocks),
+        block_medians(b, plan.blocks),
         alpha=alpha,
         min_effect=min_effect,
         min_samples=min_samples,

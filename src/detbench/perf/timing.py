@@ -1,5 +1,6 @@
 """Wall-clock sampling of zero-argument callables: the steady-state timing core (blocks of consecutive
-calls per callable, blocks alternated A B C C B A ...), plain consecutive sampling, and injected slowdowns."""
+calls per callable, blocks alternated A B C C B A ...), the named block plans every measurement runs
+under (``BlockPlan``), plain consecutive sampling, and injected slowdowns."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import functools
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 
@@ -89,6 +91,82 @@ def _check_blocks(blocks: int, block_calls: int, discard: int, settle_s: float =
         raise ValueError(f"discard must be >= 0, got {discard}")
     if block_calls <= discard:
         raise ValueError(f"block_calls ({block_calls}) must exceed discard ({discard})")
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """How one steady-state measurement runs: ``blocks`` blocks per callable, each of ``block_calls``
+    consecutive calls whose first ``discard`` (lasting at least ``settle_s``) are untimed.
+
+    Every measurement's plan is one of the named presets below (or ``covering`` a number of calls),
+    so the numbers are set in one place; an invalid plan cannot be built.
+    """
+
+    blocks: int = BLOCKS
+    block_calls: int = BLOCK_CALLS
+    discard: int = DISCARD
+    settle_s: float = SETTLE_S
+
+    DEFAULT: ClassVar[BlockPlan]
+    TUNE: ClassVar[BlockPlan]
+    TUNE_QUICK: ClassVar[BlockPlan]
+    GATE: ClassVar[BlockPlan]
+    GATE_REFERENCE: ClassVar[BlockPlan]
+    BUDGETS: ClassVar[BlockPlan]
+    BUDGETS_RECORD: ClassVar[BlockPlan]
+
+    def __post_init__(self) -> None:
+        _check_blocks(self.blocks, self.block_calls, self.discard, self.settle_s)
+
+    @classmethod
+    def covering(cls, calls: int) -> BlockPlan:
+        """The plan keeping about ``calls`` calls per callable (:func:`plan_blocks`): the report's."""
+        return cls(*plan_blocks(calls))
+
+    @property
+    def kept_per_block(self) -> int:
+        return self.block_calls - self.discard
+
+    @property
+    def kept(self) -> int:
+        """Timed calls per callable over the whole run."""
+        return self.blocks * self.kept_per_block
+
+    def with_blocks(self, blocks: int | None) -> BlockPlan:
+        """This plan with ``blocks`` blocks (None: unchanged), for a command's ``--blocks``."""
+        return self if blocks is None else replace(self, blocks=blocks)
+
+    def steady_state(
+        self, fns: Sequence[Callable[[], object]], *, on_block: Callable[[int], object] | None = None
+    ) -> list[np.ndarray]:
+        """:func:`steady_state` of ``fns`` under this plan."""
+        return steady_state(
+            fns,
+            blocks=self.blocks,
+            block_calls=self.block_calls,
+            discard=self.discard,
+            settle_s=self.settle_s,
+            on_block=on_block,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        """The counts results record (``settle_s`` is the core's constant, not recorded)."""
+        return {"blocks": self.blocks, "block_calls": self.block_calls, "discard": self.discard}
+
+
+BlockPlan.DEFAULT = BlockPlan()
+# tune times every verified configuration in one run; --quick trades blocks for a shorter search.
+BlockPlan.TUNE = BlockPlan(blocks=8, block_calls=25, discard=5)
+BlockPlan.TUNE_QUICK = BlockPlan(blocks=4, block_calls=20, discard=5)
+# The in-run A/B (gate.ab, detbench ab): with the min effect these meet the calibration table's rates
+# (README "Gate calibration", scripts/calibrate_gate.py); per block 5 untimed calls, then 25 timed.
+BlockPlan.GATE = BlockPlan(blocks=12, block_calls=30, discard=5)
+# An artifact's own slowdown when calibrating the gate: a long alternated run, 4x a gate run.
+BlockPlan.GATE_REFERENCE = replace(BlockPlan.GATE, blocks=48)
+# One latency ratio budget: 16 paired blocks give a CI of about +-2 % on the development machine.
+BlockPlan.BUDGETS = BlockPlan(blocks=16, block_calls=15, discard=5)
+# Recording a machine's budget bounds (scripts/measure_budgets.py): a longer run than a check.
+BlockPlan.BUDGETS_RECORD = replace(BlockPlan.BUDGETS, blocks=40)
 
 
 def steady_state(

@@ -20,6 +20,7 @@ from detbench import paths
 from detbench._fs import sha256_file
 from detbench.errors import DatasetError, HistoryError
 from detbench.history import benchjson
+from detbench.perf.timing import BlockPlan
 from detbench.runtimes.cache import artifact_size
 
 DEVIATION_IMAGES = 16
@@ -216,7 +217,7 @@ def batch_of(x: np.ndarray, n: int) -> np.ndarray:
 class LatencyResult:
     samples: dict[str, np.ndarray]  # seconds per call
     batch: dict[str, int]
-    plan: tuple[int, int, int]  # blocks, block_calls, discard
+    plan: BlockPlan
     notes: list[str]
 
 
@@ -228,8 +229,6 @@ def measure_latency(
     advance: Callable[[int], None],
 ) -> LatencyResult:
     """Every backend's steady state at batch 1 (a fixed-batch artifact gets its own batch)."""
-    from detbench.perf.timing import plan_blocks, steady_state
-
     inputs = {
         n: x1 if b.dynamic_batch or b.spec.batch == 1 else batch_of(x1, b.spec.batch)
         for n, b in loaded.items()
@@ -240,27 +239,24 @@ def measure_latency(
         for n, x in inputs.items()
         if len(x) != 1
     ]
-    plan = blocks, block_calls, discard = plan_blocks(calls)
+    plan = BlockPlan.covering(calls)
     names = list(loaded)
-    on_plan(len(names) * blocks * (block_calls - discard))
+    on_plan(len(names) * plan.kept)
     fns = [lambda b=loaded[n], x=inputs[n]: b.run(x) for n in names]
-    samples = steady_state(fns, blocks=blocks, block_calls=block_calls, discard=discard, on_block=advance)
+    samples = plan.steady_state(fns, on_block=advance)
     return LatencyResult(dict(zip(names, samples)), {n: len(inputs[n]) for n in names}, plan, notes)
 
 
 def latency_rows(lat: LatencyResult) -> dict[str, dict[str, Any]]:
     from detbench.perf.stats import percentiles
 
-    blocks, block_calls, discard = lat.plan
     out = {}
     for n, s in lat.samples.items():
         ms = s * 1e3
         out[n] = {
             "batch": lat.batch[n],
             "rounds": int(ms.size),
-            "blocks": blocks,
-            "block_calls": block_calls,
-            "discard": discard,
+            **lat.plan.to_dict(),
             **percentiles(ms),
             "mean": float(ms.mean()),
             "samples": [round(float(v), 5) for v in ms],  # for ``report --compare``'s gate
@@ -274,8 +270,7 @@ def speedups(lat: LatencyResult) -> dict[str, dict[str, Any]]:
     from detbench.perf.stats import paired_ratio_ci
     from detbench.perf.timing import block_medians
 
-    blocks = lat.plan[0]
-    med = {n: block_medians(s / lat.batch[n], blocks) for n, s in lat.samples.items()}
+    med = {n: block_medians(s / lat.batch[n], lat.plan.blocks) for n, s in lat.samples.items()}
     out = {}
     for n in med:
         ratio, low, high = paired_ratio_ci(med[n], med["pytorch"])
@@ -292,16 +287,14 @@ def measure_throughput(
     advance: Callable[[int], None],
 ) -> dict[str, dict[str, Any]]:
     """Images/s at ``batch`` for the backends that take any batch; the others get the reason."""
-    from detbench.perf.timing import plan_blocks, steady_state
-
     dyn = [n for n in loaded if loaded[n].dynamic_batch]
     xn = batch_of(x, batch)
     tp: dict[str, np.ndarray] = {}
     if dyn:
-        blocks, block_calls, discard = plan_blocks(calls)
-        on_plan(len(dyn) * blocks * (block_calls - discard))
+        plan = BlockPlan.covering(calls)
+        on_plan(len(dyn) * plan.kept)
         fns = [lambda b=loaded[n]: b.run(xn) for n in dyn]
-        samples = steady_state(fns, blocks=blocks, block_calls=block_calls, discard=discard, on_block=advance)
+        samples = plan.steady_state(fns, on_block=advance)
         tp = dict(zip(dyn, samples))
     out = {}
     for n, backend in loaded.items():

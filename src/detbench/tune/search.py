@@ -25,7 +25,7 @@ import numpy as np
 from detbench._fs import sha256_file
 from detbench.errors import DetbenchError
 from detbench.perf.peak import precision_of
-from detbench.perf.timing import steady_state
+from detbench.perf.timing import BlockPlan
 from detbench.runtimes.backends import BackendSettings, BaseBackend
 from detbench.runtimes.cache import artifact_size
 from detbench.tune.pareto import pareto_front, recommend
@@ -46,9 +46,7 @@ class TuneSettings:
     overrides: Mapping[str, Path] = field(default_factory=dict)
     val_images: int | None = None  # None: the whole val split
     verify_images: int = 16  # raw-head / detection comparison inputs
-    blocks: int = 8
-    block_calls: int = 25
-    discard: int = 5
+    plan: BlockPlan = BlockPlan.TUNE
     accuracy: bool = True  # False: latency only (untrained weights have no meaningful mAP)
     cold: str = "all"  # all | front | none: which candidates get a fresh-process cold start
 
@@ -232,9 +230,7 @@ def time_verified(
     if not timed:
         return
     fns = [_call(c.backend, ctx.x1) for c in timed]  # type: ignore[arg-type]
-    samples = steady_state(
-        fns, blocks=s.blocks, block_calls=s.block_calls, discard=s.discard, on_block=on_block
-    )
+    samples = s.plan.steady_state(fns, on_block=on_block)
     for c, sec in zip(timed, samples):
         c.p50_ms = float(np.percentile(sec, 50) * 1e3)
         c.p99_ms = float(np.percentile(sec, 99) * 1e3)
@@ -291,7 +287,7 @@ def run_search(s: TuneSettings, progress: Progress | None = None) -> TuneResult:
 
     t = time.perf_counter()
     n_timed = sum(c.verified for c in cands)
-    total = n_timed * s.blocks * (s.block_calls - s.discard)
+    total = n_timed * s.plan.kept
     time_verified(ctx, cands, s, on_block=lambda k: tick("time", k, total))
     steps["time_s"] = time.perf_counter() - t
     for c in cands:
@@ -349,9 +345,7 @@ def _settings_doc(s: TuneSettings, ctx: Context) -> dict[str, Any]:
         "imgsz": ctx.imgsz,
         "val_images": None if ctx.ref_accuracy is None else ctx.ref_accuracy["images"],
         "verify_images": int(ctx.x.shape[0]),
-        "blocks": s.blocks,
-        "block_calls": s.block_calls,
-        "discard": s.discard,
+        **s.plan.to_dict(),
         "accuracy": s.accuracy,
         "overrides": {k: str(v) for k, v in s.overrides.items()},
         "points": len(s.points),
