@@ -11,6 +11,7 @@ import pytest
 
 from detbench.errors import DetbenchError
 from detbench.perf.budgets import Budgets, LatencyBudget, parse_budgets
+from detbench.perf.measure import measure_latency_budgets
 from detbench.report import verdict
 from detbench.report.build import load_report
 from detbench.verify.compare import TOLERANCES
@@ -64,7 +65,8 @@ class TestChecks:
                 LatencyBudget("skipped", "openvino", "pytorch", 1.1),  # openvino not in the runners
             ),
         )
-        checks, notes = verdict.latency_checks(budgets, {"onnxruntime": slow, "pytorch": work}, set())
+        measured, notes = measure_latency_budgets(budgets, {"onnxruntime": slow, "pytorch": work}, set())
+        checks = verdict.latency_checks(measured)
         assert [(c.backend, c.passed) for c in checks] == [("onnxruntime", False)]
         assert "paired ratio" in checks[0].reason and notes == []
 

@@ -73,10 +73,11 @@ from pathlib import Path
 from typing import Any
 
 from detbench._fs import sha256_file
+from detbench.perf import measure
 from detbench.perf.machine import environment, git_commit
 from detbench.report import steps, verdict
 from detbench.report.render import render_markdown, write_report
-from detbench.report.steps import DEVIATION_IMAGES, collect_history, load_training
+from detbench.report.steps import DEVIATION_IMAGES, STAGE_IMAGES, collect_history, load_training
 
 SCHEMA = 1
 
@@ -181,7 +182,7 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         lat = st.run(
             "latency",
             "latency (batch 1)",
-            lambda t: timed(t, steps.measure_latency, loaded, x_dev[:1], s.rounds),
+            lambda t: timed(t, measure.measure_latency, loaded, x_dev[:1], s.rounds),
         )
         notes += lat.notes
         for n, row in steps.latency_rows(lat).items():
@@ -191,7 +192,7 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         tp = st.run(
             "throughput",
             f"throughput (batch {s.batch})",
-            lambda t: timed(t, steps.measure_throughput, loaded, x_dev, s.batch, s.throughput_rounds),
+            lambda t: timed(t, measure.measure_throughput, loaded, x_dev, s.batch, s.throughput_rounds),
         )
         for n, row in tp.items():
             rows[n]["throughput"] = row
@@ -206,13 +207,17 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
         )
         for n, row in by_threads.items():
             rows[n]["latency_by_threads"] = row
-        stages = st.run("stages", "per-image pipeline", lambda _t: steps.measure_stages(loaded, inp))
+        stages = st.run(
+            "stages",
+            "per-image pipeline",
+            lambda _t: measure.measure_stages(loaded, inp.val[:STAGE_IMAGES], inp.imgsz, inp.info.names),
+        )
         for n, row in stages.items():
             rows[n]["stages_ms"] = row
         first = st.run(
             "first_call",
             "first call (fresh process)",
-            lambda task: steps.measure_first_calls(loaded, inp.imgsz, s.threads, lambda _n: adv(task)),
+            lambda task: measure.measure_first_calls(loaded, inp.imgsz, s.threads, lambda _n: adv(task)),
             len(names),
         )
         for n, row in first.items():

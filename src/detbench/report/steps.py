@@ -1,7 +1,9 @@
-"""The measuring steps of ``detbench report``: each takes what it needs and returns plain results.
+"""The steps of ``detbench report``: each takes what it needs and returns plain results.
 
-Nothing here renders or writes; ``report.build`` sequences the steps and ``report.render`` shows
-their results. Rows are the per-backend dicts of report.json (see ``report.build``'s schema).
+Timing itself is ``perf.measure``'s; these resolve the inputs, load the backends and shape what was
+measured into rows. Nothing here renders or writes; ``report.build`` sequences the steps and
+``report.render`` shows their results. Rows are the per-backend dicts of report.json (see
+``report.build``'s schema).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from detbench import paths
 from detbench._fs import sha256_file
 from detbench.errors import DatasetError, HistoryError
 from detbench.history import benchjson
-from detbench.perf.timing import BlockPlan
+from detbench.perf.measure import LatencyResult, measure_latency
 from detbench.runtimes.cache import artifact_size
 
 DEVIATION_IMAGES = 16
@@ -173,6 +175,7 @@ def budget_checks(
     tests judge them (each latency ratio in its own alternated-block run); plus notes on skipped ones."""
     from detbench.perf.budgets import load_budgets
     from detbench.perf.machine import cpu_flags
+    from detbench.perf.measure import measure_latency_budgets
     from detbench.report import verdict
     from detbench.runtimes.backends import REGISTRY
     from detbench.runtimes.cache import artifact_size
@@ -185,8 +188,8 @@ def budget_checks(
     sizes = {"checkpoint": artifact_size(weights)}
     sizes.update({fmt: rows[n]["artifact_bytes"] for fmt, n in backend_of.items()})
     runners = {n: (lambda b=b: b.run(x1)) for n, b in loaded.items() if b.dynamic_batch}
-    latency, skipped = verdict.latency_checks(budgets, runners, set(cpu_flags()))
-    return verdict.size_checks(budgets, sizes, backend_of) + latency, skipped
+    measured, skipped = measure_latency_budgets(budgets, runners, set(cpu_flags()))
+    return verdict.size_checks(budgets, sizes, backend_of) + verdict.latency_checks(measured), skipped
 
 
 def measure_accuracy(
@@ -207,44 +210,6 @@ def measure_accuracy(
         )
         out[name] = acc.to_dict()
     return out
-
-
-def batch_of(x: np.ndarray, n: int) -> np.ndarray:
-    return np.ascontiguousarray(np.resize(x, (n, *x.shape[1:])))  # tiles the images if fewer than n
-
-
-@dataclass
-class LatencyResult:
-    samples: dict[str, np.ndarray]  # seconds per call
-    batch: dict[str, int]
-    plan: BlockPlan
-    notes: list[str]
-
-
-def measure_latency(
-    loaded: Mapping[str, Any],
-    x1: np.ndarray,
-    calls: int,
-    on_plan: Callable[[int], None],
-    advance: Callable[[int], None],
-) -> LatencyResult:
-    """Every backend's steady state at batch 1 (a fixed-batch artifact gets its own batch)."""
-    inputs = {
-        n: x1 if b.dynamic_batch or b.spec.batch == 1 else batch_of(x1, b.spec.batch)
-        for n, b in loaded.items()
-    }
-    notes = [
-        f"{n}: the artifact has a fixed batch of {len(x)}; its latency is per call of "
-        f"{len(x)} images and its speedup per image"
-        for n, x in inputs.items()
-        if len(x) != 1
-    ]
-    plan = BlockPlan.covering(calls)
-    names = list(loaded)
-    on_plan(len(names) * plan.kept)
-    fns = [lambda b=loaded[n], x=inputs[n]: b.run(x) for n in names]
-    samples = plan.steady_state(fns, on_block=advance)
-    return LatencyResult(dict(zip(names, samples)), {n: len(inputs[n]) for n in names}, plan, notes)
 
 
 def latency_rows(lat: LatencyResult) -> dict[str, dict[str, Any]]:
@@ -278,47 +243,6 @@ def speedups(lat: LatencyResult) -> dict[str, dict[str, Any]]:
     return out
 
 
-def measure_throughput(
-    loaded: Mapping[str, Any],
-    x: np.ndarray,
-    batch: int,
-    calls: int,
-    on_plan: Callable[[int], None],
-    advance: Callable[[int], None],
-) -> dict[str, dict[str, Any]]:
-    """Images/s at ``batch`` for the backends that take any batch; the others get the reason."""
-    dyn = [n for n in loaded if loaded[n].dynamic_batch]
-    xn = batch_of(x, batch)
-    tp: dict[str, np.ndarray] = {}
-    if dyn:
-        plan = BlockPlan.covering(calls)
-        on_plan(len(dyn) * plan.kept)
-        fns = [lambda b=loaded[n]: b.run(xn) for n in dyn]
-        samples = plan.steady_state(fns, on_block=advance)
-        tp = dict(zip(dyn, samples))
-    out = {}
-    for n, backend in loaded.items():
-        if n in tp:
-            med = float(np.median(tp[n]))
-            out[n] = {
-                "batch": batch,
-                "rounds": int(tp[n].size),
-                "images_per_s": batch / med,
-                "p50_ms": med * 1e3,
-                "reason": None,
-            }
-        else:
-            out[n] = {
-                "batch": batch,
-                "rounds": 0,
-                "images_per_s": None,
-                "p50_ms": None,
-                "reason": f"artifact has a fixed batch of {backend.spec.batch}; "
-                "export it with a dynamic batch to measure throughput",
-            }
-    return out
-
-
 def thread_counts(threads: int) -> list[int]:
     """The report's thread columns: 1 and all usable cores (and the run's own --threads)."""
     from detbench.perf.machine import usable_cpus
@@ -346,58 +270,6 @@ def measure_latency_by_threads(
     for t, lat in sorted(results.items()):
         for n, row in latency_rows(lat).items():
             out[n][str(t)] = {k: row[k] for k in ("p50", "p90", "p99", "rounds", "batch")}
-    return out
-
-
-def measure_first_calls(
-    loaded: Mapping[str, Any], imgsz: int, threads: int, advance: Callable[[str], None]
-) -> dict[str, dict[str, Any]]:
-    """Cold start (load + first inference) and peak RSS of each backend, each in a fresh process."""
-    from detbench.perf.firstcall import first_call
-
-    out = {}
-    for name, backend in loaded.items():
-        try:
-            fc = first_call(name, backend.artifact, threads=threads, imgsz=imgsz)
-            out[name] = {**fc.to_dict(), "reason": None}
-        except (OSError, RuntimeError, ValueError) as exc:
-            out[name] = {"first_call_ms": None, "peak_rss_mb": None, "base_rss_mb": None, "reason": str(exc)}
-        advance(name)
-    return out
-
-
-def measure_stages(loaded: Mapping[str, Any], inp: Inputs) -> dict[str, dict[str, Any]]:
-    """Per-image medians of decode + preprocess, inference and postprocess (NMS), and their sum,
-    over the first STAGE_IMAGES val images, one image at a time as a deployment runs them."""
-    import time
-
-    from detbench.runtimes.postprocess import postprocess
-    from detbench.runtimes.preprocess import preprocess
-
-    images = inp.val[: min(STAGE_IMAGES, len(inp.val))]
-    out = {}
-    for name, backend in loaded.items():
-        if not (backend.dynamic_batch or backend.spec.batch == 1):
-            out[name] = {"images": 0, "reason": f"fixed batch of {backend.spec.batch}: no per-image pipeline"}
-            continue
-        t = np.empty((len(images), 3))
-        for i, path in enumerate(images):
-            t0 = time.perf_counter()
-            x, infos = preprocess([path], inp.imgsz)
-            t1 = time.perf_counter()
-            raw = backend.run(x)
-            t2 = time.perf_counter()
-            postprocess(raw, infos, inp.info.names)
-            t[i] = (t1 - t0, t2 - t1, time.perf_counter() - t2)
-        med = np.median(t, axis=0) * 1e3
-        out[name] = {
-            "images": len(images),
-            "decode_preprocess_ms": float(med[0]),
-            "inference_ms": float(med[1]),
-            "postprocess_ms": float(med[2]),
-            "end_to_end_ms": float(np.median(t.sum(axis=1)) * 1e3),
-            "reason": None,
-        }
     return out
 
 

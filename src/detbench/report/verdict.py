@@ -7,8 +7,9 @@ A backend passes when every check that applies to it passes:
 - **accuracy**: its mAP50 / mAP50-95 / per-class mAP50 within the row's bounds of eager PyTorch's
   (``assert_accuracy_close``), on the images the report scored;
 - **budgets**: each size budget of its artifact format and each latency ratio budget it is the
-  numerator of (``fixtures/budgets.toml``), latency measured in alternated blocks and judged with
-  the paired interval exactly as ``tests/test_budgets.py`` does.
+  numerator of (``fixtures/budgets.toml``), latency measured in alternated blocks
+  (``perf.measure.measure_latency_budgets``) and judged with the paired interval exactly as
+  ``tests/test_budgets.py`` does.
 
 The checks are data (``Check``); the report stores them in ``report.json`` under ``verdict`` and
 this module renders them. ``compare_reports`` runs the unpaired gate (two reports are two sessions)
@@ -18,12 +19,13 @@ on each backend's per-call latency samples and puts the accuracy change beside i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from detbench.perf.measure import MeasuredBudget
 from detbench.perf.stats import Verdict, compare_samples
 
 
@@ -97,29 +99,15 @@ def size_checks(budgets: Any, sizes: Mapping[str, int], backend_of: Mapping[str,
     return out
 
 
-def latency_checks(
-    budgets: Any, runners: Mapping[str, Callable[[], object]], flags: set[str]
-) -> tuple[list[Check], list[str]]:
-    """Measure and judge each latency budget whose two backends are in ``runners``, plus skip notes.
-    Each at the bound that holds on this machine (``Budgets.latency_for``)."""
-    from detbench.perf.budgets import latency_message, measure_latency
-    from detbench.perf.machine import machine_id
+def latency_checks(measured: Sequence[MeasuredBudget]) -> list[Check]:
+    """Each latency budget measured on this machine (``perf.measure.measure_latency_budgets``), charged
+    to its numerator's backend."""
+    from detbench.perf.budgets import latency_message
 
-    checks, notes = [], []
-    for b in budgets.latency_for(machine_id()):
-        if b.numerator not in runners or b.denominator not in runners:
-            continue
-        if b.batch != 1:
-            notes.append(f"latency budget {b.name!r}: batch {b.batch} is not measured by the report")
-            continue
-        if not b.applies_to(flags):
-            notes.append(
-                f"latency budget {b.name!r} applies only with CPU flags {', '.join(b.cpu_flags_any)}"
-            )
-            continue
-        r, _, _ = measure_latency(b, runners[b.numerator], runners[b.denominator])
-        checks.append(Check(b.numerator, "latency budget", b.name, r.passed, latency_message(r)))
-    return checks, notes
+    return [
+        Check(m.budget.numerator, "latency budget", m.budget.name, m.result.passed, latency_message(m.result))
+        for m in measured
+    ]
 
 
 def to_dicts(checks: Sequence[Check]) -> list[dict[str, Any]]:

@@ -1,0 +1,186 @@
+"""Measuring loaded backends: latency and throughput in alternated blocks, the per-image pipeline's
+stages, first calls in fresh processes, and the latency budgets that hold on this machine.
+
+Each function takes loaded backends (``runtimes``) and returns plain results; nothing here renders or
+judges: ``report`` sequences these steps, ``report.verdict`` judges and ``report.render`` shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from detbench.perf.stats import BudgetResult
+from detbench.perf.timing import BlockPlan
+
+if TYPE_CHECKING:
+    from detbench.perf.budgets import Budgets, LatencyBudget
+
+
+def batch_of(x: np.ndarray, n: int) -> np.ndarray:
+    return np.ascontiguousarray(np.resize(x, (n, *x.shape[1:])))  # tiles the images if fewer than n
+
+
+@dataclass
+class LatencyResult:
+    samples: dict[str, np.ndarray]  # seconds per call
+    batch: dict[str, int]
+    plan: BlockPlan
+    notes: list[str]
+
+
+def measure_latency(
+    loaded: Mapping[str, Any],
+    x1: np.ndarray,
+    calls: int,
+    on_plan: Callable[[int], None],
+    advance: Callable[[int], None],
+) -> LatencyResult:
+    """Every backend's steady state at batch 1 (a fixed-batch artifact gets its own batch)."""
+    inputs = {
+        n: x1 if b.dynamic_batch or b.spec.batch == 1 else batch_of(x1, b.spec.batch)
+        for n, b in loaded.items()
+    }
+    notes = [
+        f"{n}: the artifact has a fixed batch of {len(x)}; its latency is per call of "
+        f"{len(x)} images and its speedup per image"
+        for n, x in inputs.items()
+        if len(x) != 1
+    ]
+    plan = BlockPlan.covering(calls)
+    names = list(loaded)
+    on_plan(len(names) * plan.kept)
+    fns = [lambda b=loaded[n], x=inputs[n]: b.run(x) for n in names]
+    samples = plan.steady_state(fns, on_block=advance)
+    return LatencyResult(dict(zip(names, samples)), {n: len(inputs[n]) for n in names}, plan, notes)
+
+
+def measure_throughput(
+    loaded: Mapping[str, Any],
+    x: np.ndarray,
+    batch: int,
+    calls: int,
+    on_plan: Callable[[int], None],
+    advance: Callable[[int], None],
+) -> dict[str, dict[str, Any]]:
+    """Images/s at ``batch`` for the backends that take any batch; the others get the reason."""
+    dyn = [n for n in loaded if loaded[n].dynamic_batch]
+    xn = batch_of(x, batch)
+    tp: dict[str, np.ndarray] = {}
+    if dyn:
+        plan = BlockPlan.covering(calls)
+        on_plan(len(dyn) * plan.kept)
+        fns = [lambda b=loaded[n]: b.run(xn) for n in dyn]
+        samples = plan.steady_state(fns, on_block=advance)
+        tp = dict(zip(dyn, samples))
+    out = {}
+    for n, backend in loaded.items():
+        if n in tp:
+            med = float(np.median(tp[n]))
+            out[n] = {
+                "batch": batch,
+                "rounds": int(tp[n].size),
+                "images_per_s": batch / med,
+                "p50_ms": med * 1e3,
+                "reason": None,
+            }
+        else:
+            out[n] = {
+                "batch": batch,
+                "rounds": 0,
+                "images_per_s": None,
+                "p50_ms": None,
+                "reason": f"artifact has a fixed batch of {backend.spec.batch}; "
+                "export it with a dynamic batch to measure throughput",
+            }
+    return out
+
+
+def measure_first_calls(
+    loaded: Mapping[str, Any], imgsz: int, threads: int, advance: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """Cold start (load + first inference) and peak RSS of each backend, each in a fresh process."""
+    from detbench.perf.firstcall import first_call
+
+    out = {}
+    for name, backend in loaded.items():
+        try:
+            fc = first_call(name, backend.artifact, threads=threads, imgsz=imgsz)
+            out[name] = {**fc.to_dict(), "reason": None}
+        except (OSError, RuntimeError, ValueError) as exc:
+            out[name] = {"first_call_ms": None, "peak_rss_mb": None, "base_rss_mb": None, "reason": str(exc)}
+        advance(name)
+    return out
+
+
+def measure_stages(
+    loaded: Mapping[str, Any], images: Sequence[Path], imgsz: int, names: Any
+) -> dict[str, dict[str, Any]]:
+    """Per-image medians of decode + preprocess, inference and postprocess (NMS) with class ``names``,
+    and their sum, over ``images``, one image at a time as a deployment runs them."""
+    from detbench.runtimes.postprocess import postprocess
+    from detbench.runtimes.preprocess import preprocess
+
+    out = {}
+    for name, backend in loaded.items():
+        if not (backend.dynamic_batch or backend.spec.batch == 1):
+            out[name] = {"images": 0, "reason": f"fixed batch of {backend.spec.batch}: no per-image pipeline"}
+            continue
+        t = np.empty((len(images), 3))
+        for i, path in enumerate(images):
+            t0 = time.perf_counter()
+            x, infos = preprocess([path], imgsz)
+            t1 = time.perf_counter()
+            raw = backend.run(x)
+            t2 = time.perf_counter()
+            postprocess(raw, infos, names)
+            t[i] = (t1 - t0, t2 - t1, time.perf_counter() - t2)
+        med = np.median(t, axis=0) * 1e3
+        out[name] = {
+            "images": len(images),
+            "decode_preprocess_ms": float(med[0]),
+            "inference_ms": float(med[1]),
+            "postprocess_ms": float(med[2]),
+            "end_to_end_ms": float(np.median(t.sum(axis=1)) * 1e3),
+            "reason": None,
+        }
+    return out
+
+
+@dataclass(frozen=True)
+class MeasuredBudget:
+    """One latency budget measured on this machine: the budget at its machine's bound, and the result."""
+
+    budget: LatencyBudget
+    result: BudgetResult
+
+
+def measure_latency_budgets(
+    budgets: Budgets, runners: Mapping[str, Callable[[], object]], flags: set[str]
+) -> tuple[list[MeasuredBudget], list[str]]:
+    """Measure each latency budget whose two backends are in ``runners`` (each ratio in its own
+    alternated-block run, ``budgets.measure_latency``), at the bound that holds on this machine
+    (``Budgets.latency_for``); plus notes on the budgets not measured and why."""
+    from detbench.perf.budgets import measure_latency as measure_ratio
+    from detbench.perf.machine import machine_id
+
+    measured, notes = [], []
+    for b in budgets.latency_for(machine_id()):
+        if b.numerator not in runners or b.denominator not in runners:
+            continue
+        if b.batch != 1:
+            notes.append(f"latency budget {b.name!r}: batch {b.batch} is not measured by the report")
+            continue
+        if not b.applies_to(flags):
+            notes.append(
+                f"latency budget {b.name!r} applies only with CPU flags {', '.join(b.cpu_flags_any)}"
+            )
+            continue
+        r, _, _ = measure_ratio(b, runners[b.numerator], runners[b.denominator])
+        measured.append(MeasuredBudget(b, r))
+    return measured, notes
