@@ -11,11 +11,13 @@ from detbench.perf.timing import (
     Agreement,
     BlockPlan,
     alone,
+    alternated_blocks,
     block_medians,
     block_schedule,
     blocked_vs_alone,
     plan_blocks,
     steady_state,
+    time_block,
 )
 
 
@@ -147,6 +149,27 @@ class TestPlanBlocks:
         """Zero calls is an error."""
         with pytest.raises(ValueError, match="calls"):
             plan_blocks(0)
+
+
+class TestBlockSeam:
+    def test_time_block_settles_then_times_kept_calls(self) -> None:
+        """A block calls ``discard`` untimed, then returns one positive nanosecond count per kept call."""
+        calls: list[int] = []
+        ns = time_block(lambda: calls.append(1), 4, 3, 0.0)
+        assert (len(calls), ns.dtype, ns.size, bool(np.all(ns > 0))) == (7, np.int64, 4, True)
+
+    def test_alternated_blocks_schedules_outside_runners(self) -> None:
+        """Runners that return their own block's nanoseconds (a worker process's) are run A B B A and
+        their samples come back in seconds, block after block."""
+        order: list[str] = []
+
+        def runner(name: str, ns: int):
+            return lambda: order.append(name) or [ns, ns]
+
+        seen: list[int] = []
+        a, b = alternated_blocks([runner("a", 1000), runner("b", 3000)], 2, on_block=seen.append)
+        assert order == ["a", "b", "b", "a"] and seen == [2] * 4
+        assert a.tolist() == [1e-6] * 4 and b.tolist() == [3e-6] * 4
 
 
 class TestBlockPlan:

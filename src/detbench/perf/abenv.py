@@ -2,11 +2,11 @@
 
 Two torch versions cannot share a process, so each environment runs a worker process
 (``python -m detbench.perf.abenv worker SETTINGS_JSON``) that loads its backend and then waits on a
-pipe. The coordinator asks A for a block of consecutive timed calls, then B, then B, then A (the timing core's
-``block_schedule``), so both see the same machine state at their steady state; only one worker
-computes at any moment. Each worker times its own ``run`` with ``perf_counter_ns``, so pipe latency
-is not in the samples; each block starts with untimed calls (``discard`` and ``SETTLE_S``), as in
-``steady_state``.
+pipe. The coordinator asks A for a block of consecutive timed calls, then B, then B, then A (the timing
+core's ``alternated_blocks``, as in ``steady_state``), so both see the same machine state at their
+steady state; only one worker computes at any moment. Each worker times its block itself with the
+core's ``time_block`` (untimed calls for ``discard`` and ``settle_s`` first, as in ``steady_state``),
+so pipe latency is not in the samples.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from detbench.perf.stats import Verdict, compare_paired
-from detbench.perf.timing import BlockPlan, block_medians, block_schedule, settle
+from detbench.perf.timing import BlockPlan, alternated_blocks, block_medians, time_block
 
 READY_TIMEOUT_S = 600  # a cold worker may export its artifacts first
 
@@ -95,11 +95,8 @@ def ab_environments(
         a.close()
         raise
     try:
-        samples: dict[int, list[float]] = {0: [], 1: []}
-        workers = (a, b)
-        for i in block_schedule(2, plan.blocks):
-            kept = workers[i].run(plan.kept_per_block, plan.discard, plan.settle_s)
-            samples[i] += [ns / 1e9 for ns in kept]
+        runs = [partial(w.run, plan.kept_per_block, plan.discard, plan.settle_s) for w in (a, b)]
+        samples = alternated_blocks(runs, plan.blocks)
     finally:
         a.close()
         b.close()
@@ -146,13 +143,8 @@ def _worker(worker: WorkerSettings) -> int:
         if cmd == "quit":
             break
         calls, n_settle, settle_s = cmd.split()
-        settle(lambda: call(x), int(n_settle), float(settle_s))
-        times = []
-        for _ in range(int(calls)):
-            t0 = time.perf_counter_ns()
-            call(x)
-            times.append(time.perf_counter_ns() - t0)
-        reply.write(json.dumps({"ns": times}) + "\n")
+        ns = time_block(partial(call, x), int(calls), int(n_settle), float(settle_s))
+        reply.write(json.dumps({"ns": ns.tolist()}) + "\n")
         reply.flush()
     return 0
 

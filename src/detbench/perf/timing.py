@@ -200,17 +200,39 @@ def steady_state(
         raise ValueError("steady_state needs at least one callable")
     _check_blocks(blocks, block_calls, discard, settle_s)
     kept = block_calls - discard
-    ns = np.empty((len(fns), blocks, kept), dtype=np.int64)
-    done = [0] * len(fns)
-    for i in block_schedule(len(fns), blocks):
-        fn = fns[i]
-        settle(fn, discard, settle_s)
-        for c in range(kept):
-            ns[i, done[i], c] = _time_call(fn)
-        done[i] += 1
+    runs = [functools.partial(time_block, fn, kept, discard, settle_s) for fn in fns]
+    return alternated_blocks(runs, blocks, on_block=on_block)
+
+
+def time_block(fn: Callable[[], object], kept: int, discard: int, settle_s: float) -> np.ndarray:
+    """One block of :func:`steady_state`: ``fn`` untimed at least ``discard`` times and for at least
+    ``settle_s``, then ``kept`` timed calls; nanoseconds per timed call."""
+    settle(fn, discard, settle_s)
+    ns = np.empty(kept, dtype=np.int64)
+    for c in range(kept):
+        ns[c] = _time_call(fn)
+    return ns
+
+
+def alternated_blocks(
+    runs: Sequence[Callable[[], Sequence[int] | np.ndarray]],
+    blocks: int,
+    *,
+    on_block: Callable[[int], object] | None = None,
+) -> list[np.ndarray]:
+    """Run ``blocks`` blocks of each of ``runs`` in :func:`block_schedule` order and return each one's
+    seconds per kept call, block after block; ``runs[i]()`` runs one block and returns its
+    nanoseconds per kept call (:func:`time_block` here, or a worker process's block: ``perf.abenv``).
+    ``on_block(kept)`` is called after every block."""
+    if not runs:
+        raise ValueError("alternated_blocks needs at least one block runner")
+    ns: list[list[np.ndarray]] = [[] for _ in runs]
+    for i in block_schedule(len(runs), blocks):
+        block = np.asarray(runs[i](), dtype=np.int64)
+        ns[i].append(block)
         if on_block is not None:
-            on_block(kept)
-    return [row.reshape(-1).astype(np.float64) / 1e9 for row in ns]
+            on_block(block.size)
+    return [np.concatenate(row).astype(np.float64) / 1e9 for row in ns]
 
 
 def alone(
