@@ -116,24 +116,15 @@ def _worker(worker: WorkerSettings) -> int:
 
     from detbench.data.datasets import load_dataset
     from detbench.data.images import load_image
-    from detbench.model.baseline import resolve_weights, synthetic_dataset
-    from detbench.model.checkpoint import load_detection_model
+    from detbench.model.baseline import synthetic_dataset
     from detbench.perf.timing import Slowed
-    from detbench.runtimes.backends import BackendSettings
     from detbench.runtimes.export import toolchain_versions
     from detbench.runtimes.preprocess import preprocess
     from detbench.runtimes.workbench import Workbench
 
-    settings = BackendSettings(threads=worker.threads)
-    ds = load_dataset(synthetic_dataset())
-    weights = resolve_weights(worker.weights)
-    _, info = load_detection_model(weights)
-    imgsz = info.imgsz
-    bench = Workbench(
-        weights=weights, imgsz=imgsz, names=info.names, settings=settings, calib_images=ds.images("train")
-    )
+    bench = Workbench.from_options(worker.weights, threads=worker.threads)
     backend = bench.load(worker.backend)
-    x, _ = preprocess([load_image(ds.images("val")[0])], imgsz)
+    x, _ = preprocess([load_image(load_dataset(synthetic_dataset()).images("val")[0])], bench.imgsz)
     call = Slowed(backend.run, worker.slowdown) if worker.slowdown else backend.run
     ready = {"ready": True, "versions": toolchain_versions(), "backend": backend.describe()}
     reply.write(json.dumps(ready) + "\n")

@@ -84,21 +84,10 @@ def resolve_inputs(s: Any) -> Inputs:
 
 def workbench(inp: Inputs, threads: int) -> Any:
     """The workbench (artifacts, cached exports) of these inputs at ``threads`` threads."""
-    from detbench.runtimes.backends import BackendSettings
     from detbench.runtimes.workbench import Workbench
 
-    calib = (
-        inp.dataset.images("train")
-        if "onnxruntime-int8" in inp.names and "train" in inp.dataset.splits
-        else []
-    )
-    return Workbench(
-        weights=inp.weights,
-        imgsz=inp.imgsz,
-        names=inp.info.names,
-        settings=BackendSettings(threads=threads),
-        overrides=inp.overrides,
-        calib_images=calib,
+    return Workbench.from_options(
+        inp.weights, inp.data_yaml, imgsz=inp.imgsz, threads=threads, artifacts=inp.overrides
     )
 
 
