@@ -1,13 +1,17 @@
-"""Records (detbench.schema): their JSON form, building them back, and the check the schema tests run."""
+"""Records (detbench.schema): their JSON form, the check the schema tests run, and docs/schemas.md."""
 
 from __future__ import annotations
 
+import runpy
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from detbench.jsonsafe import json_safe
 from detbench.schema import doc, from_json, json_type, problems, rows
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "write_schemas.py"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,3 +105,11 @@ def test_schema_rows_give_paths_types_and_docs() -> None:
     assert got["items[].p50"] == ("number", "median")
     assert got["extra_ms"] == ("number or null, optional", "left out while None")
     assert json_type(dict[str, float | None]) == "map of (number or null)"
+
+
+def test_committed_doc_is_the_generated_one() -> None:
+    """docs/schemas.md is exactly what scripts/write_schemas.py writes from the records."""
+    script = runpy.run_path(str(SCRIPT), run_name="write_schemas")
+    assert script["DOC"].read_text(encoding="utf-8") == script["text"](), (
+        "docs/schemas.md is stale: run python scripts/write_schemas.py"
+    )

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from detbench.schema import doc
+
 PRECISIONS = ("fp32", "bf16", "int8")
 SIZES = (512, 768, 1024, 1536)  # covers each precision's best size here; 2048 was slower for all
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -44,13 +46,13 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 class GemmRun:
     """One runtime's ``n x n`` GEMM at one precision: the best of ``repeats`` timed runs, or why not."""
 
-    runtime: str
-    precision: str
-    threads: int
-    n: int
-    best_s: float | None
-    gflops_per_s: float | None  # 2 n^3 / best_s / 1e9 (integer operations for int8)
-    reason: str | None = None  # why it was not measured
+    runtime: str = doc("the runtime whose kernel ran (onnxruntime, openvino)")
+    precision: str = doc("fp32, bf16 or int8")
+    threads: int = doc("threads it ran on")
+    n: int = doc("the square GEMM's size")
+    best_s: float | None = doc("best of the repeats, s; null: not measured")
+    gflops_per_s: float | None = doc("2 n^3 / best_s / 1e9 (integer operations for int8)")
+    reason: str | None = doc("why it was not measured; null when it was", default=None)
 
 
 @dataclass(frozen=True)

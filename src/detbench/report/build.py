@@ -8,59 +8,8 @@ Eager PyTorch is always measured: it is the reference for speedups and output de
 
 Outputs in ``--out``: ``report.json``, ``report.md``, PNG plots; a table on the terminal.
 
-report.json schema (``"schema": 1``; times in ms, sizes in bytes and MB = 1e6 bytes)::
-
-    schema            1
-    created           ISO-8601 UTC time the report was written
-    duration_s        wall time of the whole run; step_s {step: seconds} splits it up
-    settings          weights, weights_sha256, data, imgsz, threads, batch (throughput batch),
-                      val_images (images scored; all of the split when not limited), rounds (kept calls per
-                      backend), warmup (calls dropped at each block's start),
-                      throughput_rounds, deviation_images, quick, backends [names, pytorch first],
-                      thread_columns [thread counts of latency_by_threads]
-    environment       cpu_model, cpu_flags [SIMD/matrix flags from /proc/cpuinfo], logical_cpus,
-                      usable_cpus, load_average [1, 5, 15 min], threads, platform,
-                      versions {python, detbench, torch, ultralytics, onnx, onnxruntime, onnxslim,
-                      openvino}, git_commit (null outside a git checkout)
-    model             gflops (per image at imgsz; null when ultralytics cannot count them), parameters
-    peak              n, sizes, threads, repeats, best_s, gflops_per_s, library (the fp32 peak at
-                      --threads; n is its GEMM's size), candidates {"runtime precision @threads":
-                      best GFLOP/s over sizes and both passes, or null}, peaks {precision:
-                      {threads: GFLOP/s}}, isa {flags, bf16, bf16_reason, int8_reason}, runs [every
-                      GEMM tried, with reason when not measured] (runtimes' own kernels; perf.peak)
-    recommended       {backend, threads, ...} from a detbench tune result (tune.json), or null
-    backends          list, one object per backend, pytorch first:
-        name, reference (true for pytorch), artifact (path), artifact_bytes, size_mb,
-        dynamic_batch, describe {the backend's own description},
-        latency_ms        {batch, rounds, blocks, block_calls, discard, p50, p90, p99, mean, samples}
-                          (per call at ``batch``, normally 1; rounds = kept calls; samples: every
-                          kept call in ms, block after block, for ``report --compare``)
-        throughput        {batch, rounds, images_per_s, p50_ms, reason}  (nulls + reason when the
-                          artifact has a fixed batch)
-        speedup           {ratio, ci_low, ci_high, confidence}: pytorch / this, the typical ratio of
-                          side-by-side block medians and its paired BCa bootstrap CI
-        accuracy          {mAP50, mAP50-95, precision, recall, images, per_class {class: {precision,
-                          recall, mAP50, mAP50-95} (nulls: class absent from the split)}}
-        deviation         {images, max_abs, box_max_abs, score_max_abs} vs pytorch's raw head output
-        efficiency        {precision, peak_gflops_per_s, peak_runtime, gflops_per_s_batch1,
-                          gflops_per_s_batchN, peak_fraction_batch1, peak_fraction_batchN} (share of
-                          the backend's own precision's peak; null where an input is missing)
-        latency_by_threads {threads: {p50, p90, p99, rounds, batch}} for 1 and all usable cores
-        first_call        {first_call_ms, peak_rss_mb, base_rss_mb, backend, threads, reason}: fresh
-                          process, runtime import + load + first inference
-        stages_ms         {images, decode_preprocess_ms, inference_ms, postprocess_ms, end_to_end_ms,
-                          reason}: per-image medians, one image at a time
-        recommended       true for the backend detbench tune recommended
-    training          {source (metrics.json path or null), matches_weights, epochs [per-epoch losses and
-                      metrics as written by detbench.model.train], final, per_class, note}
-    history           {dirs [searched], runs [{file, datetime, label, medians_ms {benchmark: ms}}],
-                      skipped [one line per unreadable file], note}
-    plots             {latency_vs_size, per_class_map50, training_curves, latency_history}: file name
-                      in --out, or null when not drawn (``notes`` says why)
-    class_names       the model's classes, in id order (rows of the per-class tables)
-    verdict           {passed, failed_backends [names], checks [{backend, kind (tolerance | accuracy |
-                      size budget | latency budget), name, passed, reason}]} (detbench.report.verdict)
-    notes             list of sentences: everything skipped or approximated, and why
+report.json is ``report.records.Report``: its keys, JSON types and meanings are listed in
+``docs/schemas.md``, generated from those records (``scripts/write_schemas.py``).
 """
 
 from __future__ import annotations
@@ -76,10 +25,25 @@ from detbench._fs import sha256_file
 from detbench.perf import measure
 from detbench.perf.machine import environment, git_commit
 from detbench.report import steps, verdict
+from detbench.report.records import (
+    SCHEMA,
+    Accuracy,
+    Backend,
+    Environment,
+    FirstCall,
+    History,
+    Model,
+    Plots,
+    Report,
+    Settings,
+    Stages,
+    Throughput,
+    Training,
+    Verdict,
+)
 from detbench.report.render import render_markdown, write_report
 from detbench.report.steps import DEVIATION_IMAGES, STAGE_IMAGES, collect_history, load_training
-
-SCHEMA = 1
+from detbench.schema import from_json
 
 
 @dataclass(frozen=True)
@@ -133,8 +97,8 @@ class _Steps:
         return result
 
 
-def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
-    """Run the measuring steps in order and return the report.json document (nothing is written)."""
+def build_report(s: ReportSettings, console: Any = None) -> Report:
+    """Run the measuring steps in order and return the report (nothing is written)."""
     from detbench.model.train import model_stats
 
     t0 = time.perf_counter()
@@ -152,19 +116,15 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
             lambda task: steps.load_backends(bench, names, lambda _n: adv(task)),
             len(names),
         )
-        rows = steps.describe_rows(loaded)
+        described = steps.describe_rows(loaded)
         x_dev = st.run("deviation", "deviation inputs", lambda _t: steps.deviation_inputs(inp))
         devs, checks = st.run("deviation", "deviation", lambda _t: steps.measure_deviation(loaded, x_dev))
-        for n, d in devs.items():
-            rows[n]["deviation"] = d
         acc = st.run(
             "accuracy",
             "accuracy",
             lambda task: steps.measure_accuracy(loaded, inp, s.batch, lambda _n, k: adv(task, k)),
             inp.n_val * len(names),
         )
-        for n, a in acc.items():
-            rows[n]["accuracy"] = a
         checks += steps.accuracy_checks(acc, per_class=not s.quick)
 
         # The yardstick, measured right before and right after the batch-1 and batch-N timings and
@@ -185,17 +145,13 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
             lambda t: timed(t, measure.measure_latency, loaded, x_dev[:1], s.rounds),
         )
         notes += lat.notes
-        for n, row in steps.latency_rows(lat).items():
-            rows[n]["latency_ms"] = row
-        for n, sp in steps.speedups(lat).items():
-            rows[n]["speedup"] = sp
+        latency = steps.latency_rows(lat)
+        speedup = steps.speedups(lat)
         tp = st.run(
             "throughput",
             f"throughput (batch {s.batch})",
             lambda t: timed(t, measure.measure_throughput, loaded, x_dev, s.batch, s.throughput_rounds),
         )
-        for n, row in tp.items():
-            rows[n]["throughput"] = row
         roofline = st.run("peak", f"GEMM peaks again (n={sizes})", lambda _t: peaks(roofline))
         by_threads = st.run(
             "latency_by_threads",
@@ -205,27 +161,22 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
             ),
             len(thread_cols),
         )
-        for n, row in by_threads.items():
-            rows[n]["latency_by_threads"] = row
         stages = st.run(
             "stages",
             "per-image pipeline",
             lambda _t: measure.measure_stages(loaded, inp.val[:STAGE_IMAGES], inp.imgsz, inp.info.names),
         )
-        for n, row in stages.items():
-            rows[n]["stages_ms"] = row
         first = st.run(
             "first_call",
             "first call (fresh process)",
             lambda task: measure.measure_first_calls(loaded, inp.imgsz, s.threads, lambda _n: adv(task)),
             len(names),
         )
-        for n, row in first.items():
-            rows[n]["first_call"] = row
-            if row["reason"]:
-                notes.append(f"{n}: no first-call figures ({row['reason']})")
+        notes += [
+            f"{n}: no first-call figures ({row['reason']})" for n, row in first.items() if row["reason"]
+        ]
         budget, skipped = st.run(
-            "budgets", "budgets", lambda _t: steps.budget_checks(loaded, rows, inp.weights, x_dev[:1])
+            "budgets", "budgets", lambda _t: steps.budget_checks(loaded, described, inp.weights, x_dev[:1])
         )
         checks += budget
         notes += skipped
@@ -234,61 +185,75 @@ def build_report(s: ReportSettings, console: Any = None) -> dict[str, Any]:
     gflops = stats["gflops"] or None
     if gflops is None:
         notes.append("ultralytics could not count the model's FLOPs (thop missing?): efficiency left out")
-    for n, e in steps.efficiency(rows, gflops, roofline, s.threads).items():
-        rows[n]["efficiency"] = e
+    images_per_s = {n: row["images_per_s"] for n, row in tp.items()}
+    eff = steps.efficiency(latency, images_per_s, gflops, roofline, s.threads)
     notes += [
         f"peak: {r.runtime} {r.precision} @{r.threads}t not measured: {r.reason}"
         for r in roofline.runs
         if r.reason
     ]
     recommended = steps.load_tune(s.tune)
-    for n in names:
-        rows[n]["recommended"] = bool(recommended and recommended.get("backend") == n)
-    training = load_training(inp.weights)
-    history = collect_history(steps.history_dirs())
-    notes += [item for item in (training["note"], history["note"]) if item]
-    notes += [f"history: {line}" for line in history["skipped"]]
+    training = from_json(Training, load_training(inp.weights))
+    history = from_json(History, collect_history(steps.history_dirs()))
+    notes += [item for item in (training.note, history.note) if item]
+    notes += [f"history: {line}" for line in history.skipped]
+    backends = [
+        Backend(
+            **described[n],
+            deviation=devs[n],
+            accuracy=from_json(Accuracy, acc[n]),
+            latency_ms=latency[n],
+            speedup=speedup[n],
+            throughput=from_json(Throughput, tp[n]),
+            latency_by_threads=by_threads[n],
+            stages_ms=from_json(Stages, stages[n]),
+            first_call=from_json(FirstCall, first[n]),
+            efficiency=eff[n],
+            recommended=bool(recommended and recommended.get("backend") == n),
+        )
+        for n in names
+    ]
     timings = {**st.seconds, "total": time.perf_counter() - t0}
-    return {
-        "schema": SCHEMA,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "duration_s": timings["total"],
-        "step_s": timings,
-        "settings": {
-            "weights": str(inp.weights),
-            "weights_sha256": sha256_file(inp.weights),
-            "data": str(inp.data_yaml),
-            "imgsz": inp.imgsz,
-            "threads": s.threads,
-            "batch": s.batch,
-            "val_images": inp.n_val,
-            "rounds": s.rounds,
-            "warmup": s.warmup,
-            "throughput_rounds": s.throughput_rounds,
-            "deviation_images": len(x_dev),
-            "quick": s.quick,
-            "backends": names,
-            "thread_columns": thread_cols,
-        },
-        "environment": environment(s.threads),
-        "model": {"gflops": gflops, "parameters": stats["parameters"]},
-        "peak": steps.peak_summary(roofline, s.threads),
-        "recommended": recommended,
-        "backends": [rows[n] for n in names],
-        "class_names": list(inp.info.names),
-        "training": training,
-        "history": history,
-        "plots": {},
-        "verdict": {
-            "passed": all(c.passed for c in checks),
-            "failed_backends": [n for n in names if not all(c.passed for c in checks if c.backend == n)],
-            "checks": verdict.to_dicts(checks),
-        },
-        "notes": notes,
-    }
+    return Report(
+        schema=SCHEMA,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        duration_s=timings["total"],
+        step_s=timings,
+        settings=Settings(
+            weights=str(inp.weights),
+            weights_sha256=sha256_file(inp.weights),
+            data=str(inp.data_yaml),
+            imgsz=inp.imgsz,
+            threads=s.threads,
+            batch=s.batch,
+            val_images=inp.n_val,
+            rounds=s.rounds,
+            warmup=s.warmup,
+            throughput_rounds=s.throughput_rounds,
+            deviation_images=len(x_dev),
+            quick=s.quick,
+            backends=names,
+            thread_columns=thread_cols,
+        ),
+        environment=from_json(Environment, environment(s.threads)),
+        model=Model(gflops=gflops, parameters=stats["parameters"]),
+        peak=steps.peak_summary(roofline, s.threads),
+        recommended=recommended,
+        backends=backends,
+        class_names=list(inp.info.names),
+        training=training,
+        history=history,
+        plots=Plots(),
+        verdict=Verdict(
+            passed=all(c.passed for c in checks),
+            failed_backends=[n for n in names if not all(c.passed for c in checks if c.backend == n)],
+            checks=checks,
+        ),
+        notes=notes,
+    )
 
 
-def run_report(settings: ReportSettings, console: Any = None) -> tuple[dict[str, Any], dict[str, Path]]:
+def run_report(settings: ReportSettings, console: Any = None) -> tuple[Report, dict[str, Path]]:
     """Build the report (progress on ``console``) and write it into ``settings.out``; returns the report
     and the files written."""
     from detbench.errors import DetbenchError
@@ -299,14 +264,14 @@ def run_report(settings: ReportSettings, console: Any = None) -> tuple[dict[str,
     return report, write_report(report, settings.out)
 
 
-def print_verdict(report: dict[str, Any], console: Any, *, compare: Path | None = None) -> int:
+def print_verdict(report: Report, console: Any, *, compare: Path | None = None) -> int:
     """PASS/FAIL per backend (and, with ``compare``, each backend's change); 1 if any failed or regressed."""
-    checks = report["verdict"]["checks"]
-    for line in verdict.verdict_lines(report["settings"]["backends"], checks):
+    doc = report.to_json()
+    for line in verdict.verdict_lines(doc["settings"]["backends"], doc["verdict"]["checks"]):
         console.print(line, highlight=False, soft_wrap=True, markup=False)
-    code = 0 if report["verdict"]["passed"] else 1
+    code = 0 if report.verdict.passed else 1
     if compare is not None:
-        changes = verdict.compare_reports(load_report(compare), report)
+        changes = verdict.compare_reports(load_report(compare), doc)
         console.print(f"compared with {compare}:", highlight=False, soft_wrap=True)
         for line in verdict.comparison_lines(changes):
             console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
@@ -333,7 +298,6 @@ def load_report(path: Path) -> dict[str, Any]:
 
 __all__ = [
     "DEVIATION_IMAGES",
-    "SCHEMA",
     "ReportSettings",
     "build_report",
     "collect_history",

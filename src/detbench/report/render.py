@@ -1,16 +1,21 @@
 """Renderers of ``detbench report``: the terminal tables, report.md, report.json and the plots.
 
-They only read the result document ``report.build.build_report`` returns; nothing here measures.
+They read the report's JSON form (``records.Report.to_json()``, the report.json document) that
+``report.build.build_report`` returns as a record; nothing here measures.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detbench.errors import DetbenchError
-from detbench.jsonsafe import dumps, json_safe
+from detbench.jsonsafe import dumps
+
+if TYPE_CHECKING:
+    from detbench.report.records import Plots, Report
 
 
 def _f(value: Any, spec: str, none: str = "-") -> str:
@@ -245,8 +250,9 @@ def _prm(v: dict | None) -> str:
     return f"{v['precision']:.2f} / {v['recall']:.2f} / {v['mAP50']:.2f}"
 
 
-def draw_plots(report: dict[str, Any], out: Path) -> dict[str, str | None]:
+def draw_plots(report: dict[str, Any], out: Path) -> Plots:
     from detbench.report import plots
+    from detbench.report.records import Plots
 
     drawn: dict[str, str | None] = {}
     drawn["latency_vs_size"] = plots.latency_vs_size(report["backends"], out / "latency_vs_size.png").name
@@ -259,10 +265,10 @@ def draw_plots(report: dict[str, Any], out: Path) -> dict[str, str | None]:
         drawn["training_curves"] = plots.training_curves(epochs, out / "training_curves.png").name
     if runs:
         drawn["latency_history"] = plots.latency_history(runs, out / "latency_history.png").name
-    return drawn
+    return Plots(**drawn)
 
 
-def write_report(report: dict[str, Any], out: Path) -> dict[str, Path]:
+def write_report(report: Report, out: Path) -> dict[str, Path]:
     """Draw the plots, then write report.json and report.md atomically; return what was written."""
     from detbench._fs import atomic_write_text
 
@@ -270,8 +276,8 @@ def write_report(report: dict[str, Any], out: Path) -> dict[str, Path]:
     if out.exists() and not out.is_dir():
         raise DetbenchError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    report["plots"] = draw_plots(report, out)  # a plot left out is explained by the training/history notes
-    doc = json_safe(report)
+    # a plot left out is explained by the training/history notes
+    doc = replace(report, plots=draw_plots(report.to_json(), out)).to_json()
     atomic_write_text(out / "report.json", dumps(doc) + "\n")
     atomic_write_text(out / "report.md", render_markdown(doc))
     written = {"json": out / "report.json", "md": out / "report.md"}

@@ -1,9 +1,9 @@
-"""The steps of ``detbench report``: each takes what it needs and returns plain results.
+"""The steps of ``detbench report``: each takes what it needs and returns its results.
 
 Timing itself is ``perf.measure``'s; these resolve the inputs, load the backends and shape what was
-measured into rows. Nothing here renders or writes; ``report.build`` sequences the steps and
-``report.render`` shows their results. Rows are the per-backend dicts of report.json (see
-``report.build``'s schema).
+measured into the parts of report.json's records (``report.records``). Nothing here renders or
+writes; ``report.build`` sequences the steps and builds the report from their results, and
+``report.render`` shows it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from detbench._fs import sha256_file
 from detbench.errors import DatasetError, HistoryError
 from detbench.history import benchjson
 from detbench.perf.measure import LatencyResult, measure_latency
+from detbench.report.records import Deviation, Efficiency, Isa, Latency, Peak, Speedup, ThreadLatency
 from detbench.runtimes.cache import artifact_size
+from detbench.schema import from_json
 
 DEVIATION_IMAGES = 16
 STAGE_IMAGES = 16  # val images timed through decode + preprocess, inference, postprocess
@@ -101,7 +103,8 @@ def load_backends(bench: Any, names: Sequence[str], advance: Callable[[str], Non
 
 
 def describe_rows(loaded: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The per-backend rows' static part: artifact, size, batch kind, the backend's own description."""
+    """The per-backend rows' static part: artifact, size, batch kind, the backend's own description
+    (the first fields of ``records.Backend``, by name)."""
     rows = {}
     for name, backend in loaded.items():
         size = artifact_size(backend.artifact)
@@ -125,7 +128,7 @@ def deviation_inputs(inp: Inputs) -> np.ndarray:
     return preprocess(images, inp.imgsz)[0]
 
 
-def measure_deviation(loaded: Mapping[str, Any], x: np.ndarray) -> tuple[dict[str, dict[str, Any]], list]:
+def measure_deviation(loaded: Mapping[str, Any], x: np.ndarray) -> tuple[dict[str, Deviation], list]:
     """Largest raw-head differences of each backend from eager PyTorch on the same batch, and each
     backend's tolerance-table check on those outputs (for the report's verdict)."""
     from detbench.report import verdict
@@ -137,12 +140,9 @@ def measure_deviation(loaded: Mapping[str, Any], x: np.ndarray) -> tuple[dict[st
         raw = backend.run_batched(x)
         checks.append(verdict.tolerance_check(name, ref, raw))
         d = deviation(ref, raw)
-        out[name] = {
-            "images": len(x),
-            "max_abs": d.max_abs,
-            "box_max_abs": d.box_max_abs,
-            "score_max_abs": d.score_max_abs,
-        }
+        out[name] = Deviation(
+            images=len(x), max_abs=d.max_abs, box_max_abs=d.box_max_abs, score_max_abs=d.score_max_abs
+        )
     return out, checks
 
 
@@ -201,24 +201,24 @@ def measure_accuracy(
     return out
 
 
-def latency_rows(lat: LatencyResult) -> dict[str, dict[str, Any]]:
+def latency_rows(lat: LatencyResult) -> dict[str, Latency]:
     from detbench.perf.stats import percentiles
 
     out = {}
     for n, s in lat.samples.items():
         ms = s * 1e3
-        out[n] = {
-            "batch": lat.batch[n],
-            "rounds": int(ms.size),
+        out[n] = Latency(
+            batch=lat.batch[n],
+            rounds=int(ms.size),
             **lat.plan.to_dict(),
             **percentiles(ms),
-            "mean": float(ms.mean()),
-            "samples": [round(float(v), 5) for v in ms],  # for ``report --compare``'s gate
-        }
+            mean=float(ms.mean()),
+            samples=[round(float(v), 5) for v in ms],  # for ``report --compare``'s gate
+        )
     return out
 
 
-def speedups(lat: LatencyResult) -> dict[str, dict[str, Any]]:
+def speedups(lat: LatencyResult) -> dict[str, Speedup]:
     """pytorch / backend per image: the typical ratio of side-by-side block medians (block k of every
     backend ran next to the others', so the pairing cancels drift) and its paired BCa 95% interval."""
     from detbench.perf.stats import paired_ratio_ci
@@ -228,7 +228,7 @@ def speedups(lat: LatencyResult) -> dict[str, dict[str, Any]]:
     out = {}
     for n in med:
         ratio, low, high = paired_ratio_ci(med[n], med["pytorch"])
-        out[n] = {"ratio": ratio, "ci_low": low, "ci_high": high, "confidence": 0.95}
+        out[n] = Speedup(ratio=ratio, ci_low=low, ci_high=high, confidence=0.95)
     return out
 
 
@@ -246,8 +246,8 @@ def measure_latency_by_threads(
     done: Mapping[int, LatencyResult],
     calls: int,
     progress: Callable[[int], None],
-) -> dict[str, dict[str, dict[str, Any]]]:
-    """p50/p90/p99 of every backend at each thread count: {backend: {threads: {...}}}. Thread counts
+) -> dict[str, dict[str, ThreadLatency]]:
+    """p50/p90/p99 of every backend at each thread count: {backend: {threads: ...}}. Thread counts
     already in ``done`` reuse those samples; the others load the backends at that count."""
     results = dict(done)
     for t in threads:
@@ -255,10 +255,12 @@ def measure_latency_by_threads(
             loaded = load_backends(workbench(inp, t), inp.names, lambda _name: None)
             results[t] = measure_latency(loaded, x1, calls, lambda _total: None, lambda _k: None)
         progress(t)
-    out: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in inp.names}
+    out: dict[str, dict[str, ThreadLatency]] = {n: {} for n in inp.names}
     for t, lat in sorted(results.items()):
         for n, row in latency_rows(lat).items():
-            out[n][str(t)] = {k: row[k] for k in ("p50", "p90", "p99", "rounds", "batch")}
+            out[n][str(t)] = ThreadLatency(
+                p50=row.p50, p90=row.p90, p99=row.p99, rounds=row.rounds, batch=row.batch
+            )
     return out
 
 
@@ -271,7 +273,7 @@ def measure_peaks(threads: Sequence[int], sizes: Sequence[int], repeats: int, be
     return roofline if before is None else before.merged(roofline)
 
 
-def peak_summary(roofline: Any, threads: int) -> dict[str, Any]:
+def peak_summary(roofline: Any, threads: int) -> Peak:
     """report.json's ``peak``: the fp32 peak at ``threads`` under the old keys, plus every precision."""
     fp32 = roofline.peak("fp32", threads)
     candidates: dict[str, float | None] = {}
@@ -283,43 +285,48 @@ def peak_summary(roofline: Any, threads: int) -> dict[str, Any]:
     for r in roofline.runs:
         best = roofline.peak(r.precision, r.threads)
         peaks.setdefault(r.precision, {})[str(r.threads)] = best.gflops_per_s if best else None
-    return {
-        "n": fp32.n if fp32 else None,  # the size of the fp32 peak's GEMM
-        "sizes": list(roofline.sizes),
-        "threads": threads,
-        "repeats": roofline.repeats,
-        "best_s": fp32.best_s if fp32 else None,
-        "gflops_per_s": fp32.gflops_per_s if fp32 else None,
-        "library": f"{fp32.runtime} fp32 MatMul" if fp32 else None,
-        "candidates": candidates,
-        "peaks": peaks,
-        "isa": roofline.isa,
-        "runs": roofline.to_dict()["runs"],
-    }
+    return Peak(
+        n=fp32.n if fp32 else None,  # the size of the fp32 peak's GEMM
+        sizes=list(roofline.sizes),
+        threads=threads,
+        repeats=roofline.repeats,
+        best_s=fp32.best_s if fp32 else None,
+        gflops_per_s=fp32.gflops_per_s if fp32 else None,
+        library=f"{fp32.runtime} fp32 MatMul" if fp32 else None,
+        candidates=candidates,
+        peaks=peaks,
+        isa=from_json(Isa, roofline.isa),
+        runs=list(roofline.runs),
+    )
 
 
 def efficiency(
-    rows: Mapping[str, Mapping[str, Any]], gflops: float | None, roofline: Any, threads: int
-) -> dict[str, dict[str, Any]]:
-    """Achieved GFLOP/s at batch 1 and N, and each as a share of its own precision's peak."""
+    latency: Mapping[str, Latency],
+    images_per_s: Mapping[str, float | None],
+    gflops: float | None,
+    roofline: Any,
+    threads: int,
+) -> dict[str, Efficiency]:
+    """Achieved GFLOP/s at batch 1 and N (``images_per_s`` at N), and each as a share of its own
+    precision's peak."""
     from detbench.perf.peak import precision_of, share
 
     out = {}
-    for n, r in rows.items():
-        per_img_s = r["latency_ms"]["p50"] / 1e3 / r["latency_ms"]["batch"]
+    for n, lat in latency.items():
+        per_img_s = lat.p50 / 1e3 / lat.batch
         g1 = gflops / per_img_s if gflops else None
-        ips = r["throughput"]["images_per_s"]
+        ips = images_per_s[n]
         gn = gflops * ips if gflops and ips else None
         peak = roofline.peak(precision_of(n), threads)
-        out[n] = {
-            "precision": precision_of(n),
-            "peak_gflops_per_s": peak.gflops_per_s if peak else None,
-            "peak_runtime": peak.runtime if peak else None,
-            "gflops_per_s_batch1": g1,
-            "gflops_per_s_batchN": gn,
-            "peak_fraction_batch1": share(g1, roofline, n, threads),
-            "peak_fraction_batchN": share(gn, roofline, n, threads),
-        }
+        out[n] = Efficiency(
+            precision=precision_of(n),
+            peak_gflops_per_s=peak.gflops_per_s if peak else None,
+            peak_runtime=peak.runtime if peak else None,
+            gflops_per_s_batch1=g1,
+            gflops_per_s_batchN=gn,
+            peak_fraction_batch1=share(g1, roofline, n, threads),
+            peak_fraction_batchN=share(gn, roofline, n, threads),
+        )
     return out
 
 

@@ -11,33 +11,23 @@ A backend passes when every check that applies to it passes:
   (``perf.measure.measure_latency_budgets``) and judged with the paired interval exactly as
   ``tests/test_budgets.py`` does.
 
-The checks are data (``Check``); the report stores them in ``report.json`` under ``verdict`` and
-this module renders them. ``compare_reports`` runs the unpaired gate (two reports are two sessions)
-on each backend's per-call latency samples and puts the accuracy change beside it.
+The checks are data (``report.records.Check``); the report stores them in ``report.json`` under
+``verdict`` and this module renders them. ``compare_reports`` runs the unpaired gate (two reports are
+two sessions) on each backend's per-call latency samples and puts the accuracy change beside it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from detbench.perf.measure import MeasuredBudget
 from detbench.perf.stats import Verdict, compare_samples
-
-
-@dataclass(frozen=True)
-class Check:
-    """One check of one backend: its kind ("tolerance", "accuracy", "size budget", "latency budget")."""
-
-    backend: str
-    kind: str
-    name: str
-    passed: bool
-    reason: str
+from detbench.report.records import Check
 
 
 def tolerance_check(backend: str, ref: np.ndarray, out: np.ndarray) -> Check:
@@ -108,10 +98,6 @@ def latency_checks(measured: Sequence[MeasuredBudget]) -> list[Check]:
         Check(m.budget.numerator, "latency budget", m.budget.name, m.result.passed, latency_message(m.result))
         for m in measured
     ]
-
-
-def to_dicts(checks: Sequence[Check]) -> list[dict[str, Any]]:
-    return [asdict(c) for c in checks]
 
 
 def verdict_lines(backends: Sequence[str], checks: Sequence[Mapping[str, Any]]) -> list[str]:
