@@ -77,7 +77,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{' (--quick)' if s['quick'] else ''}. Created {report['created']} in {report['duration_s']:.0f} s.",
         "## Summary",
         _md_table([h.replace("@N", f"@{batch}") for h in TABLE_HEADER], table_rows(report)),
-        "Speedup is median(pytorch) / median(backend) at batch 1 with a bootstrap 95% interval; max dev "
+        "Speedup is pytorch / backend per image at batch 1: the typical ratio of side-by-side block "
+        "medians (exp of the Hodges-Lehmann estimate of their log ratios; block k of every backend ran "
+        "next to the others') with its paired BCa bootstrap 95% interval; max dev "
         "is the largest absolute difference from eager PyTorch's raw head on "
         f"{s['deviation_images']} val images "
         "(box channels in input pixels, score channels in probability).",
