@@ -16,7 +16,9 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "schemas.md"
 
 
 def text() -> str:
+    from detbench.perf.gate import GateVerdicts
     from detbench.report.records import schema_markdown as report_schema
+    from detbench.schema import markdown
 
     head = (
         "# JSON formats\n\n"
@@ -24,7 +26,13 @@ def text() -> str:
         "A key is a path from the top: `.` a nested object, `[]` an array's items, `*` a map's values; "
         "an optional key may be absent.\n"
     )
-    return "\n".join([head, report_schema()])
+    gate = markdown(
+        GateVerdicts,
+        "gate verdicts (`detbench gate --json`, `detbench ab --json`)",
+        "Times in seconds. A benchmark in one run only has status missing and nulls where nothing "
+        "could be computed.",
+    )
+    return "\n".join([head, report_schema(), gate])
 
 
 def main(argv: list[str]) -> int:

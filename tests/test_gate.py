@@ -16,6 +16,7 @@ from pytest_benchmark.stats import Stats
 from detbench.cli.gate import add_arguments, run_files
 from detbench.errors import HistoryError
 from detbench.perf.gate import (
+    GateVerdicts,
     ab,
     format_table,
     gate,
@@ -25,6 +26,7 @@ from detbench.perf.gate import (
 )
 from detbench.perf.stats import Verdict
 from detbench.perf.timing import BlockPlan, Slowed, measure
+from detbench.schema import problems
 
 MS = 1e-3
 FULLNAME = "tests/benchmarks/test_latency.py::test_latency[{}]"
@@ -128,12 +130,14 @@ class TestGateCli:
         assert cli(base, cand, "--min-samples", "31") == 0
 
     def test_json_output_parses(self, tmp_path, base, capsys):
-        """--json prints strict JSON with settings, counts and one verdict per benchmark."""
+        """--json prints strict JSON with settings, counts and one verdict per benchmark, every key
+        as perf.gate.GateVerdicts types it."""
         cand = write_run(
             tmp_path / "c.json", {"onnx": samples(2.6, seed=3), "openvino": samples(1.0, seed=7)}
         )
         assert cli(base, cand, "--json", "--alpha", "0.05") == 1
         doc = json.loads(capsys.readouterr().out)
+        assert problems(doc, GateVerdicts) == []
         assert doc["settings"]["alpha"] == 0.05
         assert doc["settings"]["candidate"] == str(cand)
         assert doc["regression"] is True

@@ -10,6 +10,8 @@ import pytest
 from _support.runs import benchmark_run
 from detbench.cli import main
 from detbench.history import store
+from detbench.perf.gate import GateVerdicts
+from detbench.schema import problems
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 NAME = "t.py::test_latency[onnxruntime]"
@@ -31,7 +33,9 @@ def fill(target: store.Store, medians: list[float], *, threads: list[int] | None
 
 def gate_json(capsys, *argv: str) -> tuple[int, dict]:
     code = main(["gate", "--json", *argv])
-    return code, json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
+    assert problems(doc, GateVerdicts) == []  # every key as perf.gate.GateVerdicts types it
+    return code, doc
 
 
 @pytest.fixture(params=["files", "postgres"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import runpy
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from detbench.jsonsafe import json_safe
-from detbench.schema import doc, from_json, json_type, problems, rows
+from detbench.schema import NanFloat, doc, from_json, json_type, problems, rows
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "write_schemas.py"
 
@@ -96,6 +97,20 @@ class TestProblems:
             assert found == ["$.inner: unexpected key 'median'", "$.inner: missing key 'p50'"]
         else:
             assert found == expected
+
+
+def test_a_float_that_may_be_nan_is_number_or_null() -> None:
+    """NanFloat: JSON null is accepted and read back as NaN; a plain float field refuses null."""
+
+    @dataclass(frozen=True)
+    class Row:
+        change: NanFloat = doc("may be NaN")
+        p50: float = doc("never NaN")
+
+    assert json_type(NanFloat) == "number or null"
+    assert problems({"change": None, "p50": 1.0}, Row) == []
+    assert problems({"change": 0.5, "p50": None}, Row) == ["$.p50: None is not number"]
+    assert math.isnan(from_json(Row, {"change": None, "p50": 1.0}).change)
 
 
 def test_schema_rows_give_paths_types_and_docs() -> None:

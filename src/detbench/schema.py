@@ -8,21 +8,25 @@ test instead of drifting from its documentation.
 
 JSON types: ``int`` integer, ``float`` number (an integer is a number too), ``str`` string, ``bool``
 boolean, ``None`` null, ``list[T]`` array, ``dict[str, T]`` object used as a map, a record an
-object with its fields as keys, ``Any`` whatever the doc says (an open-ended part).
+object with its fields as keys, ``Any`` whatever the doc says (an open-ended part). JSON has no NaN
+(``json_safe`` writes it as null), so a float that may be NaN is annotated ``NanFloat``: number or null.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
 from detbench.jsonsafe import json_key
 
 _NO_DEFAULT: Any = dataclasses.MISSING
+_NAN = "NaN, written as null"
+NanFloat = Annotated[float, _NAN]
 
 
 def doc(
@@ -51,11 +55,13 @@ def is_record(tp: Any) -> bool:
 
 @cache
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    return typing.get_type_hints(cls, include_extras=True)
 
 
 def _members(tp: Any) -> tuple[Any, tuple[Any, ...]]:
-    """(origin, args) with ``X | Y`` and ``Optional[X]`` both as ``typing.Union``."""
+    """(origin, args) with ``X | Y``, ``Optional[X]`` and ``NanFloat`` (float or null) as ``typing.Union``."""
+    if tp == NanFloat:
+        return typing.Union, (float, type(None))
     origin = typing.get_origin(tp)
     if origin is types.UnionType:
         origin = typing.Union
@@ -151,7 +157,7 @@ def from_json(tp: Any, value: Any, where: str = "$") -> Any:
         return tp(**kwargs)
     if origin is typing.Union:
         if value is None:
-            return None
+            return math.nan if tp == NanFloat else None
         inner = [a for a in args if a is not type(None)]
         return from_json(inner[0], value, where) if len(inner) == 1 else value
     if origin in (list, tuple) and isinstance(value, list):

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from detbench.perf.stats import (
     percentiles,
 )
 from detbench.perf.timing import BlockPlan, block_medians
+from detbench.schema import doc
 
 
 def load_benchmark_json(path: Path | str) -> dict[str, np.ndarray]:
@@ -226,15 +228,31 @@ def format_table(verdicts: Sequence[Verdict]) -> str:
     return "\n".join([line(header), rule, *(line(r) for r in rows[1:])])
 
 
+@dataclass(frozen=True, kw_only=True)
+class GateVerdicts:
+    """What ``detbench gate --json`` (and ``ab --json``) prints."""
+
+    settings: dict[str, Any] = doc(
+        "how it ran (open-ended): two files: baseline, candidate, alpha, min_effect, min_samples, "
+        "confidence; --history: the store, candidate run, machine_id, baseline_runs, vary, problems too; "
+        "ab: the block plan and each side's environment"
+    )
+    regression: bool = doc("some benchmark regressed (the command exits 1)")
+    counts: dict[str, int] = doc("verdicts per status")
+    verdicts: list[Verdict] = doc("one per benchmark, sorted by name (perf.stats.Verdict)")
+
+
 def verdicts_to_json(verdicts: Sequence[Verdict], settings: Mapping[str, object]) -> str:
-    """Strict JSON (NaN becomes null): settings, per-benchmark verdicts and a count per status."""
+    """Strict JSON (NaN becomes null) of ``GateVerdicts``: settings, per-benchmark verdicts and a
+    count per status."""
     counts: dict[str, int] = {}
     for v in verdicts:
         counts[v.status] = counts.get(v.status, 0) + 1
-    doc = {
-        "settings": dict(settings),
-        "regression": counts.get("regression", 0) > 0,
-        "counts": counts,
-        "verdicts": [asdict(v) for v in verdicts],
-    }
-    return dumps(doc)
+    return dumps(
+        GateVerdicts(
+            settings=dict(settings),
+            regression=counts.get("regression", 0) > 0,
+            counts=counts,
+            verdicts=list(verdicts),
+        )
+    )

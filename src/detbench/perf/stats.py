@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _sstats
 
+from detbench.schema import NanFloat, doc
+
 CI_CONFIDENCE = 0.95
 """Confidence of the change CI in a Verdict (the gate's table header says "95% CI")."""
 
@@ -291,17 +293,17 @@ class Verdict:
     ``p_value`` is one-sided in the direction of the observed change. Fields that cannot be computed are NaN.
     """
 
-    name: str
-    n_base: int
-    n_cand: int
-    median_base: float
-    median_cand: float
-    change: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    status: str
-    paired: bool = False
+    name: str = doc("the benchmark (pytest-benchmark fullname, or the A/B's label)")
+    n_base: int = doc("baseline rounds (blocks when paired); 0: absent from the baseline")
+    n_cand: int = doc("candidate rounds (blocks when paired); 0: absent from the candidate")
+    median_base: NanFloat = doc("baseline median, s; null when absent")
+    median_cand: NanFloat = doc("candidate median, s; null when absent")
+    change: NanFloat = doc("candidate / baseline - 1 (typical paired ratio - 1 when paired)")
+    ci_low: NanFloat = doc("the change's bootstrap interval (BCa when paired), low end")
+    ci_high: NanFloat = doc("its high end")
+    p_value: NanFloat = doc("one-sided, in the direction of the change (Mann-Whitney; Wilcoxon when paired)")
+    status: str = doc("regression, improvement, no change, inconclusive or missing")
+    paired: bool = doc("blocks were alternated in one run and paired", default=False)
 
 
 def _check_settings(alpha: float, min_effect: float, min_samples: int) -> None:
