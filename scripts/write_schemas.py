@@ -19,6 +19,7 @@ def text() -> str:
     from detbench.perf.gate import GateVerdicts
     from detbench.report.records import schema_markdown as report_schema
     from detbench.schema import markdown
+    from detbench.tune.records import schema_markdown as tune_schema
 
     head = (
         "# JSON formats\n\n"
@@ -32,7 +33,7 @@ def text() -> str:
         "Times in seconds. A benchmark in one run only has status missing and nulls where nothing "
         "could be computed.",
     )
-    return "\n".join([head, report_schema(), gate])
+    return "\n".join([head, report_schema(), tune_schema(), gate])
 
 
 def main(argv: list[str]) -> int:

@@ -28,10 +28,12 @@ from detbench.perf.peak import precision_of
 from detbench.perf.timing import BlockPlan
 from detbench.runtimes.backends import BackendSettings, BaseBackend
 from detbench.runtimes.cache import artifact_size
+from detbench.schema import from_json
 from detbench.tune.pareto import pareto_front, recommend
+from detbench.tune.records import SCHEMA, Environment, Recommended, Reference, SearchSettings, Tune
+from detbench.tune.records import Candidate as CandidateRecord
 from detbench.tune.space import Point
 
-SCHEMA = 1
 REFERENCE = "pytorch"  # eager PyTorch on the weights, 1 thread: what every candidate must reproduce
 
 Progress = Callable[[str, int, int], None]  # (phase, advance, total) -> None
@@ -258,7 +260,7 @@ def _first_lines(text: str, n: int = 1) -> str:
 
 @dataclass
 class TuneResult:
-    doc: dict[str, Any]  # what tune.json holds
+    doc: dict[str, Any]  # what tune.json holds: the search's records.Tune as JSON
     candidates: list[Candidate]
     recommended: Candidate | None
 
@@ -315,20 +317,22 @@ def run_search(s: TuneSettings, progress: Progress | None = None) -> TuneResult:
         notes.append("no candidate verified: nothing to recommend")
     if not s.accuracy:
         notes.append("latency only: mAP not scored (untrained weights); verified = raw head + detections")
-    doc = {
-        "schema": SCHEMA,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "settings": _settings_doc(s, ctx),
-        "environment": _environment(),
-        "reference": {"backend": REFERENCE, "threads": 1, "accuracy": _acc_summary(ctx.ref_accuracy)},
-        "candidates": dicts,
-        "pareto": front,
-        "recommended": None if best is None else {"index": best, **dicts[best]},
-        "notes": notes,
-        "step_s": steps,
-        "duration_s": time.perf_counter() - t0,
-    }
-    return TuneResult(doc, cands, None if best is None else cands[best])
+    tune = Tune(
+        schema=SCHEMA,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        settings=from_json(SearchSettings, _settings_doc(s, ctx)),
+        environment=from_json(Environment, _environment()),
+        reference=from_json(
+            Reference, {"backend": REFERENCE, "threads": 1, "accuracy": _acc_summary(ctx.ref_accuracy)}
+        ),
+        candidates=[from_json(CandidateRecord, d) for d in dicts],
+        pareto=front,
+        recommended=None if best is None else from_json(Recommended, {"index": best, **dicts[best]}),
+        notes=notes,
+        step_s=steps,
+        duration_s=time.perf_counter() - t0,
+    )
+    return TuneResult(tune.to_json(), cands, None if best is None else cands[best])
 
 
 def _acc_summary(acc: Mapping[str, Any] | None) -> dict[str, Any] | None:
