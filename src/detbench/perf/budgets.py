@@ -8,8 +8,7 @@ Three kinds, all machine-independent except the last:
   timed in alternated blocks of one run (``timing.steady_state``) so machine speed and drift cancel;
   the block medians are paired and judged by ``stats.check_ratio_budget(paired=True)``: fails when
   the typical block ratio AND its whole paired 95% CI exceed it. The ratio between two runtimes moves
-  with the CPU generation (ONNX Runtime / eager PyTorch was 0.29 on one 2-core EPYC VM of this
-  project and 0.44 on another with the same AVX-512 flags but no AVX-VNNI), so an entry holds
+  with the CPU generation (docs/measurements.md), so an entry holds
   ``by_machine = {"<machine id>" = bound}``: on a machine listed there its own bound applies, at most
   10 % above the highest ratio measured on it (over the torch envs), so a 15 % slowdown of either
   side fails it; elsewhere the general ``max_ratio`` applies, a round promise for machines nobody

@@ -203,7 +203,7 @@ def _hodges_lehmann(d: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def _paired_ratio(base: np.ndarray, cand: np.ndarray, axis: int = -1) -> np.ndarray:
     # exp(Hodges-Lehmann of the log ratios): symmetric (A/B = 1/(B/A)), robust to the odd block a
-    # neighbour's burst ruins (measured here: one block in ~20 is off by 20-30 %), smooth enough for BCa.
+    # neighbour's burst ruins (docs/measurements.md), smooth enough for BCa.
     return np.exp(_hodges_lehmann(np.log(cand) - np.log(base), axis=axis))
 
 

@@ -39,11 +39,9 @@ def measure(fn: Callable[[], object], *, rounds: int = 30, warmup: int = 3) -> n
 BLOCKS = 8
 BLOCK_CALLS = 25
 DISCARD = 5
-# Untimed warm-up of every block lasts at least this long (and at least DISCARD calls). ONNX Runtime's
-# worker threads keep spinning after its last call; measured here at 2 threads, the next runtime's
-# calls stayed slow for ~30-45 ms (OpenVINO +60 % for its first 12 calls after an ORT block, eager
-# PyTorch +50 % for 6). We wait that out instead of turning spinning off: spinning is what a
-# deployment runs with, and turning it off doubled ORT's own 2-thread latency in a trial.
+# Untimed warm-up of every block lasts at least this long (and at least DISCARD calls): ONNX Runtime's
+# spinning worker threads slow the next runtime's first calls for tens of ms, and spinning stays on
+# because a deployment runs with it (docs/measurements.md).
 SETTLE_S = 0.1
 
 

@@ -37,10 +37,8 @@ MARKERS = {
     "calibration": "statistical calibration of the latency gate on real measurements",
     "timing": "asserts on wall-clock ratios: serial only, skipped with the reason under pytest-xdist",
 }
-# Two saved runs are two sessions, and nothing pairs them: 21 back-to-back A/A sessions of the ONNX
-# benchmark on the 2-core development VM (same artifact) moved the median by up to +50 % / -33 % from
-# one session to the next (the machine flips between ~1.95 and ~2.8 ms states). Below that the pytest
-# route cannot tell a regression from the machine; `detbench ab` (paired, in one run) can (3 %).
+# Two saved runs are two sessions and nothing pairs them, so below this effect the session-to-session
+# drift of a shared VM decides (docs/measurements.md); `detbench ab`, paired in one run, resolves 3 %.
 SESSION_MIN_EFFECT = 0.6
 
 

@@ -207,11 +207,9 @@ class PyTorchBackend(_TorchModule, BaseBackend):
 _COMPILED: dict[tuple[str, int, int, int], Any] = {}
 
 
-# ultralytics' C2f.forward graph-breaks (a generator over its bottlenecks), so dynamo compiles it as a
-# frame of its own, once per C2f shape (8 in YOLOv8n) and per thread count (a guard on global state).
-# Dynamo's default of 8 compiles per frame was spent by the first configuration, and every later
-# thread count or image size in the process then ran C2f eagerly, silently: tune measured
-# pytorch-compile at eager's latency. Enough for 8 C2f shapes x 8 thread counts x 2 image sizes.
+# ultralytics' C2f.forward graph-breaks, so dynamo compiles one frame per C2f shape and thread count;
+# its default of 8 made later configurations run C2f eagerly (docs/measurements.md). 128 covers 8 C2f
+# shapes x 8 thread counts x 2 image sizes.
 RECOMPILE_LIMIT = 128
 
 
