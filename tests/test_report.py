@@ -333,6 +333,11 @@ class TestOutputs:
         mine = [r for r in doc["history"]["runs"] if Path(r["file"]).name in ("0001_a.json", "0002_b.json")]
         assert [r["medians_ms"][key] for r in mine] == pytest.approx([4.0, 5.0])
 
+    def test_every_note_is_said_once(self, run: dict) -> None:
+        """A reason shared by many skipped runs (every GEMM size and pass of a missing bf16) is one note."""
+        notes = run["doc"]["notes"]
+        assert len(set(notes)) == len(notes), notes
+
     def test_json_and_markdown_are_written_whole(self, run: dict) -> None:
         """No temp files are left behind by the atomic writes."""
         assert not [p.name for p in run["out"].iterdir() if p.name.startswith(".")]

@@ -249,7 +249,7 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
             failed_backends=[n for n in names if not all(c.passed for c in checks if c.backend == n)],
             checks=checks,
         ),
-        notes=notes,
+        notes=list(dict.fromkeys(notes)),  # a reason shared by many runs (e.g. each GEMM size) said once
     )
 
 
