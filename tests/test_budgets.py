@@ -93,6 +93,7 @@ def test_size_budget(budget: SizeBudget, workbench, baseline: Path) -> None:
     assert result.passed, result.reason
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     "budget",
     [
@@ -113,6 +114,7 @@ def test_latency_budget(budget: LatencyBudget, load_backend, val_batch) -> None:
 _ABSOLUTE = BUDGETS.absolute_for(MACHINE)
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     "budget",
     [pytest.param(b, id=b.backend, marks=_marks(b.backend)) for b in _ABSOLUTE]

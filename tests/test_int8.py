@@ -75,6 +75,7 @@ def _report(argv: list[str]) -> tuple[int, str]:
 REPORT_ARGS = ["report", "--backends", "onnxruntime-int8", "--quick", "--val-images", "64", "--rounds", "40"]
 
 
+@pytest.mark.timing  # the report's exit status includes its latency-budget verdicts
 def test_report_exits_1_on_the_naive_int8(naive_int8, tmp_path: Path) -> None:
     """detbench report --artifact onnxruntime-int8=naive.onnx: FAIL onnxruntime-int8, exit 1."""
     code, out = _report(
@@ -85,6 +86,7 @@ def test_report_exits_1_on_the_naive_int8(naive_int8, tmp_path: Path) -> None:
     assert "FAIL onnxruntime-int8" in out and "accuracy mAP" in out
 
 
+@pytest.mark.timing
 def test_report_exits_0_on_the_committed_int8(tmp_path: Path) -> None:
     """The same command on the committed recipe's INT8: PASS for both backends, exit 0."""
     code, out = _report([*REPORT_ARGS, "--out", str(tmp_path / "r")])

@@ -24,6 +24,10 @@ from detbench.runtimes.backends import REGISTRY
 from detbench.runtimes.cache import artifact_size
 from detbench.schema import from_json, problems
 
+# The report's exit status (asserted by the run fixture) includes its latency-budget verdicts, and
+# some tests compare timings: serial only, never beside an xdist neighbour.
+pytestmark = pytest.mark.timing
+
 TINY_VAL = 24  # val images in the run: enough for every class to appear, small enough for seconds
 ROUNDS = 4
 BATCH = 4
