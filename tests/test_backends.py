@@ -206,3 +206,32 @@ def test_compiled_model_stays_compiled_across_thread_counts(baseline: Path, mode
     assert proc.returncode == 0, err[-2000:]
     fell_back = int(out.strip().splitlines()[-1])
     assert (fell_back > 0) == (limit != "ours"), err[-2000:]
+
+
+def test_nms_runs_on_torchvisions_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ultralytics picks torchvision's NMS only when torchvision is imported; ours imports it."""
+    import sys
+
+    from detbench.runtimes.postprocess import ultralytics_nms
+
+    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
+    ultralytics_nms()
+    assert "torchvision" in sys.modules
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_torchvision_nms_keeps_what_ultralytics_python_nms_keeps(seed: int) -> None:
+    """The kernel swap changes speed only: on crowded random boxes both keep the same boxes."""
+    import torch
+    import torchvision
+    from ultralytics.utils.nms import TorchNMS
+
+    gen = torch.Generator().manual_seed(seed)
+    xy = torch.rand(2000, 2, generator=gen) * 120
+    wh = torch.rand(2000, 2, generator=gen) * 40 + 2
+    boxes, scores = torch.cat([xy, xy + wh], 1), torch.rand(2000, generator=gen)
+    for iou in (0.45, 0.7):
+        ours = torchvision.ops.nms(boxes, scores, iou)
+        theirs = TorchNMS.nms(boxes, scores, iou)
+        assert len(ours) > 10
+        assert torch.equal(ours, theirs)

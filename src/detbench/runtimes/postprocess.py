@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,12 +43,22 @@ class Detections:
         ]
 
 
+def ultralytics_nms() -> Any:
+    """ultralytics' ``non_max_suppression`` on torchvision's C++ NMS kernel, which ultralytics uses
+    only when torchvision is already imported (else a Python loop: 3x slower mAP scoring here, same
+    detections)."""
+    import torchvision  # noqa: F401
+    from ultralytics.utils.nms import non_max_suppression
+
+    return non_max_suppression
+
+
 def nms(raw: np.ndarray, *, conf: float = CONF, iou: float = IOU, max_det: int = MAX_DET) -> list[np.ndarray]:
     """ultralytics' NMS on a raw head batch; returns per image (K, 6) [x1, y1, x2, y2, score, cls]
     in model-input pixels."""
     import torch
-    from ultralytics.utils.nms import non_max_suppression
 
+    non_max_suppression = ultralytics_nms()
     # max_time_img: ultralytics stops NMS after a time limit; on a loaded machine that would make
     # results depend on load. Effectively no limit here.
     out = non_max_suppression(

@@ -68,10 +68,11 @@ def evaluate(
     import torch
     from ultralytics.engine.validator import BaseValidator
     from ultralytics.utils.metrics import DetMetrics, box_iou
-    from ultralytics.utils.nms import non_max_suppression
 
     from detbench.data.images import load_image
+    from detbench.runtimes.postprocess import ultralytics_nms
 
+    non_max_suppression = ultralytics_nms()
     names = dataset.names
     metrics = DetMetrics(names=dict(enumerate(names)))
     matcher = SimpleNamespace(iouv=torch.linspace(0.5, 0.95, 10))
