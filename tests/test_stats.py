@@ -14,6 +14,7 @@ from detbench.perf.stats import (
     paired_ratio_ci,
     paired_ratios,
     percentiles,
+    signed_rank_ratio_ci,
     wilcoxon_slower,
 )
 
@@ -251,6 +252,26 @@ class TestPaired:
         cand = cand.copy()
         cand[7] *= 2
         assert abs(paired_ratio_ci(base, cand)[0] - clean) < 0.01
+
+    def test_signed_rank_interval_inverts_the_wilcoxon_test(self):
+        """Its low end is above 1 exactly when the exact one-sided Wilcoxon p is at most the tail, at
+        every confidence, and its ratio is the paired (Hodges-Lehmann) ratio."""
+        rng = np.random.default_rng(44)
+        for trial in range(300):
+            n = int(rng.integers(5, 41))
+            base, cand = drifting_pairs(n, float(rng.choice([0.0, 0.01, 0.02])), seed=1000 + trial)
+            confidence = float(rng.choice([0.9, 0.95, 0.99, 0.999]))
+            ratio, low, high = signed_rank_ratio_ci(base, cand, confidence=confidence)
+            assert (low > 1) == (wilcoxon_slower(base, cand) <= (1 - confidence) / 2)
+            assert low <= ratio <= high
+            assert ratio == pytest.approx(paired_ratio_ci(base, cand, n_boot=1)[0], rel=1e-12)  # point only
+
+    def test_signed_rank_interval_is_unbounded_below_the_smallest_p(self):
+        """Too few pairs for the confidence (2**-8 > 0.0005) give (0, inf), not the data's range, which
+        the bootstrap returns there (measured: a BCa 99.9 % interval of 8 pairs excluded 1 at p = 1)."""
+        base, cand = drifting_pairs(8, 0.0, seed=45)
+        assert signed_rank_ratio_ci(base, cand, confidence=0.999)[1:] == (0.0, float("inf"))
+        assert np.isfinite(signed_rank_ratio_ci(base, cand, confidence=0.99)[2])
 
     def test_paired_needs_equal_lengths_and_positive_times(self):
         """Unequal lengths or zero latencies are errors naming the benchmark."""
