@@ -181,6 +181,7 @@ class TestBlockPlan:
             (BlockPlan.TUNE_QUICK, (4, 20, 5)),
             (BlockPlan.GATE, (12, 30, 5)),
             (BlockPlan.GATE_REFERENCE, (48, 30, 5)),
+            (BlockPlan.SEQUENTIAL, (48, 30, 5)),
             (BlockPlan.BUDGETS, (16, 15, 5)),
             (BlockPlan.BUDGETS_RECORD, (40, 15, 5)),
         ],

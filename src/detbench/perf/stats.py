@@ -244,6 +244,12 @@ def paired_ratio_ci(
 
 
 @functools.cache
+def _walsh_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs i <= j of the Walsh averages of n values (cached: a sequential test asks per look)."""
+    return np.triu_indices(n)
+
+
+@functools.cache
 def _signed_rank_cdf(n: int) -> np.ndarray:
     """P(T+ <= t), t = 0 .. n(n+1)/2: the exact null distribution of the signed-rank sum of n pairs."""
     pmf = np.ones(1)
@@ -275,9 +281,9 @@ def signed_rank_ratio_ci(
     _check_ci(confidence, 1)
     base_arr, cand_arr = _paired(base, cand, name)
     d = np.log(cand_arr) - np.log(base_arr)
-    i, j = np.triu_indices(d.size)
+    i, j = _walsh_pairs(d.size)
     walsh = np.sort((d[i] + d[j]) / 2)
-    ratio = float(np.exp(np.median(walsh)))
+    ratio = float(np.exp((walsh[(walsh.size - 1) // 2] + walsh[walsh.size // 2]) / 2))  # the median
     # k: how many of the smallest signed-rank sums the tail may hold; the k-th Walsh average is the low end.
     k = int(np.searchsorted(_signed_rank_cdf(d.size), (1 - confidence) / 2 * (1 + 1e-9), side="right"))
     if k == 0:

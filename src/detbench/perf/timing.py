@@ -110,6 +110,7 @@ class BlockPlan:
     TUNE_QUICK: ClassVar[BlockPlan]
     GATE: ClassVar[BlockPlan]
     GATE_REFERENCE: ClassVar[BlockPlan]
+    SEQUENTIAL: ClassVar[BlockPlan]
     BUDGETS: ClassVar[BlockPlan]
     BUDGETS_RECORD: ClassVar[BlockPlan]
 
@@ -161,6 +162,9 @@ BlockPlan.TUNE_QUICK = BlockPlan(blocks=4, block_calls=20, discard=5)
 BlockPlan.GATE = BlockPlan(blocks=12, block_calls=30, discard=5)
 # An artifact's own slowdown when calibrating the gate: a long alternated run, 4x a gate run.
 BlockPlan.GATE_REFERENCE = replace(BlockPlan.GATE, blocks=48)
+# The sequential verdict (perf.sequential): the gate's blocks, at most as many as the reference run,
+# since a change that 48 pairs cannot place on either side of the min effect is reported unknown.
+BlockPlan.SEQUENTIAL = replace(BlockPlan.GATE, blocks=48)
 # One latency ratio budget: 16 paired blocks give a CI of about +-2 % on the development machine.
 BlockPlan.BUDGETS = BlockPlan(blocks=16, block_calls=15, discard=5)
 # Recording a machine's budget bounds (scripts/measure_budgets.py): a longer run than a check.
