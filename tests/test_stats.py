@@ -268,7 +268,7 @@ class TestPaired:
 
     def test_signed_rank_interval_is_unbounded_below_the_smallest_p(self):
         """Too few pairs for the confidence (2**-8 > 0.0005) give (0, inf), not the data's range, which
-        the bootstrap returns there (measured: a BCa 99.9 % interval of 8 pairs excluded 1 at p = 1)."""
+        the bootstrap returns there (measured: a BCa 99.92 % interval of 8 pairs excluded 1 at p = 1)."""
         base, cand = drifting_pairs(8, 0.0, seed=45)
         assert signed_rank_ratio_ci(base, cand, confidence=0.999)[1:] == (0.0, float("inf"))
         assert np.isfinite(signed_rank_ratio_ci(base, cand, confidence=0.99)[2])
