@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,16 +30,41 @@ def sha256_file(path: Path | str) -> str:
     return h.hexdigest()
 
 
+def tree_sha256(files: Mapping[str, str]) -> str:
+    """sha256 of a set of files given as {relative posix path: file sha256}, sorted by path."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        # NUL and newline cannot appear in a posix name or a hex digest: the encoding is unambiguous.
+        h.update(f"{rel}\0{files[rel]}\n".encode())
+    return h.hexdigest()
+
+
 def sha256_path(path: Path) -> str:
     """sha256 of a file's bytes, or of a directory's sorted (relative posix path, file sha256) pairs."""
     path = Path(path)
     if not path.is_dir():
         return sha256_file(path)
+    return tree_sha256(
+        {p.relative_to(path).as_posix(): sha256_file(p) for p in path.rglob("*") if p.is_file()}
+    )
+
+
+def copy_hashing(src: Path, dst: Path) -> str:
+    """Copy ``src`` to a new file ``dst`` (which must not exist) and return the sha256 of the bytes
+    written, read once: the digest is of what was copied, even if ``src`` changes meanwhile."""
     h = hashlib.sha256()
-    files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file())
-    for rel, p in files:
-        # NUL and newline cannot appear in a posix name or a hex digest: the encoding is unambiguous.
-        h.update(f"{rel}\0{sha256_file(p)}\n".encode())
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(dst, flags, 0o666)
+    try:
+        with open(src, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return h.hexdigest()
 
 

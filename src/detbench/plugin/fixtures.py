@@ -151,9 +151,11 @@ def val_limit(pytestconfig: pytest.Config) -> int | None:
 # -- benchmark fixtures -----------------------------------------------------------------------------
 
 
-def workload_info(backend, *, batch: int, imgsz: int) -> dict:
-    """What a benchmark ran: backend, threads, artifact and its size, versions, batch and image size."""
+def workload_info(backend, *, batch: int, imgsz: int, weights: Path) -> dict:
+    """What a benchmark ran: backend, threads, artifact and its size, versions, batch and image size,
+    and the typed identity of all that (detbench.runtimes.identity, under ``IDENTITY_KEY``)."""
     from detbench.runtimes.cache import artifact_size
+    from detbench.runtimes.identity import IDENTITY_KEY, identify
 
     assert backend.artifact is not None
     return {
@@ -164,16 +166,18 @@ def workload_info(backend, *, batch: int, imgsz: int) -> dict:
         "artifact": str(backend.artifact),
         "artifact_bytes": artifact_size(backend.artifact),
         "versions": backend.describe(),
+        IDENTITY_KEY: identify(backend, weights=weights, batch=batch, imgsz=imgsz).to_json(),
     }
 
 
 @pytest.fixture
-def timed(benchmark) -> Callable[..., np.ndarray]:
+def timed(benchmark, baseline: Path) -> Callable[..., np.ndarray]:
     """``timed(backend, x)`` times ``backend.run(x)`` alone and fills ``benchmark.extra_info``."""
     from detbench.perf.gate import percentile_extra_info
 
     def run(backend, x: np.ndarray) -> np.ndarray:
-        benchmark.extra_info.update(workload_info(backend, batch=x.shape[0], imgsz=x.shape[-1]))
+        info = workload_info(backend, batch=x.shape[0], imgsz=x.shape[-1], weights=baseline)
+        benchmark.extra_info.update(info)
         if not benchmark.disabled:
             for _ in range(WARMUP_CALLS):
                 backend.run(x)
