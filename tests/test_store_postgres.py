@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from _support.processes import sigkill, spawn_python, wait_for
-from _support.runs import benchmark_run
+from _support.runs import benchmark_run, run_with
 from detbench.errors import HistoryStoreError
 from detbench.history import postgres
 from detbench.history.file import FileStore
@@ -83,7 +83,7 @@ def test_newer_schema_is_refused(postgres_url):
 WRITER = """
 import sys, pathlib, time
 from detbench.history.postgres import PostgresStore
-from _support.runs import benchmark_run
+from _support.runs import benchmark_run, run_with
 url, worker, n, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), pathlib.Path(sys.argv[4])
 while not go.exists():
     time.sleep(0.005)
@@ -115,7 +115,7 @@ def test_concurrent_writers_lose_no_run(postgres_url, tmp_path):
 KILLED = """
 import sys, pathlib, time
 from detbench.history.postgres import PostgresStore
-from _support.runs import benchmark_run
+from _support.runs import benchmark_run, run_with
 url, marker = sys.argv[1], pathlib.Path(sys.argv[2])
 pg = PostgresStore(url)
 insert = pg._insert_benchmark
@@ -201,3 +201,52 @@ def test_corrupted_rows_are_reported(postgres_url, sql, expect):
     assert [r.run_id for r in hist.runs] != [] and bad not in [r.run_id for r in hist.runs]
     assert len(hist.problems) == 1 and f"run {bad}" in hist.problems[0] and expect in hist.problems[0]
     pg.close()
+
+
+def test_artifacts_round_trip_once_per_sha256_and_tampering_is_refused(postgres_url, tmp_path):
+    """A run's artifacts are kept in its transaction, once per sha256; an edited row is refused."""
+    from detbench.errors import StoredArtifactError
+    from detbench.history import artifacts as arts
+    from detbench.runtimes.identity import artifact_content
+
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"an onnx graph" * 100)
+    sha = artifact_content(onnx)[0].sha256
+    with postgres.PostgresStore(postgres_url) as pg:
+        for seed in (0, 1):  # two runs, one artifact
+            doc = run_with({"t::a[onnxruntime]": onnx}, seed=seed)
+            pg.save(doc, artifacts=arts.collect(doc)[0])
+        runs = pg.load().runs
+        assert [n.stored for r in runs for n in r.artifacts] == [True, True]
+        assert runs[0].benchmarks[0].identity.artifact_sha256 == sha
+        assert pg.get_artifact(sha, tmp_path / "out").read_bytes() == onnx.read_bytes()
+        with psycopg.connect(postgres_url) as conn:
+            assert conn.execute("SELECT count(*) FROM detbench_artifact_files").fetchone()[0] == 1
+            conn.execute(
+                "UPDATE detbench_artifact_files SET data = 'edited'::bytea WHERE sha256 = %s", (sha,)
+            )
+        with pytest.raises(StoredArtifactError, match=sha):
+            pg.get_artifact(sha, tmp_path / "again")
+        assert not (tmp_path / "again").exists()
+        assert pg.prune_artifacts(keep_runs=1).removed == ()  # the newest run still references it
+
+
+def test_prune_and_size_cap_in_postgres(postgres_url, tmp_path):
+    from detbench.history import artifacts as arts
+    from detbench.runtimes.identity import artifact_content
+
+    old, new = tmp_path / "old.onnx", tmp_path / "new.onnx"
+    old.write_bytes(b"old graph")
+    new.write_bytes(b"new graph, longer")
+    with postgres.PostgresStore(postgres_url, max_artifact_bytes=12) as pg:
+        for path in (old, new):
+            doc = run_with({"t::a[onnxruntime]": path})
+            bundles, refused = arts.collect(doc)
+            pg.save(doc, artifacts=bundles, refused=refused)
+        (note,) = pg.load().runs[0].artifacts
+        assert not note.stored and "cap of 12" in note.reason
+        assert pg.stored_artifacts() == [artifact_content(old)[0].sha256]
+        assert pg.prune_artifacts(keep_runs=1).removed == (artifact_content(old)[0].sha256,)
+        assert pg.stored_artifacts() == []
+        with psycopg.connect(postgres_url) as conn:
+            assert conn.execute("SELECT count(*) FROM detbench_artifact_files").fetchone()[0] == 0

@@ -50,3 +50,11 @@ class HistoryStoreError(DetbenchError):
         self.location = location
         self.reason = reason
         super().__init__(f"history store {location}: {reason}")
+
+
+class StoredArtifactError(HistoryStoreError):
+    """An artifact a history store keeps is missing, corrupt or was changed outside detbench: refused."""
+
+    def __init__(self, location: str, sha256: str, reason: str) -> None:
+        self.sha256 = sha256
+        super().__init__(location, f"artifact {sha256}: {reason}")

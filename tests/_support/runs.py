@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from detbench.runtimes.identity import IDENTITY_KEY, BenchIdentity, artifact_content
 
 
 def _backend(fullname: str) -> str:
@@ -57,3 +60,33 @@ def benchmark_run(
         "datetime": (created or datetime.now(UTC)).isoformat(),
         "benchmarks": benches,
     }
+
+
+def identity(sha: str | None, *, fmt: str | None = "onnx", size: int | None = 10) -> dict:
+    """A BenchIdentity's JSON: onnxruntime on the artifact ``sha``, or eager PyTorch (``fmt`` None)."""
+    return BenchIdentity(
+        backend="onnxruntime" if fmt else "pytorch",
+        precision="fp32",
+        threads=1,
+        batch=1,
+        imgsz=128,
+        settings={"threads": 1, "ort_optimization": "all"},
+        artifact_format=fmt,
+        artifact_sha256=sha,
+        artifact_bytes=size if sha else None,
+        weights_sha256="0" * 64,
+        versions={"onnxruntime": "1.0"},
+    ).to_json()
+
+
+def run_with(paths: dict[str, Path | None], *, seed: int = 0) -> dict:
+    """A synthetic run whose benchmarks (one per key) timed the artifact at each path (None: eager)."""
+    doc = benchmark_run(dict.fromkeys(paths, 5.0), seed=seed)
+    for bench, path in zip(doc["benchmarks"], paths.values(), strict=True):
+        if path is None:
+            bench["extra_info"][IDENTITY_KEY] = identity(None, fmt=None)
+            continue
+        content = artifact_content(path)[0]
+        bench["extra_info"]["artifact"] = str(path)
+        bench["extra_info"][IDENTITY_KEY] = identity(content.sha256, size=content.size)
+    return doc

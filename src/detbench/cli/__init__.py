@@ -1,7 +1,7 @@
 """The ``detbench`` command: thin subcommands over the package modules.
 
 One module per subcommand (``data``, ``train``, ``export``, ``predict``, ``report``, ``tune``, ``gate``,
-``dashboard``, ``ab``), each with ``add_parser`` and the functions its options run, like asv's
+``history``, ``dashboard``, ``ab``), each with ``add_parser`` and the functions its options run, like asv's
 ``commands/``; this package holds ``main``, the parser and the argument types they share. argparse
 is used here only: the modules below take settings dataclasses or keyword arguments.
 
@@ -214,7 +214,7 @@ def _workbench(args: argparse.Namespace, *, export=None):
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here: each subcommand module imports its helpers from this package.
-    from detbench.cli import ab, dashboard, data, export, gate, predict, report, train, tune
+    from detbench.cli import ab, dashboard, data, export, gate, history, predict, report, train, tune
 
     parser = _Parser(
         prog="detbench",
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Not required: with no subcommand, main() prints that level's help (its subcommand listing).
     parser.set_defaults(func=None, help_of=parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for command in (data, train, export, predict, report, tune, gate, dashboard, ab):
+    for command in (data, train, export, predict, report, tune, gate, history, dashboard, ab):
         command.add_parser(sub)
     return parser
 

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from detbench.errors import HistoryError
+from detbench.history.artifacts import NOTES_KEY, ArtifactNote, parse_notes
+from detbench.runtimes.identity import IDENTITY_KEY, BenchIdentity
 
 SAVE_HINT = "rerun with --benchmark-save-data (or write the run with --benchmark-json)"
 TAG_KEY, RUN_UUID_KEY = "detbench_tag", "detbench_run_uuid"  # detbench's own keys, the file store writes them
@@ -30,6 +32,7 @@ class SavedBenchmark:
     extra_info: dict[str, Any]
     samples: tuple[float, ...] | None  # stats.data: seconds per round; None when not asked for
     median: float | None  # stats.median in seconds, the summary kept without raw rounds too
+    identity: BenchIdentity | None = None  # extra_info[IDENTITY_KEY]: what it timed (None: not recorded)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class SavedRun:
     machine_info: dict[str, Any]  # pytest-benchmark's plus detbench's (detbench.perf.machine.machine_info)
     tag: Any  # TAG_KEY and RUN_UUID_KEY as saved, None when absent
     run_uuid: Any
+    artifacts: tuple[ArtifactNote, ...] = ()  # what became of the artifacts it timed (NOTES_KEY)
 
 
 def raw_rounds(entry: Mapping[str, Any]) -> Any:
@@ -96,12 +100,19 @@ def _benchmark(entry: object, index: int, *, raw: bool) -> SavedBenchmark:
         except ValueError as exc:
             raise ValueError(f"benchmark {key!r}: stats.data is {exc}") from None
     extra = entry.get("extra_info")
+    identity = None
+    if isinstance(extra, Mapping) and IDENTITY_KEY in extra:
+        try:
+            identity = BenchIdentity.from_json(extra[IDENTITY_KEY])
+        except ValueError as exc:
+            raise ValueError(f"benchmark {key!r}: extra_info.{IDENTITY_KEY} is malformed ({exc})") from None
     return SavedBenchmark(
         fullname=key,
         group=entry.get("group"),
         extra_info=dict(extra) if isinstance(extra, Mapping) else {},
         samples=samples,
         median=_median(key, stats, required=not raw),
+        identity=identity,
     )
 
 
@@ -127,6 +138,7 @@ def parse(doc: object, *, raw: bool = True) -> SavedRun:
         machine_info=dict(info) if isinstance(info, Mapping) else {},
         tag=doc.get(TAG_KEY),
         run_uuid=doc.get(RUN_UUID_KEY),
+        artifacts=parse_notes(doc.get(NOTES_KEY)),
     )
 
 

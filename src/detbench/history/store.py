@@ -5,7 +5,9 @@
 - ``detbench.history.postgres.PostgresStore``: ``DETBENCH_HISTORY=postgresql://…`` (or
   ``--detbench-history URL``), a database a fleet of runners shares.
 
-A session's timed run reaches both through this interface (detbench.history.recorder).
+A session's timed run reaches both through this interface (detbench.history.recorder), with the
+artifacts its benchmarks timed: each store keeps them content-addressed and checks their sha256 on
+every read (``get_artifact``); ``prune_artifacts`` drops those no run references.
 
 Runs are compared by *machine class* (detbench.perf.machine.machine_id: CPU model, cores, arch, ISA
 flags) and *configuration* (``CONFIG_KEYS`` from each benchmark's extra_info).
@@ -25,8 +27,10 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from detbench.errors import HistoryStoreError
+from detbench.history.artifacts import ArtifactNote, Bundle, Pruned
 from detbench.history.benchjson import SavedRun
 from detbench.perf import machine
+from detbench.runtimes.identity import BenchIdentity
 
 HISTORY_ENV = "DETBENCH_HISTORY"
 TAG_ENV = "DETBENCH_HISTORY_TAG"
@@ -43,10 +47,14 @@ class BenchmarkRecord:
     group: str | None
     config: dict[str, Any]
     samples: tuple[float, ...]  # seconds per round
+    identity: BenchIdentity | None = None  # what it timed; None for runs saved before it was recorded
 
     def checksum(self) -> str:
-        """sha256 over what a gate reads: name, configuration and samples (exact float repr)."""
-        body = json.dumps([self.fullname, self.config, list(self.samples)], sort_keys=True)
+        """sha256 over what a gate reads: name, configuration, samples (exact float repr) and identity."""
+        fields: list[Any] = [self.fullname, self.config, list(self.samples)]
+        if self.identity is not None:  # left out when absent: rows written before it keep their checksum
+            fields.append(self.identity.to_json())
+        body = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -61,6 +69,7 @@ class RunRecord:
     tag: str | None
     benchmarks: tuple[BenchmarkRecord, ...]
     run_uuid: str = ""
+    artifacts: tuple[ArtifactNote, ...] = ()  # what became of each artifact it timed
 
     def benchmark(self, fullname: str) -> BenchmarkRecord | None:
         return next((b for b in self.benchmarks if b.fullname == fullname), None)
@@ -95,7 +104,7 @@ def run_record(saved: SavedRun, *, run_id: str = "", tag: str | None = None, run
         if b.samples is None:
             raise ValueError(f"benchmark {b.fullname!r}: parsed without its raw timings")
         config = {k: b.extra_info[k] for k in CONFIG_KEYS if k in b.extra_info}
-        benches.append(BenchmarkRecord(b.fullname, b.group, config, b.samples))
+        benches.append(BenchmarkRecord(b.fullname, b.group, config, b.samples, b.identity))
     return RunRecord(
         run_id=run_id,
         created=_parse_time(saved.datetime),
@@ -111,6 +120,7 @@ def run_record(saved: SavedRun, *, run_id: str = "", tag: str | None = None, run
         tag=tag if tag is not None else saved.tag,
         benchmarks=tuple(benches),
         run_uuid=run_uuid or str(saved.run_uuid or ""),
+        artifacts=saved.artifacts,
     )
 
 
@@ -119,13 +129,37 @@ def run_record(saved: SavedRun, *, run_id: str = "", tag: str | None = None, run
 
 class Store(Protocol):
     location: str  # printable: passwords redacted
+    max_artifact_bytes: int  # an artifact larger than this is not kept; the run's note says so
 
-    def save(self, doc: Mapping[str, Any], *, tag: str | None = None, run_uuid: str | None = None) -> str:
-        """Keep one pytest-benchmark run; return its run id.
+    def save(
+        self,
+        doc: Mapping[str, Any],
+        *,
+        tag: str | None = None,
+        run_uuid: str | None = None,
+        artifacts: Mapping[str, Bundle] | None = None,
+        refused: Sequence[ArtifactNote] = (),
+    ) -> str:
+        """Keep one pytest-benchmark run and the ``artifacts`` it timed (detbench.history.artifacts.collect);
+        return its run id.
 
-        ``run_uuid`` names the run: saving it again keeps one run (the file store rewrites the file it
-        wrote, PostgreSQL keeps the first). PostgreSQL refuses a run without raw samples.
+        Every artifact gets a note in the run (``NOTES_KEY``): kept, over ``max_artifact_bytes``, or one
+        of the ``refused`` collect found. The artifacts are written with the run (PostgreSQL: in its
+        transaction), each once per sha256. ``run_uuid`` names the run: saving it again keeps one run
+        (the file store rewrites the file it wrote, PostgreSQL keeps the first). PostgreSQL refuses a
+        run without raw samples.
         """
+        ...
+
+    def get_artifact(self, sha256: str, dest: Path) -> Path:
+        """Write the stored artifact into the new folder ``dest``, every file checked against its sha256
+        on the way, and return the path a backend loads. StoredArtifactError (naming the artifact) when
+        it is not stored, or its bytes or manifest changed: a tampered artifact is never handed out."""
+        ...
+
+    def prune_artifacts(self, keep_runs: int | None = None) -> Pruned:
+        """Remove every stored artifact that no run references; with ``keep_runs``, only the newest
+        ``keep_runs`` runs' references count. Runs themselves are kept."""
         ...
 
     def load(self, machine_id: str | None = None, limit: int | None = None) -> History:

@@ -96,9 +96,14 @@ def finish(session: pytest.Session) -> None:
         _gate_compared_runs(session)
         _record_unsaved_run(session.config)
     recorder = session.config.stash.get(_RECORDER, None)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for note in recorder.notes if recorder is not None and reporter is not None else ():
+        if not note.stored:
+            reporter.write_line(
+                f"detbench: artifact {note.sha256[:16]}… ({note.format}) not stored: {note.reason}"
+            )
     if recorder is None or recorder.error is None:
         return
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"detbench: error: {recorder.error}", red=True, bold=True)
     if session.exitstatus == pytest.ExitCode.OK:
