@@ -121,6 +121,7 @@ def run(
         "--data",
         str(tiny_data),
         "--quick",
+        "--full",
         "--rounds",
         str(ROUNDS),
         "--batch",
@@ -187,7 +188,13 @@ class TestSchema:
     def test_settings_echo_the_run(self, doc: dict) -> None:
         """The settings record what was asked: val images, rounds, batch, quick."""
         s = doc["settings"]
-        assert (s["val_images"], s["rounds"], s["batch"], s["quick"]) == (TINY_VAL, ROUNDS, BATCH, True)
+        assert (s["val_images"], s["rounds"], s["batch"], s["quick"], s["full"]) == (
+            TINY_VAL,
+            ROUNDS,
+            BATCH,
+            True,
+            True,
+        )
         assert all(r["accuracy"]["images"] == TINY_VAL for r in doc["backends"])
 
 
@@ -390,6 +397,7 @@ class TestPieces:
             backends=("pytorch", "onnxruntime"),
             default_backends=default_backends,
             artifacts=(),
+            full=False,
         )
         inp = steps.resolve_inputs(s)
         if default_backends:
@@ -398,6 +406,59 @@ class TestPieces:
         else:
             assert inp.names == ["pytorch", "onnxruntime"]
             assert inp.notes == []
+
+    @pytest.mark.parametrize("full", [False, True])
+    def test_an_opt_in_backend_runs_only_when_named_or_full(
+        self, weights: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch, full: bool
+    ) -> None:
+        """The default run leaves out a backend that says why it is opt-in (pytorch-compile's compile),
+        with a note; --full keeps it."""
+        from types import SimpleNamespace
+
+        from detbench.report import steps
+
+        monkeypatch.setattr(REGISTRY["onnxruntime"], "opt_in", "costly")
+        s = SimpleNamespace(
+            weights=weights,
+            data=tiny_data,
+            imgsz=None,
+            val_images=None,
+            backends=("pytorch", "onnxruntime"),
+            default_backends=True,
+            artifacts=(),
+            full=full,
+        )
+        inp = steps.resolve_inputs(s)
+        assert inp.names == (["pytorch", "onnxruntime"] if full else ["pytorch"])
+        assert inp.notes == (
+            []
+            if full
+            else ["onnxruntime left out of the default run (costly): name it in --backends, or run --full"]
+        )
+        assert REGISTRY["pytorch-compile"].opt_in and not REGISTRY["pytorch"].opt_in
+
+    def test_a_report_without_full_renders_what_it_left_out(self, doc: dict) -> None:
+        """No throughput, thread columns, first calls or roofline: text saying --full, not a crash."""
+        from rich.console import Console
+
+        from detbench.report.build import FULL_ONLY
+        from detbench.report.render import print_table
+
+        edited = json.loads(json.dumps(doc))
+        edited["settings"].update(full=False, thread_columns=[edited["settings"]["threads"]])
+        edited["peak"].update(runs=[], peaks={}, candidates={}, sizes=[], n=None, repeats=0)
+        for r in edited["backends"]:
+            r["throughput"].update(rounds=0, images_per_s=None, p50_ms=None, reason=FULL_ONLY)
+            r["first_call"] = {k: None for k in r["first_call"]} | {"reason": FULL_ONLY}
+            r["efficiency"].update(
+                peak_gflops_per_s=None, peak_fraction_batch1=None, peak_fraction_batchN=None
+            )
+        md = render_markdown(edited)
+        assert f"{', '.join(r['name'] for r in edited['backends'])}: no throughput: {FULL_ONLY}" in md
+        assert "roofline" in md and "measured with --full" in md and "throughput over" not in md
+        out = io.StringIO()
+        print_table(edited, Console(file=out, width=250))
+        assert "share of each backend" not in out.getvalue()
 
     def test_training_record_absent_or_for_other_weights_is_said(self, tmp_path: Path) -> None:
         """No metrics.json: the note says so; one for other weights: shown but flagged."""

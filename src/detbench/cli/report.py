@@ -41,6 +41,7 @@ def report_settings(args: argparse.Namespace) -> ReportSettings:
         matmul_repeats=5,
         default_backends=backends == list(REGISTRY),
         tune=getattr(args, "tune", None) or Path(args.out) / "tune.json",
+        full=bool(getattr(args, "full", False)),
     )
 
 
@@ -69,6 +70,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--batch", type=_positive, default=8, help="batch size for the throughput run")
     r.add_argument("--out", type=_out_dir, default=Path("report"))
     r.add_argument("--quick", action="store_true", help="fewer images and rounds (about a third of the time)")
+    r.add_argument(
+        "--full",
+        action="store_true",
+        help="also throughput at --batch, latency at 1 thread and all cores, first calls in fresh "
+        "processes, the GEMM roofline, and the opt-in backends (pytorch-compile); about 5 min",
+    )
     r.add_argument(
         "--val-images", type=_positive, help="score the first N val images (default: all; 64 with --quick)"
     )

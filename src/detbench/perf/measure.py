@@ -52,7 +52,7 @@ def measure_latency(
         for n, x in inputs.items()
         if len(x) != 1
     ]
-    plan = BlockPlan.covering(calls)
+    plan = BlockPlan.REPORT if calls == BlockPlan.REPORT.kept else BlockPlan.covering(calls)
     names = list(loaded)
     on_plan(len(names) * plan.kept)
     fns = [lambda b=loaded[n], x=inputs[n]: b.run(x) for n in names]
@@ -160,16 +160,35 @@ class MeasuredBudget:
     result: BudgetResult
 
 
+def _paired_medians(lat: LatencyResult | None, names: Sequence[str]) -> list[np.ndarray] | None:
+    """Block medians of ``names`` from an alternated run planned as a budget's own run would be
+    (``BlockPlan.BUDGETS``, batch 1), or None when that run cannot stand in for the budget's."""
+    from detbench.perf.timing import block_medians
+
+    if lat is None or lat.plan != BlockPlan.BUDGETS:
+        return None
+    if any(n not in lat.samples or lat.batch[n] != 1 for n in names):
+        return None
+    return [block_medians(lat.samples[n], lat.plan.blocks) for n in names]
+
+
 def measure_latency_budgets(
-    budgets: Budgets, runners: Mapping[str, Callable[[], object]], flags: set[str]
+    budgets: Budgets,
+    runners: Mapping[str, Callable[[], object]],
+    flags: set[str],
+    *,
+    measured: LatencyResult | None = None,
 ) -> tuple[list[MeasuredBudget], list[str]]:
-    """Measure each latency budget whose two backends are in ``runners`` (each ratio in its own
-    alternated-block run, ``budgets.measure_latency``), at the bound that holds on this machine
-    (``Budgets.latency_for``); plus notes on the budgets not measured and why."""
+    """Measure each latency budget whose two backends are in ``runners`` at the bound that holds on
+    this machine (``Budgets.latency_for``); plus notes on the budgets not measured and why. A ratio
+    is judged on the block medians of ``measured`` when that run used the budgets' plan (its blocks
+    alternate both backends just as the budget's own run would), else in its own alternated-block
+    run (``budgets.measure_latency``)."""
+    from detbench.perf.budgets import check_latency
     from detbench.perf.budgets import measure_latency as measure_ratio
     from detbench.perf.machine import machine_id
 
-    measured, notes = [], []
+    results, notes = [], []
     for b in budgets.latency_for(machine_id()):
         if b.numerator not in runners or b.denominator not in runners:
             continue
@@ -181,6 +200,10 @@ def measure_latency_budgets(
                 f"latency budget {b.name!r} applies only with CPU flags {', '.join(b.cpu_flags_any)}"
             )
             continue
-        r, _, _ = measure_ratio(b, runners[b.numerator], runners[b.denominator])
-        measured.append(MeasuredBudget(b, r))
-    return measured, notes
+        pair = _paired_medians(measured, (b.numerator, b.denominator))
+        if pair is not None:
+            r = check_latency(b, *pair, paired=True)
+        else:
+            r, _, _ = measure_ratio(b, runners[b.numerator], runners[b.denominator])
+        results.append(MeasuredBudget(b, r))
+    return results, notes

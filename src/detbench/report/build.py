@@ -65,6 +65,14 @@ class ReportSettings:
     matmul_repeats: int
     default_backends: bool  # the user did not choose: an absent optional runtime is skipped, not fatal
     tune: Path | None = None  # a detbench tune result whose recommended row is marked
+    full: bool = False  # also throughput, thread scaling, first calls and the GEMM roofline
+
+
+FULL_ONLY = "measured with --full"
+FULL_NOTE = (
+    "not measured without --full: throughput at --batch, latency at 1 thread and at all cores, "
+    "first calls in fresh processes, the GEMM roofline (efficiency)"
+)
 
 
 def _progress(console: Any) -> Any:
@@ -97,6 +105,14 @@ class _Steps:
         return result
 
 
+def _not_measured_throughput(batch: int) -> dict[str, Any]:
+    return {"batch": batch, "rounds": 0, "images_per_s": None, "p50_ms": None, "reason": FULL_ONLY}
+
+
+def _not_measured_first_call() -> dict[str, Any]:
+    return {"first_call_ms": None, "peak_rss_mb": None, "base_rss_mb": None, "reason": FULL_ONLY}
+
+
 def build_report(s: ReportSettings, console: Any = None) -> Report:
     """Run the measuring steps in order and return the report (nothing is written)."""
     from detbench.model.train import model_stats
@@ -105,7 +121,9 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
     inp = steps.resolve_inputs(s)
     notes = list(inp.notes)
     names = inp.names
-    thread_cols = steps.thread_counts(s.threads)
+    thread_cols = steps.thread_counts(s.threads, full=s.full)
+    if not s.full:
+        notes.append(FULL_NOTE)
     with _progress(console) as prog:
         st = _Steps(prog)
         adv = prog.advance
@@ -134,7 +152,9 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
             return steps.measure_peaks(thread_cols, s.matmul_sizes, s.matmul_repeats, before)
 
         sizes = "/".join(map(str, s.matmul_sizes))
-        roofline = st.run("peak", f"GEMM peaks (n={sizes})", lambda _t: peaks(None))
+        roofline = steps.no_roofline()
+        if s.full:
+            roofline = st.run("peak", f"GEMM peaks (n={sizes})", lambda _t: peaks(None))
 
         def timed(task: Any, fn: Callable[..., Any], *args: Any) -> Any:
             return fn(*args, lambda total: prog.update(task, total=total), lambda k: adv(task, k))
@@ -147,36 +167,55 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
         notes += lat.notes
         latency = steps.latency_rows(lat)
         speedup = steps.speedups(lat)
-        tp = st.run(
-            "throughput",
-            f"throughput (batch {s.batch})",
-            lambda t: timed(t, measure.measure_throughput, loaded, x_dev, s.batch, s.throughput_rounds),
-        )
-        roofline = st.run("peak", f"GEMM peaks again (n={sizes})", lambda _t: peaks(roofline))
-        by_threads = st.run(
-            "latency_by_threads",
-            f"latency @ {', '.join(map(str, thread_cols))} thread(s)",
-            lambda task: steps.measure_latency_by_threads(
-                inp, x_dev[:1], thread_cols, {s.threads: lat}, s.rounds, lambda _t: adv(task)
-            ),
-            len(thread_cols),
+        tp = {n: _not_measured_throughput(s.batch) for n in names}
+        if s.full:
+            tp = st.run(
+                "throughput",
+                f"throughput (batch {s.batch})",
+                lambda t: timed(t, measure.measure_throughput, loaded, x_dev, s.batch, s.throughput_rounds),
+            )
+            roofline = st.run("peak", f"GEMM peaks again (n={sizes})", lambda _t: peaks(roofline))
+
+        def by_threads_step(task: Any) -> Any:  # other thread counts than --threads: --full only
+            return steps.measure_latency_by_threads(
+                inp,
+                x_dev[:1],
+                thread_cols,
+                {s.threads: lat},
+                s.rounds,
+                lambda _t: None if task is None else adv(task),
+            )
+
+        by_threads = (
+            st.run(
+                "latency_by_threads",
+                f"latency @ {', '.join(map(str, thread_cols))} thread(s)",
+                by_threads_step,
+                len(thread_cols),
+            )
+            if s.full
+            else by_threads_step(None)
         )
         stages = st.run(
             "stages",
             "per-image pipeline",
             lambda _t: measure.measure_stages(loaded, inp.val[:STAGE_IMAGES], inp.imgsz, inp.info.names),
         )
-        first = st.run(
-            "first_call",
-            "first call (fresh process)",
-            lambda task: measure.measure_first_calls(loaded, inp.imgsz, s.threads, lambda _n: adv(task)),
-            len(names),
-        )
-        notes += [
-            f"{n}: no first-call figures ({row['reason']})" for n, row in first.items() if row["reason"]
-        ]
+        first = {n: _not_measured_first_call() for n in names}
+        if s.full:
+            first = st.run(
+                "first_call",
+                "first call (fresh process)",
+                lambda task: measure.measure_first_calls(loaded, inp.imgsz, s.threads, lambda _n: adv(task)),
+                len(names),
+            )
+            notes += [
+                f"{n}: no first-call figures ({row['reason']})" for n, row in first.items() if row["reason"]
+            ]
         budget, skipped = st.run(
-            "budgets", "budgets", lambda _t: steps.budget_checks(loaded, described, inp.weights, x_dev[:1])
+            "budgets",
+            "budgets",
+            lambda _t: steps.budget_checks(loaded, described, inp.weights, x_dev[:1], lat),
         )
         checks += budget
         notes += skipped
@@ -232,6 +271,7 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
             throughput_rounds=s.throughput_rounds,
             deviation_images=len(x_dev),
             quick=s.quick,
+            full=s.full,
             backends=names,
             thread_columns=thread_cols,
         ),

@@ -33,6 +33,11 @@ class Settings:
     throughput_rounds: int = doc("kept throughput calls per backend")
     deviation_images: int = doc("val images of the deviation and tolerance checks")
     quick: bool = doc("--quick: fewer images and rounds")
+    full: bool | None = doc(
+        "--full: throughput, latency by threads, first calls and the GEMM roofline measured too (absent "
+        "in files from before the flag, which measured them always)",
+        optional=True,
+    )
     backends: list[str] = doc("the backends in this report, pytorch first")
     thread_columns: list[int] = doc("thread counts of latency_by_threads (1, all usable cores, --threads)")
 

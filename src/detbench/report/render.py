@@ -72,9 +72,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Weights `{s['weights']}` (sha256 `{s['weights_sha256'][:16]}…`), data `{s['data']}`, "
         f"imgsz {s['imgsz']}, {s['threads']} thread(s); {s['val_images']} val images scored, latency over "
         f"{s['rounds']} calls at batch 1 (steady state: alternated blocks of consecutive calls, the first "
-        f"{s['warmup']} of each block dropped), throughput over {s['throughput_rounds']} calls at "
-        f"batch {batch}"
-        f"{' (--quick)' if s['quick'] else ''}. Created {report['created']} in {report['duration_s']:.0f} s.",
+        f"{s['warmup']} of each block dropped)"
+        + (
+            f", throughput over {s['throughput_rounds']} calls at batch {batch}"
+            if s.get("full", True)
+            else ""
+        )
+        + f"{' (--quick)' if s['quick'] else ''}{' (--full)' if s.get('full') else ''}. "
+        f"Created {report['created']} in {report['duration_s']:.0f} s.",
         "## Summary",
         _md_table([h.replace("@N", f"@{batch}") for h in TABLE_HEADER], table_rows(report)),
         "Speedup is pytorch / backend per image at batch 1: the typical ratio of side-by-side block "
@@ -84,13 +89,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{s['deviation_images']} val images "
         "(box channels in input pixels, score channels in probability).",
     ]
+    no_tp: dict[str, list[str]] = {}
     for r in report["backends"]:
         if r["throughput"]["reason"]:
-            parts.append(f"- {r['name']}: no throughput: {r['throughput']['reason']}")
+            no_tp.setdefault(r["throughput"]["reason"], []).append(r["name"])
+    parts += [f"- {', '.join(names)}: no throughput: {why}" for why, names in no_tp.items()]
     gfl = report["model"]["gflops"]
-    parts += [
-        "## Efficiency",
-        f"{_f(gfl, '.3f')} GFLOPs per image at {s['imgsz']} px. Each backend's share is against the peak "
+    roofline = (
+        f"Each backend's share is against the peak "
         f"of its own precision at {peak['threads']} thread(s): the fastest square GEMM of that precision "
         f"(n = {'/'.join(map(str, peak.get('sizes') or [peak['n']]))}) through the runtimes' own kernels "
         f"(ONNX Runtime, OpenVINO), best of {peak['repeats']} in each of two passes around the timings. "
@@ -99,6 +105,12 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{p} " + ", ".join(f"{_f(v, '.0f', 'none')} @{t}t" for t, v in by_t.items())
             for p, by_t in (peak.get("peaks") or {}).items()
         )
+        if peak.get("runs")
+        else "The GEMM roofline (each backend's share of its precision's peak) is measured with --full"
+    )
+    parts += [
+        "## Efficiency",
+        f"{_f(gfl, '.3f')} GFLOPs per image at {s['imgsz']} px. {roofline}"
         + f". ISA: {(peak.get('isa') or {}).get('bf16_reason', '?')}; "
         f"{(peak.get('isa') or {}).get('int8_reason', '?')}.",
         _md_table(
@@ -129,7 +141,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "backend added to the RSS before loading (Python, numpy, detbench and torch); the per-image "
         "pipeline (median over val images, one at a time): decode + preprocess, inference, "
         "postprocess (NMS), and the end-to-end sum. ★ marks the configuration `detbench tune` "
-        "recommended.",
+        "recommended."
+        + ("" if s.get("full", True) else " Other thread counts and first calls are measured with --full."),
         _md_table(deploy_header(report), deployment_rows(report)),
         "## Per-class accuracy (precision / recall / mAP50)",
         _md_table(
@@ -307,7 +320,7 @@ def print_table(report: dict[str, Any], console: Any) -> None:
         deploy.add_row(*row)
     console.print(deploy)
     gflops, peak = report["model"]["gflops"], report["peak"]
-    if gflops:
+    if gflops and peak.get("runs"):
         achieved = ", ".join(
             f"{r['name']} {_f(_pct(r['efficiency']['peak_fraction_batch1']), '.0f')}%"
             for r in report["backends"]

@@ -77,6 +77,13 @@ def resolve_inputs(s: Any) -> Inputs:
         reasons = {n: REGISTRY[n].unavailable() for n in names}
         names = [n for n in names if not reasons[n]]
         notes += [f"{n} cannot run on this machine, left out: {why}" for n, why in reasons.items() if why]
+        if not s.full:
+            opt_in = {n: REGISTRY[n].opt_in for n in names if REGISTRY[n].opt_in}
+            names = [n for n in names if n not in opt_in]
+            notes += [
+                f"{n} left out of the default run ({why}): name it in --backends, or run --full"
+                for n, why in opt_in.items()
+            ]
     overrides = parse_artifact_overrides(list(s.artifacts))
     for name in overrides:
         if name not in names:
@@ -158,10 +165,15 @@ def accuracy_checks(acc: Mapping[str, Mapping[str, Any]], *, per_class: bool = T
 
 
 def budget_checks(
-    loaded: Mapping[str, Any], rows: Mapping[str, Mapping[str, Any]], weights: Path, x1: np.ndarray
+    loaded: Mapping[str, Any],
+    rows: Mapping[str, Mapping[str, Any]],
+    weights: Path,
+    x1: np.ndarray,
+    lat: LatencyResult | None = None,
 ) -> tuple[list, list[str]]:
     """Size and latency budgets of the budgets file for the backends in this report, judged as the
-    tests judge them (each latency ratio in its own alternated-block run); plus notes on skipped ones."""
+    tests judge them (each latency ratio on paired block medians of the budgets' plan: the report's
+    own latency run ``lat`` when it ran that plan, else a run of its own); plus notes on skipped ones."""
     from detbench.perf.budgets import load_budgets
     from detbench.perf.machine import cpu_flags
     from detbench.perf.measure import measure_latency_budgets
@@ -177,7 +189,7 @@ def budget_checks(
     sizes = {"checkpoint": artifact_size(weights)}
     sizes.update({fmt: rows[n]["artifact_bytes"] for fmt, n in backend_of.items()})
     runners = {n: (lambda b=b: b.run(x1)) for n, b in loaded.items() if b.dynamic_batch}
-    measured, skipped = measure_latency_budgets(budgets, runners, set(cpu_flags()))
+    measured, skipped = measure_latency_budgets(budgets, runners, set(cpu_flags()), measured=lat)
     return verdict.size_checks(budgets, sizes, backend_of) + verdict.latency_checks(measured), skipped
 
 
@@ -232,11 +244,12 @@ def speedups(lat: LatencyResult) -> dict[str, Speedup]:
     return out
 
 
-def thread_counts(threads: int) -> list[int]:
-    """The report's thread columns: 1 and all usable cores (and the run's own --threads)."""
+def thread_counts(threads: int, *, full: bool = True) -> list[int]:
+    """The report's thread columns: 1 and all usable cores (and the run's own --threads) with
+    ``full``, else the run's own --threads only."""
     from detbench.perf.machine import usable_cpus
 
-    return sorted({1, usable_cpus(), threads})
+    return sorted({1, usable_cpus(), threads}) if full else [threads]
 
 
 def measure_latency_by_threads(
@@ -262,6 +275,14 @@ def measure_latency_by_threads(
                 p50=row.p50, p90=row.p90, p99=row.p99, rounds=row.rounds, batch=row.batch
             )
     return out
+
+
+def no_roofline() -> Any:
+    """The roofline of a report that measured none (no --full): no runs, the ISA choices still said."""
+    from detbench.perf.machine import cpu_flags
+    from detbench.perf.peak import Roofline, isa_choice
+
+    return Roofline(sizes=(), repeats=0, runs=[], isa=isa_choice(cpu_flags()))
 
 
 def measure_peaks(threads: Sequence[int], sizes: Sequence[int], repeats: int, before: Any = None) -> Any:

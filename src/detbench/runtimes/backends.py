@@ -54,6 +54,8 @@ class BaseBackend:
     # Arithmetic precision of the bulk of the work: "fp32" | "bf16" | "int8". The roofline judges a
     # backend against the peak of its own precision, and tolerance rows differ by it.
     precision: ClassVar[str]
+    # Why `detbench report` measures this backend only when named or with --full ("": always).
+    opt_in: ClassVar[str] = ""
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -225,6 +227,7 @@ class PyTorchCompileBackend(PyTorchBackend):
     name = "pytorch-compile"
     artifact_format = None
     precision = "fp32"
+    opt_in = "torch.compile's first call compiles for 20-30 s"
 
     @classmethod
     def unavailable(cls) -> str | None:
