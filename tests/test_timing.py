@@ -182,6 +182,7 @@ class TestBlockPlan:
             (BlockPlan.GATE, (12, 30, 5)),
             (BlockPlan.GATE_REFERENCE, (48, 30, 5)),
             (BlockPlan.SEQUENTIAL, (48, 30, 5)),
+            (BlockPlan.SEQUENTIAL_QUICK, (24, 12, 2)),
             (BlockPlan.BUDGETS, (16, 15, 5)),
             (BlockPlan.BUDGETS_RECORD, (40, 15, 5)),
         ],

@@ -111,6 +111,7 @@ class BlockPlan:
     GATE: ClassVar[BlockPlan]
     GATE_REFERENCE: ClassVar[BlockPlan]
     SEQUENTIAL: ClassVar[BlockPlan]
+    SEQUENTIAL_QUICK: ClassVar[BlockPlan]
     BUDGETS: ClassVar[BlockPlan]
     BUDGETS_RECORD: ClassVar[BlockPlan]
     REPORT: ClassVar[BlockPlan]
@@ -166,6 +167,9 @@ BlockPlan.GATE_REFERENCE = replace(BlockPlan.GATE, blocks=48)
 # The sequential verdict (perf.sequential): the gate's blocks, at most as many as the reference run,
 # since a change that 48 pairs cannot place on either side of the min effect is reported unknown.
 BlockPlan.SEQUENTIAL = replace(BlockPlan.GATE, blocks=48)
+# Re-baselining's smoke and test plan (--detbench-rebaseline-plan quick): short blocks, half the cap,
+# so decisive changes decide in seconds; small ones more often end unknown. The settle time stays.
+BlockPlan.SEQUENTIAL_QUICK = BlockPlan(blocks=24, block_calls=12, discard=2)
 # One latency ratio budget: 16 paired blocks give a CI of about +-2 % on the development machine.
 BlockPlan.BUDGETS = BlockPlan(blocks=16, block_calls=15, discard=5)
 # The report's batch-1 latency at its default --rounds: the budgets' plan, so the same alternated run
