@@ -13,7 +13,7 @@ significance test, so such files are refused rather than skipped (detbench.histo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,14 +108,19 @@ def gate(
 
 
 def compare_benchmark_session(
-    session: object, *, alpha: float = GATE_ALPHA, min_effect: float = UNPAIRED_MIN_EFFECT
+    session: object,
+    *,
+    alpha: float = GATE_ALPHA,
+    min_effect: float = UNPAIRED_MIN_EFFECT,
+    exclude: Collection[str] = (),
 ) -> tuple[list[Verdict], list[str]]:
     """The gate on a pytest-benchmark session: this run's rounds against each run it was compared with.
 
     ``session`` is pytest-benchmark's ``BenchmarkSession`` after its ``finish()``: its ``benchmarks``
     hold this run's raw rounds and ``compared_mapping`` the ``--benchmark-compare`` runs as loaded
     from disk. Returns the verdicts (benchmarks present on both sides only) and problems, one line
-    each (no compared run; a compared run saved without ``--benchmark-save-data``).
+    each (no compared run; a compared run saved without ``--benchmark-save-data``). Benchmarks named in
+    ``exclude`` (judged another way: re-baselined in this job) are left out, and need no raw timings.
     """
     compared = getattr(session, "compared_mapping", None) or {}
     if not compared:
@@ -123,7 +128,7 @@ def compare_benchmark_session(
     now: dict[str, np.ndarray] = {}
     for bench in getattr(session, "benchmarks", []):  # pytest-benchmark Metadata: .fullname, .stats.data
         data = getattr(getattr(bench, "stats", None), "data", None)
-        if bench and data:
+        if bench and data and bench.fullname not in exclude:
             now[bench.fullname] = np.asarray(data, dtype=np.float64)
     verdicts, problems = [], []
     for path, mapping in compared.items():
