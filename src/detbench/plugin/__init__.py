@@ -40,6 +40,9 @@ MARKERS = {
 # Two saved runs are two sessions and nothing pairs them, so below this effect the session-to-session
 # drift of a shared VM decides (docs/measurements.md); `detbench ab`, paired in one run, resolves 3 %.
 SESSION_MIN_EFFECT = 0.6
+# Re-timing a benchmark in this job stops here if the block cap has not come first (then: unknown).
+REBASELINE_MAX_SECONDS = 120.0
+REBASELINE_PLANS = ("full", "quick")  # detbench.history.rebaseline.PLANS, named here to import nothing
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -81,16 +84,50 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption(
         "--detbench-compare-fail",
         action="store_true",
-        help="with --benchmark-compare: judge this run against the compared one with detbench's gate "
-        "(Mann-Whitney + bootstrap CI on the raw rounds; both runs need --benchmark-save-data) and "
-        "exit 1 on a regression, instead of --benchmark-compare-fail's bare median threshold",
+        help="with --benchmark-compare: judge this run against the compared one and exit 1 on a "
+        "regression, instead of --benchmark-compare-fail's bare median threshold. Each benchmark whose "
+        "saved artifact is retrievable is re-timed beside this session's in this job (paired, "
+        "sequential verdict); the others get the unpaired gate on both runs' raw rounds "
+        "(--benchmark-save-data), and each line says which",
     )
     g.addoption(
         "--detbench-compare-min-effect",
         type=float,
         default=SESSION_MIN_EFFECT,
-        help="smallest median change between the two sessions that --detbench-compare-fail calls a "
-        f"regression (default {SESSION_MIN_EFFECT}: measured session-to-session drift here, see README)",
+        help="smallest median change between the two sessions that --detbench-compare-fail's unpaired "
+        f"fallback calls a regression (default {SESSION_MIN_EFFECT}: measured session-to-session drift "
+        "here, see README); re-timed benchmarks use the paired min effect (3 %)",
+    )
+    g.addoption(
+        "--detbench-baseline-weights",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="with --detbench-compare-fail: the compared run's weights, to re-time eager PyTorch "
+        "benchmarks in this job (weights are pickles: never restored from a store); checked against "
+        "the sha256 the saved run recorded. Without it they are judged unpaired, saying why",
+    )
+    g.addoption(
+        "--detbench-unknown",
+        choices=("pass", "fail"),
+        default="pass",
+        help="with --detbench-compare-fail: exit status of a re-timed benchmark whose verdict is "
+        "'unknown' (the block or time cap came before a decision); default pass: reported, not failed",
+    )
+    g.addoption(
+        "--detbench-rebaseline-plan",
+        choices=tuple(REBASELINE_PLANS),
+        default="full",
+        help="blocks for re-timing baseline and candidate in this job: full (48 blocks of 30 calls at "
+        "most) or quick (24 of 12: for tests and smoke runs; decides large changes, less often small ones)",
+    )
+    g.addoption(
+        "--detbench-rebaseline-max-seconds",
+        type=float,
+        default=REBASELINE_MAX_SECONDS,
+        metavar="S",
+        help=f"time cap per re-timed benchmark (default {REBASELINE_MAX_SECONDS:g}); reaching it "
+        "gives 'unknown'",
     )
     g.addoption(
         "--detbench-history",

@@ -5,6 +5,8 @@ records (machine info, the local and shared history) and, at the session's end, 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from detbench.plugin import compat
@@ -52,40 +54,119 @@ def _record_unsaved_run(config: pytest.Config) -> None:
         recorder.record(output_json, enabled=True)
 
 
+def _rebaseline(session: pytest.Session, compared: dict) -> list:
+    """Each compared benchmark's saved artifact re-timed beside this session's (history.rebaseline)."""
+    import contextlib
+    import tempfile
+
+    from detbench.history import store
+    from detbench.history.file import FileStore
+    from detbench.history.rebaseline import PLANS, RebaselineSettings, Side, rebaseline
+
+    config = session.config
+    bench_session = compat.benchmark_session(config)
+    candidates = {
+        b.fullname: Side.from_extra_info(getattr(b, "extra_info", None))
+        for b in getattr(bench_session, "benchmarks", [])
+        if b
+    }
+    settings = RebaselineSettings(
+        plan=PLANS[config.getoption("--detbench-rebaseline-plan")],
+        max_seconds=config.getoption("--detbench-rebaseline-max-seconds"),
+        baseline_weights=config.getoption("--detbench-baseline-weights"),
+    )
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    comparisons = []
+    with contextlib.ExitStack() as stack:
+        stores = [FileStore()]
+        target = store.history_target(config.getoption("--detbench-history"))
+        if target is not None:
+            stores.append(stack.enter_context(store.open_store(target)))
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="detbench-rebaseline-")))
+        for mapping in compared.values():
+            baselines = {name: Side.from_extra_info(e.get("extra_info")) for name, e in mapping.items()}
+            comparisons += rebaseline(
+                candidates,
+                baselines,
+                stores=stores,
+                workdir=workdir,
+                settings=settings,
+                progress=(lambda line: reporter.write_line(f"detbench gate: {line}")) if reporter else None,
+            )
+    return comparisons
+
+
 def _gate_compared_runs(session: pytest.Session) -> None:
-    """--detbench-compare-fail: the gate's verdicts on this run vs the compared one; 1 on a regression."""
+    """--detbench-compare-fail: each benchmark re-timed in this job beside the compared run's artifact
+    (paired), or else judged by the unpaired gate on the two runs' rounds; 1 on a regression (and on
+    an unknown with --detbench-unknown=fail)."""
     config = session.config
     if not config.getoption("--detbench-compare-fail") or not compat.timing_enabled(config):
         return
+    from detbench.history.rebaseline import fails, with_unpaired
     from detbench.perf.gate import compare_benchmark_session
 
+    bench_session = compat.benchmark_session(config)
+    compared = getattr(bench_session, "compared_mapping", None) or {}
+    comparisons = _rebaseline(session, compared) if compared else []
+    paired = {c.name for c in comparisons if c.paired is not None}
     verdicts, problems = compare_benchmark_session(
-        compat.benchmark_session(config), min_effect=config.getoption("--detbench-compare-min-effect")
+        bench_session, min_effect=config.getoption("--detbench-compare-min-effect"), exclude=paired
     )
-    config.stash[_GATE_VERDICTS] = (verdicts, problems)
-    failed = problems or not verdicts or any(v.status == "regression" for v in verdicts)
-    if failed and session.exitstatus == 0:
+    comparisons = with_unpaired(comparisons, verdicts)
+    config.stash[_GATE_VERDICTS] = (comparisons, problems)
+    unknown_fails = config.getoption("--detbench-unknown") == "fail"
+    if fails(comparisons, problems, unknown_fails=unknown_fails) and session.exitstatus == 0:
         session.exitstatus = 1
+    _write_step_summary(config, comparisons, problems)
+
+
+def _write_step_summary(config: pytest.Config, comparisons: list, problems: list[str]) -> None:
+    """Append the verdict table to $GITHUB_STEP_SUMMARY as Markdown, when GitHub Actions sets it."""
+    import os
+
+    from detbench.history.rebaseline import markdown
+
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    text = markdown(comparisons, problems, unknown_fails=config.getoption("--detbench-unknown") == "fail")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
 
 
 def summarize_gate(terminalreporter, config: pytest.Config) -> None:
-    """The gate's table and one verdict line in the terminal summary, when --detbench-compare-fail ran."""
+    """One line per benchmark (which comparison it got and its verdict), the unpaired table, and one
+    verdict line, in the terminal summary when --detbench-compare-fail ran."""
     if _GATE_VERDICTS not in config.stash:
         return
-    from detbench.perf.gate import format_table
+    from detbench.history.rebaseline import unpaired_table
 
-    verdicts, problems = config.stash[_GATE_VERDICTS]
+    comparisons, problems = config.stash[_GATE_VERDICTS]
+    unknown_fails = config.getoption("--detbench-unknown") == "fail"
     terminalreporter.section("detbench gate (--detbench-compare-fail)")
-    if verdicts:
-        terminalreporter.write_line(format_table(verdicts))
+    for c in comparisons:
+        bad = c.regressed or (c.unknown and unknown_fails)
+        terminalreporter.write_line(c.describe(), red=bad, green=c.outcome == "no regression")
+        for note in c.notes:
+            terminalreporter.write_line(f"    note: {note}")
+    table = unpaired_table(comparisons)
+    if table:
+        terminalreporter.write_line(f"unpaired across sessions:\n{table}")
     for line in problems:
         terminalreporter.write_line(f"detbench gate: {line}", red=True)
-    regressed = [v.name for v in verdicts if v.status == "regression"]
+    regressed = [c.name for c in comparisons if c.regressed]
+    unknown = [c.name for c in comparisons if c.unknown]
+    if unknown:
+        verdict = "fails" if unknown_fails else "passes (--detbench-unknown=fail fails it)"
+        terminalreporter.write_line(
+            f"detbench gate: unknown in {', '.join(unknown)}: {verdict}", red=unknown_fails, yellow=True
+        )
     if regressed:
         terminalreporter.write_line(f"detbench gate: regression in {', '.join(regressed)}", red=True)
-    elif not verdicts and not problems:
+    elif not comparisons and not problems:
         terminalreporter.write_line("detbench gate: no benchmark in both runs", red=True)
-    elif not problems:
+    elif not problems and not (unknown and unknown_fails):
         terminalreporter.write_line("detbench gate: no regression", green=True)
 
 
