@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timing
 
 SELECT = "test_latency_yolov8n_128_batch1 and onnxruntime and not int8"
 BENCH = "test_latency_yolov8n_128_batch1[onnxruntime]"
-# ~1.3 % each on the development VM (scripts/calibrate_gate.py): about +50 %, decisive in one run.
+# +76 % measured through this route on the development VM (README "In CI"): decisive in one run.
 SLOW_MATMULS = 40
 
 
