@@ -59,6 +59,7 @@ def _rebaseline(session: pytest.Session, compared: dict) -> list:
     import contextlib
     import tempfile
 
+    from detbench.errors import HistoryStoreError
     from detbench.history import store
     from detbench.history.file import FileStore
     from detbench.history.rebaseline import PLANS, RebaselineSettings, Side, rebaseline
@@ -81,7 +82,11 @@ def _rebaseline(session: pytest.Session, compared: dict) -> list:
         stores = [FileStore()]
         target = store.history_target(config.getoption("--detbench-history"))
         if target is not None:
-            stores.append(stack.enter_context(store.open_store(target)))
+            try:
+                stores.append(stack.enter_context(store.open_store(target)))
+            except HistoryStoreError as exc:  # the recorder reports it too; the local history still serves
+                if reporter is not None:
+                    reporter.write_line(f"detbench gate: {exc}; searching the local history only", red=True)
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="detbench-rebaseline-")))
         for mapping in compared.values():
             baselines = {name: Side.from_extra_info(e.get("extra_info")) for name, e in mapping.items()}
