@@ -233,7 +233,11 @@ def test_a_plugin_run_records_what_each_benchmark_timed(tmp_path: Path) -> None:
             "--benchmark-json=run.json",
         ],
         cwd=tmp_path,
-        env={**os.environ, "DETBENCH_CACHE": str(tmp_path / "cache")},
+        # Under xdist a worker's PYTEST_XDIST_WORKER would make the child disable its benchmarks.
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
+            "DETBENCH_CACHE": str(tmp_path / "cache"),
+        },
         capture_output=True,
         text=True,
         timeout=120,
