@@ -4,6 +4,10 @@
 # user's repository would, with a user-style deploy artifact (ultralytics' own ONNX export).
 #
 #   bash scripts/check_wheel.sh            # uses .venv to build; DETBENCH_CACHE is shared if set
+#   DETBENCH_WHEEL_ENV=.tox/py311-torch214 bash scripts/check_wheel.sh   # .ci/run: into that env
+#
+# A fresh venv unpacks torch's 6.6 GB again (minutes); .ci/run instead installs the wheel over the
+# editable install of the tox env that just passed, and `pip check`s that its requirements hold.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
@@ -15,15 +19,23 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 wheel=$(ls "$work"/dist/detbench-*.whl)
 echo "wheel: $(basename "$wheel") $(du -k "$wheel" | cut -f1) KiB"
 
-"$python" -m venv "$work/venv"
-"$work/venv/bin/pip" install --quiet torch==2.14.1 torchvision==0.29.1
-"$work/venv/bin/pip" install --quiet -c "$root/constraints.txt" "$wheel[test]"
+if [ -n "${DETBENCH_WHEEL_ENV:-}" ]; then
+    venv=$(cd "$DETBENCH_WHEEL_ENV" && pwd)
+    "$venv/bin/pip" uninstall --quiet --yes detbench
+    "$venv/bin/pip" install --quiet -c "$root/constraints.txt" "$wheel[test]"
+    "$venv/bin/pip" check
+else
+    venv=$work/venv
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install --quiet torch==2.14.1 torchvision==0.29.1
+    "$venv/bin/pip" install --quiet -c "$root/constraints.txt" "$wheel[test]"
+fi
 # Not the checkout's code: the venv's own copy, found through site-packages.
-"$work/venv/bin/python" -c "import detbench, sys; assert 'site-packages' in detbench.__file__, detbench.__file__; print('installed at', detbench.__file__)"
+"$venv/bin/python" -c "import detbench, sys; assert 'site-packages' in detbench.__file__, detbench.__file__; print('installed at', detbench.__file__)"
 
 mkdir -p "$work/user/deploy"
 cd "$work/user"  # a user's repository: no pyproject of ours, no conftest, no fixtures/
-export PATH="$work/venv/bin:$PATH"
+export PATH="$venv/bin:$PATH"
 detbench report --quick --out report
 # A user-style artifact: ultralytics' own export of the weights the user trained (here the baseline).
 python - <<'PY'

@@ -1,6 +1,7 @@
 """Run pytest in two phases: correctness on every core, then the `timing` tests alone.
 
     python scripts/pytest_phases.py [PYTEST ARGS]     # what each tox torch env runs
+    python scripts/pytest_phases.py --no-timing [...]  # phase 1 only (the older torch's env)
 
 Phase 1 runs the selection with pytest-xdist (``-n auto``) minus the `timing` tests; phase 2 runs
 the `timing` tests of the same selection serially, with nothing beside them, since their
@@ -8,7 +9,10 @@ neighbours would be what they measure (README "Scale-out"). Without arguments th
 ``-m "not calibration"``. A ``-m`` given by the caller is combined with each phase's own marker;
 every other argument goes to both phases. A phase that selects nothing (pytest's exit status 5) is
 not a failure (``-k goldens`` has no timing test) unless both select nothing. The exit status is
-the worse of the two.
+the worse of the two. With ``--benchmark-enable`` every benchmark times, so the whole selection runs
+serially in one phase. ``--no-timing`` runs phase 1 only: tox's older-torch env checks correctness
+there, while latency verdicts run once per CI on the current torch and the two releases' latency is
+compared side by side by ``detbench ab --envs`` (.ci/run).
 """
 
 from __future__ import annotations
@@ -36,8 +40,11 @@ def split_marker(args: Sequence[str]) -> tuple[str, list[str]]:
 
 
 def phases(args: Sequence[str], workers: str) -> list[list[str]]:
-    """The two pytest command lines (arguments after ``pytest``)."""
+    """The two pytest command lines (arguments after ``pytest``); one serial command when the caller
+    enables benchmark timing (pytest-benchmark disables its benchmarks under xdist)."""
     expr, rest = split_marker(args)
+    if "--benchmark-enable" in rest:
+        return [["-p", "no:xdist", "-m", expr, *rest]]
     return [
         ["-n", workers, "-m", f"({expr}) and not timing", *rest],
         ["-p", "no:xdist", "-m", f"({expr}) and timing", *rest],
@@ -46,9 +53,12 @@ def phases(args: Sequence[str], workers: str) -> list[list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
+    timing = "--no-timing" not in args
+    args = [a for a in args if a != "--no-timing"]
     workers = os.environ.get("DETBENCH_TEST_WORKERS", "auto")
     codes = []
-    for cmd in phases(args, workers):
+    cmds = phases(args, workers)
+    for cmd in cmds if len(cmds) == 1 else cmds[: 2 if timing else 1]:
         print(f"pytest {' '.join(cmd)}", flush=True)
         codes.append(subprocess.call([sys.executable, "-m", "pytest", *cmd]))
     if all(code == NO_TESTS for code in codes):

@@ -59,3 +59,19 @@ def test_a_phase_that_selects_nothing_is_not_a_failure_but_both_empty_is(tmp_pat
     """-k matching only the plain test passes; -k matching nothing keeps pytest's 'no tests' status."""
     assert _run(tmp_path, TWO, "-k", "plain").returncode == 0
     assert _run(tmp_path, TWO, "-k", "nothing_matches").returncode == 5
+
+
+def test_no_timing_runs_the_parallel_phase_only(tmp_path: Path) -> None:
+    """--no-timing: the plain test runs, the timing one (even a failing one) is not collected."""
+    body = TWO.replace("def test_timed():\n    pass", "def test_timed():\n    assert 0")
+    out = _run(tmp_path, body, "--no-timing")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 worker [1 item]" in out.stdout and out.stdout.count(" 1 passed") == 1, out.stdout
+    assert "no:xdist" not in out.stdout
+
+
+def test_timed_benchmarks_run_in_one_serial_phase() -> None:
+    """--benchmark-enable (saving runs, README): the whole selection serially, never under xdist."""
+    assert phases_mod["phases"](["tests/benchmarks", "--benchmark-enable"], "auto") == [
+        ["-p", "no:xdist", "-m", "not calibration", "tests/benchmarks", "--benchmark-enable"]
+    ]
