@@ -50,51 +50,97 @@ def run_files(args: argparse.Namespace) -> int:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    """``--history``: 1 on a regression or on corrupt history rows, else 0."""
-    with_store = store.open_store(args.history)
-    try:
-        found = with_store.load()
-    finally:
-        with_store.close()
-    for problem in found.problems:
-        print(f"detbench: history problem: {problem}", file=sys.stderr)
-    result = history_gate.gate_against_history(
-        found.runs,
-        location=with_store.location,
-        candidate=args.candidate,
-        baseline=args.baseline,
-        last=args.last,
-        vary=args.vary,
-        alpha=args.alpha,
-        min_effect=args.min_effect,
-        min_samples=args.min_samples,
+    """``--history``: each benchmark re-timed here beside its baseline run's stored artifact (paired), or
+    judged unpaired against the pooled runs, saying why; 1 on a regression, on corrupt history rows,
+    when nothing was compared, or on an unknown with ``--unknown fail``."""
+    import tempfile
+
+    from detbench.history.rebaseline import (
+        HISTORY_TITLE,
+        PLANS,
+        RebaselineSettings,
+        fails,
+        summary_lines,
+        write_step_summary,
     )
-    cand = result.candidate
+
+    settings = RebaselineSettings(
+        plan=PLANS[args.rebaseline_plan],
+        max_seconds=args.rebaseline_max_seconds,
+        baseline_weights=args.baseline_weights,
+        candidate_weights=args.candidate_weights,
+        baseline_weights_option="--baseline-weights",
+        candidate_weights_option="--candidate-weights",
+    )
+    with (
+        store.open_store(args.history) as opened,
+        tempfile.TemporaryDirectory(prefix="detbench-gate-") as tmp,
+    ):
+        found = opened.load()
+        for problem in found.problems:
+            print(f"detbench: history problem: {problem}", file=sys.stderr)
+        result = history_gate.gate_history(
+            found.runs,
+            location=opened.location,
+            stores=[] if args.no_rebaseline else [opened],
+            workdir=Path(tmp),
+            candidate=args.candidate,
+            baseline=args.baseline,
+            main_tag=args.main_tag,
+            last=args.last,
+            vary=args.vary,
+            alpha=args.alpha,
+            min_effect=args.min_effect,
+            min_samples=args.min_samples,
+            settings=settings,
+            progress=None if args.json else (lambda line: print(f"detbench gate: {line}", flush=True)),
+            rebaseline_fn=_no_rebaseline if args.no_rebaseline else history_gate.rebaseline,
+        )
+        location = opened.location
+    cand, comparisons = result.candidate, result.comparisons
+    unknown_fails = args.unknown == "fail"
     pooled = sorted({r for ids in result.baseline_runs.values() for r in ids})
     if args.json:
-        settings = {
-            "history": with_store.location,
+        run_settings = {
+            "history": location,
             "candidate": cand.run_id,
             "machine_id": cand.machine_id,
             "baseline_runs": result.baseline_runs,
+            "paired_with": result.paired_with,
             "vary": args.vary,
             "alpha": args.alpha,
             "min_effect": args.min_effect,
             "min_samples": args.min_samples,
             "confidence": CI_CONFIDENCE,
             "problems": found.problems,
+            "comparisons": comparisons,
         }
-        print(gate.verdicts_to_json(result.verdicts, settings))
+        unpaired = [c.unpaired for c in comparisons if c.unpaired is not None]
+        print(gate.verdicts_to_json(unpaired, run_settings, regression=any(c.regressed for c in comparisons)))
     else:
+        paired_runs = sorted(set(result.paired_with.values()))
         print(
             f"candidate run {cand.run_id} ({cand.created:%Y-%m-%d %H:%M} UTC,"
-            f" machine class {cand.machine_id})"
-            f" vs run(s) {', '.join(pooled) or 'none'} of {with_store.location}"
+            f" machine class {cand.machine_id}) of {location}: re-timed beside run(s)"
+            f" {', '.join(paired_runs) or 'none'}; unpaired against run(s) {', '.join(pooled) or 'none'}"
             + (f", varying {', '.join(args.vary)}" if args.vary else "")
         )
-        print(gate.format_table(result.verdicts))
-    regressed = any(v.status == "regression" for v in result.verdicts)
-    return 1 if regressed or found.problems else 0
+        for line in summary_lines(
+            comparisons, found.problems, unknown_fails=unknown_fails, unknown_option="--unknown"
+        ):
+            print(line.text)
+    write_step_summary(comparisons, found.problems, unknown_fails=unknown_fails, title=HISTORY_TITLE)
+    return 1 if fails(comparisons, found.problems, unknown_fails=unknown_fails) else 0
+
+
+def _no_rebaseline(candidates, baselines, **_: object) -> list:
+    """--no-rebaseline: every benchmark judged unpaired, as before re-baselining existed."""
+    from detbench.history.rebaseline import Comparison
+
+    return [
+        Comparison(name=n, paired=None, unpaired=None, why="--no-rebaseline", notes=())
+        for n in sorted(candidates.keys() & baselines.keys())
+    ]
 
 
 def _probability(text: str) -> float:
@@ -160,6 +206,49 @@ def add_history_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--last", type=int, default=5, help="with --history: pool the last N matching runs as baseline (5)"
+    )
+    parser.add_argument(
+        "--main-tag",
+        metavar="TAG",
+        default=history_gate.MAIN_TAG,
+        help="with --history: the tag of the main branch's runs, each benchmark's default baseline "
+        "(main; the saving job sets it with --detbench-history-tag)",
+    )
+    parser.add_argument(
+        "--no-rebaseline",
+        action="store_true",
+        help="with --history: judge every benchmark unpaired across sessions, re-timing nothing",
+    )
+    parser.add_argument(
+        "--rebaseline-plan",
+        choices=("full", "quick"),
+        default="full",
+        help="with --history: the sequential block plan of the re-timing (quick: short, for smoke tests)",
+    )
+    parser.add_argument(
+        "--rebaseline-max-seconds",
+        type=_non_negative,
+        default=None,
+        metavar="S",
+        help="with --history: cap each benchmark's re-timing at S seconds (then: unknown)",
+    )
+    parser.add_argument(
+        "--unknown",
+        choices=("pass", "fail"),
+        default="pass",
+        help="with --history: exit status of a paired verdict left unknown at the cap (pass)",
+    )
+    parser.add_argument(
+        "--baseline-weights",
+        type=Path,
+        metavar="PATH",
+        help="with --history: the baseline run's eager PyTorch weights (no store keeps a pickle)",
+    )
+    parser.add_argument(
+        "--candidate-weights",
+        type=Path,
+        metavar="PATH",
+        help="with --history: the candidate run's eager PyTorch weights",
     )
     parser.add_argument(
         "--vary",

@@ -43,6 +43,7 @@ from detbench.schema import doc
 PAIRED = "paired in this job"
 UNPAIRED = "unpaired across sessions"
 WEIGHTS_OPTION = "--detbench-baseline-weights"
+CANDIDATE_WEIGHTS_OPTION = "--candidate-weights"
 PLANS = {"full": BlockPlan.SEQUENTIAL, "quick": BlockPlan.SEQUENTIAL_QUICK}  # --detbench-rebaseline-plan
 
 
@@ -53,6 +54,12 @@ class Side:
     identity: BenchIdentity | None
     artifact: str | None  # extra_info["artifact"]: the path on the machine that timed it
     problem: str = ""  # why ``identity`` is None: absent, or malformed
+
+    @classmethod
+    def stored(cls, identity: BenchIdentity | None) -> Side:
+        """A side known only from a history store (``detbench gate --history``): its artifact is
+        restored from the store by sha256, its eager weights must be named."""
+        return cls(identity, None, "" if identity is not None else cls.from_extra_info(None).problem)
 
     @classmethod
     def from_extra_info(cls, extra: Any) -> Side:
@@ -121,6 +128,9 @@ class RebaselineSettings:
     min_effect: float = PAIRED_MIN_EFFECT
     max_seconds: float | None = None  # per benchmark; None: the plan's block cap only
     baseline_weights: Path | None = None  # --detbench-baseline-weights
+    candidate_weights: Path | None = None  # detbench gate --history's --candidate-weights
+    baseline_weights_option: str = WEIGHTS_OPTION  # how the why names them (the CLI's spelling differs)
+    candidate_weights_option: str = CANDIDATE_WEIGHTS_OPTION
 
 
 class ArtifactSource(Protocol):
@@ -203,7 +213,7 @@ class _Restorer:
     workdir: Path
     done: dict[str, tuple[Path | None, str, tuple[str, ...]]] = field(default_factory=dict)
 
-    def get(self, sha256: str) -> tuple[Path | None, str, tuple[str, ...]]:
+    def get(self, sha256: str, whose: str = "baseline") -> tuple[Path | None, str, tuple[str, ...]]:
         """(path, why not, notes): the first store that hands out the artifact; a store that refuses
         it (tampered, corrupt, unreachable) is noted and the next one tried."""
         if sha256 not in self.done:
@@ -226,15 +236,15 @@ class _Restorer:
                 self.done[sha256] = (None, "; ".join(refused), ())
             else:
                 where = ", ".join(missing) or "no store"
-                self.done[sha256] = (None, f"artifact missing: the baseline's artifact is not in {where}", ())
+                self.done[sha256] = (None, f"artifact missing: the {whose}'s artifact is not in {where}", ())
         return self.done[sha256]
 
 
 def _candidate_problem(cand: Side) -> str:
-    """Why this session's side cannot be re-timed ("" when it can)."""
+    """Why this session's side cannot be re-timed from its own file ("" when it can)."""
     ident = cand.identity
     if ident is None:
-        return f"this session's benchmark records no identity ({cand.problem})"
+        return f"the candidate's benchmark records no identity ({cand.problem})"
     if cand.artifact is None or not Path(cand.artifact).exists():
         return "this session's artifact is not on disk any more"
     try:
@@ -247,26 +257,56 @@ def _candidate_problem(cand: Side) -> str:
     return "" if same else "this session's artifact changed since it was timed"
 
 
-def _baseline_weights(base: BenchIdentity, cand: Side, named: Path | None) -> tuple[Path | None, str]:
-    """Eager PyTorch's baseline: this session's weights when they are the saved run's, else the named ones."""
-    assert cand.identity is not None and cand.artifact is not None
-    if base.weights_sha256 == cand.identity.weights_sha256:
-        return Path(cand.artifact), ""
+def _named_weights(want: str, named: Path | None, option: str, whose: str) -> tuple[Path | None, str]:
+    """Eager PyTorch weights named by ``option``, checked against the run's ``want`` sha256."""
     if named is None:
         return None, (
             f"weights not named: eager PyTorch runs the weights, a pickle no store keeps; pass "
-            f"{WEIGHTS_OPTION} PATH (sha256 {base.weights_sha256[:12]}…)"
+            f"{option} PATH (sha256 {want[:12]}…)"
         )
     try:
         got = weights_sha256(named)
     except OSError as exc:
-        return None, f"{WEIGHTS_OPTION} {named}: cannot be read ({exc})"
-    if got != base.weights_sha256:
+        return None, f"{option} {named}: cannot be read ({exc})"
+    if got != want:
         return None, (
-            f"{WEIGHTS_OPTION} {named} is not the saved run's weights "
-            f"(sha256 {got[:12]}…, the saved run's {base.weights_sha256[:12]}…)"
+            f"{option} {named} is not the {whose} weights (sha256 {got[:12]}…, the {whose} {want[:12]}…)"
         )
     return named, ""
+
+
+def _baseline_weights(
+    base: BenchIdentity, cand: BenchIdentity, cand_path: Path, settings: RebaselineSettings
+) -> tuple[Path | None, str]:
+    """Eager PyTorch's baseline: the candidate's weights when they are the saved run's, else named ones."""
+    if base.weights_sha256 == cand.weights_sha256:
+        return cand_path, ""
+    return _named_weights(
+        base.weights_sha256, settings.baseline_weights, settings.baseline_weights_option, "saved run's"
+    )
+
+
+def _candidate_path(
+    cand: Side, restorer: _Restorer, settings: RebaselineSettings
+) -> tuple[Path | None, str, tuple[str, ...]]:
+    """(path, why not, notes) of the candidate's artifact: its own file when it is still what was timed
+    (a session's), else the stores' copy by sha256 (a stored run's, ``Side.stored``); eager weights
+    must be on disk or named."""
+    ident = cand.identity
+    problem = _candidate_problem(cand)
+    if not problem or ident is None:
+        return (Path(cand.artifact) if not problem and cand.artifact else None), problem, ()
+    if cand.artifact is not None and (not restorer.stores or ident.artifact_sha256 is None):
+        return None, problem, ()  # a session's file that nothing can stand in for: say what is wrong with it
+    if ident.artifact_sha256 is None:
+        path, why = _named_weights(
+            ident.weights_sha256, settings.candidate_weights, settings.candidate_weights_option, "candidate's"
+        )
+        return path, why, ()
+    path, why, notes = restorer.get(ident.artifact_sha256, "candidate")
+    if path is None and cand.artifact is not None:
+        why = f"{problem}, and {why.removeprefix('artifact missing: ')}"
+    return path, why, notes
 
 
 def rebaseline(
@@ -296,11 +336,10 @@ def rebaseline(
         if base.identity is None:
             fallback(base.problem)
             continue
-        why = _candidate_problem(cand)
-        if why:
-            fallback(why)
+        cand_path, why, notes = _candidate_path(cand, restorer, settings)
+        if cand_path is None or cand.identity is None:
+            fallback(why, notes)
             continue
-        assert cand.identity is not None and cand.artifact is not None
         change = configuration_change(base.identity, cand.identity)
         if change:
             fallback(f"the saved run timed another configuration ({change})")
@@ -309,22 +348,22 @@ def rebaseline(
         if why:
             fallback(why)
             continue
-        notes: tuple[str, ...] = ()
         sha = base.identity.artifact_sha256
         if sha is None:
-            base_path, why = _baseline_weights(base.identity, cand, settings.baseline_weights)
+            base_path, why = _baseline_weights(base.identity, cand.identity, cand_path, settings)
         elif sha == cand.identity.artifact_sha256:
-            base_path = Path(cand.artifact)  # the same bytes, already checked against the sha256
+            base_path = cand_path  # the same bytes, already checked against the sha256
         else:
-            base_path, why, notes = restorer.get(sha)
+            base_path, why, more = restorer.get(sha)
+            notes += more
         if base_path is None:
-            fallback(why)
+            fallback(why, notes)
             continue
         if progress is not None:
             progress(f"{name}: timing the saved run's artifact beside this session's")
         try:
             base_runner = loader(cand.identity, base_path)
-            cand_runner = loader(cand.identity, Path(cand.artifact))
+            cand_runner = loader(cand.identity, cand_path)
         except (DetbenchError, ImportError, RuntimeError, OSError) as exc:
             fallback(f"backend unavailable: cannot load ({type(exc).__name__}: {exc})", notes)
             continue
@@ -385,14 +424,89 @@ def unpaired_table(comparisons: Sequence[Comparison]) -> str:
     return format_table(verdicts) if verdicts else ""
 
 
+PLUGIN_TITLE = "detbench gate (`--detbench-compare-fail`)"
+HISTORY_TITLE = "detbench gate (`--history`)"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of the gate's terminal section; ``style`` is how the plugin colours it."""
+
+    text: str
+    style: str = ""  # "bad", "good", "warn" or ""
+
+
+def summary_lines(
+    comparisons: Sequence[Comparison],
+    problems: Sequence[str],
+    *,
+    unknown_fails: bool,
+    unknown_option: str = "--detbench-unknown",
+) -> list[Line]:
+    """What the plugin's terminal summary and ``detbench gate --history`` print: one line per benchmark
+    (which comparison it got, its verdict) with its notes, the unpaired table, the problems and one
+    verdict line."""
+    out = []
+    for c in comparisons:
+        bad = c.regressed or (c.unknown and unknown_fails)
+        out.append(Line(c.describe(), "bad" if bad else "good" if c.outcome == "no regression" else ""))
+        out += [Line(f"    note: {note}") for note in c.notes]
+    table = unpaired_table(comparisons)
+    if table:
+        out.append(Line(f"unpaired across sessions:\n{table}"))
+    out += [Line(f"detbench gate: {p}", "bad") for p in problems]
+    regressed = [c.name for c in comparisons if c.regressed]
+    unknown = [c.name for c in comparisons if c.unknown]
+    if unknown:
+        verdict = "fails" if unknown_fails else f"passes ({unknown_option}=fail fails it)"
+        out.append(
+            Line(
+                f"detbench gate: unknown in {', '.join(unknown)}: {verdict}",
+                "bad" if unknown_fails else "warn",
+            )
+        )
+    if regressed:
+        out.append(Line(f"detbench gate: regression in {', '.join(regressed)}", "bad"))
+    elif not comparisons and not problems:
+        out.append(Line("detbench gate: no benchmark in both runs", "bad"))
+    elif not problems and not (unknown and unknown_fails):
+        out.append(Line("detbench gate: no regression", "good"))
+    return out
+
+
+def write_step_summary(
+    comparisons: Sequence[Comparison],
+    problems: Sequence[str],
+    *,
+    unknown_fails: bool,
+    title: str = PLUGIN_TITLE,
+) -> Path | None:
+    """Append the verdict table to ``$GITHUB_STEP_SUMMARY`` as Markdown when GitHub Actions sets it
+    (other steps' summaries are kept); the file written, or None."""
+    import os
+
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return None
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(markdown(comparisons, problems, unknown_fails=unknown_fails, title=title))
+    return Path(path)
+
+
 def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(comparisons: Sequence[Comparison], problems: Sequence[str], *, unknown_fails: bool) -> str:
+def markdown(
+    comparisons: Sequence[Comparison],
+    problems: Sequence[str],
+    *,
+    unknown_fails: bool,
+    title: str = PLUGIN_TITLE,
+) -> str:
     """The verdict table as GitHub-flavoured Markdown, for ``$GITHUB_STEP_SUMMARY``."""
     lines = [
-        "### detbench gate (`--detbench-compare-fail`)",
+        f"### {title}",
         "",
         "| benchmark | comparison | verdict | candidate / baseline | interval | why, notes |",
         "|---|---|---|---|---|---|",

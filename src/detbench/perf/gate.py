@@ -239,24 +239,29 @@ class GateVerdicts:
 
     settings: dict[str, Any] = doc(
         "how it ran (open-ended): two files: baseline, candidate, alpha, min_effect, min_samples, "
-        "confidence; --history: the store, candidate run, machine_id, baseline_runs, vary, problems too; "
+        "confidence; --history: the store, candidate run, machine_id, baseline_runs, vary, problems, "
+        "paired_with and comparisons (history.rebaseline.Comparison, the paired verdicts) too; "
         "ab: the block plan and each side's environment"
     )
     regression: bool = doc("some benchmark regressed (the command exits 1)")
     counts: dict[str, int] = doc("verdicts per status")
-    verdicts: list[Verdict] = doc("one per benchmark, sorted by name (perf.stats.Verdict)")
+    verdicts: list[Verdict] = doc(
+        "one per benchmark judged unpaired, sorted by name (perf.stats.Verdict); --history: the unpaired ones"
+    )
 
 
-def verdicts_to_json(verdicts: Sequence[Verdict], settings: Mapping[str, object]) -> str:
+def verdicts_to_json(
+    verdicts: Sequence[Verdict], settings: Mapping[str, object], *, regression: bool | None = None
+) -> str:
     """Strict JSON (NaN becomes null) of ``GateVerdicts``: settings, per-benchmark verdicts and a
-    count per status."""
+    count per status; ``regression`` when more than these verdicts decide it (paired ones)."""
     counts: dict[str, int] = {}
     for v in verdicts:
         counts[v.status] = counts.get(v.status, 0) + 1
     return dumps(
         GateVerdicts(
             settings=dict(settings),
-            regression=counts.get("regression", 0) > 0,
+            regression=counts.get("regression", 0) > 0 if regression is None else regression,
             counts=counts,
             verdicts=list(verdicts),
         )

@@ -108,7 +108,7 @@ def _gate_compared_runs(session: pytest.Session) -> None:
     config = session.config
     if not config.getoption("--detbench-compare-fail") or not compat.timing_enabled(config):
         return
-    from detbench.history.rebaseline import fails, with_unpaired
+    from detbench.history.rebaseline import fails, with_unpaired, write_step_summary
     from detbench.perf.gate import compare_benchmark_session
 
     bench_session = compat.benchmark_session(config)
@@ -123,56 +123,22 @@ def _gate_compared_runs(session: pytest.Session) -> None:
     unknown_fails = config.getoption("--detbench-unknown") == "fail"
     if fails(comparisons, problems, unknown_fails=unknown_fails) and session.exitstatus == 0:
         session.exitstatus = 1
-    _write_step_summary(config, comparisons, problems)
-
-
-def _write_step_summary(config: pytest.Config, comparisons: list, problems: list[str]) -> None:
-    """Append the verdict table to $GITHUB_STEP_SUMMARY as Markdown, when GitHub Actions sets it."""
-    import os
-
-    from detbench.history.rebaseline import markdown
-
-    path = os.environ.get("GITHUB_STEP_SUMMARY")
-    if not path:
-        return
-    text = markdown(comparisons, problems, unknown_fails=config.getoption("--detbench-unknown") == "fail")
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(text)
+    write_step_summary(comparisons, problems, unknown_fails=unknown_fails)
 
 
 def summarize_gate(terminalreporter, config: pytest.Config) -> None:
     """One line per benchmark (which comparison it got and its verdict), the unpaired table, and one
-    verdict line, in the terminal summary when --detbench-compare-fail ran."""
+    verdict line, in the terminal summary when --detbench-compare-fail ran (rebaseline.summary_lines)."""
     if _GATE_VERDICTS not in config.stash:
         return
-    from detbench.history.rebaseline import unpaired_table
+    from detbench.history.rebaseline import summary_lines
 
     comparisons, problems = config.stash[_GATE_VERDICTS]
     unknown_fails = config.getoption("--detbench-unknown") == "fail"
     terminalreporter.section("detbench gate (--detbench-compare-fail)")
-    for c in comparisons:
-        bad = c.regressed or (c.unknown and unknown_fails)
-        terminalreporter.write_line(c.describe(), red=bad, green=c.outcome == "no regression")
-        for note in c.notes:
-            terminalreporter.write_line(f"    note: {note}")
-    table = unpaired_table(comparisons)
-    if table:
-        terminalreporter.write_line(f"unpaired across sessions:\n{table}")
-    for line in problems:
-        terminalreporter.write_line(f"detbench gate: {line}", red=True)
-    regressed = [c.name for c in comparisons if c.regressed]
-    unknown = [c.name for c in comparisons if c.unknown]
-    if unknown:
-        verdict = "fails" if unknown_fails else "passes (--detbench-unknown=fail fails it)"
-        terminalreporter.write_line(
-            f"detbench gate: unknown in {', '.join(unknown)}: {verdict}", red=unknown_fails, yellow=True
-        )
-    if regressed:
-        terminalreporter.write_line(f"detbench gate: regression in {', '.join(regressed)}", red=True)
-    elif not comparisons and not problems:
-        terminalreporter.write_line("detbench gate: no benchmark in both runs", red=True)
-    elif not problems and not (unknown and unknown_fails):
-        terminalreporter.write_line("detbench gate: no regression", green=True)
+    colours = {"bad": {"red": True}, "good": {"green": True}, "warn": {"yellow": True}}
+    for line in summary_lines(comparisons, problems, unknown_fails=unknown_fails):
+        terminalreporter.write_line(line.text, **colours.get(line.style, {}))
 
 
 def finish(session: pytest.Session) -> None:
