@@ -360,7 +360,7 @@ def rebaseline(
             fallback(why, notes)
             continue
         if progress is not None:
-            progress(f"{name}: timing the saved run's artifact beside this session's")
+            progress(f"{name}: timing the saved run's artifact beside the candidate's")
         try:
             base_runner = loader(cand.identity, base_path)
             cand_runner = loader(cand.identity, cand_path)
