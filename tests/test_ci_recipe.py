@@ -98,6 +98,9 @@ def test_workflow_commands_run_as_written(workbench, dataset_yaml: Path, tmp_pat
             "--detbench-rebaseline-plan quick --benchmark-max-time=0.2 --benchmark-min-rounds=15"
         ),
     }
+    # Under xdist a worker's PYTEST_XDIST_WORKER would make the child disable its benchmarks.
+    for key in [k for k in base if k.startswith("PYTEST_XDIST")]:
+        base.pop(key)
     for key in ("DETBENCH_HISTORY", "DETBENCH_HISTORY_TAG", "GITHUB_STEP_SUMMARY"):
         base.pop(key, None)
 

@@ -55,7 +55,11 @@ def saved(workbench, dataset_yaml: Path, tmp_path_factory: pytest.TempPathFactor
             f"--detbench-history-tag={tag}",
             *([f"--detbench-history={url}"] if url else []),
         ]
-        env = {**os.environ, "DETBENCH_CACHE": str(cache)}
+        # Under xdist a worker's PYTEST_XDIST_WORKER would make the child disable its benchmarks.
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
+            "DETBENCH_CACHE": str(cache),
+        }
         env.pop("DETBENCH_HISTORY", None)
         out = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
