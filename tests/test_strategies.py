@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from PIL import Image
 
 from detbench.runtimes.preprocess import preprocess
-from detbench.testing.strategies import CONTENTS, MODES, batch_sizes, image_batches, images
+from detbench.testing.strategies import (
+    CONTENTS,
+    MODES,
+    PERTURBED_MODES,
+    VAL_CONTENT,
+    batch_sizes,
+    image_batches,
+    images,
+    perturbed_images,
+)
 
 # Generation only: a shrunk example is not needed to prove one exists.
 _FIND = settings(
@@ -107,3 +119,95 @@ def test_bad_arguments_are_refused(kwargs):
     """Invalid strategy arguments raise InvalidArgument up front."""
     with pytest.raises(InvalidArgument):
         images(**kwargs)
+
+
+# -- perturbed_images: the user's own val images ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def val_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Three tiny photos of a YOLO val split: synthetic scenes saved as PNG and JPEG, with labels."""
+    from detbench.data.synth import make_scene
+
+    root = tmp_path_factory.mktemp("userdata")
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    paths = []
+    for i, (imgsz, suffix) in enumerate([(64, ".png"), (96, ".jpg"), (80, ".png")]):
+        image, boxes = make_scene(7, "val", i, imgsz)
+        path = root / "images" / "val" / f"im{i}{suffix}"
+        image.save(path)
+        (root / "labels" / "val" / f"im{i}.txt").write_text(
+            "".join(b.yolo_line(image.width, image.height) + "\n" for b in boxes)
+        )
+        paths.append(path)
+    return paths
+
+
+def _draw(strategy: st.SearchStrategy, n: int = 40, seed: int = 20) -> list:
+    """``n`` examples of ``strategy`` under a fixed seed, as (mode, size, pixel bytes, info)."""
+    drawn = []
+
+    @hypothesis_seed(seed)
+    @settings(_FIND, max_examples=n)
+    @given(img=strategy)
+    def collect(img):
+        drawn.append((img.mode, img.size, img.tobytes(), dict(img.info)))
+
+    collect()
+    return drawn
+
+
+def test_perturbed_images_are_varied_valid_inputs(val_files):
+    """Perturbed val images come in every mode and many sizes, within the sides asked, from every
+    file, and each preprocesses to a finite (1, 3, 32, 32) tensor."""
+    seen_modes, seen_sizes, seen_sources, jpeg = set(), set(), set(), False
+    strategy = perturbed_images(val_files, min_side=20, max_side=200)
+    for mode, size, _, info in _draw(strategy, n=60):
+        assert mode in PERTURBED_MODES
+        assert min(size) >= 20 and max(size) <= 200
+        assert info["detbench.content"] == VAL_CONTENT
+        seen_modes.add(mode)
+        seen_sizes.add(size)
+        seen_sources.add(info["detbench.source"])
+    assert seen_modes == set(PERTURBED_MODES)
+    assert len(seen_sizes) >= 20
+    assert seen_sources == {str(p) for p in val_files}
+    for img in _images(strategy, n=20):
+        x, _ = preprocess([img], 32)
+        assert x.shape == (1, 3, 32, 32)
+        assert np.isfinite(x).all()
+        jpeg |= img.format == "JPEG" or "jfif" in img.info
+    assert jpeg, "no example went through a JPEG re-encode"
+
+
+def _images(strategy: st.SearchStrategy, n: int) -> list[Image.Image]:
+    drawn = []
+
+    @hypothesis_seed(3)
+    @settings(_FIND, max_examples=n)
+    @given(img=strategy)
+    def collect(img):
+        drawn.append(img)
+
+    collect()
+    return drawn
+
+
+def test_perturbed_images_are_deterministic_under_a_seed(val_files):
+    """The same seed draws the same pixels, even from a fresh strategy (a fresh decode cache)."""
+    first = _draw(perturbed_images(val_files, min_side=16, max_side=96))
+    again = _draw(perturbed_images(val_files, min_side=16, max_side=96))
+    assert [d[:3] for d in first] == [d[:3] for d in again]
+    assert len({d[2] for d in first}) > 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"paths": []}, {"min_side": 0}, {"modes": ("CMYK",)}, {"modes": ()}],
+    ids=["no-paths", "min-side-zero", "unsupported-mode", "no-modes"],
+)
+def test_perturbed_images_refuse_bad_arguments(val_files, kwargs):
+    """No files, bad sides or a mode the pipeline does not take raise InvalidArgument up front."""
+    with pytest.raises(InvalidArgument):
+        perturbed_images(**{"paths": val_files, **kwargs})

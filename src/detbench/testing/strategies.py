@@ -3,18 +3,22 @@
 Every drawn image is built from a handful of drawn numbers (size, mode, content kind, a 32-bit
 seed) with one ``numpy.random.Generator``, never pixel by pixel, so examples are cheap to build
 and shrink well. ``img.info["detbench.content"]`` and ``["detbench.seed"]`` record how an image
-was made, for debugging a failing example.
+was made, for debugging a failing example; ``perturbed_images`` draws from real image files
+(a user's val split) and records ``"val"`` and the file in ``["detbench.source"]``.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
-from PIL import Image
+from PIL import Image, ImageEnhance
 
+from detbench.data.images import load_image
 from detbench.data.synth import render_scene
 
 MODES = ("L", "RGB", "RGBA", "P", "CMYK", "I;16")
@@ -114,6 +118,88 @@ def images(
         w=_side(min_side, max_side),
         h=_side(min_side, max_side),
         seed=st.integers(0, 2**32 - 1),
+    )
+
+
+VAL_CONTENT = "val"  # img.info["detbench.content"] of an image drawn by perturbed_images
+PERTURBED_MODES = ("RGB", "L", "RGBA", "P")  # what preprocess takes and a photo plausibly is
+
+
+def _perturb(
+    source: Image.Image,
+    path: str,
+    crop: tuple[float, float, float, float],
+    long_side: int,
+    min_side: int,
+    flip: bool,
+    jitter: tuple[float, float, float],
+    quality: int | None,
+    mode: str,
+) -> Image.Image:
+    w, h = source.size
+    # crop = (left, top, width, height) as fractions: the kept part is at least half of each side.
+    cw, ch = max(1, round(w * crop[2])), max(1, round(h * crop[3]))
+    left, top = round((w - cw) * crop[0]), round((h - ch) * crop[1])
+    img = source.crop((left, top, left + cw, top + ch))
+    scale = long_side / max(cw, ch)
+    size = (max(min_side, round(cw * scale)), max(min_side, round(ch * scale)))
+    img = img.resize(size, Image.Resampling.BILINEAR)
+    if flip:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    for enhance, factor in zip((ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color), jitter):
+        img = enhance(img).enhance(factor)
+    if quality is not None:  # a lossy round trip, as a user's camera or web pipeline would give
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=quality)
+        img = Image.open(io.BytesIO(buf.getvalue()))
+        img.load()
+    img = img.convert(mode) if mode != img.mode else img
+    img.info["detbench.content"] = VAL_CONTENT
+    img.info["detbench.source"] = path
+    return img
+
+
+def perturbed_images(
+    paths: Sequence[str | Path],
+    min_side: int = 16,
+    max_side: int = 1024,
+    modes: Sequence[str] = PERTURBED_MODES,
+) -> st.SearchStrategy[Image.Image]:
+    """Real images from ``paths`` (e.g. a data.yaml's val split), perturbed as deployment would.
+
+    Each example picks a file, then a crop keeping at least half of each side, a size whose long
+    side is in ``min_side..max_side`` (any aspect the crop gives), a horizontal flip, brightness,
+    contrast and saturation jitter, sometimes a JPEG re-encode at quality 10..95, and a mode from
+    ``modes``. Every choice is a drawn number, so a fixed seed gives the same images. Files are
+    decoded once (``load_image``) and kept for the strategy's life.
+    """
+    if not paths:
+        raise InvalidArgument("perturbed_images needs at least one image path")
+    if not (isinstance(min_side, int) and isinstance(max_side, int) and 1 <= min_side <= max_side):
+        raise InvalidArgument(
+            f"need 1 <= min_side <= max_side, got min_side={min_side!r}, max_side={max_side!r}"
+        )
+    bad_modes = [m for m in modes if m not in PERTURBED_MODES]
+    if not modes or bad_modes:
+        raise InvalidArgument(f"modes must be a non-empty subset of {PERTURBED_MODES}, got {tuple(modes)!r}")
+    decoded: dict[str, Image.Image] = {}
+
+    def load(path: str) -> Image.Image:
+        if path not in decoded:
+            decoded[path] = load_image(path)
+        return decoded[path]
+
+    fraction = st.floats(0.5, 1.0)
+    factor = st.floats(0.6, 1.4)
+    return st.builds(
+        lambda path, **kw: _perturb(load(path), path, min_side=min_side, **kw),
+        path=st.sampled_from([str(p) for p in paths]),
+        crop=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0), fraction, fraction),
+        long_side=_side(min_side, max_side),
+        flip=st.booleans(),
+        jitter=st.tuples(factor, factor, factor),
+        quality=st.none() | st.integers(10, 95),
+        mode=st.sampled_from(tuple(modes)),
     )
 
 
