@@ -122,3 +122,36 @@ def test_timing_tests_are_skipped_with_a_reason_under_xdist(tmp_path: Path) -> N
     assert out.returncode == 0, out.stdout[-2000:]
     assert "1 passed, 1 skipped" in out.stdout
     assert "timing runs serially" in out.stdout
+
+
+@pytest.mark.equivalence
+def test_shipped_suite_floors_detections_on_the_users_images(dataset, tmp_path: Path) -> None:
+    """With --detbench-data, the shipped suite draws the user's val images too and the "had
+    detections" floor passes on them (here: a few synthetic val images the baseline detects in)."""
+    import shutil
+
+    from detbench.data.datasets import data_yaml_text
+
+    for sub in ("images/val", "labels/val", "images/train", "labels/train"):
+        (tmp_path / "user" / sub).mkdir(parents=True)
+    for image in dataset.images("val")[:4]:
+        shutil.copy(image, tmp_path / "user" / "images" / "val" / image.name)
+        shutil.copy(dataset.label_for(image), tmp_path / "user" / "labels" / "val")
+    data_yaml = tmp_path / "user" / "data.yaml"
+    data_yaml.write_text(data_yaml_text(dataset.names))
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "--pyargs", "detbench.suite.test_equivalence"),
+            *("-p", "no:cacheprovider", "-p", "no:xdist", "-q", "--hypothesis-show-statistics"),
+            *("--detbench-data", str(data_yaml)),
+            *("-k", "(detections_match_pytorch or had_detections) and onnxruntime and not int8"),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "HYPOTHESIS_PROFILE": "ci", "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "2 passed" in out.stdout
+    assert "reference detections on your val images" in out.stdout, "no example came from the user's images"

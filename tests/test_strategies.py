@@ -1,4 +1,5 @@
-"""Property tests: preprocessing holds up on any drawn image, and the strategies cover what they claim."""
+"""Property tests: preprocessing holds up on any drawn image, the strategies cover what they claim,
+and the "had detections" floor counts the drawn set that fits the model."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis.errors import InvalidArgument
 from PIL import Image
 
 from detbench.runtimes.preprocess import preprocess
+from detbench.testing.drawn import SYNTHETIC_SET, USER_SET, DrawnCount, drawn_set, floor_shortfall
 from detbench.testing.strategies import (
     CONTENTS,
     MODES,
@@ -211,3 +213,34 @@ def test_perturbed_images_refuse_bad_arguments(val_files, kwargs):
     """No files, bad sides or a mode the pipeline does not take raise InvalidArgument up front."""
     with pytest.raises(InvalidArgument):
         perturbed_images(**{"paths": val_files, **kwargs})
+
+
+# -- the "had detections" floor: which drawn set it applies to ---------------------------------------
+
+
+def test_floor_applies_to_the_users_images_when_given():
+    """With --detbench-data only the user's set counts: the synthetic scenes may find nothing."""
+    counts = {SYNTHETIC_SET: DrawnCount(25, 0), USER_SET: DrawnCount(25, 20)}
+    assert floor_shortfall(counts, user_data=True) is None
+    counts = {SYNTHETIC_SET: DrawnCount(25, 25), USER_SET: DrawnCount(25, 3)}
+    assert floor_shortfall(counts, user_data=True) == (
+        f"only 3 of 25 images drawn from {USER_SET} had a detection (need 50%)"
+    )
+    assert floor_shortfall({SYNTHETIC_SET: DrawnCount(50, 50)}, user_data=True) == (
+        f"no examples were drawn from {USER_SET}"
+    )
+
+
+def test_floor_applies_to_the_synthetic_scenes_by_default():
+    """Without --detbench-data the synthetic scenes are the set that fits (the baseline's classes)."""
+    assert floor_shortfall({SYNTHETIC_SET: DrawnCount(50, 25)}, user_data=False) is None
+    assert floor_shortfall({SYNTHETIC_SET: DrawnCount(50, 24)}, user_data=False) == (
+        f"only 24 of 50 images drawn from {SYNTHETIC_SET} had a detection (need 50%)"
+    )
+
+
+def test_drawn_set_tells_user_images_from_scenes(val_files):
+    """drawn_set reads the content tag the strategies leave on each image."""
+    user = find(perturbed_images(val_files), lambda _: True, settings=_FIND)
+    scene = find(images(min_side=16, max_side=32, contents=("scene",)), lambda _: True, settings=_FIND)
+    assert (drawn_set(user), drawn_set(scene)) == (USER_SET, SYNTHETIC_SET)

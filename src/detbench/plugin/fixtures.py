@@ -1,6 +1,6 @@
 """The plugin's fixtures: the session chain dataset → baseline → model_info → workbench (exports) →
-backend, ``reference``, ``load_at_threads``, ``val_limit``, and the benchmark fixtures ``timed`` and
-``make_input``.
+backend, ``reference``, ``user_val_images``, ``load_at_threads``, ``val_limit``, and the benchmark
+fixtures ``timed`` and ``make_input``.
 
 ``detbench.plugin`` names this module in ``pytest_plugins``, so pytest registers it wherever the
 plugin is loaded (entry point or ``-p detbench.plugin``) and its fixtures reach ``pytest --pyargs
@@ -35,6 +35,13 @@ def dataset(dataset_yaml: Path):
     from detbench.data.datasets import load_dataset
 
     return load_dataset(dataset_yaml)
+
+
+@pytest.fixture(scope="session")
+def user_val_images(pytestconfig: pytest.Config, dataset) -> list[Path]:
+    """The val images of --detbench-data, [] without it: the equivalence tests draw perturbed
+    copies of them, since the synthetic scenes only fit the baseline's classes."""
+    return dataset.images("val") if pytestconfig.getoption("--detbench-data") else []
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ from detbench.plugin.fixtures import backend_params
 from detbench.runtimes.backends import REGISTRY, BaseBackend
 from detbench.runtimes.postprocess import postprocess
 from detbench.runtimes.preprocess import preprocess
-from detbench.testing.strategies import image_batches, images
+from detbench.testing.drawn import DrawnCount, drawn_set, floor_shortfall
+from detbench.testing.strategies import image_batches, images, perturbed_images
 from detbench.verify.compare import TOLERANCES, assert_detections_match, assert_outputs_close
 
 pytestmark = pytest.mark.equivalence
@@ -34,33 +35,46 @@ def test_raw_head_matches_pytorch(backend: BaseBackend, reference: BaseBackend, 
     assert_outputs_close(ref, backend.run_batched(x), TOLERANCES[backend.name], label=backend.name)
 
 
-# Drawn examples per backend: (examples, examples where the reference found >= 1 detection). An
-# example without detections checks nothing, so the test after the @given one requires a share of hits.
-_DRAWN: dict[str, list[int]] = {}
-MIN_HIT_SHARE = 0.5
+# Drawn examples per backend and set (detbench.testing.drawn): an example without detections checks
+# nothing, so the test after the @given one requires a share of hits in the set that fits the model.
+_DRAWN: dict[str, dict[str, DrawnCount]] = {}
+_SIDES = {"min_side": 48, "max_side": 320}
+_SCENES = images(**_SIDES, modes=("RGB", "L", "P"), contents=("scene",))
 
 
-@given(image=images(min_side=48, max_side=320, modes=("RGB", "L", "P"), contents=("scene",)))
-def test_detections_match_pytorch(backend: BaseBackend, reference: BaseBackend, model_info, image) -> None:
+@pytest.fixture(scope="module")
+def drawn_images(user_val_images):
+    """Synthetic scenes, and with --detbench-data also the user's val images, perturbed."""
+    if not user_val_images:
+        return _SCENES
+    return st.one_of(_SCENES, perturbed_images(user_val_images, **_SIDES))
+
+
+@given(data=st.data())
+def test_detections_match_pytorch(
+    backend: BaseBackend, reference: BaseBackend, model_info, drawn_images, data
+) -> None:
     """After NMS, every detection has a same-class partner with IoU and score within tolerance."""
+    image = data.draw(drawn_images, label="image")
     x, infos = preprocess([image], model_info.imgsz)
     ref = postprocess(reference.run(x), infos, model_info.names)
     out = postprocess(backend.run(x), infos, model_info.names)
-    n = len(ref[0])
-    event(f"reference detections: {min(n, 5)}{'+' if n >= 5 else ''}")
+    n, drawn_from = len(ref[0]), drawn_set(image)
+    event(f"reference detections on {drawn_from}: {min(n, 5)}{'+' if n >= 5 else ''}")
     target(float(n), label="reference detections")
-    counts = _DRAWN.setdefault(backend.name, [0, 0])
-    counts[0] += 1
-    counts[1] += n > 0
+    count = _DRAWN.setdefault(backend.name, {}).setdefault(drawn_from, DrawnCount())
+    count.examples += 1
+    count.hits += n > 0
     assert_detections_match(ref, out, TOLERANCES[backend.name], label=backend.name)
 
 
-def test_detection_examples_had_detections(backend: BaseBackend) -> None:
-    """At least half the examples drawn above gave the reference a detection to compare."""
+def test_detection_examples_had_detections(backend: BaseBackend, user_val_images) -> None:
+    """At least half the examples drawn above from the set that fits the model (the user's val
+    images with --detbench-data, else the synthetic scenes) gave the reference a detection."""
     if backend.name not in _DRAWN:
         pytest.skip("test_detections_match_pytorch did not run for this backend in this process")
-    examples, hits = _DRAWN[backend.name]
-    assert hits >= MIN_HIT_SHARE * examples, f"only {hits} of {examples} drawn images had a detection"
+    shortfall = floor_shortfall(_DRAWN[backend.name], user_data=bool(user_val_images))
+    assert shortfall is None, shortfall
 
 
 def test_detections_match_on_val_images(
