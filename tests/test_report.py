@@ -158,6 +158,25 @@ def rows(doc: dict) -> dict[str, dict]:
 # -- schema -----------------------------------------------------------------------------------------
 
 
+def _resolve_pytorch_and_onnxruntime(weights: Path, data: Path, *, default_backends: bool, full: bool):
+    """report.steps.resolve_inputs for pytorch + onnxruntime, with just the settings it reads."""
+    from types import SimpleNamespace
+
+    from detbench.report import steps
+
+    s = SimpleNamespace(
+        weights=weights,
+        data=data,
+        imgsz=None,
+        val_images=None,
+        backends=("pytorch", "onnxruntime"),
+        default_backends=default_backends,
+        artifacts=(),
+        full=full,
+    )
+    return steps.resolve_inputs(s)
+
+
 SCHEMA_1 = Path(__file__).parent / "data" / "report-schema1.json"  # a real run's, trimmed
 
 
@@ -384,22 +403,10 @@ class TestPieces:
     ) -> None:
         """The default set drops a backend whose CPU/runtime check fails, with a note; a chosen one stays
         (loading it then fails with the same reason)."""
-        from types import SimpleNamespace
-
-        from detbench.report import steps
-
         monkeypatch.setattr(REGISTRY["onnxruntime"], "unavailable", classmethod(lambda cls: "no such ISA"))
-        s = SimpleNamespace(
-            weights=weights,
-            data=tiny_data,
-            imgsz=None,
-            val_images=None,
-            backends=("pytorch", "onnxruntime"),
-            default_backends=default_backends,
-            artifacts=(),
-            full=False,
+        inp = _resolve_pytorch_and_onnxruntime(
+            weights, tiny_data, default_backends=default_backends, full=False
         )
-        inp = steps.resolve_inputs(s)
         if default_backends:
             assert inp.names == ["pytorch"]
             assert inp.notes == ["onnxruntime cannot run on this machine, left out: no such ISA"]
@@ -413,22 +420,8 @@ class TestPieces:
     ) -> None:
         """The default run leaves out a backend that says why it is opt-in (pytorch-compile's compile),
         with a note; --full keeps it."""
-        from types import SimpleNamespace
-
-        from detbench.report import steps
-
         monkeypatch.setattr(REGISTRY["onnxruntime"], "opt_in", "costly")
-        s = SimpleNamespace(
-            weights=weights,
-            data=tiny_data,
-            imgsz=None,
-            val_images=None,
-            backends=("pytorch", "onnxruntime"),
-            default_backends=True,
-            artifacts=(),
-            full=full,
-        )
-        inp = steps.resolve_inputs(s)
+        inp = _resolve_pytorch_and_onnxruntime(weights, tiny_data, default_backends=True, full=full)
         assert inp.names == (["pytorch", "onnxruntime"] if full else ["pytorch"])
         assert inp.notes == (
             []
