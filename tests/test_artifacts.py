@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from _support.processes import pytest_child_env
 from _support.runs import benchmark_run, identity, run_with
 from detbench._fs import sha256_path, tree_sha256
 from detbench.cli import _Parser, history
@@ -233,11 +233,7 @@ def test_a_plugin_run_records_what_each_benchmark_timed(tmp_path: Path) -> None:
             "--benchmark-json=run.json",
         ],
         cwd=tmp_path,
-        # Under xdist a worker's PYTEST_XDIST_WORKER would make the child disable its benchmarks.
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
-            "DETBENCH_CACHE": str(tmp_path / "cache"),
-        },
+        env=pytest_child_env(DETBENCH_CACHE=str(tmp_path / "cache")),
         capture_output=True,
         text=True,
         timeout=120,

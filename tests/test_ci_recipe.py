@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from _support.processes import pytest_child_env
 from detbench.verify.perturb import add_input_compute
 
 WORKFLOW = Path(__file__).resolve().parents[1] / "examples" / "github-actions" / "detbench.yml"
@@ -89,7 +90,7 @@ def test_workflow_commands_run_as_written(workbench, dataset_yaml: Path, tmp_pat
     onnx = workbench.artifact("onnxruntime")
     add_input_compute(onnx, tmp_path / "slow.onnx", matmuls=40, width=64)
     base = {
-        **os.environ,
+        **pytest_child_env(),
         **env(workspace),
         "BENCH_K": SELECT,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -98,9 +99,6 @@ def test_workflow_commands_run_as_written(workbench, dataset_yaml: Path, tmp_pat
             "--detbench-rebaseline-plan quick --benchmark-max-time=0.2 --benchmark-min-rounds=15"
         ),
     }
-    # Under xdist a worker's PYTEST_XDIST_WORKER would make the child disable its benchmarks.
-    for key in [k for k in base if k.startswith("PYTEST_XDIST")]:
-        base.pop(key)
     for key in ("DETBENCH_HISTORY", "DETBENCH_HISTORY_TAG", "GITHUB_STEP_SUMMARY"):
         base.pop(key, None)
 

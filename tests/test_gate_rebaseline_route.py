@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from _support.processes import pytest_child_env
 from detbench.cli import main
 from detbench.verify.perturb import add_input_compute
 
@@ -55,11 +56,7 @@ def saved(workbench, dataset_yaml: Path, tmp_path_factory: pytest.TempPathFactor
             f"--detbench-history-tag={tag}",
             *([f"--detbench-history={url}"] if url else []),
         ]
-        # Under xdist a worker's PYTEST_XDIST_WORKER would make the child disable its benchmarks.
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
-            "DETBENCH_CACHE": str(cache),
-        }
+        env = pytest_child_env(DETBENCH_CACHE=str(cache))
         env.pop("DETBENCH_HISTORY", None)
         out = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -13,6 +13,13 @@ from pathlib import Path
 import pytest
 
 
+def pytest_child_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child pytest session, plus ``extra``, without an xdist
+    worker's PYTEST_XDIST_* variables (seeing them, the child's pytest-benchmark disables its
+    benchmarks)."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}, **extra}
+
+
 def spawn_python(cache: Path, code: str, *args: object) -> subprocess.Popen:
     """Run ``code`` in a child of this interpreter (so it imports detbench like a user would), with
     its own DETBENCH_CACHE and pipes for stdout/stderr; ``_support`` is importable there too."""
