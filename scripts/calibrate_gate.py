@@ -4,6 +4,19 @@
     python scripts/calibrate_gate.py aa --out calib.json --runs 40   # fresh A/A runs
     python scripts/calibrate_gate.py slow --out calib.json --runs 20 # fresh runs per slowed artifact
     python scripts/calibrate_gate.py table --out calib.json          # print the table
+    python scripts/calibrate_gate.py sessions --out calib.json --rounds 20 [--history URL]
+
+``sessions`` calibrates the cross-session route a user's CI runs (issue 19): every trial is separate
+pytest sessions, each a new process. Per round, a baseline session saves its run
+(``pytest --pyargs detbench.suite -k <the ONNX Runtime latency benchmark> --benchmark-enable
+--benchmark-save-data --benchmark-autosave --detbench-artifact onnxruntime=a.onnx``, tagged ``main``),
+then each candidate (two A/A copies and every slowed artifact, in a shuffled order) is compared in a
+new session with ``--benchmark-compare=0001 --detbench-compare-fail``, which re-times the saved
+artifact beside the candidate (``history.rebaseline``, its default ``full`` plan). With ``--history
+URL`` every session also saves to that store and, after each candidate session, ``detbench gate
+--history URL --candidate <its tag>`` (a new process) re-baselines it against the round's main run.
+The CI cache folder (``DETBENCH_CACHE``: dataset, local history, stored artifacts) is shared by the
+rounds, as a CI job restores it; each round has its own ``.benchmarks`` storage.
 
 Every run is independent: two fresh ONNX Runtime sessions (A = the baseline ONNX, B = a second copy
 of it for A/A, or a slowed artifact), then ``gate.ab`` with its defaults (alternated blocks, per-block
@@ -18,7 +31,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -131,6 +146,132 @@ def part_slow(args: argparse.Namespace, doc: dict) -> None:
         print(f"slow {key}: {args.runs} runs in {time.perf_counter() - t0:.0f} s")
 
 
+SUITE_SELECT = "test_latency_yolov8n_128_batch1 and onnxruntime and not int8"
+SUITE_BENCH = "test_latency_yolov8n_128_batch1[onnxruntime]"
+# One benchmark's line in the detbench gate section (history.rebaseline.Comparison.describe).
+_LINE = re.compile(
+    r"\[onnxruntime\] \((?P<comparison>paired in this job|unpaired across sessions; why: .*?)\): "
+    r"(?P<outcome>[a-z ]+): candidate/baseline (?P<ratio>[0-9.]+)"
+)
+_PAIRED = re.compile(
+    r"CI (?P<lo>[0-9.]+)-(?P<hi>[0-9.]+|inf);.* after (?P<blocks>\d+) blocks/side, (?P<s>[0-9.]+) s"
+)
+
+
+def _verdict_line(text: str, returncode: int) -> dict:
+    """The benchmark's verdict from a session's output (the gate's one line for it) and exit status."""
+    lines = [line for line in text.splitlines() if SUITE_BENCH in line and _LINE.search(line)]
+    if len(lines) != 1:
+        return {"outcome": "no verdict line", "rc": returncode, "tail": text[-2000:]}
+    m, p = _LINE.search(lines[0]), _PAIRED.search(lines[0])
+    rec = {
+        "comparison": m["comparison"],
+        "outcome": m["outcome"],
+        "ratio": float(m["ratio"]),
+        "rc": returncode,
+        "line": lines[0],
+    }
+    if p:
+        rec.update(ci=[float(p["lo"]), float(p["hi"])], blocks=int(p["blocks"]), seconds=float(p["s"]))
+    return rec
+
+
+def _suite_session(root: Path, cache: Path, onnx: Path, tag: str, history: str | None, *extra: str):
+    """One ``pytest --pyargs detbench.suite`` process on the ONNX Runtime latency benchmark, as the
+    README's CI route runs it (pytest-benchmark's default rounds), saving its run and raw rounds."""
+    argv = [
+        *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"),
+        *("--pyargs", "detbench.suite", "-k", SUITE_SELECT),
+        *("--benchmark-enable", "--benchmark-save-data", "--benchmark-autosave"),
+        f"--benchmark-storage=file://{root}/.benchmarks",
+        *("--detbench-artifact", f"onnxruntime={onnx}", f"--detbench-history-tag={tag}"),
+        *([f"--detbench-history={history}"] if history else []),
+        *extra,
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env.update(DETBENCH_CACHE=str(cache))
+    env.pop("DETBENCH_HISTORY", None)
+    return subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _gate_history(history: str, tag: str, cache: Path) -> subprocess.CompletedProcess:
+    """``detbench gate --history URL --candidate TAG`` in a new process: re-baselined against main."""
+    env = {**os.environ, "DETBENCH_CACHE": str(cache)}
+    env.pop("DETBENCH_HISTORY", None)
+    cli = "import sys; from detbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = [sys.executable, "-c", cli, "gate", "--history", history, "--candidate", tag]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _candidates(doc: dict) -> list[tuple[str, Path]]:
+    """Per round: the baseline's copy twice (A/A), then every slowed artifact."""
+    slowed = [(key, Path(art["path"])) for key, art in doc["artifacts"].items()]
+    return [("aa", Path(doc["aa"])), ("aa", Path(doc["aa"])), *slowed]
+
+
+def part_sessions(args: argparse.Namespace, doc: dict) -> None:
+    work = Path(args.dir)
+    cache = work / "ci-cache"  # the CI job's cached folder, shared by the rounds
+    results = doc.setdefault("sessions", {"route": {}, "history_gate": {}})
+    start = doc.setdefault("sessions_rounds", 0)
+    for r in range(start, start + args.rounds):
+        t0 = time.perf_counter()
+        root = work / "sessions" / f"r{r:03d}"
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        base = shutil.copyfile(doc["baseline"], root / "a.onnx")
+        saved = _suite_session(root, cache, base, "main", args.history)
+        if saved.returncode != 0:
+            raise SystemExit(
+                f"round {r}: baseline session failed:\n{saved.stdout[-3000:]}{saved.stderr[-3000:]}"
+            )
+        order = np.random.default_rng(r).permutation(len(_candidates(doc)))
+        for i in order:
+            kind, path = _candidates(doc)[i]
+            cand = shutil.copyfile(path, root / f"b{i}.onnx")
+            tag = f"r{r}-b{i}-{kind}"
+            out = _suite_session(
+                root, cache, cand, tag, args.history, "--benchmark-compare=0001", "--detbench-compare-fail"
+            )
+            results["route"].setdefault(kind, []).append(_verdict_line(out.stdout, out.returncode))
+            if args.history:
+                g = _gate_history(args.history, tag, cache)
+                results["history_gate"].setdefault(kind, []).append(_verdict_line(g.stdout, g.returncode))
+            _save(args.out, doc)
+        doc["sessions_rounds"] = r + 1
+        _save(args.out, doc)
+        print(f"round {r}: {time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.2f}", flush=True)
+    print(sessions_table(doc))
+
+
+def sessions_table(doc: dict) -> str:
+    """Flagged (regression) / no regression / unknown / unpaired per artifact, for each route."""
+    lines = []
+    for route, title in (
+        ("route", "pytest --benchmark-compare"),
+        ("history_gate", "detbench gate --history"),
+    ):
+        runs = doc.get("sessions", {}).get(route, {})
+        if not runs:
+            continue
+        lines.append(
+            f"{title}: {'artifact':<28} {'runs':>5} {'regression':>11} {'no regr.':>9} "
+            f"{'unknown':>8} {'unpaired':>9}"
+        )
+        for kind, recs in runs.items():
+            name = "A/A (a copy)" if kind == "aa" else f"+{doc['artifacts'][kind]['slowdown']:.1%} ({kind})"
+            count = {
+                o: sum(r.get("outcome") == o for r in recs)
+                for o in ("regression", "no regression", "unknown")
+            }
+            unpaired = sum(not r.get("comparison", "").startswith("paired") for r in recs)
+            lines.append(
+                f"{'':<{len(title) + 1}} {name:<28} {len(recs):>5} {count['regression']:>11} "
+                f"{count['no regression']:>9} {count['unknown']:>8} {unpaired:>9}"
+            )
+    return "\n".join(lines)
+
+
 def _flagged(runs: list[dict], min_effect: float, alpha: float) -> int:
     return sum(r["p"] < alpha and r["change"] >= min_effect for r in runs)
 
@@ -168,12 +309,14 @@ def table(doc: dict, min_effects: tuple[float, ...]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["artifacts", "remeasure", "aa", "slow", "table"])
+    ap.add_argument("part", choices=["artifacts", "remeasure", "aa", "slow", "sessions", "table"])
     ap.add_argument("--out", type=Path, default=Path("calibration.json"))
     ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "detbench-calibration"))
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", nargs="*", help="slow: only these targets (e.g. 0.05)")
+    ap.add_argument("--rounds", type=int, default=20, help="sessions: rounds (2 A/A + each slowed artifact)")
+    ap.add_argument("--history", help="sessions: also save to this store and gate with --history on it")
     args = ap.parse_args(argv)
     doc = _load(args.out)
     if args.part == "artifacts":
@@ -184,8 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         part_aa(args, doc)
     elif args.part == "slow":
         part_slow(args, doc)
+    elif args.part == "sessions":
+        part_sessions(args, doc)
     _save(args.out, doc)
     print(table(doc, (0.02, PAIRED_MIN_EFFECT, 0.04)))
+    print(sessions_table(doc))
     return 0
 
 
