@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
-from detbench import CLASS_NAMES
+from detbench import CLASS_NAMES, paths
+from detbench._fs import locked
 from detbench.data.synth import GENERATOR_VERSION, make_scene
 from detbench.errors import DatasetError
 
@@ -29,11 +33,13 @@ class SynthConfig:
         return f"synth-g{GENERATOR_VERSION}-t{self.train}-v{self.val}-s{self.imgsz}-seed{self.seed}"
 
 
-def data_yaml_text(names: tuple[str, ...] = CLASS_NAMES, header: str = "") -> str:
+def data_yaml_text(
+    names: tuple[str, ...] = CLASS_NAMES, header: str = "", *, train: str = "images/train"
+) -> str:
     # No `path:` key: ultralytics then resolves splits against the yaml's own folder, so the
     # tree is relocatable and its bytes do not depend on where it was written.
     lines = [header] if header else []
-    lines += ["train: images/train", "val: images/val", f"nc: {len(names)}", "names:"]
+    lines += [f"train: {train}", "val: images/val", f"nc: {len(names)}", "names:"]
     lines += [f"  {i}: {n}" for i, n in enumerate(names)]
     return "\n".join(lines) + "\n"
 
@@ -61,6 +67,32 @@ def write_synthetic(out: Path, cfg: SynthConfig) -> Path:
     data_yaml = out / "data.yaml"
     data_yaml.write_text(data_yaml_text(header="# detbench synthetic colorful-fashion dataset"))
     return data_yaml
+
+
+def cached_dataset(key: str, write: Callable[[Path], Path]) -> Path:
+    """Write a generated dataset (once) to ``<cache>/datasets/<key>`` and return its data.yaml.
+
+    ``write(folder)`` writes the tree, data.yaml last, and returns the data.yaml path. Written to a
+    private folder and renamed into place under a lock, so a killed run or two parallel runs never
+    leave a half dataset that is later reused.
+    """
+    root = paths.cache_dir("datasets")
+    final = root / key
+    with locked(root / key):
+        if (final / "data.yaml").is_file():
+            return final / "data.yaml"
+        # Holding the lock proves no live writer owns a temp folder of this key: sweep leftovers.
+        for stale in root.glob(f".tmp-{key}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = root / f".tmp-{key}-{uuid.uuid4().hex}"
+        try:
+            write(tmp)
+            if final.exists():  # an incomplete leftover: no data.yaml, since that is written last
+                shutil.rmtree(final)
+            tmp.rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final / "data.yaml"
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,11 @@ sha256 matches the pinned value, or when the user names the file explicitly (the
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from pathlib import Path
 
 from detbench import paths
-from detbench._fs import locked, sha256_file
-from detbench.data.datasets import SynthConfig, write_synthetic
+from detbench._fs import sha256_file
+from detbench.data.datasets import SynthConfig, cached_dataset, write_synthetic
 from detbench.errors import ModelFileError
 
 BASELINE_DIR = paths.FIXTURES / "baseline"
@@ -65,26 +63,6 @@ def resolve_weights(user: Path | str | None) -> Path:
 
 
 def synthetic_dataset(cfg: SynthConfig | None = None) -> Path:
-    """Generate (once) the synthetic dataset into the cache and return its data.yaml.
-
-    Written to a private folder and renamed into place under a lock, so a killed run or two
-    parallel runs never leave a half dataset that is later reused.
-    """
+    """Generate (once) the synthetic dataset into the cache and return its data.yaml."""
     cfg = cfg or baseline_synth_config()
-    root = paths.cache_dir("datasets")
-    final = root / cfg.key()
-    with locked(root / cfg.key()):
-        if (final / "data.yaml").is_file():
-            return final / "data.yaml"
-        # Holding the lock proves no live writer owns a temp folder of this key: sweep leftovers.
-        for stale in root.glob(f".tmp-{cfg.key()}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = root / f".tmp-{cfg.key()}-{uuid.uuid4().hex}"
-        try:
-            write_synthetic(tmp, cfg)
-            if final.exists():  # an incomplete leftover: no data.yaml, since that is written last
-                shutil.rmtree(final)
-            tmp.rename(final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final / "data.yaml"
+    return cached_dataset(cfg.key(), lambda folder: write_synthetic(folder, cfg))
