@@ -23,6 +23,10 @@ from detbench.errors import ImageError
 MAX_PIXELS = 64_000_000
 """Images with more pixels than this (read from the header) are refused before decoding."""
 
+DCT_FACTORS = (1, 2, 4, 8)
+"""The reductions libjpeg's scaled IDCT offers that Pillow's ``draft`` and OpenCV's
+``IMREAD_REDUCED_*`` both expose."""
+
 SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM", "JPEG2000", "AVIF")
 """Raster formats ``load_image`` decodes. Others (EPS, PDF, ICO, ...) are refused: EPS alone would
 hand untrusted files to Ghostscript."""
@@ -142,14 +146,19 @@ def load_image(
     *,
     max_pixels: int | None = MAX_PIXELS,
     draft_above: int | None = None,
+    draft_factor: int = 1,
 ) -> Image.Image:
     """Decode ``path`` to an RGB image with its EXIF orientation applied.
 
     ``max_pixels`` refuses decompression bombs from the header alone, before decoding (None: no
     limit). ``draft_above``: a JPEG with more pixels than this is decoded at a reduced scale
     (``Image.draft``, 1/2 to 1/8) to bound memory; the result is then smaller than the file. Off by
-    default, because box coordinates must refer to the full-resolution image.
+    default, because box coordinates must refer to the full-resolution image. ``draft_factor`` (1, 2,
+    4 or 8): a JPEG is decoded at exactly 1/draft_factor per axis by libjpeg's scaled IDCT, sides
+    rounded up, when both its sides are at least that many pixels; ``runtimes.decode`` picks it.
     """
+    if draft_factor not in DCT_FACTORS:
+        raise ValueError(f"draft_factor must be one of {DCT_FACTORS}, got {draft_factor!r}")
     path = Path(path)
     if not path.exists():
         raise ImageError(path, "file not found")
@@ -187,6 +196,9 @@ def load_image(
             if draft_above is not None and img.format in ("JPEG", "MPO") and w * h > draft_above:
                 scale = math.sqrt(w * h / draft_above)
                 img.draft(img.mode, (max(1, math.ceil(w / scale)), max(1, math.ceil(h / scale))))
+            elif draft_factor > 1 and img.format in ("JPEG", "MPO") and min(w, h) >= draft_factor:
+                # Asking for floor(side / f) makes Pillow's scale choice exactly f (sides >= f).
+                img.draft(img.mode, (w // draft_factor, h // draft_factor))
             # Some plugins re-check frame sizes against Pillow's own limit while decoding; ours has
             # already decided, and pytest would turn the warning into an error.
             with _strict_truncation(), warnings.catch_warnings():

@@ -1,0 +1,70 @@
+"""Tolerance rows for the decode variants (``detbench.runtimes.decode``) and the check they serve.
+
+A variant that claims ``identical`` is held to the reference's array bit for bit (no row). A reduced
+variant feeds the model other pixels, so raw heads are not compared; its detections through the same
+backend are, against the reference decode's, with the bounds below.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from detbench.runtimes.backends import BaseBackend
+from detbench.runtimes.decode import DECODERS, REFERENCE, Decoded, DecodeVariant
+from detbench.runtimes.postprocess import Detections, postprocess
+from detbench.runtimes.preprocess import preprocess
+from detbench.verify.compare import Tolerance, assert_detections_match
+
+# `python scripts/measure_decode.py` (the committed baseline on onnxruntime, 1 thread, imgsz 128,
+# the 24-photo set at factors 4 and 8, 2026-12): matched IoU >= 0.701, score diff <= 0.132 (p95 0.086),
+# 6 of 220 detections unmatched at IoU 0.5 (2.7 %), the farthest 0.147 above the threshold. Both
+# reduced variants gave the same pixels (libjpeg-turbo's scaled IDCT in both wheels), so one row.
+_REDUCED = Tolerance(
+    box_atol=math.inf,
+    score_atol=math.inf,
+    rtol=math.inf,
+    det_iou=0.6,
+    det_score=0.2,
+    # Not measured here (no mAP on the photo set yet): the INT8 accuracy contract the issue names.
+    map_drop=0.02,
+    class_map_drop=0.05,
+    det_unmatched_frac=0.1,
+    reason="DCT-reduced decode (another downscale before the letterbox): measured matched IoU >= 0.70, "
+    "score diff <= 0.13, 2.7% unmatched, all within 0.15 of the threshold (scripts/measure_decode.py)",
+)
+
+DECODE_TOLERANCES: dict[str, Tolerance] = {
+    name: _REDUCED for name, variant in DECODERS.items() if not variant.identical
+}
+
+
+def detect_decoded(backend: BaseBackend, decoded: Decoded, imgsz: int, names: Sequence[str]) -> Detections:
+    """The pipeline after decode: letterbox, ``backend``, ultralytics' NMS, boxes in full-resolution
+    pixels of the displayed image."""
+    x, infos = preprocess([decoded.rgb], imgsz)
+    det = postprocess(backend.run(x), infos, names)[0]
+    return Detections(
+        decoded.boxes_to_full(det.xyxy).astype(np.float32), det.scores, det.class_ids, det.names
+    )
+
+
+def assert_decode_detections_close(
+    backend: BaseBackend,
+    decoder: str | DecodeVariant,
+    images: Sequence[Path],
+    imgsz: int,
+    names: Sequence[str],
+    tol: Tolerance | None = None,
+) -> None:
+    """Detections through ``decoder`` (a registered name or a variant) match the reference decode's
+    on ``images`` within ``tol`` (default: the registered decoder's row); raises ``OutputMismatch``
+    saying which image and detection."""
+    variant = DECODERS[decoder] if isinstance(decoder, str) else decoder
+    tol = tol or DECODE_TOLERANCES[variant.name]
+    ref = [detect_decoded(backend, DECODERS[REFERENCE].decode(p, imgsz), imgsz, names) for p in images]
+    out = [detect_decoded(backend, variant.decode(p, imgsz), imgsz, names) for p in images]
+    assert_detections_match(ref, out, tol, label=f"decode {variant.name} vs {REFERENCE}")

@@ -1,0 +1,241 @@
+"""Decode variants: identical claims held bit for bit, EXIF-correct shapes, the reduction factor, and
+reduced decode's detections within their measured bound."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from detbench.data.datasets import load_dataset
+from detbench.data.images import load_image
+from detbench.data.photos import PhotoConfig, photo_dataset, ultralytics_photos, write_photos
+from detbench.errors import ImageError
+from detbench.runtimes.decode import (
+    DECODERS,
+    REFERENCE,
+    Decoded,
+    DecodeVariant,
+    decode,
+    reduction_factor,
+)
+from detbench.verify.compare import OutputMismatch
+from detbench.verify.decode import DECODE_TOLERANCES, assert_decode_detections_close
+
+IDENTICAL = [n for n, v in DECODERS.items() if v.identical]
+REDUCED = [n for n, v in DECODERS.items() if not v.identical]
+IMGSZ = 64  # these small photos are then reduced by 2 and 4, bus.jpg and zidane.jpg by 8
+
+
+def _exif(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Small photos with every EXIF orientation, ultralytics' two photos, and the odd files the
+    OpenCV path must hand to the reference: grey and CMYK JPEGs, a tagged PNG, a palette PNG."""
+    out = tmp_path_factory.mktemp("decode")
+    cfg = PhotoConfig(per_size=8, sizes=((160, 120), (320, 180)))
+    photos = load_dataset(write_photos(out / "photos", cfg)).images("val")
+    rng = np.random.default_rng(5)
+    rgb = Image.fromarray(rng.integers(0, 256, (48, 80, 3), dtype=np.uint8))
+    odd = {
+        "grey.jpg": (rgb.convert("L"), "JPEG", {"exif": _exif(6)}),
+        "cmyk.jpg": (rgb.convert("CMYK"), "JPEG", {}),
+        "tagged.png": (rgb, "PNG", {"exif": _exif(8)}),
+        "palette.png": (rgb.convert("P"), "PNG", {}),
+    }
+    for name, (img, fmt, kw) in odd.items():
+        img.save(out / name, fmt, **kw)
+    return [*photos, *ultralytics_photos(), *(out / n for n in odd)]
+
+
+def test_registry_is_described_and_has_the_reference() -> None:
+    """Each variant has a one-line description; the reference claims identity with itself."""
+    assert DECODERS[REFERENCE].identical
+    for name, variant in DECODERS.items():
+        assert variant.name == name and variant.description and "\n" not in variant.description
+    assert set(DECODE_TOLERANCES) == set(REDUCED)  # every non-identical variant has a bound
+    with pytest.raises(ValueError, match="unknown decoder"):
+        decode("nope", "x.jpg", 64)
+
+
+# -- identical claims ---------------------------------------------------------------------------------
+
+
+def _assert_identical(decoder: Callable[..., Decoded], paths: Sequence[Path]) -> None:
+    for p in paths:
+        ref, got = DECODERS[REFERENCE].decode(p, IMGSZ), decoder(p, IMGSZ)
+        assert got.rgb.dtype == np.uint8 and got.rgb.flags.c_contiguous, p.name
+        assert got.rgb.shape == ref.rgb.shape and got.full_shape == ref.full_shape, p.name
+        diff = int(np.abs(got.rgb.astype(np.int16) - ref.rgb).max())
+        # Measured 0 over the 24-photo set, bus.jpg and zidane.jpg (scripts/measure_decode.py): both
+        # wheels bundle libjpeg-turbo with the same IDCT and upsampling, so no bound but identity.
+        assert diff == 0, f"{p.name}: max abs pixel difference {diff} from {REFERENCE}"
+
+
+@pytest.mark.parametrize("name", IDENTICAL)
+def test_identical_variants_give_the_reference_array(name: str, files: list[Path]) -> None:
+    """A variant claiming identity gives the reference's array bit for bit, EXIF tags included."""
+    _assert_identical(DECODERS[name].decode, files)
+
+
+def _cv2_ignoring_exif(path: Path, imgsz: int) -> Decoded:
+    """Broken on purpose: OpenCV told to ignore the orientation tag."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    return Decoded(rgb, rgb.shape[:2], 1)
+
+
+def test_identity_check_fails_on_a_decoder_that_ignores_exif(files: list[Path]) -> None:
+    """The identity check above is not vacuous: a decoder ignoring the tag fails it."""
+    with pytest.raises(AssertionError):
+        _assert_identical(_cv2_ignoring_exif, files)
+
+
+def test_truncated_jpeg_is_refused_by_every_variant(files: list[Path], tmp_path: Path) -> None:
+    """libjpeg only warns on a truncated file; every variant refuses it as the reference does."""
+    data = files[0].read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    for name in DECODERS:
+        with pytest.raises(ImageError, match="truncated"):
+            decode(name, cut, IMGSZ)
+
+
+# -- EXIF: the displayed shape ----------------------------------------------------------------------
+
+
+def _assert_displayed_shapes(decoder: Callable[..., Decoded], paths: Sequence[Path]) -> None:
+    for p in paths:
+        want = DECODERS[REFERENCE].decode(p, IMGSZ).rgb.shape[:2]
+        got = decoder(p, IMGSZ)
+        f = got.factor
+        assert got.full_shape == want, (p.name, got.full_shape, want)
+        assert got.rgb.shape[:2] == (-(-want[0] // f), -(-want[1] // f)), (p.name, f, got.rgb.shape)
+
+
+@pytest.mark.parametrize("name", list(DECODERS))
+def test_every_variant_gives_the_displayed_shape(name: str, files: list[Path]) -> None:
+    """Every variant's image is the EXIF-corrected one: full shape = the reference's, decoded shape =
+    that shape divided by its factor, rounded up as libjpeg rounds."""
+    _assert_displayed_shapes(DECODERS[name].decode, files)
+
+
+def test_shape_check_fails_on_a_decoder_that_ignores_exif(files: list[Path]) -> None:
+    with pytest.raises(AssertionError):
+        _assert_displayed_shapes(_cv2_ignoring_exif, files)
+
+
+# -- the reduction factor ---------------------------------------------------------------------------
+
+# ((h, w), imgsz, factor): the largest of 2, 4, 8 whose ceil(side / f) the letterbox does not enlarge.
+FACTORS = [
+    ((1080, 1920), 640, 2),  # 960 >= 640; at 4, 480 < 640
+    ((720, 1280), 640, 2),  # 640 exactly
+    ((480, 640), 640, 1),
+    ((1080, 1920), 128, 8),  # 240; libjpeg offers no 1/16
+    ((1080, 810), 640, 1),  # bus.jpg portrait: 540 < 640
+    ((1080, 810), 320, 2),
+    ((720, 1280), 320, 4),
+    ((1281, 100), 641, 2),  # ceil(1281 / 2) = 641: floor would wrongly say 1
+    ((1080, 1920), 2000, 1),  # the letterbox enlarges anyway: decode everything
+    ((1080, 1920), (384, 640), 2),  # rectangular input: (540, 960) still shrinks, (270, 480) would not
+    ((4, 1920), 128, 4),  # sides must be at least f pixels
+]
+
+
+def _assert_factors(choose: Callable[[tuple[int, int], object], int]) -> None:
+    for shape, imgsz, want in FACTORS:
+        assert choose(shape, imgsz) == want, (shape, imgsz, want)
+
+
+def test_reduction_factor_picks_the_largest_that_keeps_the_input_size() -> None:
+    _assert_factors(reduction_factor)
+
+
+def test_factor_check_fails_one_step_too_far() -> None:
+    """A choice one reduction too far (capped at libjpeg's 8) fails the table."""
+    with pytest.raises(AssertionError):
+        _assert_factors(lambda shape, imgsz: min(8, 2 * reduction_factor(shape, imgsz)))
+
+
+@pytest.mark.parametrize("name", REDUCED)
+def test_reduced_variants_decode_at_the_chosen_factor(name: str, files: list[Path]) -> None:
+    """The factor used is reduction_factor's for the displayed shape, and the letterbox then shrinks."""
+    seen = set()
+    for p in files:
+        d = DECODERS[name].decode(p, IMGSZ)
+        # PNGs, and CMYK JPEGs for OpenCV, go to the reference, whole.
+        reducible = p.suffix == ".jpg" and not (name == "opencv-reduced" and p.name == "cmyk.jpg")
+        if reducible:
+            assert d.factor == reduction_factor(d.full_shape, IMGSZ), p.name
+        else:
+            assert d.factor == 1, p.name
+        assert max(d.rgb.shape[:2]) >= IMGSZ or max(d.full_shape) < IMGSZ, p.name
+        seen.add(d.factor)
+    assert {2, 4, 8} <= seen
+
+
+def test_boxes_to_full_scales_by_the_factor_and_clips() -> None:
+    """Reduced pixel i covers full pixels [i f, (i + 1) f): edges scale by f, then clip to the image."""
+    d = Decoded(np.zeros((270, 203, 3), np.uint8), (1080, 810), 4)
+    got = d.boxes_to_full(np.array([[10.0, 20.0, 203.0, 270.0]], np.float32))
+    np.testing.assert_array_equal(got, [[40.0, 80.0, 810.0, 1080.0]])
+    assert got.dtype == np.float32
+
+
+# -- reduced decode: detections within the measured bound (real backend) ------------------------------
+
+
+def _one_step_too_far(path: Path, imgsz: int) -> Decoded:
+    """Broken on purpose: the reduced decode, then halved once more (a factor libjpeg would pick at
+    one step too far), so the letterbox enlarges a too-small image."""
+    d = DECODERS["opencv-reduced"].decode(path, imgsz)
+    h, w = d.rgb.shape[:2]
+    rgb = cv2.resize(d.rgb, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    return Decoded(rgb, d.full_shape, d.factor * 2)
+
+
+@pytest.fixture(scope="module")
+def photo_images() -> list[Path]:
+    """The first two photos of each deployment size (tags none, 6, 3, 1, 4, 5): the cached set's own."""
+    return load_dataset(photo_dataset(PhotoConfig(per_size=2))).images("val")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REDUCED)
+def test_reduced_decode_detections_within_bound(name: str, workbench, photo_images: list[Path]) -> None:
+    """The committed baseline on ONNX Runtime finds the same garments through a reduced decode as
+    through the reference, within the decoder's tolerance row (IoU, score, unmatched share)."""
+    backend = workbench.load("onnxruntime")
+    assert_decode_detections_close(backend, name, photo_images, workbench.imgsz, workbench.names)
+
+
+@pytest.mark.slow
+def test_detection_bound_fails_one_step_too_far(workbench, photo_images: list[Path]) -> None:
+    backend = workbench.load("onnxruntime")
+    broken = DecodeVariant("one-step-too-far", _one_step_too_far, "broken on purpose", False)
+    with pytest.raises(OutputMismatch):
+        assert_decode_detections_close(
+            backend, broken, photo_images, workbench.imgsz, workbench.names, DECODE_TOLERANCES[REDUCED[0]]
+        )
+
+
+def test_load_image_rejects_a_factor_libjpeg_lacks(files: list[Path]) -> None:
+    with pytest.raises(ValueError, match="draft_factor"):
+        load_image(files[0], draft_factor=3)
+
+
+def test_cmyk_jpeg_bytes_are_what_the_fixture_says(files: list[Path]) -> None:
+    """The odd files really are odd (so the fallbacks above are exercised)."""
+    modes = {p.name: Image.open(io.BytesIO(p.read_bytes())).mode for p in files[-4:]}
+    assert modes == {"grey.jpg": "L", "cmyk.jpg": "CMYK", "tagged.png": "RGB", "palette.png": "P"}
