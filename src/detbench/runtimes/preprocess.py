@@ -73,6 +73,21 @@ def _check_rgb(rgb: np.ndarray, name: str = "rgb") -> np.ndarray:
     return np.ascontiguousarray(rgb)  # cv2 refuses negative strides, e.g. a BGR<->RGB view
 
 
+def letterbox_geometry(
+    shape: tuple[int, int], target: tuple[int, int]
+) -> tuple[float, tuple[int, int], tuple[int, int]]:
+    """``(ratio, (new_h, new_w), (top, left))`` of LetterBox for an (h, w) image into (th, tw).
+
+    The padding splits as ``round(d - 0.1)`` before and ``round(d + 0.1)`` after, which always sums to
+    the whole padding, so ``bottom = th - new_h - top`` and ``right = tw - new_w - left``.
+    """
+    (h, w), (th, tw) = shape, target
+    r = min(th / h, tw / w)
+    new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
+    top, left = round((th - new_h) / 2 - 0.1), round((tw - new_w) / 2 - 0.1)
+    return r, (new_h, new_w), (top, left)
+
+
 def letterbox(
     rgb: np.ndarray, imgsz: int | tuple[int, int], pad_value: int = PAD_VALUE
 ) -> tuple[np.ndarray, LetterboxInfo]:
@@ -85,11 +100,8 @@ def letterbox(
         raise ValueError(f"pad_value must be within 0..255, got {pad_value!r}")
     th, tw = _target(imgsz)
     h, w = arr.shape[:2]
-    r = min(th / h, tw / w)
-    new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
-    dw, dh = (tw - new_w) / 2, (th - new_h) / 2
-    top, bottom = round(dh - 0.1), round(dh + 0.1)
-    left, right = round(dw - 0.1), round(dw + 0.1)
+    r, (new_h, new_w), (top, left) = letterbox_geometry((h, w), (th, tw))
+    bottom, right = th - new_h - top, tw - new_w - left
     if (h, w) != (new_h, new_w):
         arr = cv2.resize(arr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     out = cv2.copyMakeBorder(arr, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(int(pad_value),) * 3)
@@ -163,6 +175,60 @@ def preprocess(
     if s is not None:
         x /= s[None, :, None, None]
     return x, infos
+
+
+class LeanPreprocessor:
+    """One image at a time into a reused ``(1, 3, H, W)`` float32 buffer, bit-identical to
+    ``preprocess([image], imgsz, mode=mode)``.
+
+    The image is resized straight into a preallocated uint8 canvas (padding filled only when the
+    geometry changes), split into channel planes, widened and divided by 255 in float32 as the
+    reference divides: no stacked batch, no transposed copy, no per-call allocation. The returned
+    array is the buffer itself, overwritten by the next call, so consume it (run the model) first.
+    Not thread-safe: give each thread its own instance.
+    """
+
+    def __init__(self) -> None:
+        self._canvas = np.empty((0, 0, 3), np.uint8)
+        self._planes = np.empty((3, 0, 0), np.uint8)
+        self._buffer = np.empty((1, 3, 0, 0), np.float32)
+        self._placed: tuple[int, int, int, int] | None = None  # (top, left, new_h, new_w) on the canvas
+
+    def __call__(
+        self, image: ImageLike, imgsz: int | tuple[int, int] = 128, mode: Mode = "letterbox"
+    ) -> tuple[np.ndarray, LetterboxInfo]:
+        if mode not in ("letterbox", "resize"):
+            raise ValueError(f"mode must be 'letterbox' or 'resize', got {mode!r}")
+        th, tw = _target(imgsz)
+        rgb = _as_rgb_array(image, 0)
+        h, w = rgb.shape[:2]
+        if self._canvas.shape[:2] != (th, tw):
+            self._canvas = np.empty((th, tw, 3), np.uint8)
+            self._planes = np.empty((3, th, tw), np.uint8)
+            self._buffer = np.empty((1, 3, th, tw), np.float32)
+            self._placed = None
+        if mode == "letterbox":
+            r, (new_h, new_w), (top, left) = letterbox_geometry((h, w), (th, tw))
+            info = LetterboxInfo((h, w), (th, tw), (r, r), (left, top), "letterbox")
+        else:
+            (new_h, new_w), (top, left) = (th, tw), (0, 0)
+            info = LetterboxInfo((h, w), (th, tw), (tw / w, th / h), (0, 0), "resize")
+        if self._placed != (top, left, new_h, new_w):
+            # Content overwrites its own rectangle every call, so the padding only changes with it.
+            self._canvas.fill(PAD_VALUE)
+            self._placed = (top, left, new_h, new_w)
+        view = self._canvas[top : top + new_h, left : left + new_w]
+        if (h, w) == (new_h, new_w):
+            np.copyto(view, rgb)
+        else:
+            out = cv2.resize(rgb, (new_w, new_h), dst=view, interpolation=cv2.INTER_LINEAR)
+            if not np.shares_memory(out, self._canvas):  # OpenCV allocated after all: place it
+                np.copyto(view, out)
+        # Split, widen, divide: each pass contiguous, measured faster than one strided divide.
+        cv2.split(self._canvas, list(self._planes))
+        np.copyto(self._buffer[0], self._planes)
+        np.divide(self._buffer, np.float32(255), out=self._buffer)
+        return self._buffer, info
 
 
 def unletterbox_boxes(xyxy: np.ndarray, info: LetterboxInfo) -> np.ndarray:
