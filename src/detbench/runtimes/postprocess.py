@@ -1,4 +1,5 @@
-"""Raw head output to detections: ultralytics' own NMS, boxes mapped back to the original image."""
+"""Raw head output to detections: ultralytics' own NMS (the reference) or a NumPy NMS with the same
+semantics and arithmetic (torch-free), boxes mapped back to the original image."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from detbench.runtimes.preprocess import LetterboxInfo, unletterbox_boxes
 CONF = 0.25  # ultralytics' predict defaults, so detections match YOLO(...).predict()
 IOU = 0.7
 MAX_DET = 300
+MAX_NMS = 30000  # ultralytics' non_max_suppression defaults: candidates kept before NMS,
+MAX_WH = 7680  # and the per-class coordinate offset that keeps classes apart
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,90 @@ def nms(raw: np.ndarray, *, conf: float = CONF, iou: float = IOU, max_det: int =
     return [o.numpy() for o in out]
 
 
+def _greedy_keep(boxes: np.ndarray, scores: np.ndarray, iou: float, max_det: int) -> np.ndarray:
+    """Indices torchvision's CPU ``nms`` keeps, the first ``max_det`` of them.
+
+    The same float32 operations in the same order as its kernel (areas, clamped intersection,
+    ``inter / (area_i + area_j - inter)``), scores sorted stably in descending order, and the overlap
+    compared in float64 with the threshold as the kernel compares a float with a double; a NaN
+    overlap (two empty boxes) suppresses nothing there, so nothing here either.
+    """
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[order, k]) for k in range(4))
+    areas = (x2 - x1) * (y2 - y1)
+    zero = boxes.dtype.type(0)
+    left = np.arange(len(order))
+    keep = []
+    while left.size and len(keep) < max_det:
+        i, rest = left[0], left[1:]
+        keep.append(i)
+        w = np.maximum(zero, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+        h = np.maximum(zero, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+        inter = w * h
+        with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 of empty boxes: NaN, as in the kernel
+            overlap = inter / (areas[i] + areas[rest] - inter)
+        left = rest[~(overlap.astype(np.float64) > np.float64(iou))]
+    return order[np.asarray(keep, dtype=np.int64)]
+
+
+def numpy_nms(
+    raw: np.ndarray,
+    *,
+    conf: float = CONF,
+    iou: float = IOU,
+    max_det: int = MAX_DET,
+    max_nms: int = MAX_NMS,
+    max_wh: int = MAX_WH,
+    agnostic: bool = False,
+) -> list[np.ndarray]:
+    """:func:`nms` without torch: per image (K, 6) [x1, y1, x2, y2, score, cls] in model-input pixels,
+    identical to ultralytics' ``non_max_suppression`` on torchvision's kernel for float32 (and
+    float64) heads: candidates by top class score ``> conf``, best class per box (first on ties),
+    class-aware NMS through a ``cls * max_wh`` box offset (``agnostic`` drops it), ``max_det`` kept.
+
+    Above ``max_nms`` candidates both keep the highest scores, but ultralytics' unstable sort may
+    break a tie at the cut differently; no head of an ``imgsz`` below about 1200 has that many anchors.
+    A head of exactly 6 anchors (``imgsz`` 16) is one ultralytics takes for an end-to-end (N, K, 6)
+    output and only thresholds; here it gets NMS like any other.
+    """
+    raw = np.asarray(raw)
+    if raw.ndim != 3 or raw.shape[1] < 5:
+        raise ValueError(f"raw head: expected (N, 4 + classes, anchors), got shape {raw.shape}")
+    if raw.dtype not in (np.float32, np.float64):
+        raise ValueError(f"raw head: expected float32 or float64, got {raw.dtype}")
+    if not (0 <= conf <= 1 and 0 <= iou <= 1):
+        raise ValueError(f"conf and iou must lie within 0..1, got conf={conf!r}, iou={iou!r}")
+    # A Python float, so the comparison runs in the head's dtype as torch's does with a scalar.
+    conf = float(conf)
+    out = []
+    for pred in raw:
+        x = pred[:, pred[4:].max(axis=0) > conf].T
+        xy, wh = x[:, :2], x[:, 2:4] / 2
+        cls = x[:, 4:]
+        j = cls.argmax(axis=1)
+        score = cls[np.arange(len(j)), j]
+        det = np.concatenate([xy - wh, xy + wh, score[:, None], j[:, None].astype(raw.dtype)], axis=1)
+        det = det[score > conf]
+        if len(det) > max_nms:
+            det = det[np.argsort(-det[:, 4], kind="stable")[:max_nms]]
+        if not len(det):
+            out.append(np.zeros((0, 6), dtype=np.float32))  # ultralytics' empty result is float32 always
+            continue
+        boxes = det[:, :4] + det[:, 5:6] * (0 if agnostic else max_wh)
+        out.append(det[_greedy_keep(boxes, det[:, 4], iou, max_det)])
+    return out
+
+
+def _check_head(raw: np.ndarray, infos: Sequence[LetterboxInfo], names: Sequence[str]) -> None:
+    if raw.ndim != 3 or raw.shape[1] != 4 + len(names):
+        raise ValueError(
+            f"raw head shape {raw.shape} does not fit {len(names)} classes "
+            f"(expected (N, {4 + len(names)}, anchors))"
+        )
+    if len(infos) != raw.shape[0]:
+        raise ValueError(f"{len(infos)} letterbox infos for a batch of {raw.shape[0]}")
+
+
 def postprocess(
     raw: np.ndarray,
     infos: Sequence[LetterboxInfo],
@@ -80,15 +167,30 @@ def postprocess(
     iou: float = IOU,
     max_det: int = MAX_DET,
 ) -> list[Detections]:
-    if raw.ndim != 3 or raw.shape[1] != 4 + len(names):
-        raise ValueError(
-            f"raw head shape {raw.shape} does not fit {len(names)} classes "
-            f"(expected (N, {4 + len(names)}, anchors))"
-        )
-    if len(infos) != raw.shape[0]:
-        raise ValueError(f"{len(infos)} letterbox infos for a batch of {raw.shape[0]}")
+    """Detections per image through ultralytics' NMS: the reference postprocess."""
+    _check_head(raw, infos, names)
+    return _to_detections(nms(raw, conf=conf, iou=iou, max_det=max_det), infos, names)
+
+
+def postprocess_numpy(
+    raw: np.ndarray,
+    infos: Sequence[LetterboxInfo],
+    names: Sequence[str],
+    *,
+    conf: float = CONF,
+    iou: float = IOU,
+    max_det: int = MAX_DET,
+) -> list[Detections]:
+    """:func:`postprocess` through :func:`numpy_nms`: the same detections without importing torch."""
+    _check_head(raw, infos, names)
+    return _to_detections(numpy_nms(raw, conf=conf, iou=iou, max_det=max_det), infos, names)
+
+
+def _to_detections(
+    per_image: Sequence[np.ndarray], infos: Sequence[LetterboxInfo], names: Sequence[str]
+) -> list[Detections]:
     dets = []
-    for det, info in zip(nms(raw, conf=conf, iou=iou, max_det=max_det), infos):
+    for det, info in zip(per_image, infos):
         boxes = unletterbox_boxes(det[:, :4].astype(np.float32), info)
         dets.append(
             Detections(
