@@ -74,23 +74,35 @@ def _one_line_cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {line[:300]}"
 
 
-def load_detection_model(weights: Path | str) -> tuple[RawHead, ModelInfo]:
-    """Load an ultralytics detection checkpoint (.pt) for inference, fp32, on CPU."""
+def load_detection_model(weights: Path | str, *, end2end: bool = False) -> tuple[RawHead, ModelInfo]:
+    """Load an ultralytics detection checkpoint (.pt) for inference, fp32, on CPU.
+
+    ``end2end`` selects the head's one-to-one (NMS-free) branch, so the module returns
+    ``(N, min(300, anchors), 6)`` rows of x1, y1, x2, y2, score, class instead of the raw head; a
+    model without that branch is refused with ``end2end_unavailable``'s reason.
+    """
     from ultralytics.nn.tasks import load_checkpoint
 
     weights = check_model_file(Path(weights))
     try:
-        model, ckpt = load_checkpoint(str(weights), device="cpu", fuse=True)
+        # Fused below, after the head is found: fusing drops the branch end2end does not select.
+        model, ckpt = load_checkpoint(str(weights), device="cpu", fuse=False)
     except ModelFileError:
         raise
     except Exception as exc:  # torch/pickle raise many types for corrupt files
         raise ModelFileError(weights, f"cannot load checkpoint ({_one_line_cause(exc)})") from exc
     if getattr(model, "task", "detect") != "detect":
         raise ModelFileError(weights, f"is a {model.task} model; detbench needs a detection model")
+    head = find_detect_head(model, weights)
+    if end2end:
+        if reason := end2end_unavailable(head):
+            raise ModelFileError(weights, reason)
+        model.model[head.index].end2end = True
+    if hasattr(model, "fuse"):
+        model = model.fuse()
     model = copy.deepcopy(model).float().eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    head = find_detect_head(model, weights)
     detect = model.model[head.index]
     detect.export = True  # return the decoded head only
     detect.format = "onnx"
@@ -100,3 +112,14 @@ def load_detection_model(weights: Path | str) -> tuple[RawHead, ModelInfo]:
     imgsz = int((ckpt.get("train_args") or {}).get("imgsz", 640))
     info = ModelInfo(names=names, imgsz=imgsz, stride=int(model.stride.max()), head=head)
     return RawHead(model).eval(), info
+
+
+def end2end_unavailable(head: DetectHead) -> str | None:
+    """Why this head has no end2end (NMS-free) export, naming the model's family; None where it has one."""
+    if head.one2one:
+        return None
+    family = head.family or "this model"
+    return (
+        f"{family}'s {head.kind} head has no one-to-one branch: only NMS-free families "
+        "(YOLO26, YOLOv10) export end2end"
+    )

@@ -6,6 +6,8 @@ index ``i`` of the DetectionModel's ``model`` Sequential exports as ``/model/mod
 ``/model`` in front is ``RawHead``), its DFL as ``/model/model.{i}/dfl/...``. Measured with
 ultralytics 8.4.190 at n scale: YOLOv8 and v9 (t) ``model.22``, YOLO11, YOLO26 and YOLOv10
 ``model.23``, YOLO12 ``model.21``, YOLOv5u ``model.24``; YOLO26 (``reg_max=1``) has no DFL.
+YOLO26 and YOLOv10 also carry a one-to-one branch (``one2one_cv2``/``one2one_cv3``): their NMS-free
+(end2end) head, which fusing drops unless it is selected first, so it is looked for before fusing.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class DetectHead:
     index: int  # in the DetectionModel's ``model`` Sequential
     kind: str  # the head's class name: Detect, v10Detect, ...
     dfl: bool  # False where reg_max == 1 (YOLO26): the box branch then has no DFL module
+    one2one: bool = False  # has the one-to-one (NMS-free, end2end) branch: YOLO26, YOLOv10
+    family: str = ""  # the model's yaml stem (yolov8n, yolo26n, ...), "" where the checkpoint has none
 
     @property
     def prefix(self) -> str:
@@ -40,7 +44,8 @@ class DetectHead:
 def find_detect_head(model: torch.nn.Module, source: Path | str) -> DetectHead:
     """The one Detect head (or subclass: v10Detect, ...) among ``model.model``'s layers; ``source``
     names the file in the ModelFileError raised where there is none, more than one, or a task head
-    (Segment, Pose, OBB: Detect subclasses whose output carries more than boxes and scores)."""
+    (Segment, Pose, OBB: Detect subclasses whose output carries more than boxes and scores). Call it
+    before fusing: ``one2one`` is read from the branch a fuse would drop."""
     from ultralytics.nn.modules.block import DFL
     from ultralytics.nn.modules.head import OBB, Detect, Pose, Segment, YOLOESegment
 
@@ -68,6 +73,12 @@ def find_detect_head(model: torch.nn.Module, source: Path | str) -> DetectHead:
             f"its head (layer {found[0]}) is {type(head).__name__}, not a Detect head; "
             "detbench needs an ultralytics detection model",
         )
+    yaml = getattr(model, "yaml", None)
+    family = Path(str(yaml.get("yaml_file", ""))).stem if isinstance(yaml, dict) else ""
     return DetectHead(
-        index=found[0], kind=type(head).__name__, dfl=isinstance(getattr(head, "dfl", None), DFL)
+        index=found[0],
+        kind=type(head).__name__,
+        dfl=isinstance(getattr(head, "dfl", None), DFL),
+        one2one=getattr(head, "one2one_cv2", None) is not None,
+        family=family,
     )
