@@ -35,7 +35,15 @@ from detbench.runtimes import metadata
 from detbench.runtimes.cache import Artifact, ArtifactCache
 
 EXPORTER_VERSION = 5  # part of every cache key: bump when a builder's output changes (5: YOLO() interop)
-FORMATS = ("torchscript", "onnx", "openvino", "onnx-int8", "openvino-int8", "torchscript-frozen")
+FORMATS = (
+    "torchscript",
+    "onnx",
+    "openvino",
+    "onnx-int8",
+    "openvino-int8",
+    "torchscript-frozen",
+    "onnx-end2end",
+)
 FILENAMES = {
     "torchscript": "model.torchscript",
     "onnx": "model.onnx",
@@ -43,6 +51,7 @@ FILENAMES = {
     "onnx-int8": "model.int8.onnx",
     "openvino-int8": "model_int8_openvino_model",  # the suffix ultralytics looks for
     "torchscript-frozen": "model.frozen.torchscript",
+    "onnx-end2end": "model.end2end.onnx",
 }
 # Packages only one format is built with: in that format's cache key, not in every key.
 FORMAT_TOOLS = {"openvino-int8": ("nncf",)}
@@ -188,10 +197,13 @@ def _dummy(settings: ExportSettings) -> torch.Tensor:
     return torch.zeros(1, 3, settings.imgsz, settings.imgsz)
 
 
-def _prepared(weights: Path, settings: ExportSettings) -> tuple[torch.nn.Module, object]:
-    """The raw-head module after one dry run: Detect caches its anchors for the input size on the
-    first call, so tracing twice (the trace check) then sees the same graph, as ultralytics does."""
-    model, info = load_detection_model(weights)
+def _prepared(
+    weights: Path, settings: ExportSettings, *, end2end: bool = False
+) -> tuple[torch.nn.Module, object]:
+    """The raw-head module (``end2end``: the one-to-one head's detections) after one dry run: Detect
+    caches its anchors for the input size on the first call, so tracing twice (the trace check) then
+    sees the same graph, as ultralytics does."""
+    model, info = load_detection_model(weights, end2end=end2end)
     with torch.no_grad():
         model(_dummy(settings))
     return model, info
@@ -223,10 +235,12 @@ def build_torchscript_frozen(weights: Path, dest: Path, settings: ExportSettings
         frozen.save(str(dest), _extra_files=metadata.torchscript_extra_files(_metadata(info, settings)))
 
 
-def build_onnx(weights: Path, dest: Path, settings: ExportSettings) -> None:
+def build_onnx(weights: Path, dest: Path, settings: ExportSettings, *, end2end: bool = False) -> None:
+    """``end2end``: the one-to-one head selected, output (N, min(300, anchors), 6) x1 y1 x2 y2 score
+    class, with ultralytics' metadata saying so (``end2end: True``), as its ``export(nms=False)`` does."""
     import onnx
 
-    model, info = _prepared(weights, settings)
+    model, info = _prepared(weights, settings, end2end=end2end)
     dynamic = {"images": {0: "batch"}, "output0": {0: "batch"}} if settings.dynamic_batch else None
     with torch.no_grad(), quiet_torch_exporters():
         torch.onnx.export(
@@ -245,9 +259,10 @@ def build_onnx(weights: Path, dest: Path, settings: ExportSettings) -> None:
 
         proto = onnxslim.slim(proto)
     unname_batch_dim(proto)
-    metadata.add_onnx_metadata(
-        proto, _metadata(info, settings, opset=settings.opset, simplify=settings.simplify)
-    )
+    meta = _metadata(info, settings, opset=settings.opset, simplify=settings.simplify)
+    if end2end:
+        meta["end2end"] = True
+    metadata.add_onnx_metadata(proto, meta)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(dest))
 
@@ -510,6 +525,7 @@ class Exporter:
                 self.get("openvino").path, d, self.settings_for("openvino-int8"), self._calibration()
             ),
             "torchscript-frozen": lambda d: build_torchscript_frozen(self.weights, d, self.settings),
+            "onnx-end2end": lambda d: build_onnx(self.weights, d, self.settings, end2end=True),
         }
         return self.cache.get_or_build(fmt, self.fields(fmt), FILENAMES[fmt], builders[fmt])
 
@@ -529,9 +545,10 @@ def export_onnx_ultralytics(weights: Path, out_dir: Path, imgsz: int, opset: int
 
 
 def untrained_checkpoint(
-    scale: str, imgsz: int, names: Sequence[str] = CLASS_NAMES, family: str = "yolov8"
+    scale: str, imgsz: int, names: Sequence[str] = CLASS_NAMES, family: str = "yolov8", bn_images: int = 0
 ) -> Path:
-    """The cached untrained ``{family}{scale}`` checkpoint (built on first use), e.g. yolo11 + n."""
+    """The cached untrained ``{family}{scale}`` checkpoint (built on first use), e.g. yolo11 + n;
+    ``bn_images`` > 0: with BatchNorm statistics from that many scenes (scales.batchnorm_statistics)."""
     fields: dict[str, object] = {
         "scale": scale,
         "names": list(names),
@@ -541,10 +558,14 @@ def untrained_checkpoint(
     }
     if family != "yolov8":  # absent for YOLOv8: its entries (and the exports keyed on them) stay valid
         fields["family"] = family
+    if bn_images:  # absent otherwise, for the same reason
+        fields["bn_images"] = bn_images
     ckpt = ArtifactCache().get_or_build(
         "untrained-checkpoint",
         fields,
         f"{family}{scale}.pt",
-        lambda dest: scales.build_untrained_checkpoint(scale, dest, imgsz=imgsz, names=names, family=family),
+        lambda dest: scales.build_untrained_checkpoint(
+            scale, dest, imgsz=imgsz, names=names, family=family, bn_images=bn_images
+        ),
     )
     return ckpt.path
