@@ -33,6 +33,7 @@ def test_registry_lists_every_backend() -> None:
         "openvino-int8",
         "torchscript-frozen",
         "pytorch-compile",
+        "onnxruntime-end2end",
     ]
     assert {n: c.precision for n, c in REGISTRY.items() if c.precision != "fp32"} == {
         "onnxruntime-int8": "int8",

@@ -1,8 +1,10 @@
 """One backend protocol and its implementations, so every runtime is timed and compared alike.
 
 A backend loads one artifact and maps a preprocessed batch ``(N, 3, H, W)`` float32 to the raw
-head ``(N, 4 + classes, anchors)`` float32. Input checks live in ``BaseBackend.run`` so every
-backend refuses bad tensors with the same typed error instead of crashing inside a runtime.
+head ``(N, 4 + classes, anchors)`` float32, or, where ``output`` is "detections" (the NMS-free
+end2end export), to ``(N, K, 6)`` rows of x1, y1, x2, y2, score, class (``runtimes.end2end``).
+Input checks live in ``BaseBackend.run`` so every backend refuses bad tensors with the same typed
+error instead of crashing inside a runtime.
 """
 
 from __future__ import annotations
@@ -56,11 +58,19 @@ class BaseBackend:
     precision: ClassVar[str]
     # Why `detbench report` measures this backend only when named or with --full ("": always).
     opt_in: ClassVar[str] = ""
+    # "raw": the raw head, postprocessed with NMS; "detections": end2end rows (runtimes.end2end).
+    output: ClassVar[str] = "raw"
 
     @classmethod
     def unavailable(cls) -> str | None:
         """Why this backend cannot run on this machine (missing runtime, CPU lacks an instruction
         set), or None. The suite skips it with this reason; the report leaves it out saying so."""
+        return None
+
+    @classmethod
+    def model_unavailable(cls, weights: Path) -> str | None:
+        """Why these weights have no artifact for this backend (its export needs a head they lack),
+        naming the model; None where they have one."""
         return None
 
     def __init__(self, settings: BackendSettings | None = None) -> None:
@@ -378,6 +388,31 @@ class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
     precision = "int8"
 
 
+class OnnxRuntimeEnd2EndBackend(OnnxRuntimeBackend):
+    """The NMS-free export of a one-to-one head (YOLO26, YOLOv10): ONNX Runtime returns the ranked
+    detections ``(N, min(300, anchors), 6)``; ``runtimes.end2end.postprocess_end2end`` thresholds and
+    un-letterboxes them, no NMS. The one-to-many ``onnxruntime`` export (with NMS) stays the reference."""
+
+    name = "onnxruntime-end2end"
+    artifact_format = "onnx-end2end"
+    precision = "fp32"
+    output = "detections"
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        # Without the weights: the suite, report and tune compare raw heads, not these detections.
+        return (
+            "only for a model with a one-to-one head (YOLO26, YOLOv10), and its detections are "
+            "verified by their own check (scripts/measure_end2end.py), not yet by the suite, report or tune"
+        )
+
+    @classmethod
+    def model_unavailable(cls, weights: Path) -> str | None:
+        from detbench.model.checkpoint import end2end_unavailable, load_detection_model
+
+        return end2end_unavailable(load_detection_model(weights)[1].head)
+
+
 class OpenVINOBackend(BaseBackend):
     name = "openvino"
     artifact_format = "openvino"
@@ -531,6 +566,7 @@ REGISTRY: dict[str, type[BaseBackend]] = {
         OpenVINOInt8Backend,
         TorchScriptFrozenBackend,
         PyTorchCompileBackend,
+        OnnxRuntimeEnd2EndBackend,
     )
 }
 

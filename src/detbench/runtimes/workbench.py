@@ -21,6 +21,7 @@ from detbench.runtimes import metadata
 from detbench.runtimes.backends import REGISTRY, BackendSettings, BaseBackend, PyTorchBackend, create
 from detbench.runtimes.cache import ArtifactCache
 from detbench.runtimes.export import Exporter, ExportSettings
+from detbench.runtimes.postprocess import MAX_DET
 
 
 def parse_artifact_overrides(items: Sequence[str]) -> dict[str, Path]:
@@ -115,7 +116,8 @@ class Workbench:
         return backend
 
     def check_fits(self, backend: BaseBackend, path: Path) -> None:
-        """Refuse an artifact whose input size, class count or output layout differs from the baseline."""
+        """Refuse an artifact whose input size, class count or output layout differs from the baseline
+        (an end2end backend's: (N, min(300, anchors), 6) detections)."""
         spec = backend.spec
         assert spec is not None
         self.check_metadata(path, spec.batch)
@@ -128,6 +130,15 @@ class Workbench:
         probe = np.zeros((spec.batch or 1, 3, self.imgsz, self.imgsz), dtype=np.float32)
         out = backend.run(probe)
         anchors = anchor_count(self.imgsz)
+        if backend.output == "detections":
+            rows = min(MAX_DET, anchors)
+            if out.shape[1:] != (rows, 6):
+                raise ModelFileError(
+                    path,
+                    f"output shape {out.shape} is not end2end detections (N, {rows}, 6): "
+                    "x1, y1, x2, y2, score, class",
+                )
+            return
         if out.ndim != 3 or out.shape[1] != 4 + len(self.names):
             classes = out.shape[1] - 4 if out.ndim == 3 else "?"
             raise ModelFileError(

@@ -101,6 +101,16 @@ TOLERANCES: dict[str, Tolerance] = {
         reason="inductor's generated C++ kernels (frozen weights) sum in another order: measured box "
         "3.7e-4 px, score 1.7e-6",
     ),
+    # Raw bounds on the (N, K, 6) rows against the model's own end2end forward; detection bounds against
+    # its own predict(nms=False). `python scripts/measure_end2end.py` (yolo26n, yolov10n untrained with
+    # BatchNorm statistics, 100 val images, 2026-12-07). mAP bounds are the fp32 contract, unmeasured:
+    # an untrained model's mAP says nothing, and one-to-one vs one-to-many differ by design anyway.
+    "onnxruntime-end2end": Tolerance(
+        box_atol=0.03, score_atol=2e-4, rtol=1e-5, **_FP32,
+        reason="MLAS kernels, then top-k over anchors x classes: measured rows box 7.5e-3 px, score 5.6e-5 "
+        "(where near-tied scores did not swap rows: 46-56 of 100 images); detections vs the model's own "
+        "predict: every one paired, box 0.083 px, score 4.2e-4, IoU >= 0.9995 on non-degenerate boxes",
+    ),
 }  # fmt: skip
 
 

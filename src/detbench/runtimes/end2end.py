@@ -1,0 +1,46 @@
+"""NMS-free (end2end) output to detections: the one-to-one head of YOLO26 and YOLOv10 already ranks.
+
+Its export returns ``(N, K, 6)`` rows ``x1, y1, x2, y2, score, class`` in model-input pixels, sorted
+by score, ``K = min(300, anchors)`` (ultralytics ``Detect.postprocess``: top-k over anchors x classes,
+no NMS). What is left is ultralytics' ``non_max_suppression`` end2end branch (score strictly above
+``conf``, the first ``max_det``) and its ``scale_boxes`` (letterbox undone, clipped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from detbench.runtimes.postprocess import CONF, MAX_DET, Detections
+from detbench.runtimes.preprocess import LetterboxInfo, unletterbox_boxes
+
+
+def postprocess_end2end(
+    out: np.ndarray,
+    infos: Sequence[LetterboxInfo],
+    names: Sequence[str],
+    *,
+    conf: float = CONF,
+    max_det: int = MAX_DET,
+) -> list[Detections]:
+    """Detections of an end2end batch, in original-image pixels; no NMS (the head has none to need)."""
+    if out.ndim != 3 or out.shape[2] != 6:
+        raise ValueError(f"end2end output shape {out.shape} is not (N, detections, 6)")
+    if len(infos) != out.shape[0]:
+        raise ValueError(f"{len(infos)} letterbox infos for a batch of {out.shape[0]}")
+    dets = []
+    for rows, info in zip(out, infos):
+        kept = rows[rows[:, 4] > conf][:max_det]  # strict, as ultralytics' end2end branch
+        classes = kept[:, 5].astype(np.int64)
+        if len(classes) and (classes.min() < 0 or classes.max() >= len(names)):
+            raise ValueError(f"end2end class index {int(classes.max())} outside the {len(names)} classes")
+        dets.append(
+            Detections(
+                xyxy=unletterbox_boxes(kept[:, :4].astype(np.float32), info).astype(np.float32),
+                scores=kept[:, 4].astype(np.float32),
+                class_ids=classes,
+                names=tuple(names),
+            )
+        )
+    return dets
