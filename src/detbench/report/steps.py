@@ -76,7 +76,7 @@ def resolve_inputs(s: Any) -> Inputs:
     if s.default_backends:  # the user chose none: what cannot run here is left out, saying why
         reasons = {n: REGISTRY[n].unavailable() for n in names}
         names = [n for n in names if not reasons[n]]
-        notes += [f"{n} cannot run on this machine, left out: {why}" for n, why in reasons.items() if why]
+        notes += [f"{n} left out: {why}" for n, why in reasons.items() if why]
         if not s.full:
             opt_in = {n: REGISTRY[n].opt_in for n in names if REGISTRY[n].opt_in}
             names = [n for n in names if n not in opt_in]
