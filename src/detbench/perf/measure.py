@@ -7,7 +7,6 @@ judges: ``report`` sequences these steps, ``report.verdict`` judges and ``report
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from detbench.perf.timing import BlockPlan
 
 if TYPE_CHECKING:
     from detbench.perf.budgets import Budgets, LatencyBudget
+    from detbench.perf.pipeline_timing import Pipeline, StagePlan
 
 
 def batch_of(x: np.ndarray, n: int) -> np.ndarray:
@@ -119,36 +119,37 @@ def measure_first_calls(
 
 
 def measure_stages(
-    loaded: Mapping[str, Any], images: Sequence[Path], imgsz: int, names: Any
+    loaded: Mapping[str, Any],
+    images: Sequence[Path],
+    imgsz: int,
+    names: Any,
+    *,
+    plan: StagePlan | None = None,
+    pipeline: Pipeline | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Per-image medians of decode + preprocess, inference and postprocess (NMS) with class ``names``,
-    and their sum, over ``images``, one image at a time as a deployment runs them."""
-    from detbench.runtimes.postprocess import postprocess
-    from detbench.runtimes.preprocess import preprocess
+    """Per-image medians of decode, preprocess, inference and postprocess (NMS) with class ``names``,
+    and end to end, over ``images`` one at a time as a deployment runs them, at steady state
+    (``pipeline_timing.pipeline_stages``: a cold first pass kept apart, then ``plan``'s warm passes
+    alternated between backends). ``pipeline``: the reference pipeline unless given."""
+    from detbench.perf.pipeline_timing import StagePlan, pipeline_stages, reference_pipeline
 
+    plan = plan or StagePlan.REPORT
+    pipeline = pipeline or reference_pipeline(imgsz, names)
+    runs = {n: b.run for n, b in loaded.items() if b.dynamic_batch or b.spec.batch == 1}
+    timed = pipeline_stages(runs, pipeline, images, plan) if runs and images else {}
     out = {}
     for name, backend in loaded.items():
-        if not (backend.dynamic_batch or backend.spec.batch == 1):
+        if name in timed:
+            out[name] = {
+                "images": len(images),
+                "warm_passes": plan.warm_passes,
+                **timed[name].summary(),
+                "reason": None,
+            }
+        elif name in runs:
+            out[name] = {"images": 0, "reason": "no images to time"}
+        else:
             out[name] = {"images": 0, "reason": f"fixed batch of {backend.spec.batch}: no per-image pipeline"}
-            continue
-        t = np.empty((len(images), 3))
-        for i, path in enumerate(images):
-            t0 = time.perf_counter()
-            x, infos = preprocess([path], imgsz)
-            t1 = time.perf_counter()
-            raw = backend.run(x)
-            t2 = time.perf_counter()
-            postprocess(raw, infos, names)
-            t[i] = (t1 - t0, t2 - t1, time.perf_counter() - t2)
-        med = np.median(t, axis=0) * 1e3
-        out[name] = {
-            "images": len(images),
-            "decode_preprocess_ms": float(med[0]),
-            "inference_ms": float(med[1]),
-            "postprocess_ms": float(med[2]),
-            "end_to_end_ms": float(np.median(t.sum(axis=1)) * 1e3),
-            "reason": None,
-        }
     return out
 
 

@@ -196,10 +196,16 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
             if s.full
             else by_threads_step(None)
         )
+        photos = st.run("photos", "photo-sized set", lambda _t: steps.stage_photos())
         stages = st.run(
             "stages",
             "per-image pipeline",
             lambda _t: measure.measure_stages(loaded, inp.val[:STAGE_IMAGES], inp.imgsz, inp.info.names),
+        )
+        photo_stages = st.run(
+            "photo_stages",
+            f"per-image pipeline ({len(photos)} photos)",
+            lambda _t: measure.measure_stages(loaded, photos, inp.imgsz, inp.info.names),
         )
         first = {n: _not_measured_first_call() for n in names}
         if s.full:
@@ -246,6 +252,7 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
             throughput=from_json(Throughput, tp[n]),
             latency_by_threads=by_threads[n],
             stages_ms=from_json(Stages, stages[n]),
+            photo_stages_ms=from_json(Stages, photo_stages[n]),
             first_call=from_json(FirstCall, first[n]),
             efficiency=eff[n],
             recommended=bool(recommended and recommended.get("backend") == n),

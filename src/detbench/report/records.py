@@ -161,11 +161,23 @@ class ThreadLatency:
 
 @dataclass(frozen=True, kw_only=True)
 class Stages:
-    images: int = doc("val images timed one at a time (0: not measured)")
+    images: int = doc("images timed one at a time (0: not measured)")
+    warm_passes: int | None = doc(
+        "timed passes over the images per backend after a cold first pass, alternated between "
+        "backends (perf.pipeline_timing); the medians below are over them (absent in files from "
+        "before: those timed one cold pass)",
+        optional=True,
+    )
+    decode_ms: float | None = doc("median decode of the file to RGB (absent in older files)", optional=True)
+    preprocess_ms: float | None = doc("median letterbox + normalize (absent in older files)", optional=True)
     decode_preprocess_ms: float | None = doc("median decode + letterbox + normalize", optional=True)
     inference_ms: float | None = doc("median backend call", optional=True)
     postprocess_ms: float | None = doc("median NMS into detections", optional=True)
-    end_to_end_ms: float | None = doc("median of the three's sum per image", optional=True)
+    end_to_end_ms: float | None = doc("median of the four stages' sum per image", optional=True)
+    cold_end_to_end_ms: float | None = doc(
+        "median end to end of the first pass, apart from the warm ones (absent in older files)",
+        optional=True,
+    )
     reason: str | None = doc("why not measured (the stage keys are then absent); null when measured")
 
 
@@ -207,7 +219,10 @@ class Backend:
     speedup: Speedup = doc("pytorch / this at batch 1")
     throughput: Throughput = doc("images/s at --batch; nulls + reason for a fixed-batch artifact")
     latency_by_threads: dict[str, ThreadLatency] = doc("{threads: latency at batch 1} for thread_columns")
-    stages_ms: Stages = doc("per-image medians of the deployment pipeline, one image at a time")
+    stages_ms: Stages = doc("per-image medians of the deployment pipeline, one val image at a time")
+    photo_stages_ms: Stages | None = doc(
+        "the same on photo-sized JPEGs (data.photos; absent in older files)", optional=True
+    )
     first_call: FirstCall = doc("cold start and memory in a fresh process")
     efficiency: Efficiency = doc("achieved GFLOP/s as a share of the backend's own precision's peak")
     recommended: bool = doc("true for the backend detbench tune recommended")

@@ -139,11 +139,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Latency p50 at 1 thread and at all usable cores (steady state); first call = runtime import "
         "+ load + first inference in a fresh process, with that process's peak RSS and what the "
         "backend added to the RSS before loading (Python, numpy, detbench and torch); the per-image "
-        "pipeline (median over val images, one at a time): decode + preprocess, inference, "
-        "postprocess (NMS), and the end-to-end sum. ★ marks the configuration `detbench tune` "
-        "recommended."
+        "pipeline (median over val images, one at a time, warm): decode + preprocess, inference, "
+        "postprocess (NMS), and the end-to-end sum; the same end to end on photo-sized JPEGs. ★ marks "
+        "the configuration `detbench tune` recommended."
         + ("" if s.get("full", True) else " Other thread counts and first calls are measured with --full."),
         _md_table(deploy_header(report), deployment_rows(report)),
+        "## Per-image pipeline",
+        "One image at a time as a deployment runs it (decode the file, letterbox, infer, NMS), "
+        "medians in ms. Warm: the passes over the images after a first (cold) pass, alternated "
+        "between backends in blocks, each after an untimed settle; cold: the first pass's end to end.",
+        _md_table(STAGE_HEADER, stage_rows(report)),
         "## Per-class accuracy (precision / recall / mAP50)",
         _md_table(
             ["class", *(r["name"] for r in report["backends"])],
@@ -214,6 +219,47 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 STAGE_KEYS = ("decode_preprocess_ms", "inference_ms", "postprocess_ms", "end_to_end_ms")
+STAGE_HEADER = (
+    "backend",
+    "images",
+    "warm passes",
+    "decode",
+    "preprocess",
+    "inference",
+    "postprocess",
+    "end to end",
+    "cold end to end",
+)
+_STAGE_SETS = (("stages_ms", "val"), ("photo_stages_ms", "photos"))
+
+
+def stage_rows(report: dict[str, Any]) -> list[list[str]]:
+    """One row per backend and image set (val, photos) with every stage's median; "-" where a file
+    has no such figure (older files: one cold pass, decode and preprocess together)."""
+    out = []
+    for r in report["backends"]:
+        for key, label in _STAGE_SETS:
+            st = r.get(key)
+            if not st:
+                continue
+            cells = [r["name"], f"{st['images']} {label}"]
+            if st.get("reason"):
+                out.append([*cells, "-", st["reason"], *("-" for _ in STAGE_HEADER[4:])])
+                continue
+            cells.append(str(st.get("warm_passes", "-")))
+            cells += [
+                _f(st.get(k), ".2f")
+                for k in (
+                    "decode_ms",
+                    "preprocess_ms",
+                    "inference_ms",
+                    "postprocess_ms",
+                    "end_to_end_ms",
+                    "cold_end_to_end_ms",
+                )
+            ]
+            out.append(cells)
+    return out
 
 
 def deploy_header(report: dict[str, Any]) -> list[str]:
@@ -228,6 +274,7 @@ def deploy_header(report: dict[str, Any]) -> list[str]:
         "inference ms",
         "post ms",
         "end-to-end ms",
+        "photos e2e ms",
     ]
 
 
@@ -246,6 +293,7 @@ def deployment_rows(report: dict[str, Any]) -> list[list[str]]:
             _f(fc.get("peak_rss_mb"), ".0f"),
             _f(_minus(fc.get("peak_rss_mb"), fc.get("base_rss_mb")), ".0f"),
             *(_f(st.get(k), ".2f") for k in STAGE_KEYS),
+            _f((r.get("photo_stages_ms") or {}).get("end_to_end_ms"), ".2f"),
         ]
         out.append(cells)
     return out

@@ -28,7 +28,8 @@ from detbench.runtimes.cache import artifact_size
 from detbench.schema import from_json
 
 DEVIATION_IMAGES = 16
-STAGE_IMAGES = 16  # val images timed through decode + preprocess, inference, postprocess
+STAGE_IMAGES = 16  # val images timed through decode, preprocess, inference, postprocess
+STAGE_PHOTOS = 6  # photo-sized JPEGs timed the same way, spread over the sizes: a short step
 
 
 @dataclass
@@ -45,6 +46,18 @@ class Inputs:
     names: list[str]
     overrides: dict[str, Path]
     notes: list[str] = field(default_factory=list)
+
+
+def stage_photos(n: int = STAGE_PHOTOS) -> list[Path]:
+    """``n`` photos of the photo-sized set (``data.photos``, generated once into the cache), taken in
+    turn from each stored size so every size is timed."""
+    from detbench.data.datasets import load_dataset
+    from detbench.data.photos import PHOTO_SIZES, photo_dataset
+
+    files = load_dataset(photo_dataset()).images("val")
+    by_size = [[p for p in files if p.name.startswith(f"{w}x{h}_")] for w, h in PHOTO_SIZES]
+    turns = [p for row in zip(*by_size) for p in row]  # 640 #0, 1280 #0, 1920 #0, 640 #1, ...
+    return turns[:n]
 
 
 def resolve_inputs(s: Any) -> Inputs:

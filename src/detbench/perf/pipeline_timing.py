@@ -1,0 +1,171 @@
+"""The per-image pipeline timed stage by stage: decode, preprocess, inference, postprocess, one image
+at a time as a deployment runs them, at steady state.
+
+A pipeline is three host callables around the backend call (``Pipeline``), so any registered decode,
+preprocess or postprocess variant can be timed; ``reference_pipeline`` builds the suite's own
+(a ``runtimes.decode`` variant, ultralytics' letterbox, ultralytics' NMS).
+
+``pipeline_stages`` times every backend's pipeline the way the timing core times a call
+(``perf.timing``): a first pass over the images, kept apart as ``cold`` (file and pipeline caches,
+the runtime right after other work), then ``StagePlan.warm_passes`` passes over the images in blocks
+alternated between backends (A B C C B A ...), each block after an untimed settle
+(``timing.settle``), so no backend's warm figures pay for the previous one's spinning threads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from detbench.perf.timing import SETTLE_S, block_schedule, settle
+
+STAGES = ("decode", "preprocess", "inference", "postprocess")
+Run = Callable[[np.ndarray], np.ndarray]  # a loaded backend's call: batch -> raw head
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One per-image pipeline: ``decode(path) -> image``, ``preprocess(image) -> (batch, state)``,
+    then the backend, then ``postprocess(raw, state) -> detections`` (boxes in the file's pixels)."""
+
+    name: str
+    decode: Callable[[Path], Any]
+    preprocess: Callable[[Any], tuple[np.ndarray, Any]]
+    postprocess: Callable[[np.ndarray, Any], Any]
+
+    def __call__(self, run: Run, path: Path) -> Any:
+        """Detections of ``path`` through ``run``, untimed."""
+        x, state = self.preprocess(self.decode(path))
+        return self.postprocess(run(x), state)
+
+
+def reference_pipeline(imgsz: int, names: Sequence[str], *, decoder: str = "pillow") -> Pipeline:
+    """The suite's pipeline with the ``runtimes.decode`` variant ``decoder``: ultralytics' letterbox
+    (``runtimes.preprocess``) and NMS (``runtimes.postprocess``), boxes mapped back to the full-size
+    file (``Decoded.boxes_to_full``, an identity for full-size decoders)."""
+    from detbench.runtimes.decode import DECODERS
+    from detbench.runtimes.postprocess import postprocess
+    from detbench.runtimes.preprocess import preprocess
+
+    try:
+        variant = DECODERS[decoder]
+    except KeyError:
+        raise ValueError(f"unknown decoder {decoder!r}; registered: {', '.join(DECODERS)}") from None
+    labels = tuple(names)
+
+    def pre(decoded: Any) -> tuple[np.ndarray, Any]:
+        x, infos = preprocess([decoded.rgb], imgsz)
+        return x, (decoded, infos)
+
+    def post(raw: np.ndarray, state: Any) -> Any:
+        decoded, infos = state
+        (det,) = postprocess(raw, infos, labels)
+        return det if decoded.factor == 1 else replace(det, xyxy=decoded.boxes_to_full(det.xyxy))
+
+    return Pipeline(f"reference/{decoder}", lambda p: variant.decode(p, imgsz), pre, post)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """How ``pipeline_stages`` runs: ``warm_passes`` timed passes over the images per backend, each
+    pass one block after at least ``settle_calls`` untimed images lasting at least ``settle_s``."""
+
+    warm_passes: int = 3
+    settle_calls: int = 1
+    settle_s: float = SETTLE_S
+
+    REPORT: ClassVar[StagePlan]
+
+    def __post_init__(self) -> None:
+        if self.warm_passes < 1:
+            raise ValueError(f"warm_passes must be >= 1, got {self.warm_passes}")
+        if self.settle_calls < 0 or not self.settle_s >= 0:
+            raise ValueError(
+                f"settle_calls and settle_s must be >= 0, got {self.settle_calls}, {self.settle_s}"
+            )
+
+
+# The report's: 3 warm passes (3 x 16 val images, 3 x 6 photos per backend) keep its stages step short.
+StagePlan.REPORT = StagePlan()
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """One backend's seconds per image and stage (columns: ``STAGES``): the first pass, and the warm
+    passes' images pass after pass."""
+
+    cold: np.ndarray  # (images, 4)
+    warm: np.ndarray  # (warm_passes * images, 4)
+
+    def summary(self) -> dict[str, float]:
+        """Medians in ms: each stage, decode + preprocess, end to end per image (warm), and the cold
+        pass's end to end."""
+        ms = self.warm * 1e3
+        med = np.median(ms, axis=0)
+        return {
+            "decode_ms": float(med[0]),
+            "preprocess_ms": float(med[1]),
+            "decode_preprocess_ms": float(np.median(ms[:, 0] + ms[:, 1])),
+            "inference_ms": float(med[2]),
+            "postprocess_ms": float(med[3]),
+            "end_to_end_ms": float(np.median(ms.sum(axis=1))),
+            "cold_end_to_end_ms": float(np.median(self.cold.sum(axis=1)) * 1e3),
+        }
+
+
+def time_image(
+    pipeline: Pipeline, run: Run, path: Path, clock: Callable[[], int] = time.perf_counter_ns
+) -> tuple[np.ndarray, Any]:
+    """Nanoseconds of each stage (``STAGES``) for one image through ``pipeline`` and ``run``, and the
+    detections."""
+    t0 = clock()
+    image = pipeline.decode(path)
+    t1 = clock()
+    x, state = pipeline.preprocess(image)
+    t2 = clock()
+    raw = run(x)
+    t3 = clock()
+    det = pipeline.postprocess(raw, state)
+    t4 = clock()
+    return np.array([t1 - t0, t2 - t1, t3 - t2, t4 - t3], dtype=np.int64), det
+
+
+def _pass(pipeline: Pipeline, run: Run, images: Sequence[Path], clock: Callable[[], int]) -> np.ndarray:
+    return np.stack([time_image(pipeline, run, p, clock)[0] for p in images])
+
+
+def pipeline_stages(
+    runs: Mapping[str, Run],
+    pipeline: Pipeline,
+    images: Sequence[Path],
+    plan: StagePlan = StagePlan.REPORT,
+    *,
+    clock: Callable[[], int] = time.perf_counter_ns,
+    on_block: Callable[[str], object] | None = None,
+) -> dict[str, StageTimes]:
+    """Every backend's per-image stages through ``pipeline``: a cold pass per backend (in order), then
+    ``plan.warm_passes`` passes per backend in blocks alternated as ``timing.block_schedule`` orders
+    them, each after an untimed settle on the first image. ``on_block(name)`` after each pass."""
+    if not runs:
+        raise ValueError("pipeline_stages needs at least one backend")
+    if not images:
+        raise ValueError("pipeline_stages needs at least one image")
+    names = list(runs)
+    cold = {}
+    for n in names:
+        cold[n] = _pass(pipeline, runs[n], images, clock)
+        if on_block is not None:
+            on_block(n)
+    warm: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for i in block_schedule(len(names), plan.warm_passes):
+        n = names[i]
+        settle(lambda run=runs[n]: pipeline(run, images[0]), plan.settle_calls, plan.settle_s)
+        warm[n].append(_pass(pipeline, runs[n], images, clock))
+        if on_block is not None:
+            on_block(n)
+    return {n: StageTimes(cold[n] / 1e9, np.concatenate(warm[n]) / 1e9) for n in names}
