@@ -20,6 +20,21 @@ of ours (ours first in odd rounds, last in even ones), and each ratio is taken w
 shared VM whose speed drifts by tens of percent within minutes, a ratio of two timings made minutes
 apart measures the drift; the median of per-round ratios, with its range, does not.
 
+Part 3 (``--e2e``): the whole per-image pipeline, file to detections, both ways on the same images:
+``YOLO(export).predict(path, stream=True, verbose=False)`` with ultralytics' own ONNX (and OpenVINO,
+when installed) export of the weights, made offline into a temp dir, against detbench's pipeline
+(``perf.pipeline_timing.reference_pipeline`` with the ``--decode`` variant) on the equivalent backend
+loading the same file (onnxruntime; openvino or openvino-bf16 as ultralytics' compiled precision).
+Both warm (one untimed pass first, torchvision imported, the same threads), then ``--rounds`` rounds,
+each a pass over the images per contender (an untimed settle first), the order reversed every other
+round; wall clock per image, ultralytics' own ``speed`` dict and detbench's stage split beside. The
+detections of both sides are matched and the agreement printed. Last line:
+``e2e: ultralytics X ms/image, detbench Y ms/image, ratio R [lo, hi]``: each side's fastest backend
+(median over all timed images), R = ultralytics / detbench from the per-round medians' paired ratio
+and its paired bootstrap 95% interval (``perf.stats.paired_ratio_ci``).
+
+    nice -n 19 python scripts/vs_ultralytics.py --e2e --images photos --rounds 3
+
 Part 2 (``--scale m``): ``detbench tune``'s search, latency only, on an untrained YOLOv8m at 128 px,
 and the recommended configuration's speedup over eager PyTorch at 1 thread, both from that one
 steady-state run.
@@ -29,15 +44,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import logging
+import math
 import shutil
 import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -223,9 +243,265 @@ def part_scale(args: argparse.Namespace) -> dict:
     return {"candidates": cands, "recommended": rec, "speedup_vs_eager_1t": ratio}
 
 
+E2E_VAL_IMAGES = 40  # the first val images, as the issue measured
+E2E_FORMATS = ("onnx", "openvino")
+# Same file, same runtime, same pixels: detections agree up to kernel order; the bound is loose so a
+# real pipeline difference (letterbox, NMS, box mapping) shows, not rounding.
+E2E_LOOSE = dict(box_atol=math.inf, score_atol=math.inf, rtol=math.inf, map_drop=0.0, class_map_drop=0.0)
+
+
+def e2e_images(kind: str, data: Path | None) -> list[Path]:
+    """``photos``: the photo-sized set plus ultralytics' bus.jpg and zidane.jpg; ``val``: the first
+    E2E_VAL_IMAGES val images of ``data`` (default: the synthetic dataset)."""
+    from detbench.data.datasets import load_dataset
+    from detbench.data.photos import photo_dataset, ultralytics_photos
+    from detbench.model.baseline import synthetic_dataset
+
+    if kind == "photos":
+        return [*load_dataset(photo_dataset()).images("val"), *ultralytics_photos()]
+    return load_dataset(data or synthetic_dataset()).images("val")[:E2E_VAL_IMAGES]
+
+
+def ultralytics_exports(weights: Path, imgsz: int, tmp: Path) -> dict[str, Path]:
+    """``YOLO(weights).export(format=...)`` for E2E_FORMATS that run here, in ``tmp`` (offline)."""
+    from ultralytics import YOLO
+
+    from detbench._compat import quiet_torch_exporters
+    from detbench.runtimes.export import openvino_available
+
+    local = tmp / weights.name
+    shutil.copy2(weights, local)  # ultralytics writes its exports beside the weights
+    out = {}
+    with contextlib.chdir(tmp), quiet_torch_exporters(), contextlib.redirect_stdout(io.StringIO()):
+        for fmt in E2E_FORMATS:
+            if fmt == "openvino" and not openvino_available():
+                continue
+            out[fmt] = Path(YOLO(str(local)).export(format=fmt, imgsz=imgsz, device="cpu"))
+    return out
+
+
+@dataclass
+class Contender:
+    """One side on one backend: ``call(path) -> Detections``, timed per image."""
+
+    side: str  # "ultralytics" or "detbench"
+    backend: str
+    call: Callable[[Path], Any]
+    rounds: list[np.ndarray] = field(default_factory=list)  # seconds per image, one array per round
+    split: list[dict[str, float]] = field(default_factory=list)  # per image: ms per stage
+
+    @property
+    def label(self) -> str:
+        return f"{self.side} {self.backend}"
+
+
+def ultralytics_contender(fmt: str, export: Path, imgsz: int, names: tuple[str, ...]) -> Contender:
+    from ultralytics import YOLO
+
+    from detbench.runtimes.postprocess import Detections
+
+    model = YOLO(str(export), task="detect")
+    c = Contender("ultralytics", fmt, lambda p: None)
+
+    def call(path: Path) -> Detections:
+        (res,) = list(model.predict(str(path), stream=True, verbose=False, imgsz=imgsz, device="cpu"))
+        c.split.append(dict(res.speed))
+        b = res.boxes
+        return Detections(
+            b.xyxy.numpy().astype(np.float32),
+            b.conf.numpy().astype(np.float32),
+            b.cls.numpy().astype(np.int64),
+            names,
+        )
+
+    c.call = call
+    return c
+
+
+def detbench_contender(
+    backend_name: str, export: Path, imgsz: int, names: tuple[str, ...], decoder: str, threads: int
+) -> Contender:
+    from detbench.perf.pipeline_timing import STAGES, reference_pipeline, time_image
+    from detbench.runtimes.backends import BackendSettings, create
+
+    backend = create(backend_name, BackendSettings(threads=threads))
+    backend.load(export)
+    pipeline = reference_pipeline(imgsz, names, decoder=decoder)
+    c = Contender("detbench", backend_name, lambda p: None)
+
+    def call(path: Path) -> Any:
+        ns, det = time_image(pipeline, backend.run, path)
+        c.split.append(dict(zip(STAGES, (ns / 1e6).tolist())))
+        return det
+
+    c.call = call
+    return c
+
+
+def time_pass(c: Contender, images: list[Path], settle_s: float) -> np.ndarray:
+    """One block: an untimed settle on the first image, then each image timed by the wall clock."""
+    from detbench.perf.timing import settle
+
+    settle(lambda: c.call(images[0]), 1, settle_s)
+    c.split.clear()  # the split is kept for the timed images only
+    out = np.empty(len(images))
+    for i, path in enumerate(images):
+        t = time.perf_counter()
+        c.call(path)
+        out[i] = time.perf_counter() - t
+    return out
+
+
+def e2e_rounds(contenders: list[Contender], images: list[Path], rounds: int, settle_s: float) -> None:
+    """``rounds`` rounds of one pass per contender, in ``timing.block_schedule`` order (A B C D D C B A
+    ...), each pass's times appended to its contender."""
+    from detbench.perf.timing import block_schedule
+
+    for i in block_schedule(len(contenders), rounds):
+        contenders[i].rounds.append(time_pass(contenders[i], images, settle_s))
+
+
+@dataclass(frozen=True)
+class E2ESummary:
+    ultralytics: str  # the fastest ultralytics contender's label
+    detbench: str
+    ultralytics_ms: float  # median over every timed image
+    detbench_ms: float
+    ratio: float  # ultralytics / detbench, paired by round
+    low: float
+    high: float
+    round_ratios: tuple[float, ...]
+
+    def line(self) -> str:
+        return (
+            f"e2e: ultralytics {self.ultralytics_ms:.2f} ms/image, detbench {self.detbench_ms:.2f} ms/image, "
+            f"ratio {self.ratio:.2f} [{self.low:.2f}, {self.high:.2f}]"
+        )
+
+
+def e2e_summary(contenders: list[Contender]) -> E2ESummary:
+    """Each side's fastest contender (median over all its timed images) and the paired ratio of their
+    per-round medians (``perf.stats.paired_ratio_ci``: ultralytics / detbench, BCa 95%)."""
+    from detbench.perf.stats import paired_ratio_ci
+
+    def med(c: Contender) -> float:
+        return float(np.median(np.concatenate(c.rounds)))
+
+    best = {
+        side: min((c for c in contenders if c.side == side), key=med) for side in ("ultralytics", "detbench")
+    }
+    u, d = best["ultralytics"], best["detbench"]
+    u_r = np.array([np.median(r) for r in u.rounds])
+    d_r = np.array([np.median(r) for r in d.rounds])
+    ratio, low, high = paired_ratio_ci(d_r, u_r, name="e2e")
+    return E2ESummary(
+        u.label, d.label, med(u) * 1e3, med(d) * 1e3, ratio, low, high, tuple((u_r / d_r).tolist())
+    )
+
+
+def agreement(ref: list[Any], out: list[Any], decoder: str) -> tuple[bool, str]:
+    """Do detbench's detections (``out``) agree with ultralytics' (``ref``) on the same images? The
+    loose bound for a decoder that claims identical pixels, the decoder's measured row otherwise."""
+    from detbench.verify.compare import OutputMismatch, Tolerance, assert_detections_match, match_detections
+    from detbench.verify.decode import DECODE_TOLERANCES
+
+    tol = DECODE_TOLERANCES.get(decoder) or Tolerance(
+        **E2E_LOOSE,
+        det_iou=0.9,
+        det_score=0.01,
+        det_unmatched_frac=0.02,
+        reason="same file, runtime and pixels: only a pipeline difference moves a box",
+    )
+    pairs = [match_detections(r, o, iou=tol.det_iou) for r, o in zip(ref, out)]
+    ious = [p[2] for m in pairs for p in m.pairs]
+    dscore = [p[3] for m in pairs for p in m.pairs]
+    text = (
+        f"{sum(map(len, ref))} ultralytics / {sum(map(len, out))} detbench detections on {len(ref)} images, "
+        f"{len(ious)} matched (same class, IoU >= {tol.det_iou:g}"
+        + (f"; min IoU {min(ious):.3f}, max |score diff| {max(dscore):.3g}" if ious else "")
+        + f"), {sum(len(m.unmatched_ref) + len(m.unmatched_out) for m in pairs)} unmatched"
+    )
+    try:
+        assert_detections_match(ref, out, tol)
+    except OutputMismatch as exc:
+        return False, f"{text}: DIFFER beyond the bound ({str(exc).splitlines()[-1].strip()})"
+    return True, f"{text}: agree within IoU >= {tol.det_iou:g}, score diff <= {tol.det_score:g}"
+
+
+def part_e2e(args: argparse.Namespace) -> dict:
+    import torch
+    import torchvision  # noqa: F401  (ultralytics' NMS takes torchvision's kernel only when imported)
+
+    from detbench.model.baseline import resolve_weights
+    from detbench.model.checkpoint import load_detection_model
+    from detbench.perf.timing import SETTLE_S
+
+    weights = resolve_weights(args.weights)
+    names = tuple(load_detection_model(weights)[1].names)
+    images = e2e_images(args.images, args.data)
+    threads = args.threads
+    torch.set_num_threads(threads)  # ultralytics' letterbox tensors and NMS run in torch
+    logging.getLogger("ultralytics").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory() as tmp:
+        exports = ultralytics_exports(weights, args.imgsz, Path(tmp))
+        contenders: list[Contender] = []
+        for fmt, path in exports.items():
+            u = ultralytics_contender(fmt, path, args.imgsz, names)
+            ref = [u.call(p) for p in images]  # warm-up pass, untimed; its detections are compared
+            backend = "onnxruntime"
+            if fmt == "openvino":
+                backend = "openvino-bf16" if _ov_precision(args.imgsz, path) == "bf16" else "openvino"
+            d = detbench_contender(backend, path, args.imgsz, names, args.decode, threads)
+            out = [d.call(p) for p in images]
+            ok, text = agreement(ref, out, args.decode)
+            u.backend = d.backend = backend
+            contenders += [u, d]
+            print(f"detections, {backend}: {text}")
+            if not ok:
+                args.disagree = True
+        e2e_rounds(contenders, images, args.rounds, SETTLE_S)
+    print(
+        f"\n{len(images)} {args.images} images, imgsz {args.imgsz}, {threads} thread(s) (torch, detbench; "
+        f"ultralytics' runtimes at their defaults: ORT's physical cores, OpenVINO's LATENCY hint), "
+        f"decode {args.decode}, {args.rounds} rounds"
+    )
+    for c in contenders:
+        per_round = ", ".join(f"{np.median(r) * 1e3:.2f}" for r in c.rounds)
+        split = ", ".join(f"{k} {np.median([s[k] for s in c.split]):.2f}" for k in c.split[0])
+        own = "ultralytics speed dict" if c.side == "ultralytics" else "detbench stages"
+        print(
+            f"{c.label:<28} {np.median(np.concatenate(c.rounds)) * 1e3:7.2f} ms/image "
+            f"(rounds: {per_round}); {own} (last round, ms): {split}"
+        )
+    summary = e2e_summary(contenders)
+    print(
+        f"per-round ratios {summary.ultralytics} / {summary.detbench}: "
+        + ", ".join(f"{r:.3f}" for r in summary.round_ratios)
+    )
+    print(summary.line())
+    return {
+        "images": [str(p) for p in images],
+        "contenders": {c.label: [r.tolist() for r in c.rounds] for c in contenders},
+        "summary": dataclasses.asdict(summary),
+    }
+
+
+def _ov_precision(imgsz: int, export: Path) -> str:
+    """The inference precision OpenVINO's CPU plugin picks for ultralytics' config (its LATENCY hint,
+    no precision hint): bf16 where the CPU has it, else f32."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(
+        str(next(export.glob("*.xml"))), "CPU", {"PERFORMANCE_HINT": "LATENCY"}
+    )
+    return compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_environment()
+    from detbench.perf.machine import usable_cpus
     from detbench.runtimes.backends import REGISTRY
+    from detbench.runtimes.decode import DECODERS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=Path, help="checkpoint (default: the committed baseline)")
@@ -242,12 +518,22 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(SCALE_SKIPPED)
         + ")",
     )
+    p.add_argument("--e2e", action="store_true", help="instead: file to detections per image, both ways")
+    p.add_argument("--images", choices=("val", "photos"), default="photos", help="with --e2e: which images")
+    p.add_argument(
+        "--decode", choices=list(DECODERS), default="pillow", help="with --e2e: detbench's decode variant"
+    )
+    p.add_argument(
+        "--threads", type=int, default=usable_cpus(), help="with --e2e: torch's and detbench's threads"
+    )
     p.add_argument("--out", type=Path, help="write the numbers as JSON here")
     args = p.parse_args(argv)
-    result = part_scale(args) if args.scale else part_ultralytics(args)
+    args.disagree = False
+    part = part_e2e if args.e2e else part_scale if args.scale else part_ultralytics
+    result = part(args)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    return 0
+    return 1 if args.disagree else 0
 
 
 if __name__ == "__main__":
