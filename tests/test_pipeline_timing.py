@@ -161,8 +161,8 @@ def test_measure_stages_reports_warm_medians_and_a_reason_for_fixed_batches() ->
 
 
 def test_reference_pipeline_decodes_letterboxes_and_maps_boxes(tmp_path: Path) -> None:
-    """The reference pipeline feeds the backend an imgsz letterbox of the file; an unknown decoder is
-    refused by name."""
+    """A pipeline of registered variants (the references, or a reduced decode with the lean letterbox
+    and NumPy NMS) feeds the backend an imgsz letterbox of the file; an unknown variant is refused."""
     from PIL import Image
 
     path = tmp_path / "p.jpg"
@@ -173,9 +173,12 @@ def test_reference_pipeline_decodes_letterboxes_and_maps_boxes(tmp_path: Path) -
         seen.append(x.shape)
         return np.zeros((1, 4 + 2, 21), np.float32)  # no box above the threshold
 
-    for decoder in ("pillow", "opencv-reduced"):
-        det = reference_pipeline(32, ("a", "b"), decoder=decoder)(run, path)
+    for decoder, pre, post in (("pillow", "reference", "ultralytics"), ("opencv-reduced", "lean", "numpy")):
+        pipe = reference_pipeline(32, ("a", "b"), decoder=decoder, preprocess=pre, postprocess=post)
+        det = pipe(run, path)
         assert len(det) == 0 and det.names == ("a", "b")
     assert seen == [(1, 3, 32, 32)] * 2
     with pytest.raises(ValueError, match="unknown decoder 'nope'"):
         reference_pipeline(32, ("a",), decoder="nope")
+    with pytest.raises(ValueError, match="no postprocess variant 'nope'"):
+        reference_pipeline(32, ("a",), postprocess="nope")

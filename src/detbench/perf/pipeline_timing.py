@@ -2,8 +2,8 @@
 at a time as a deployment runs them, at steady state.
 
 A pipeline is three host callables around the backend call (``Pipeline``), so any registered decode,
-preprocess or postprocess variant can be timed; ``reference_pipeline`` builds the suite's own
-(a ``runtimes.decode`` variant, ultralytics' letterbox, ultralytics' NMS).
+preprocess or postprocess variant can be timed; ``reference_pipeline`` builds one from the registries
+(``runtimes.decode``, ``runtimes.pipeline``), by default the reference of each stage.
 
 ``pipeline_stages`` times every backend's pipeline the way the timing core times a call
 (``perf.timing``): a first pass over the images, kept apart as ``cold`` (file and pipeline caches,
@@ -44,30 +44,40 @@ class Pipeline:
         return self.postprocess(run(x), state)
 
 
-def reference_pipeline(imgsz: int, names: Sequence[str], *, decoder: str = "pillow") -> Pipeline:
-    """The suite's pipeline with the ``runtimes.decode`` variant ``decoder``: ultralytics' letterbox
-    (``runtimes.preprocess``) and NMS (``runtimes.postprocess``), boxes mapped back to the full-size
-    file (``Decoded.boxes_to_full``, an identity for full-size decoders)."""
+def reference_pipeline(
+    imgsz: int,
+    names: Sequence[str],
+    *,
+    decoder: str = "pillow",
+    preprocess: str = "reference",
+    postprocess: str = "ultralytics",
+) -> Pipeline:
+    """The suite's pipeline from registered variants: the ``runtimes.decode`` variant ``decoder``, then
+    the ``runtimes.pipeline`` preprocess and postprocess variants (by default the references:
+    ultralytics' letterbox and NMS), boxes mapped back to the full-size file
+    (``Decoded.boxes_to_full``, an identity for full-size decoders)."""
+    from detbench.runtimes import pipeline as variants
     from detbench.runtimes.decode import DECODERS
-    from detbench.runtimes.postprocess import postprocess
-    from detbench.runtimes.preprocess import preprocess
 
     try:
-        variant = DECODERS[decoder]
+        decode = DECODERS[decoder]
     except KeyError:
         raise ValueError(f"unknown decoder {decoder!r}; registered: {', '.join(DECODERS)}") from None
+    pre_fn = variants.get("preprocess", preprocess).make()
+    post_fn = variants.get("postprocess", postprocess).make()
     labels = tuple(names)
 
     def pre(decoded: Any) -> tuple[np.ndarray, Any]:
-        x, infos = preprocess([decoded.rgb], imgsz)
-        return x, (decoded, infos)
+        x, info = pre_fn(decoded.rgb, imgsz)
+        return x, (decoded, info)
 
     def post(raw: np.ndarray, state: Any) -> Any:
-        decoded, infos = state
-        (det,) = postprocess(raw, infos, labels)
+        decoded, info = state
+        (det,) = post_fn(raw, [info], labels)
         return det if decoded.factor == 1 else replace(det, xyxy=decoded.boxes_to_full(det.xyxy))
 
-    return Pipeline(f"reference/{decoder}", lambda p: variant.decode(p, imgsz), pre, post)
+    name = f"{decoder}/{preprocess}/{postprocess}"
+    return Pipeline(name, lambda p: decode.decode(p, imgsz), pre, post)
 
 
 @dataclass(frozen=True)
