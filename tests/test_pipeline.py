@@ -13,7 +13,15 @@ from PIL import Image
 
 from detbench.runtimes import pipeline
 from detbench.runtimes.pipeline import PipelineVariant
-from detbench.runtimes.postprocess import CONF, IOU, MAX_DET, _to_detections, nms, numpy_nms, ultralytics_nms
+from detbench.runtimes.postprocess import (
+    CONF,
+    IOU,
+    MAX_DET,
+    detections_from_rows,
+    nms,
+    numpy_nms,
+    ultralytics_nms,
+)
 from detbench.runtimes.preprocess import (
     PAD_VALUE,
     LeanPreprocessor,
@@ -73,7 +81,9 @@ def _letterbox_bankers_rounding(image, imgsz=128, mode="letterbox"):
 
 def _postprocess_without_class_offset(raw, infos, names, *, conf=CONF, iou=IOU, max_det=MAX_DET):
     """The NumPy NMS with the per-class box offset dropped: boxes of different classes suppress each other."""
-    return _to_detections(numpy_nms(raw, conf=conf, iou=iou, max_det=max_det, agnostic=True), infos, names)
+    return detections_from_rows(
+        numpy_nms(raw, conf=conf, iou=iou, max_det=max_det, agnostic=True), infos, names
+    )
 
 
 # -- the registry -------------------------------------------------------------------------------------

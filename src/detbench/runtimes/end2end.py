@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detbench.runtimes.postprocess import CONF, MAX_DET, Detections
-from detbench.runtimes.preprocess import LetterboxInfo, unletterbox_boxes
+from detbench.runtimes.postprocess import CONF, MAX_DET, Detections, detections_from_rows
+from detbench.runtimes.preprocess import LetterboxInfo
 
 
 def postprocess_end2end(
@@ -29,18 +29,8 @@ def postprocess_end2end(
         raise ValueError(f"end2end output shape {out.shape} is not (N, detections, 6)")
     if len(infos) != out.shape[0]:
         raise ValueError(f"{len(infos)} letterbox infos for a batch of {out.shape[0]}")
-    dets = []
-    for rows, info in zip(out, infos):
-        kept = rows[rows[:, 4] > conf][:max_det]  # strict, as ultralytics' end2end branch
-        classes = kept[:, 5].astype(np.int64)
-        if len(classes) and (classes.min() < 0 or classes.max() >= len(names)):
-            raise ValueError(f"end2end class index {int(classes.max())} outside the {len(names)} classes")
-        dets.append(
-            Detections(
-                xyxy=unletterbox_boxes(kept[:, :4].astype(np.float32), info).astype(np.float32),
-                scores=kept[:, 4].astype(np.float32),
-                class_ids=classes,
-                names=tuple(names),
-            )
-        )
-    return dets
+    kept = [rows[rows[:, 4] > conf][:max_det] for rows in out]  # strict, as ultralytics' end2end branch
+    classes = np.concatenate([k[:, 5] for k in kept] or [np.zeros(0)]).astype(np.int64)
+    if len(classes) and (classes.min() < 0 or classes.max() >= len(names)):
+        raise ValueError(f"end2end class index {int(classes.max())} outside the {len(names)} classes")
+    return detections_from_rows(kept, infos, names)

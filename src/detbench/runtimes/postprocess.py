@@ -169,7 +169,7 @@ def postprocess(
 ) -> list[Detections]:
     """Detections per image through ultralytics' NMS: the reference postprocess."""
     _check_head(raw, infos, names)
-    return _to_detections(nms(raw, conf=conf, iou=iou, max_det=max_det), infos, names)
+    return detections_from_rows(nms(raw, conf=conf, iou=iou, max_det=max_det), infos, names)
 
 
 def postprocess_numpy(
@@ -183,12 +183,14 @@ def postprocess_numpy(
 ) -> list[Detections]:
     """:func:`postprocess` through :func:`numpy_nms`: the same detections without importing torch."""
     _check_head(raw, infos, names)
-    return _to_detections(numpy_nms(raw, conf=conf, iou=iou, max_det=max_det), infos, names)
+    return detections_from_rows(numpy_nms(raw, conf=conf, iou=iou, max_det=max_det), infos, names)
 
 
-def _to_detections(
+def detections_from_rows(
     per_image: Sequence[np.ndarray], infos: Sequence[LetterboxInfo], names: Sequence[str]
 ) -> list[Detections]:
+    """Per image, ``(K, 6)`` rows x1, y1, x2, y2, score, class in model-input pixels (what NMS keeps,
+    or what an end2end head returns) as ``Detections`` in original-image pixels."""
     dets = []
     for det, info in zip(per_image, infos):
         boxes = unletterbox_boxes(det[:, :4].astype(np.float32), info)
