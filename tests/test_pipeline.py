@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from detbench.runtimes import pipeline
+from detbench.runtimes.decode import DECODERS
 from detbench.runtimes.pipeline import PipelineVariant
 from detbench.runtimes.postprocess import (
     CONF,
@@ -104,11 +105,19 @@ class TestRegistry:
         assert pipeline.get("preprocess", "lean").identical
         assert pipeline.get("postprocess", "numpy").identical
 
+    def test_decode_stage_is_runtimes_decoders(self):
+        """Every registered decoder is a decode variant with its name, claim and function, reference first."""
+        assert [v.name for v in pipeline.variants("decode")] == list(DECODERS)
+        for v in pipeline.variants("decode"):
+            assert v.identical == DECODERS[v.name].identical
+            assert v.make() is DECODERS[v.name].decode
+        assert pipeline.reference("decode").name == "pillow"
+
     def test_unknown_stage_duplicate_and_non_identical_reference_are_refused(self):
         """register refuses a stage outside STAGES, a taken name, and a reference that claims less."""
         fn = pipeline.get("preprocess", "lean").make
-        with pytest.raises(ValueError, match="unknown pipeline stage 'decode'"):
-            pipeline.register(PipelineVariant("decode", "pillow", "", identical=True, make=fn))
+        with pytest.raises(ValueError, match="unknown pipeline stage 'inference'"):
+            pipeline.register(PipelineVariant("inference", "openvino", "", identical=True, make=fn))
         with pytest.raises(ValueError, match="already registered"):
             pipeline.register(PipelineVariant("preprocess", "lean", "", identical=True, make=fn))
         with pytest.raises(ValueError, match="must claim identical"):

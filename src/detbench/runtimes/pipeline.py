@@ -1,32 +1,45 @@
 """Per-image pipeline stages as registered variants, the way backends are registered.
 
-A variant is one way to run a stage (preprocess: image to model input; postprocess: raw head to
-detections), described by a :class:`PipelineVariant`. Each stage has one reference variant, today's
-code path, and every other variant states whether it claims output *identical* to the reference's;
-``tests/test_pipeline.py`` holds every claiming variant to its claim (bit for bit) on drawn inputs.
+A variant is one way to run a stage (decode: image file to RGB array; preprocess: image to model
+input; postprocess: raw head to detections), described by a :class:`PipelineVariant`. Each stage has
+one reference variant, today's code path, and every other variant states whether it claims output
+*identical* to the reference's; ``tests/test_pipeline.py`` holds every claiming variant to its claim
+(bit for bit) on drawn inputs; the decode variants are ``runtimes.decode.DECODERS`` (held by
+``tests/test_decode.py``, the reduced ones bounded by ``verify.decode``).
 
 Call signatures per stage (what ``variant.make()`` returns):
 
+- decode: ``fn(path, imgsz) -> Decoded`` (``runtimes.decode.Decoded``: the RGB array and its factor);
 - preprocess: ``fn(image, imgsz, mode="letterbox") -> (x, info)``, ``x`` of shape (1, 3, H, W);
 - postprocess: ``fn(raw, infos, names, *, conf, iou, max_det) -> list[Detections]``.
 
-A stage is added (decode next) by naming it in :data:`STAGES` and :data:`REFERENCES` and
-registering its variants with :func:`register`.
+A stage is added by naming it in :data:`STAGES` and :data:`REFERENCES` and registering its
+variants with :func:`register`.
+
+:class:`Pipeline` names one variant per stage plus the backend configuration (:class:`BackendConfig`);
+``Pipeline.load()`` gives the callable form, ``pipeline(path) -> Detections`` with boxes in the full
+image's pixels whatever the decode factor. ``detbench.load_pipeline`` builds one from tune.json.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from detbench.runtimes.postprocess import postprocess, postprocess_numpy
+from detbench.runtimes.backends import BackendSettings, BaseBackend, PyTorchBackend, create
+from detbench.runtimes.decode import DECODERS, DecodeVariant
+from detbench.runtimes.decode import REFERENCE as DECODE_REFERENCE
+from detbench.runtimes.postprocess import CONF, IOU, MAX_DET, Detections, postprocess, postprocess_numpy
 from detbench.runtimes.preprocess import ImageLike, LeanPreprocessor, LetterboxInfo, Mode, preprocess
 
-STAGES = ("preprocess", "postprocess")
-REFERENCES = {"preprocess": "reference", "postprocess": "ultralytics"}  # stage -> its reference variant
+STAGES = ("decode", "preprocess", "postprocess")
+# stage -> its reference variant
+REFERENCES = {"decode": DECODE_REFERENCE, "preprocess": "reference", "postprocess": "ultralytics"}
 
 
 @dataclass(frozen=True)
@@ -123,3 +136,120 @@ register(
         make=lambda: postprocess_numpy,
     )
 )
+
+
+def _decode_variant(d: DecodeVariant) -> PipelineVariant:
+    """``runtimes.decode``'s decoder as a pipeline variant: same name, description and claim."""
+    return PipelineVariant("decode", d.name, d.description, identical=d.identical, make=lambda: d.decode)
+
+
+for _d in DECODERS.values():  # DECODERS lists the reference first
+    register(_decode_variant(_d))
+
+
+# -- a whole pipeline ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """The model half of a pipeline: which registered backend runs which artifact, at which threads."""
+
+    backend: str
+    threads: int
+    artifact: Path  # the export (the weights for the eager backends)
+    imgsz: int
+    names: tuple[str, ...]
+
+    def load(self) -> BaseBackend:
+        backend = create(self.backend, BackendSettings(threads=self.threads))
+        backend.load(Path(self.artifact))
+        if isinstance(backend, PyTorchBackend):  # eager models take any size: pin the searched one
+            backend.set_imgsz(self.imgsz)
+        return backend
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One variant per stage plus the backend configuration; the defaults are the reference stages."""
+
+    config: BackendConfig
+    decode: str = DECODE_REFERENCE
+    preprocess: str = REFERENCES["preprocess"]
+    postprocess: str = REFERENCES["postprocess"]
+
+    def __post_init__(self) -> None:
+        for stage in STAGES:
+            get(stage, getattr(self, stage))  # an unknown name fails here, not at the first image
+
+    @property
+    def stages(self) -> tuple[str, str, str]:
+        return (self.decode, self.preprocess, self.postprocess)
+
+    @property
+    def identical(self) -> bool:
+        """Every stage claims the reference's output, so the pipeline gives the reference's detections."""
+        return all(get(stage, name).identical for stage, name in zip(STAGES, self.stages))
+
+    @property
+    def label(self) -> str:
+        return "/".join(self.stages)
+
+    def reference(self) -> Pipeline:
+        """The same backend configuration with every stage's reference variant."""
+        return Pipeline(self.config)
+
+    def load(
+        self,
+        backend: BaseBackend | None = None,
+        *,
+        conf: float = CONF,
+        iou: float = IOU,
+        max_det: int = MAX_DET,
+    ) -> LoadedPipeline:
+        """The callable form; ``backend`` reuses one already loaded from ``config`` (the search's)."""
+        return LoadedPipeline(self, backend or self.config.load(), conf=conf, iou=iou, max_det=max_det)
+
+
+class LoadedPipeline:
+    """``pipeline(path) -> Detections``: decode, preprocess, the backend, postprocess, boxes mapped back
+    to the full image's pixels. Holds each stage's state (reused buffers), so one per thread."""
+
+    def __init__(
+        self,
+        spec: Pipeline,
+        backend: BaseBackend,
+        *,
+        conf: float = CONF,
+        iou: float = IOU,
+        max_det: int = MAX_DET,
+    ) -> None:
+        self.spec = spec
+        self.backend = backend
+        self.conf, self.iou, self.max_det = conf, iou, max_det
+        self._decode = get("decode", spec.decode).make()
+        self._preprocess = get("preprocess", spec.preprocess).make()
+        self._postprocess = get("postprocess", spec.postprocess).make()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.spec.config.names
+
+    def __call__(self, path: str | os.PathLike) -> Detections:
+        imgsz = self.spec.config.imgsz
+        decoded = self._decode(path, imgsz)
+        x, info = self._preprocess(decoded.rgb, imgsz)
+        det = self._postprocess(
+            self.backend.run(x), [info], self.names, conf=self.conf, iou=self.iou, max_det=self.max_det
+        )[0]
+        if decoded.factor == 1:
+            return det
+        # Boxes were mapped back to the reduced image: scale them to the displayed full-size image.
+        full = decoded.boxes_to_full(det.xyxy).astype(np.float32)
+        return Detections(full, det.scores, det.class_ids, det.names)
+
+    def many(self, paths: Sequence[str | os.PathLike]) -> list[Detections]:
+        return [self(p) for p in paths]
+
+    def __repr__(self) -> str:
+        c = self.spec.config
+        return f"LoadedPipeline({self.spec.label} on {c.backend} {c.threads}t, {c.artifact})"
