@@ -20,7 +20,13 @@ from detbench.tune.space import Point, batch_layout_matters, configuration_space
 from detbench.verify.perturb import perturb_conv_weight
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TINY = {"val_images": 16, "verify_images": 4, "plan": BlockPlan(blocks=2, block_calls=6, discard=1)}
+TINY = {
+    "val_images": 16,
+    "verify_images": 4,
+    "plan": BlockPlan(blocks=2, block_calls=6, discard=1),
+    "pipeline_plan": BlockPlan(blocks=2, block_calls=3, discard=1),
+    "photos_per_size": 1,
+}
 
 
 def _c(p50, m, size, verified=True, threads=1):
@@ -128,6 +134,19 @@ def test_tune_json_schema(tiny_search) -> None:
     assert {k: v for k, v in rec.items() if k != "index"} == doc["candidates"][rec["index"]]
     assert 0 < rec["p50_ms"] <= rec["p99_ms"]
     assert rec["first_call_ms"] > 0 and rec["peak_rss_mb"] > 0  # cold start in a fresh process
+    # The pipeline search ran on the one verified configuration, every identical pipeline admitted.
+    assert {p["config"] for p in doc["pipelines"]} == {rec["index"]}
+    assert len(doc["photos"]["images"]) == 3 and len(doc["pipelines"]) == 12
+    assert all(p["admitted"] for p in doc["pipelines"] if p["identical"])
+    rp = doc["recommended_pipeline"]
+    best = doc["pipelines"][rp["index"]]
+    assert (
+        rp["e2e_p50_ms"]
+        == best["e2e_p50_ms"]
+        == min(p["e2e_p50_ms"] for p in doc["pipelines"] if p["admitted"])
+    )
+    assert rp["backend"] == "pytorch" and rp["artifact"] == rec["artifact"]
+    assert 0 < rp["inference_p50_ms"] < rp["e2e_p50_ms"]
 
 
 def test_broken_candidate_is_caught_and_never_recommended(tiny_search) -> None:
@@ -160,4 +179,7 @@ def test_cli_quick_writes_every_output(baseline: Path, dataset_yaml: Path, tmp_p
     (absolute,) = budgets.absolute
     assert absolute.backend == rec["backend"] and absolute.threads == rec["threads"]
     assert absolute.max_ms == pytest.approx(1.5 * rec["p50_ms"], rel=1e-3)
-    assert "recommended" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "recommended" in out_text and "pipelines on the photo-sized set" in out_text
+    rp = doc["recommended_pipeline"]
+    assert f"{rp['decode']}/{rp['preprocess']}/{rp['postprocess']}" in (out / "tune.md").read_text()

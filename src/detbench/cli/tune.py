@@ -43,6 +43,9 @@ def tune_settings(args: argparse.Namespace) -> TuneSettings:
         plan=plan.with_blocks(args.blocks),
         accuracy=not args.latency_only,
         cold="front" if args.quick else "all",
+        pipeline_search=not args.no_pipelines,
+        pipeline_plan=BlockPlan.PIPELINES_QUICK if args.quick else BlockPlan.PIPELINES,
+        photos_per_size=1 if args.quick else 2,
     )
 
 
@@ -61,6 +64,7 @@ def _progress(console: Any) -> Any:
 PHASES = {
     "verify": "load + verify configurations",
     "time": "time verified (kept calls)",
+    "pipelines": "time pipelines (kept passes)",
     "cold": "cold starts (fresh processes)",
 }
 
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from detbench.tune.render import COLUMNS, rows, write_outputs
+    from detbench.tune.render import COLUMNS, PIPELINE_COLUMNS, pipeline_rows, rows, write_outputs
     from detbench.tune.search import run_search
 
     s = tune_settings(args)
@@ -104,6 +108,13 @@ def run(args: argparse.Namespace) -> int:
         for r in rows(doc):
             table.add_row(*r)
         Console(width=max(120, Console().width)).print(table)
+        if doc["pipelines"]:
+            ptable = Table(title="pipelines on the photo-sized set (* recommended; ms per image)")
+            for col in PIPELINE_COLUMNS:
+                ptable.add_column(col, justify="left" if col in ("pipeline", "admitted") else "right")
+            for r in pipeline_rows(doc):
+                ptable.add_row(*r)
+            Console(width=max(120, Console().width)).print(ptable)
         for what, path in written.items():
             print(f"{what}: {path}")
     if result.recommended is None:
@@ -114,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     tu = sub.add_parser(
-        "tune", help="search backends x threads x batch layout for the fastest configuration that verifies"
+        "tune",
+        help="search backends x threads x batch layout for the fastest configuration that verifies, then "
+        "pipeline variants on the fastest for the lowest end-to-end latency",
     )
     tu.add_argument(
         "--weights", type=_existing, help="YOLOv8 detection checkpoint (default: committed baseline)"
@@ -130,6 +143,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tu.add_argument("--val-images", type=_positive, help="score the first N val images (default: all)")
     tu.add_argument("--blocks", type=_positive, help="timing blocks per configuration (default 8; 4 quick)")
     tu.add_argument("--no-static", action="store_true", help="skip the static-batch export twins")
+    tu.add_argument(
+        "--no-pipelines",
+        action="store_true",
+        help="skip the pipeline search (decode x preprocess x postprocess on the 2 fastest configurations)",
+    )
     tu.add_argument(
         "--latency-only", action="store_true", help="no mAP (untrained weights): verify raw head + detections"
     )

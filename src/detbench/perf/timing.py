@@ -108,6 +108,8 @@ class BlockPlan:
     DEFAULT: ClassVar[BlockPlan]
     TUNE: ClassVar[BlockPlan]
     TUNE_QUICK: ClassVar[BlockPlan]
+    PIPELINES: ClassVar[BlockPlan]
+    PIPELINES_QUICK: ClassVar[BlockPlan]
     GATE: ClassVar[BlockPlan]
     GATE_REFERENCE: ClassVar[BlockPlan]
     SEQUENTIAL: ClassVar[BlockPlan]
@@ -159,6 +161,9 @@ BlockPlan.DEFAULT = BlockPlan()
 # tune times every verified configuration in one run; --quick trades blocks for a shorter search.
 BlockPlan.TUNE = BlockPlan(blocks=8, block_calls=25, discard=5)
 BlockPlan.TUNE_QUICK = BlockPlan(blocks=4, block_calls=20, discard=5)
+# tune's pipeline search: one call is a pass over several photos (tens of ms), so fewer calls per block.
+BlockPlan.PIPELINES = BlockPlan(blocks=4, block_calls=8, discard=2)
+BlockPlan.PIPELINES_QUICK = BlockPlan(blocks=2, block_calls=5, discard=1)
 # The in-run A/B (gate.ab, detbench ab): with the min effect these meet the calibration table's rates
 # (README "Gate calibration", scripts/calibrate_gate.py); per block 5 untimed calls, then 25 timed.
 BlockPlan.GATE = BlockPlan(blocks=12, block_calls=30, discard=5)

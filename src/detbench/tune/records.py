@@ -13,7 +13,7 @@ from typing import Any
 from detbench.jsonsafe import json_safe
 from detbench.schema import doc, markdown
 
-SCHEMA = 1
+SCHEMA = 2  # 2: the pipeline search (photos, pipelines, recommended_pipeline)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,8 +101,51 @@ class Recommended(Candidate, _Indexed):  # _Indexed last: index is the first key
 
 
 @dataclass(frozen=True, kw_only=True)
+class PhotoSet:
+    data: str = doc("the photo-sized set's data.yaml (data.photos)")
+    images: list[str] = doc("the photos every pipeline is checked and timed on, in order")
+    plan: dict[str, int] = doc("the pipeline timing run's blocks, block_calls, discard")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineRow:
+    config: int = doc("its backend configuration's index in candidates")
+    label: str = doc('"<configuration label> decode/preprocess/postprocess"')
+    decode: str = doc("decode variant (runtimes.decode.DECODERS)")
+    preprocess: str = doc("preprocess variant (runtimes.pipeline)")
+    postprocess: str = doc("postprocess variant (runtimes.pipeline)")
+    identical: bool = doc("every stage claims the reference's output: admitted without an accuracy check")
+    admitted: bool = doc("identical, or its detections on the photos within verify.decode's bounds")
+    reason: str | None = doc("why it was not admitted; null when admitted")
+    e2e_p50_ms: float | None = doc(
+        "median per image, file path to detections in full-image pixels; null when not admitted"
+    )
+    e2e_p99_ms: float | None = doc("99th percentile of the same per-image times")
+    inference_p50_ms: float | None = doc(
+        "its backend alone on the same photos' model inputs, median per image, in the same timing run"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecommendedPipeline(_Indexed):
+    backend: str = doc("registered backend")
+    threads: int = doc("its threads")
+    artifact: str = doc("the artifact it runs (the weights for eager backends)")
+    imgsz: int = doc("model input size")
+    names: list[str] = doc("class names, in class-id order")
+    decode: str = doc("decode variant")
+    preprocess: str = doc("preprocess variant")
+    postprocess: str = doc("postprocess variant")
+    e2e_p50_ms: float = doc("its end-to-end median per image (the objective)")
+    inference_p50_ms: float | None = doc("its backend alone, median per image")
+    reference_e2e_p50_ms: float | None = doc(
+        "the reference pipeline (pillow/reference/ultralytics) on the same configuration, same run"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Tune:
-    schema: int = doc("the format's version (1)")
+    schema: int = doc(f"the format's version ({SCHEMA})")
     created: str = doc("ISO-8601 UTC time of the search")
     settings: SearchSettings = doc("what was searched")
     environment: Environment = doc("where it ran")
@@ -110,8 +153,15 @@ class Tune:
     candidates: list[Candidate] = doc("every configuration, verified or not, in search order")
     pareto: list[int] = doc("indices of the Pareto front in candidates")
     recommended: Recommended | None = doc("the fastest verified candidate; null when none verified")
+    photos: PhotoSet | None = doc("the pipeline search's images; null when it did not run")
+    pipelines: list[PipelineRow] = doc(
+        "pipeline variants x the fastest verified configurations, in search order"
+    )
+    recommended_pipeline: RecommendedPipeline | None = doc(
+        "the admitted pipeline with the lowest end-to-end p50; null when none was timed"
+    )
     notes: list[str] = doc("what was skipped or approximated")
-    step_s: dict[str, float] = doc("seconds per phase: prepare_s, verify_s, time_s, cold_s")
+    step_s: dict[str, float] = doc("seconds per phase: prepare_s, verify_s, time_s, cold_s, pipelines_s")
     duration_s: float = doc("wall time of the search, s")
     plot: str | None = doc("the Pareto plot's file name in --out (written with the files)", optional=True)
 
@@ -126,5 +176,6 @@ def schema_markdown() -> str:
         Tune,
         "tune.json (`detbench tune`)",
         f'`"schema": {SCHEMA}`. Written by `detbench tune` into `--out`; `detbench report --tune` reads '
-        "its recommended entry. Times in ms; sizes in MB = 1e6 bytes.",
+        "its recommended entry; `detbench predict --pipeline recommended` and `detbench.load_pipeline` build "
+        "its recommended_pipeline. Times in ms; sizes in MB = 1e6 bytes.",
     )

@@ -1,5 +1,6 @@
-"""What ``detbench tune`` writes: tune.json, tune.md, the Pareto plot, the recommended artifact and
-a ready budgets entry. Renderers read the search's result document only; they measure nothing."""
+"""What ``detbench tune`` writes: tune.json, tune.md (configurations, then pipelines), the Pareto
+plot, the recommended artifact and a ready budgets entry. Renderers read the search's result document
+only; they measure nothing."""
 
 from __future__ import annotations
 
@@ -52,6 +53,59 @@ def rows(doc: Mapping[str, Any]) -> list[list[str]]:
     return out
 
 
+PIPELINE_COLUMNS = ("pipeline", "e2e p50", "e2e p99", "inference p50", "admitted")
+
+
+def pipeline_rows(doc: Mapping[str, Any]) -> list[list[str]]:
+    """One row per searched pipeline, fastest admitted first; * marks the recommended."""
+    rec = (doc.get("recommended_pipeline") or {}).get("index")
+    ps = list(enumerate(doc.get("pipelines") or []))
+    ps.sort(key=lambda ip: (not ip[1]["admitted"], ip[1]["e2e_p50_ms"] or float("inf"), ip[0]))
+    return [
+        [
+            f"{p['label']}{' *' if i == rec else ''}",
+            _f(p["e2e_p50_ms"], ".3f"),
+            _f(p["e2e_p99_ms"], ".3f"),
+            _f(p["inference_p50_ms"], ".3f"),
+            ("yes" if p["identical"] else "yes (checked)") if p["admitted"] else "no",
+        ]
+        for i, p in ps
+    ]
+
+
+def _pipelines_markdown(doc: Mapping[str, Any]) -> list[str]:
+    photos, rec = doc.get("photos"), doc.get("recommended_pipeline")
+    if not doc.get("pipelines") or photos is None:
+        return []
+    plan = photos["plan"]
+    parts = ["## Pipelines (end to end on the photo-sized set)", ""]
+    if rec:
+        ref = rec["reference_e2e_p50_ms"]
+        vs = "" if ref is None else f" (reference pipeline {ref:.3f} ms, {ref / rec['e2e_p50_ms']:.2f}x)"
+        parts += [
+            f"**Recommended pipeline: {rec['decode']}/{rec['preprocess']}/{rec['postprocess']} on "
+            f"{rec['backend']} {rec['threads']}t**: {rec['e2e_p50_ms']:.3f} ms per image end to end{vs}, "
+            f"inference alone {_f(rec['inference_p50_ms'], '.3f')} ms. Load it with "
+            "`detbench.load_pipeline('tune.json')` or `detbench predict --pipeline recommended`.",
+            "",
+        ]
+    parts += [
+        f"{len(photos['images'])} photos ({', '.join(photos['images'])}); one call = one pass over them "
+        f"(file to detections in full-image pixels), ms per image = pass / photos; {plan['blocks']} "
+        f"alternated blocks of {plan['block_calls']} passes, first {plan['discard']} dropped. Inference "
+        "= the configuration's backend alone on the same photos' model inputs, same run. Identical "
+        "pipelines are admitted as claimed; the others only within verify.decode's bounds, checked "
+        "on these photos.",
+        "",
+        _md_table(PIPELINE_COLUMNS, pipeline_rows(doc)),
+        "",
+    ]
+    refused = [p for p in doc["pipelines"] if not p["admitted"]]
+    if refused:
+        parts += ["Not admitted:", ""] + [f"- {p['label']}: {p['reason']}" for p in refused] + [""]
+    return parts
+
+
 def _md_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in body]
@@ -91,6 +145,7 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         _md_table(COLUMNS, rows(doc)),
         "",
     ]
+    parts += _pipelines_markdown(doc)
     failed = [c for c in doc["candidates"] if not c["verified"]]
     if failed:
         parts += ["## Not verified", ""] + [f"- {c['label']}: {c['reason']}" for c in failed] + [""]

@@ -7,6 +7,9 @@ detections after NMS matched by IoU, and mAP50 / mAP50-95 / per-class mAP50 thro
 ``verify.accuracy.evaluate`` within the row's bounds. A point that fails any of them is kept in
 the results with the comparator's message as its ``reason`` and is never timed or recommended.
 
+Then the pipeline search (``tune.pipelines``): decode x preprocess x postprocess variants on the
+fastest verified configurations, checked and timed end to end on the photo-sized set.
+
 mAP is scored once per artifact (at its first thread count): threads change only the order of
 fp32 sums, which the raw-head check, run at every thread count, bounds far below what moves a
 detection.
@@ -29,8 +32,19 @@ from detbench.perf.timing import BlockPlan
 from detbench.runtimes.backends import BackendSettings, BaseBackend
 from detbench.runtimes.cache import artifact_size
 from detbench.schema import from_json
+from detbench.tune import pipelines
 from detbench.tune.pareto import pareto_front, recommend
-from detbench.tune.records import SCHEMA, Environment, Recommended, Reference, SearchSettings, Tune
+from detbench.tune.records import (
+    SCHEMA,
+    Environment,
+    PhotoSet,
+    PipelineRow,
+    Recommended,
+    RecommendedPipeline,
+    Reference,
+    SearchSettings,
+    Tune,
+)
 from detbench.tune.records import Candidate as CandidateRecord
 from detbench.tune.space import Point
 
@@ -51,6 +65,10 @@ class TuneSettings:
     plan: BlockPlan = BlockPlan.TUNE
     accuracy: bool = True  # False: latency only (untrained weights have no meaningful mAP)
     cold: str = "all"  # all | front | none: which candidates get a fresh-process cold start
+    pipeline_search: bool = True  # search pipeline variants on the fastest verified configurations
+    pipeline_plan: BlockPlan = BlockPlan.PIPELINES
+    top_configs: int = pipelines.TOP_CONFIGS
+    photos_per_size: int = 2  # photos of each data.photos size the pipelines are checked and timed on
 
 
 @dataclass
@@ -238,6 +256,42 @@ def time_verified(
         c.p99_ms = float(np.percentile(sec, 99) * 1e3)
 
 
+def search_pipelines(
+    ctx: Context, cands: Sequence[Candidate], s: TuneSettings, progress: Progress
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, Any] | None]:
+    """The pipeline search (``tune.pipelines``) on the ``s.top_configs`` fastest verified candidates,
+    whose backends are still loaded: (the photo set, the pipeline rows, the recommended pipeline)."""
+    from detbench.data.datasets import load_dataset
+    from detbench.data.photos import PhotoConfig, photo_dataset
+    from detbench.runtimes.pipeline import BackendConfig
+
+    top = pipelines.top_configs([c.to_dict() for c in cands], s.top_configs)
+    configs = [
+        pipelines.Config(
+            i,
+            cands[i].point.label,
+            BackendConfig(
+                cands[i].point.backend, cands[i].point.threads, cands[i].artifact, ctx.imgsz, ctx.names
+            ),
+            cands[i].backend,
+        )
+        for i in top
+        if cands[i].backend is not None and cands[i].artifact is not None
+    ]
+    if not configs:
+        return None, [], None
+    data = photo_dataset(PhotoConfig(per_size=s.photos_per_size))
+    images = load_dataset(data).images("val")
+
+    def sampler(fns: Sequence[Callable[[], object]]) -> list[np.ndarray]:
+        total = len(fns) * s.pipeline_plan.kept
+        return s.pipeline_plan.steady_state(fns, on_block=lambda k: progress("pipelines", k, total))
+
+    rows, rec = pipelines.search(configs, images, sampler)
+    photos = {"data": str(data), "images": [p.name for p in images], "plan": s.pipeline_plan.to_dict()}
+    return photos, rows, rec
+
+
 def measure_cold(ctx: Context, cand: Candidate, notes: list[str]) -> None:
     from detbench.perf.firstcall import first_call
 
@@ -292,6 +346,16 @@ def run_search(s: TuneSettings, progress: Progress | None = None) -> TuneResult:
     total = n_timed * s.plan.kept
     time_verified(ctx, cands, s, on_block=lambda k: tick("time", k, total))
     steps["time_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    photos, pipeline_rows, rec_pipeline = None, [], None
+    if s.pipeline_search:
+        photos, pipeline_rows, rec_pipeline = search_pipelines(ctx, cands, s, tick)
+        if rec_pipeline is None:
+            notes.append("pipeline search: no admitted pipeline was timed; nothing recommended")
+    else:
+        notes.append("pipeline search skipped (--no-pipelines)")
+    steps["pipelines_s"] = time.perf_counter() - t
     for c in cands:
         c.backend = None
 
@@ -328,6 +392,9 @@ def run_search(s: TuneSettings, progress: Progress | None = None) -> TuneResult:
         candidates=[from_json(CandidateRecord, d) for d in dicts],
         pareto=front,
         recommended=None if best is None else from_json(Recommended, {"index": best, **dicts[best]}),
+        photos=None if photos is None else from_json(PhotoSet, photos),
+        pipelines=[from_json(PipelineRow, r) for r in pipeline_rows],
+        recommended_pipeline=None if rec_pipeline is None else from_json(RecommendedPipeline, rec_pipeline),
         notes=notes,
         step_s=steps,
         duration_s=time.perf_counter() - t0,
