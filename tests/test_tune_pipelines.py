@@ -1,4 +1,5 @@
-"""tune's pipeline search (fake backends, a fake clock), and load_pipeline from a small tune.json."""
+"""tune's pipeline search (fake backends, a fake clock), ``detbench.load_pipeline`` from a small tune.json,
+and ``detbench predict --pipeline``."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import numpy as np
 import pytest
 
 import detbench
+from detbench import cli
 from detbench.data.datasets import load_dataset
+from detbench.data.images import load_image
 from detbench.data.photos import PhotoConfig, photo_dataset, write_photos
 from detbench.errors import DetbenchError
 from detbench.runtimes import pipeline as stages
 from detbench.runtimes.decode import Decoded, decode_opencv_reduced
 from detbench.runtimes.pipeline import BackendConfig, Pipeline, PipelineVariant
-from detbench.runtimes.postprocess import ultralytics_nms
+from detbench.runtimes.postprocess import postprocess, ultralytics_nms
+from detbench.runtimes.preprocess import preprocess
 from detbench.tune import pipelines
 from detbench.tune.pipelines import Config, Space
 from detbench.tune.records import SCHEMA
@@ -275,3 +279,54 @@ def test_recommended_pipeline_boxes_are_in_full_image_pixels(onnx_config: Backen
     assert_detections_match(
         [ref(f) for f in photo_files], [red(f) for f in photo_files], DECODE_TOLERANCES["opencv-reduced"]
     )
+
+
+def _todays_predict(workbench, paths: Sequence[Path], conf: float = 0.25) -> list[dict]:
+    """What ``detbench predict`` computed before pipelines: load_image, preprocess, onnxruntime, NMS."""
+    backend = workbench.load("onnxruntime")
+    out = []
+    for p in paths:
+        x, infos = preprocess([load_image(p)], workbench.imgsz)
+        det = postprocess(backend.run(x), infos, workbench.names, conf=conf)[0]
+        out.append({"image": str(p), "error": None, "detections": det.to_list()})
+    return out
+
+
+def test_predict_reference_pipeline_is_todays_predict(
+    capsys: pytest.CaptureFixture, workbench, baseline: Path, photo_files, dataset
+) -> None:
+    """``predict --pipeline reference`` (the default) gives today's detections, value for value, on
+    EXIF-tagged photos and a val PNG."""
+    paths = [*photo_files[:4], dataset.images("val")[0]]
+    argv = ["predict", *map(str, paths), "--weights", str(baseline), "--json"]
+    assert cli.main([*argv, "--pipeline", "reference"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got == _todays_predict(workbench, paths)
+    assert sum(len(r["detections"]) for r in got) > 0  # something to compare
+
+
+def test_predict_recommended_runs_tune_jsons_pipeline(
+    capsys: pytest.CaptureFixture, tmp_path: Path, onnx_config: BackendConfig, photo_files, monkeypatch
+) -> None:
+    """``predict --pipeline recommended`` runs load_pipeline's pipeline; it reads tune/tune.json by
+    default, and refuses --backend (tune.json names the backend) or a missing tune.json."""
+    (tmp_path / "tune").mkdir()
+    path = _tune_json(tmp_path / "tune" / "tune.json", onnx_config)
+    pipe = detbench.load_pipeline(path)
+    paths = photo_files[:3]
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["predict", *map(str, paths), "--pipeline", "recommended", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [r["detections"] for r in got] == [pipe(p).to_list() for p in paths]
+    assert cli.main(["predict", str(paths[0]), "--pipeline", "recommended", "--backend", "pytorch"]) == 1
+    assert "--backend" in capsys.readouterr().err
+    missing = [
+        "predict",
+        str(paths[0]),
+        "--pipeline",
+        "recommended",
+        "--tune-json",
+        str(tmp_path / "no.json"),
+    ]
+    assert cli.main(missing) == 1
+    assert "no tune.json" in capsys.readouterr().err
