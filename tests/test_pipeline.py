@@ -7,7 +7,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 import pytest
-from hypothesis import Phase, given, settings
+from hypothesis import Phase, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -278,11 +278,17 @@ def test_overlap_at_the_threshold_is_compared_in_double(iou: float) -> None:
 
 @given(head=raw_heads(), max_nms=st.integers(1, 50))
 def test_max_nms_keeps_the_same_candidates(head, max_nms) -> None:
-    """Above max_nms candidates both keep the top scores (continuous scores: no tie at the cut)."""
+    """Above max_nms candidates both keep the top scores. A tie at the cut is left out: there
+    ultralytics' unstable sort keeps either box (README "Pipeline variants")."""
     import torch
 
     raw = head[0]
-    raw[:, 4:] += np.random.default_rng(0).uniform(0, 1e-3, raw[:, 4:].shape)  # no ties
+    raw[:, 4:] += np.random.default_rng(0).uniform(0, 1e-3, raw[:, 4:].shape)  # fewer ties
+    for image in raw:
+        best = image[4:].max(0)
+        top = np.sort(best[best > 0.25])[::-1]
+        # float32 near 1.0 has ~8000 steps in 1e-3: the noise alone does not rule a tie out
+        assume(len(top) <= max_nms or top[max_nms - 1] != top[max_nms])
     ref = ultralytics_nms()(torch.from_numpy(raw), 0.25, 0.7, max_nms=max_nms, max_time_img=1e6)
     for r, o in zip(ref, numpy_nms(raw, max_nms=max_nms)):
         assert r.numpy().tobytes() == o.tobytes() and r.numpy().dtype == o.dtype
