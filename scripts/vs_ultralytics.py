@@ -23,12 +23,12 @@ apart measures the drift; the median of per-round ratios, with its range, does n
 Part 3 (``--e2e``): the whole per-image pipeline, file to detections, both ways on the same images:
 ``YOLO(export).predict(path, stream=True, verbose=False)`` with ultralytics' own ONNX (and OpenVINO,
 when installed) export of the weights, made offline into a temp dir, against detbench's pipeline
-(``perf.pipeline_timing.reference_pipeline`` with the ``--decode`` variant) on the equivalent backend
-loading the same file (onnxruntime; openvino or openvino-bf16 as ultralytics' compiled precision).
-Both warm (one untimed pass first, torchvision imported, the same threads), then ``--rounds`` rounds,
-each a pass over the images per contender (an untimed settle first), the order reversed every other
-round; wall clock per image, ultralytics' own ``speed`` dict and detbench's stage split beside. The
-detections of both sides are matched and the agreement printed. Last line:
+(``runtimes.pipeline.stage_calls``: the ``--decode`` variant, the reference letterbox and NMS) on the
+equivalent backend loading the same file (onnxruntime; openvino or openvino-bf16 as ultralytics'
+compiled precision). Both warm (one untimed pass first, torchvision imported, the same threads), then
+``--rounds`` rounds, each a pass over the images per contender (an untimed settle first), the order
+reversed every other round; wall clock per image, ultralytics' own ``speed`` dict and detbench's stage
+split beside. The detections of both sides are matched and the agreement printed. Last line:
 ``e2e: ultralytics X ms/image, detbench Y ms/image, ratio R [lo, hi]``: each side's fastest backend
 (median over all timed images), R = ultralytics / detbench from the per-round medians' paired ratio
 and its paired bootstrap 95% interval (``perf.stats.paired_ratio_ci``).
@@ -321,12 +321,13 @@ def ultralytics_contender(fmt: str, export: Path, imgsz: int, names: tuple[str, 
 def detbench_contender(
     backend_name: str, export: Path, imgsz: int, names: tuple[str, ...], decoder: str, threads: int
 ) -> Contender:
-    from detbench.perf.pipeline_timing import STAGES, reference_pipeline, time_image
+    from detbench.perf.pipeline_timing import STAGES, time_image
     from detbench.runtimes.backends import BackendSettings, create
+    from detbench.runtimes.pipeline import stage_calls
 
     backend = create(backend_name, BackendSettings(threads=threads))
     backend.load(export)
-    pipeline = reference_pipeline(imgsz, names, decoder=decoder)
+    pipeline = stage_calls(imgsz, names, decode=decoder)
     c = Contender("detbench", backend_name, lambda p: None)
 
     def call(path: Path) -> Any:

@@ -10,14 +10,8 @@ import pytest
 
 from detbench.perf import pipeline_timing
 from detbench.perf.measure import measure_stages
-from detbench.perf.pipeline_timing import (
-    Pipeline,
-    StagePlan,
-    StageTimes,
-    pipeline_stages,
-    reference_pipeline,
-    time_image,
-)
+from detbench.perf.pipeline_timing import StagePlan, StageTimes, pipeline_stages, time_image
+from detbench.runtimes.pipeline import StageCalls, stage_calls
 
 MS = 1_000_000  # fake clock ticks are nanoseconds
 IMAGES = [Path(f"img{i}.jpg") for i in range(4)]
@@ -49,12 +43,12 @@ class _Rig:
 
         return run
 
-    def pipeline(self) -> Pipeline:
+    def pipeline(self) -> StageCalls:
         def step(ms: int, out):
             self.now += ms * MS
             return out
 
-        return Pipeline(
+        return StageCalls(
             "fake",
             lambda p: step(3, p),
             lambda img: step(2, (np.zeros(1), img)),
@@ -160,7 +154,7 @@ def test_measure_stages_reports_warm_medians_and_a_reason_for_fixed_batches() ->
     assert out["fixed"] == {"images": 0, "reason": "fixed batch of 4: no per-image pipeline"}
 
 
-def test_reference_pipeline_decodes_letterboxes_and_maps_boxes(tmp_path: Path) -> None:
+def test_stage_calls_decode_letterbox_and_map_boxes(tmp_path: Path) -> None:
     """A pipeline of registered variants (the references, or a reduced decode with the lean letterbox
     and NumPy NMS) feeds the backend an imgsz letterbox of the file; an unknown variant is refused."""
     from PIL import Image
@@ -174,11 +168,11 @@ def test_reference_pipeline_decodes_letterboxes_and_maps_boxes(tmp_path: Path) -
         return np.zeros((1, 4 + 2, 21), np.float32)  # no box above the threshold
 
     for decoder, pre, post in (("pillow", "reference", "ultralytics"), ("opencv-reduced", "lean", "numpy")):
-        pipe = reference_pipeline(32, ("a", "b"), decoder=decoder, preprocess=pre, postprocess=post)
+        pipe = stage_calls(32, ("a", "b"), decode=decoder, preprocess=pre, postprocess=post)
         det = pipe(run, path)
         assert len(det) == 0 and det.names == ("a", "b")
     assert seen == [(1, 3, 32, 32)] * 2
-    with pytest.raises(ValueError, match="unknown decoder 'nope'"):
-        reference_pipeline(32, ("a",), decoder="nope")
+    with pytest.raises(ValueError, match="no decode variant 'nope'"):
+        stage_calls(32, ("a",), decode="nope")
     with pytest.raises(ValueError, match="no postprocess variant 'nope'"):
-        reference_pipeline(32, ("a",), postprocess="nope")
+        stage_calls(32, ("a",), postprocess="nope")

@@ -19,7 +19,8 @@ from detbench.perf.timing import BlockPlan
 
 if TYPE_CHECKING:
     from detbench.perf.budgets import Budgets, LatencyBudget
-    from detbench.perf.pipeline_timing import Pipeline, StagePlan
+    from detbench.perf.pipeline_timing import StagePlan
+    from detbench.runtimes.pipeline import StageCalls
 
 
 def batch_of(x: np.ndarray, n: int) -> np.ndarray:
@@ -125,16 +126,18 @@ def measure_stages(
     names: Any,
     *,
     plan: StagePlan | None = None,
-    pipeline: Pipeline | None = None,
+    pipeline: StageCalls | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per-image medians of decode, preprocess, inference and postprocess (NMS) with class ``names``,
     and end to end, over ``images`` one at a time as a deployment runs them, at steady state
     (``pipeline_timing.pipeline_stages``: a cold first pass kept apart, then ``plan``'s warm passes
-    alternated between backends). ``pipeline``: the reference pipeline unless given."""
-    from detbench.perf.pipeline_timing import StagePlan, pipeline_stages, reference_pipeline
+    alternated between backends). ``pipeline``: each stage's reference variant unless given
+    (``runtimes.pipeline.stage_calls``)."""
+    from detbench.perf.pipeline_timing import StagePlan, pipeline_stages
+    from detbench.runtimes.pipeline import stage_calls
 
     plan = plan or StagePlan.REPORT
-    pipeline = pipeline or reference_pipeline(imgsz, names)
+    pipeline = pipeline or stage_calls(imgsz, names)
     runs = {n: b.run for n, b in loaded.items() if b.dynamic_batch or b.spec.batch == 1}
     timed = pipeline_stages(runs, pipeline, images, plan) if runs and images else {}
     out = {}

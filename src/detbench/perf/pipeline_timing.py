@@ -1,9 +1,9 @@
 """The per-image pipeline timed stage by stage: decode, preprocess, inference, postprocess, one image
 at a time as a deployment runs them, at steady state.
 
-A pipeline is three host callables around the backend call (``Pipeline``), so any registered decode,
-preprocess or postprocess variant can be timed; ``reference_pipeline`` builds one from the registries
-(``runtimes.decode``, ``runtimes.pipeline``), by default the reference of each stage.
+The pipeline is ``runtimes.pipeline.StageCalls``, the three host stages around the backend call, so
+any registered decode, preprocess or postprocess variant can be timed (``runtimes.pipeline.stage_calls``
+builds one from variant names, by default each stage's reference).
 
 ``pipeline_stages`` times every backend's pipeline the way the timing core times a call
 (``perf.timing``): a first pass over the images, kept apart as ``cold`` (file and pipeline caches,
@@ -16,68 +16,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from detbench.perf.timing import SETTLE_S, block_schedule, settle
 
+if TYPE_CHECKING:
+    from detbench.runtimes.pipeline import Run, StageCalls
+
 STAGES = ("decode", "preprocess", "inference", "postprocess")
-Run = Callable[[np.ndarray], np.ndarray]  # a loaded backend's call: batch -> raw head
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """One per-image pipeline: ``decode(path) -> image``, ``preprocess(image) -> (batch, state)``,
-    then the backend, then ``postprocess(raw, state) -> detections`` (boxes in the file's pixels)."""
-
-    name: str
-    decode: Callable[[Path], Any]
-    preprocess: Callable[[Any], tuple[np.ndarray, Any]]
-    postprocess: Callable[[np.ndarray, Any], Any]
-
-    def __call__(self, run: Run, path: Path) -> Any:
-        """Detections of ``path`` through ``run``, untimed."""
-        x, state = self.preprocess(self.decode(path))
-        return self.postprocess(run(x), state)
-
-
-def reference_pipeline(
-    imgsz: int,
-    names: Sequence[str],
-    *,
-    decoder: str = "pillow",
-    preprocess: str = "reference",
-    postprocess: str = "ultralytics",
-) -> Pipeline:
-    """The suite's pipeline from registered variants: the ``runtimes.decode`` variant ``decoder``, then
-    the ``runtimes.pipeline`` preprocess and postprocess variants (by default the references:
-    ultralytics' letterbox and NMS), boxes mapped back to the full-size file
-    (``Decoded.boxes_to_full``, an identity for full-size decoders)."""
-    from detbench.runtimes import pipeline as variants
-    from detbench.runtimes.decode import DECODERS
-
-    try:
-        decode = DECODERS[decoder]
-    except KeyError:
-        raise ValueError(f"unknown decoder {decoder!r}; registered: {', '.join(DECODERS)}") from None
-    pre_fn = variants.get("preprocess", preprocess).make()
-    post_fn = variants.get("postprocess", postprocess).make()
-    labels = tuple(names)
-
-    def pre(decoded: Any) -> tuple[np.ndarray, Any]:
-        x, info = pre_fn(decoded.rgb, imgsz)
-        return x, (decoded, info)
-
-    def post(raw: np.ndarray, state: Any) -> Any:
-        decoded, info = state
-        (det,) = post_fn(raw, [info], labels)
-        return det if decoded.factor == 1 else replace(det, xyxy=decoded.boxes_to_full(det.xyxy))
-
-    name = f"{decoder}/{preprocess}/{postprocess}"
-    return Pipeline(name, lambda p: decode.decode(p, imgsz), pre, post)
 
 
 @dataclass(frozen=True)
@@ -131,7 +81,7 @@ class StageTimes:
 
 
 def time_image(
-    pipeline: Pipeline, run: Run, path: Path, clock: Callable[[], int] = time.perf_counter_ns
+    pipeline: StageCalls, run: Run, path: Path, clock: Callable[[], int] = time.perf_counter_ns
 ) -> tuple[np.ndarray, Any]:
     """Nanoseconds of each stage (``STAGES``) for one image through ``pipeline`` and ``run``, and the
     detections."""
@@ -147,13 +97,13 @@ def time_image(
     return np.array([t1 - t0, t2 - t1, t3 - t2, t4 - t3], dtype=np.int64), det
 
 
-def _pass(pipeline: Pipeline, run: Run, images: Sequence[Path], clock: Callable[[], int]) -> np.ndarray:
+def _pass(pipeline: StageCalls, run: Run, images: Sequence[Path], clock: Callable[[], int]) -> np.ndarray:
     return np.stack([time_image(pipeline, run, p, clock)[0] for p in images])
 
 
 def pipeline_stages(
     runs: Mapping[str, Run],
-    pipeline: Pipeline,
+    pipeline: StageCalls,
     images: Sequence[Path],
     plan: StagePlan = StagePlan.REPORT,
     *,

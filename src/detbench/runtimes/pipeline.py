@@ -16,14 +16,16 @@ Call signatures per stage (what ``variant.make()`` returns):
 A stage is added by naming it in :data:`STAGES` and :data:`REFERENCES` and registering its
 variants with :func:`register`.
 
-:class:`Pipeline` names one variant per stage plus the backend configuration (:class:`BackendConfig`);
-``Pipeline.load()`` gives the callable form, ``pipeline(path) -> Detections`` with boxes in the full
-image's pixels whatever the decode factor. ``detbench.load_pipeline`` builds one from tune.json.
+:func:`stage_calls` turns one variant name per stage into :class:`StageCalls`, the three stages as
+callables around a backend call: the one per-image pipeline everything runs. ``perf.pipeline_timing``
+times one stage by stage, ``runtimes.stream`` runs one over many files (sequential or overlapped), and
+:class:`Pipeline` (the variant names plus the backend configuration, :class:`BackendConfig`) builds
+one for ``Pipeline.load()``'s callable form, ``pipeline(path) -> Detections``. Boxes come back in the
+full image's pixels whatever the decode factor. ``detbench.load_pipeline`` builds one from tune.json.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from detbench.runtimes.backends import BackendSettings, BaseBackend, PyTorchBackend, create
-from detbench.runtimes.decode import DECODERS, DecodeVariant
+from detbench.runtimes.decode import DECODERS, Decoded, DecodeVariant, ImageSize, Source
 from detbench.runtimes.decode import REFERENCE as DECODE_REFERENCE
+from detbench.runtimes.end2end import postprocess_end2end
 from detbench.runtimes.postprocess import CONF, IOU, MAX_DET, Detections, postprocess, postprocess_numpy
 from detbench.runtimes.preprocess import ImageLike, LeanPreprocessor, LetterboxInfo, Mode, preprocess
 
@@ -147,7 +150,86 @@ for _d in DECODERS.values():  # DECODERS lists the reference first
     register(_decode_variant(_d))
 
 
-# -- a whole pipeline ------------------------------------------------------------------------------
+# -- the stages as callables: the one per-image pipeline ------------------------------------------
+
+Run = Callable[[np.ndarray], np.ndarray]  # a loaded backend's call: batch -> raw head
+DecodeFn = Callable[[Source, ImageSize], Decoded]
+
+
+@dataclass(frozen=True)
+class StageCalls:
+    """A per-image pipeline's host stages as callables around the backend call: ``decode(path) ->
+    image``, ``preprocess(image) -> (batch, state)``, then the backend, then ``postprocess(raw, state)
+    -> detections`` (boxes in the file's pixels). Built from variant names by :func:`stage_calls`; any
+    three callables of those shapes are one too (the timing tests' fakes). Holds the variants' state
+    (reused buffers): one per thread."""
+
+    label: str
+    decode: Callable[[Source], Any]
+    preprocess: Callable[[Any], tuple[np.ndarray, Any]]
+    postprocess: Callable[[np.ndarray, Any], Any]
+    # The batch lives in a buffer the next ``preprocess`` call overwrites (the lean variant's), so a
+    # caller keeping several batches in flight copies it.
+    reuses_input: bool = True
+
+    def __call__(self, run: Run, path: Source) -> Any:
+        """Detections of ``path`` through ``run``, untimed."""
+        x, state = self.preprocess(self.decode(path))
+        return self.postprocess(run(x), state)
+
+
+def stage_calls(
+    imgsz: int,
+    names: Sequence[str],
+    *,
+    decode: str | DecodeFn = DECODE_REFERENCE,
+    preprocess: str = REFERENCES["preprocess"],
+    postprocess: str = REFERENCES["postprocess"],
+    conf: float = CONF,
+    iou: float = IOU,
+    max_det: int = MAX_DET,
+    end2end: bool = False,
+) -> StageCalls:
+    """The registered variants named (by default each stage's reference) as :class:`StageCalls` for a
+    model of input ``imgsz`` and classes ``names``. ``decode`` may also be a callable ``(path, imgsz) ->
+    Decoded``. ``end2end``: the backend's output is already detections (the end2end export), so
+    postprocess maps them back without NMS, whatever ``postprocess`` names."""
+    if callable(decode):
+        dec, dec_name = decode, getattr(decode, "__name__", "decode")
+    else:
+        dec, dec_name = get("decode", decode).make(), decode
+    pre_variant = get("preprocess", preprocess)
+    pre_fn = pre_variant.make()
+    post_fn = get("postprocess", postprocess).make()
+    labels = tuple(names)
+    nms: dict[str, Any] = {"conf": conf, "iou": iou, "max_det": max_det}
+
+    def pre(decoded: Decoded) -> tuple[np.ndarray, tuple[Decoded, LetterboxInfo]]:
+        x, info = pre_fn(decoded.rgb, imgsz)
+        return x, (decoded, info)
+
+    def post(raw: np.ndarray, state: tuple[Decoded, LetterboxInfo]) -> Detections:
+        decoded, info = state
+        if end2end:
+            (det,) = postprocess_end2end(raw, [info], labels, conf=conf, max_det=max_det)
+        else:
+            (det,) = post_fn(raw, [info], labels, **nms)
+        if decoded.factor == 1:
+            return det
+        # Boxes were mapped back to the reduced image: scale them to the displayed full-size image.
+        full = decoded.boxes_to_full(det.xyxy).astype(np.float32)
+        return Detections(full, det.scores, det.class_ids, det.names)
+
+    return StageCalls(
+        f"{dec_name}/{preprocess}/{postprocess}",
+        lambda path: dec(path, imgsz),
+        pre,
+        post,
+        reuses_input=not pre_variant.is_reference,
+    )
+
+
+# -- a whole pipeline: the variants plus the backend configuration ---------------------------------
 
 
 @dataclass(frozen=True)
@@ -198,6 +280,23 @@ class Pipeline:
         """The same backend configuration with every stage's reference variant."""
         return Pipeline(self.config)
 
+    def calls(
+        self, *, conf: float = CONF, iou: float = IOU, max_det: int = MAX_DET, end2end: bool = False
+    ) -> StageCalls:
+        """This pipeline's stages as callables for its configuration's model (one per thread)."""
+        c = self.config
+        return stage_calls(
+            c.imgsz,
+            c.names,
+            decode=self.decode,
+            preprocess=self.preprocess,
+            postprocess=self.postprocess,
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            end2end=end2end,
+        )
+
     def load(
         self,
         backend: BaseBackend | None = None,
@@ -211,8 +310,8 @@ class Pipeline:
 
 
 class LoadedPipeline:
-    """``pipeline(path) -> Detections``: decode, preprocess, the backend, postprocess, boxes mapped back
-    to the full image's pixels. Holds each stage's state (reused buffers), so one per thread."""
+    """``pipeline(path) -> Detections``: :meth:`Pipeline.calls` around the loaded backend, boxes mapped
+    back to the full image's pixels. Holds each stage's state (reused buffers), so one per thread."""
 
     def __init__(
         self,
@@ -226,28 +325,16 @@ class LoadedPipeline:
         self.spec = spec
         self.backend = backend
         self.conf, self.iou, self.max_det = conf, iou, max_det
-        self._decode = get("decode", spec.decode).make()
-        self._preprocess = get("preprocess", spec.preprocess).make()
-        self._postprocess = get("postprocess", spec.postprocess).make()
+        self.calls = spec.calls(conf=conf, iou=iou, max_det=max_det)
 
     @property
     def names(self) -> tuple[str, ...]:
         return self.spec.config.names
 
-    def __call__(self, path: str | os.PathLike) -> Detections:
-        imgsz = self.spec.config.imgsz
-        decoded = self._decode(path, imgsz)
-        x, info = self._preprocess(decoded.rgb, imgsz)
-        det = self._postprocess(
-            self.backend.run(x), [info], self.names, conf=self.conf, iou=self.iou, max_det=self.max_det
-        )[0]
-        if decoded.factor == 1:
-            return det
-        # Boxes were mapped back to the reduced image: scale them to the displayed full-size image.
-        full = decoded.boxes_to_full(det.xyxy).astype(np.float32)
-        return Detections(full, det.scores, det.class_ids, det.names)
+    def __call__(self, path: Source) -> Detections:
+        return self.calls(self.backend.run, path)
 
-    def many(self, paths: Sequence[str | os.PathLike]) -> list[Detections]:
+    def many(self, paths: Sequence[Source]) -> list[Detections]:
         return [self(p) for p in paths]
 
     def __repr__(self) -> str:
