@@ -140,6 +140,7 @@ def measure_cores(
     from ultralytics import YOLO
 
     from detbench.runtimes.backends import BackendSettings, create
+    from detbench.runtimes.pipeline import BackendConfig, Pipeline
     from detbench.runtimes.stream import ImagePipeline, same_results
     from detbench.verify.compare import match_detections
 
@@ -155,7 +156,8 @@ def measure_cores(
         )
     peer.predictor.model.backend.session = backend.session  # one session, the same threads, both sides
     names = tuple(peer.names[i] for i in sorted(peer.names))
-    pipe = ImagePipeline(backend, names, imgsz, decoder=args.decoder, preprocess="lean", postprocess="numpy")
+    spec = Pipeline(BackendConfig("onnxruntime", cores, onnx, imgsz, names), args.decoder, "lean", "numpy")
+    pipe = ImagePipeline.from_pipeline(spec, backend)
     depth = 2 * cores + 2
 
     def stream(post: bool) -> Callable[[], list]:

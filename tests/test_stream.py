@@ -15,6 +15,7 @@ from PIL import Image
 
 from detbench.errors import ImageError
 from detbench.runtimes.decode import Decoded
+from detbench.runtimes.pipeline import stage_calls
 from detbench.runtimes.stream import ImagePipeline, StreamResult, same_results
 
 IMGSZ = 32
@@ -67,15 +68,11 @@ def paths(n: int) -> list[Path]:
     return [Path(f"img-{i:02d}") for i in range(n)]
 
 
-def make(backend: FakeBackend | None = None, preprocess: str = "lean", **kw) -> ImagePipeline:
+def make(backend: FakeBackend | None = None, preprocess: str = "lean", decoder=None) -> ImagePipeline:
+    dec = decoder or fake_decoder()
     return ImagePipeline(
         backend or FakeBackend(),
-        NAMES,
-        IMGSZ,
-        decoder=kw.pop("decoder", fake_decoder()),
-        preprocess=preprocess,
-        postprocess="numpy",
-        **kw,
+        lambda: stage_calls(IMGSZ, NAMES, decode=dec, preprocess=preprocess, postprocess="numpy"),
     )
 
 

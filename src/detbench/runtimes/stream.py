@@ -1,7 +1,8 @@
 """Throughput over many images: decode and preprocess of the next images overlapped with inference.
 
-:class:`ImagePipeline` holds one choice per stage (a registered decoder, preprocess and postprocess
-variant, a loaded backend) and runs it two ways over an iterable of image paths:
+:class:`ImagePipeline` runs the one per-image pipeline (``runtimes.pipeline.StageCalls``: decode,
+preprocess and postprocess variants, built from a ``runtimes.pipeline.Pipeline`` or by
+``stage_calls``) around a loaded backend, two ways over an iterable of image paths:
 
 - :meth:`ImagePipeline.sequential`: decode -> preprocess -> run -> postprocess, one image at a time
   (the latency path, and the reference the stream is held to);
@@ -24,17 +25,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from detbench.runtimes import pipeline
-from detbench.runtimes.decode import DECODERS, Decoded, ImageSize
-from detbench.runtimes.end2end import postprocess_end2end
 from detbench.runtimes.postprocess import CONF, IOU, MAX_DET, Detections
-from detbench.runtimes.preprocess import LetterboxInfo
 
-DecodeFn = Callable[[str | os.PathLike, ImageSize], Decoded]
+if TYPE_CHECKING:
+    from detbench.runtimes.pipeline import Pipeline, StageCalls
+
 _END = object()  # the end of the paths (a sentinel, since no path value can be reserved)
 
 
@@ -63,48 +62,51 @@ class _Prepared:
 
     path: Path
     x: np.ndarray | None = None
-    info: LetterboxInfo | None = None
-    decoded: Decoded | None = None
+    state: Any = None  # what the pipeline's postprocess takes beside the raw output
     error: Exception | None = None
 
 
-class ImagePipeline:
-    """decode -> preprocess -> ``backend.run`` -> postprocess for one image at a time or as a stream.
+def is_end2end(backend: object) -> bool:
+    """The backend's output is already detections (the end2end export): postprocess without NMS."""
+    return getattr(backend, "output", "raw") == "detections"
 
-    ``decoder`` is a registered decoder name (``runtimes.decode.DECODERS``) or a callable
-    ``(path, imgsz) -> Decoded``; ``preprocess`` and ``postprocess`` name registered variants
-    (``runtimes.pipeline``). A backend whose ``output`` is "detections" (the end2end export) is
-    postprocessed without NMS. Boxes come back in full-resolution pixels of the displayed image.
+
+class ImagePipeline:
+    """``backend.run`` inside a per-image pipeline, for one image at a time or as a stream.
+
+    ``make`` builds the pipeline's :class:`~detbench.runtimes.pipeline.StageCalls`, called once per
+    thread that decodes, preprocesses or postprocesses (a variant's reused buffers stay that thread's);
+    :meth:`from_pipeline` builds it from a ``runtimes.pipeline.Pipeline``. Boxes come back in
+    full-resolution pixels of the displayed image.
     """
 
-    def __init__(
-        self,
-        backend: Runner,
-        names: Sequence[str],
-        imgsz: int,
+    def __init__(self, backend: Runner, make: Callable[[], StageCalls]) -> None:
+        self.backend = backend
+        self._make = make
+        self._local = threading.local()
+
+    @classmethod
+    def from_pipeline(
+        cls,
+        spec: Pipeline,
+        backend: Runner | None = None,
         *,
-        decoder: str | DecodeFn = "pillow",
-        preprocess: str = "reference",
-        postprocess: str = "ultralytics",
         conf: float = CONF,
         iou: float = IOU,
         max_det: int = MAX_DET,
-    ) -> None:
-        if isinstance(decoder, str):
-            if decoder not in DECODERS:
-                raise ValueError(f"unknown decoder {decoder!r}; registered: {', '.join(DECODERS)}")
-            decoder = DECODERS[decoder].decode
-        self.backend = backend
-        self.names = tuple(names)
-        self.imgsz = imgsz
-        self.decode: DecodeFn = decoder
-        self.pre_variant = pipeline.get("preprocess", preprocess)
-        self.post_variant = pipeline.get("postprocess", postprocess)
-        self._post = self.post_variant.make()
-        self._end2end = getattr(backend, "output", "raw") == "detections"
-        self._nms = {"conf": conf, "iou": iou, "max_det": max_det}
-        # A preprocess variant may keep state (LeanPreprocessor's buffers): one instance per thread.
-        self._local = threading.local()
+    ) -> ImagePipeline:
+        """``spec``'s variants around ``backend`` (by default loaded from ``spec.config``); a backend
+        whose ``output`` is "detections" (the end2end export) is postprocessed without NMS."""
+        run = backend if backend is not None else spec.config.load()
+        end2end = is_end2end(run)
+        return cls(run, lambda: spec.calls(conf=conf, iou=iou, max_det=max_det, end2end=end2end))
+
+    def calls(self) -> StageCalls:
+        """This thread's stages."""
+        calls = getattr(self._local, "calls", None)
+        if calls is None:
+            calls = self._local.calls = self._make()
+        return calls
 
     # -- the stages ---------------------------------------------------------------------------
     def prepare(self, path: str | os.PathLike, *, own_buffer: bool = False) -> _Prepared:
@@ -112,33 +114,22 @@ class ImagePipeline:
         input out of a variant's reused buffer, which that thread's next image would overwrite before
         the model has read it (the stream keeps several prepared images in flight)."""
         path = Path(path)
+        calls = self.calls()
         try:
-            decoded = self.decode(path, self.imgsz)
-            fn = getattr(self._local, "preprocess", None)
-            if fn is None:
-                fn = self._local.preprocess = self.pre_variant.make()
-            x, info = fn(decoded.rgb, self.imgsz)
+            x, state = calls.preprocess(calls.decode(path))
         except Exception as exc:  # an unreadable or refused file is this image's result, not the run's
             return _Prepared(path, error=exc)
-        if own_buffer and not self.pre_variant.is_reference:
+        if own_buffer and calls.reuses_input:
             x = x.copy()
-        return _Prepared(path, x, info, decoded)
+        return _Prepared(path, x, state)
 
     def infer(self, prepared: _Prepared) -> np.ndarray:
         return self.backend.run(prepared.x)
 
     def finish(self, prepared: _Prepared, raw: np.ndarray) -> StreamResult:
         """Postprocess one image's model output into its result."""
-        assert prepared.info is not None and prepared.decoded is not None
-        if self._end2end:
-            kw = {k: v for k, v in self._nms.items() if k != "iou"}
-            det = postprocess_end2end(raw, [prepared.info], self.names, **kw)[0]
-        else:
-            det = self._post(raw, [prepared.info], self.names, **self._nms)[0]
-        if prepared.decoded.factor != 1:  # a reduced decode: back to the full image's pixels
-            xyxy = prepared.decoded.boxes_to_full(det.xyxy).astype(np.float32)
-            det = Detections(xyxy, det.scores, det.class_ids, det.names)
-        return StreamResult(prepared.path, det)
+        assert prepared.x is not None
+        return StreamResult(prepared.path, self.calls().postprocess(raw, prepared.state))
 
     @staticmethod
     def _failed(prepared: _Prepared) -> StreamResult:
