@@ -2,6 +2,7 @@
 against ``YOLO(ultralytics' own ONNX export).predict(paths, stream=True)``, on the same files.
 
     nice -n 19 python scripts/measure_throughput.py [--images photos|val] [--rounds 5] [--passes 2]
+    nice -n 19 python scripts/measure_throughput.py --tune-json tune/tune.json   # the recommended one
 
 The baseline weights are exported once by ultralytics (``YOLO(weights).export(format="onnx",
 imgsz=128)``, in a temp folder), and that one ONNX file runs on both sides in one ONNX Runtime
@@ -19,8 +20,10 @@ detbench's stream uses that many decode workers. Contenders per setting:
 - ``detbench-stream``: ``ImagePipeline.stream``, postprocess in the inferring thread;
 - ``detbench-stream-post``: the same with postprocess in its own thread.
 
-detbench runs the identical variants (``--decoder`` default opencv, lean preprocess, NumPy NMS), and
-the streams are checked to give the sequential pipeline's detections bit for bit before timing;
+detbench runs the identical variants (``--decoder`` default opencv, lean preprocess, NumPy NMS) on
+the same ONNX session or, with ``--tune-json``, the recommended pipeline of that tune.json (its
+variants, backend and artifact, ``tune.pipelines.pipeline_from_tune``; threads: the setting's cores),
+and the streams are checked to give the sequential pipeline's detections bit for bit before timing;
 ultralytics' detections are matched against detbench's (same class, IoU >= 0.5). After one warm pass
 each, rounds alternate the contenders' order (forward, then reversed); each contender's timing in a
 round is ``--passes`` passes over the images. A ratio is detbench / ultralytics images/s within one
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -156,8 +160,17 @@ def measure_cores(
         )
     peer.predictor.model.backend.session = backend.session  # one session, the same threads, both sides
     names = tuple(peer.names[i] for i in sorted(peer.names))
-    spec = Pipeline(BackendConfig("onnxruntime", cores, onnx, imgsz, names), args.decoder, "lean", "numpy")
-    pipe = ImagePipeline.from_pipeline(spec, backend)
+    if args.recommended is None:
+        spec = Pipeline(
+            BackendConfig("onnxruntime", cores, onnx, imgsz, names), args.decoder, "lean", "numpy"
+        )
+        pipe = ImagePipeline.from_pipeline(spec, backend)
+    else:  # tune.json's pipeline and backend configuration, at this setting's cores
+        spec = dataclasses.replace(
+            args.recommended, config=dataclasses.replace(args.recommended.config, threads=cores)
+        )
+        pipe = ImagePipeline.from_pipeline(spec)
+        print(f"{cores} core(s): detbench runs tune.json's {spec.label} on {spec.config.backend}")
     depth = 2 * cores + 2
 
     def stream(post: bool) -> Callable[[], list]:
@@ -206,6 +219,11 @@ def measure_cores(
     return CoresResult(cores, cpus, runs, ratios, order_log)
 
 
+def pipe_label(args) -> str:
+    rec = args.recommended
+    return f"{rec.label} on {rec.config.backend} ({rec.config.artifact})"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     configure_environment()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -213,8 +231,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, default=100, help="at most this many images (val has 200)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--passes", type=int, default=2, help="passes over the images per timing")
-    ap.add_argument("--decoder", default="opencv", help="detbench's decoder (runtimes.decode.DECODERS)")
+    ap.add_argument("--decoder", help="detbench's decoder (runtimes.decode.DECODERS; default opencv)")
+    ap.add_argument(
+        "--tune-json",
+        type=Path,
+        help="detbench runs this tune.json's recommended pipeline and backend configuration (threads: "
+        "each setting's cores) instead of the ONNX export with --decoder, lean, numpy",
+    )
     args = ap.parse_args(argv)
+    args.recommended = None
+    if args.tune_json is not None:
+        from detbench.tune.pipelines import pipeline_from_tune
+
+        if args.decoder is not None:
+            ap.error("--decoder: --tune-json runs the decoder tune.json recommends")
+        from detbench.errors import DetbenchError
+
+        try:
+            args.recommended = pipeline_from_tune(args.tune_json)
+        except DetbenchError as exc:
+            ap.error(str(exc))
+        args.decoder = args.recommended.decode
+    args.decoder = args.decoder or "opencv"
 
     import torchvision  # noqa: F401  ultralytics' NMS takes torchvision's C++ kernel only if imported
 
@@ -238,6 +276,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "rounds": args.rounds,
         "passes": args.passes,
         "decoder": args.decoder,
+        **(
+            {}
+            if args.recommended is None
+            else {"tune_json": str(args.tune_json), "pipeline": pipe_label(args)}
+        ),
         "results": [asdict(r) for r in results],
     }
     print(json.dumps(doc, indent=2))
