@@ -34,6 +34,12 @@ split beside. The detections of both sides are matched and the agreement printed
 and its paired bootstrap 95% interval (``perf.stats.paired_ratio_ci``).
 
     nice -n 19 python scripts/vs_ultralytics.py --e2e --images photos --rounds 3
+    nice -n 19 python scripts/vs_ultralytics.py --e2e --tune-json tune/tune.json
+
+With ``--tune-json``, detbench's side is that tune.json's recommended pipeline instead (its variants,
+backend, artifact and threads, as ``detbench.load_pipeline`` builds it: ``--decode`` is refused), one
+contender against every ultralytics export, its detections matched against each: the issue's figure,
+the recommended pipeline against ``YOLO(export).predict``.
 
 Part 2 (``--scale m``): ``detbench tune``'s search, latency only, on an untrained YOLOv8m at 128 px,
 and the recommended configuration's speedup over eager PyTorch at 1 thread, both from that one
@@ -66,6 +72,7 @@ from detbench.paths import configure_environment
 DEFAULT_FORMATS = ("-", "torchscript", "onnx", "openvino")
 INT8_FORMATS = ("onnx", "openvino")
 SPEED_COL = "Inference time (ms/im)"
+DEFAULT_TUNE_JSON = Path("tune/tune.json")  # detbench tune's default --out
 # Eager PyTorch's compiled twins: they add compile time (torch.compile ~40 s per configuration) and
 # are no contender for the fastest (>= 2.8x onnxruntime's p50 on v8n, README "Tuned configurations");
 # pass --backends to include them.
@@ -162,7 +169,7 @@ def part_ultralytics(args: argparse.Namespace) -> dict:
 
     weights = resolve_weights(args.weights)
     data = Path(args.data or synthetic_dataset())
-    doc = json.loads(Path(args.tune_json).read_text())
+    doc = json.loads(Path(args.tune_json or DEFAULT_TUNE_JSON).read_text())
     rec = doc["recommended"]
     logging.getLogger("ultralytics").setLevel(logging.ERROR)
     default = ultralytics_rows(weights, data, args.imgsz, DEFAULT_FORMATS)
@@ -321,17 +328,30 @@ def ultralytics_contender(fmt: str, export: Path, imgsz: int, names: tuple[str, 
 def detbench_contender(
     backend_name: str, export: Path, imgsz: int, names: tuple[str, ...], decoder: str, threads: int
 ) -> Contender:
-    from detbench.perf.pipeline_timing import STAGES, time_image
+    """detbench's pipeline (the ``decoder`` variant, the reference letterbox and NMS) on
+    ``backend_name`` loading ``export``."""
     from detbench.runtimes.backends import BackendSettings, create
     from detbench.runtimes.pipeline import stage_calls
 
     backend = create(backend_name, BackendSettings(threads=threads))
     backend.load(export)
-    pipeline = stage_calls(imgsz, names, decode=decoder)
-    c = Contender("detbench", backend_name, lambda p: None)
+    return pipeline_contender(backend_name, backend.run, stage_calls(imgsz, names, decode=decoder))
+
+
+def recommended_contender(spec: Any) -> Contender:
+    """tune.json's recommended pipeline (a ``runtimes.pipeline.Pipeline``) on its own backend
+    configuration, as ``detbench.load_pipeline`` builds it."""
+    return pipeline_contender(f"recommended {spec.config.backend}", spec.config.load().run, spec.calls())
+
+
+def pipeline_contender(backend: str, run: Callable[[Any], Any], pipeline: Any) -> Contender:
+    """A ``runtimes.pipeline.StageCalls`` around ``run``, each call's stage split kept."""
+    from detbench.perf.pipeline_timing import STAGES, time_image
+
+    c = Contender("detbench", backend, lambda p: None)
 
     def call(path: Path) -> Any:
-        ns, det = time_image(pipeline, backend.run, path)
+        ns, det = time_image(pipeline, run, path)
         c.split.append(dict(zip(STAGES, (ns / 1e6).tolist())))
         return det
 
@@ -446,18 +466,30 @@ def part_e2e(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         exports = ultralytics_exports(weights, args.imgsz, Path(tmp))
         contenders: list[Contender] = []
+        rec = None
+        if args.recommended is not None:  # one detbench contender: the recommended pipeline
+            rec = recommended_contender(args.recommended)
+            rec_out = [rec.call(p) for p in images]  # warm-up pass, untimed; compared below
+            contenders.append(rec)
+            print(f"detbench: tune.json's recommended {args.recommended.label} on {rec.backend}")
         for fmt, path in exports.items():
             u = ultralytics_contender(fmt, path, args.imgsz, names)
             ref = [u.call(p) for p in images]  # warm-up pass, untimed; its detections are compared
             backend = "onnxruntime"
             if fmt == "openvino":
                 backend = "openvino-bf16" if _ov_precision(args.imgsz, path) == "bf16" else "openvino"
-            d = detbench_contender(backend, path, args.imgsz, names, args.decode, threads)
-            out = [d.call(p) for p in images]
-            ok, text = agreement(ref, out, args.decode)
-            u.backend = d.backend = backend
-            contenders += [u, d]
-            print(f"detections, {backend}: {text}")
+            u.backend = backend
+            contenders.append(u)
+            if rec is not None:
+                ok, text = agreement(ref, rec_out, args.decode)
+                print(f"detections, ultralytics {backend} vs detbench {rec.backend}: {text}")
+            else:
+                d = detbench_contender(backend, path, args.imgsz, names, args.decode, threads)
+                out = [d.call(p) for p in images]
+                ok, text = agreement(ref, out, args.decode)
+                d.backend = backend
+                contenders.append(d)
+                print(f"detections, {backend}: {text}")
             if not ok:
                 args.disagree = True
         e2e_rounds(contenders, images, args.rounds, SETTLE_S)
@@ -508,7 +540,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", type=Path, help="checkpoint (default: the committed baseline)")
     p.add_argument("--data", type=Path, help="data.yaml (default: the synthetic dataset)")
     p.add_argument("--imgsz", type=int, default=128)
-    p.add_argument("--tune-json", type=Path, default=Path("tune/tune.json"), help="detbench tune's output")
+    p.add_argument(
+        "--tune-json",
+        type=Path,
+        help=f"detbench tune's output (default {DEFAULT_TUNE_JSON}); with --e2e: detbench's side is its "
+        "recommended pipeline (detbench.load_pipeline's) instead of --decode on each export",
+    )
     p.add_argument("--rounds", type=int, default=3, help="paired rounds of the two best formats vs ours")
     p.add_argument("--scale", help="instead: latency-only tune of an untrained yolov8<scale> vs eager")
     p.add_argument(
@@ -522,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--e2e", action="store_true", help="instead: file to detections per image, both ways")
     p.add_argument("--images", choices=("val", "photos"), default="photos", help="with --e2e: which images")
     p.add_argument(
-        "--decode", choices=list(DECODERS), default="pillow", help="with --e2e: detbench's decode variant"
+        "--decode", choices=list(DECODERS), help="with --e2e: detbench's decode variant (default pillow)"
     )
     p.add_argument(
         "--threads", type=int, default=usable_cpus(), help="with --e2e: torch's and detbench's threads"
@@ -530,6 +567,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write the numbers as JSON here")
     args = p.parse_args(argv)
     args.disagree = False
+    args.recommended = None
+    if args.e2e and args.tune_json is not None:
+        from detbench.errors import DetbenchError
+        from detbench.tune.pipelines import pipeline_from_tune
+
+        if args.decode is not None:
+            p.error("--decode: with --tune-json detbench runs the decode variant tune.json recommends")
+        try:
+            args.recommended = pipeline_from_tune(args.tune_json)
+        except DetbenchError as exc:
+            p.error(str(exc))
+        if args.recommended.config.imgsz != args.imgsz:
+            p.error(f"--imgsz {args.imgsz}: the recommended pipeline runs at {args.recommended.config.imgsz}")
+        args.decode = args.recommended.decode
+    args.decode = args.decode or "pillow"
     part = part_e2e if args.e2e else part_scale if args.scale else part_ultralytics
     result = part(args)
     if args.out:

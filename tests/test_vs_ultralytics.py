@@ -64,3 +64,37 @@ def test_agreement_counts_matches_and_flags_a_class_swap() -> None:
     swapped = [_dets([[0, 0, 10, 10], [20, 20, 40, 40]], [0.9, 0.8], [0, 0])]
     ok, text = vs["agreement"](ref, swapped, "pillow")
     assert not ok and "1 matched" in text and "2 unmatched" in text and "DIFFER" in text
+
+
+def test_recommended_contender_runs_the_specs_stages_around_its_backend() -> None:
+    """--e2e --tune-json: detbench's side is the spec's StageCalls around its configuration's backend,
+    each call's four-stage split kept."""
+    from types import SimpleNamespace
+
+    from detbench.perf.pipeline_timing import STAGES
+    from detbench.runtimes.pipeline import StageCalls
+
+    backend = SimpleNamespace(run=lambda x: x * 2)
+    calls = StageCalls(
+        "fake", lambda p: p.name, lambda name: (np.array([len(name)]), name), lambda raw, s: (raw, s)
+    )
+    spec = SimpleNamespace(config=SimpleNamespace(backend="fake", load=lambda: backend), calls=lambda: calls)
+    c = vs["recommended_contender"](spec)
+    raw, state = c.call(Path("abc.jpg"))
+    assert c.label == "detbench recommended fake"
+    assert raw.tolist() == [14] and state == "abc.jpg"  # the backend's output reached postprocess
+    assert list(c.split[0]) == list(STAGES)
+
+
+def test_e2e_tune_json_refuses_a_decode_and_a_wrong_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--decode with --tune-json, and a file that is no tune.json: usage errors before any model loads."""
+    bad = tmp_path / "tune.json"
+    bad.write_text('{"schema": 0}')
+    with pytest.raises(SystemExit) as exc:
+        vs["main"](["--e2e", "--tune-json", str(bad), "--decode", "opencv"])
+    assert exc.value.code == 2 and "runs the decode variant tune.json recommends" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        vs["main"](["--e2e", "--tune-json", str(bad)])
+    assert exc.value.code == 2 and "not a tune.json of schema" in capsys.readouterr().err
