@@ -16,7 +16,9 @@ artifact beside the candidate (``history.rebaseline``, its default ``full`` plan
 URL`` every session also saves to that store and, after each candidate session, ``detbench gate
 --history URL --candidate <its tag>`` (a new process) re-baselines it against the round's main run.
 The CI cache folder (``DETBENCH_CACHE``: dataset, local history, stored artifacts) is shared by the
-rounds, as a CI job restores it; each round has its own ``.benchmarks`` storage.
+rounds, as a CI job restores it; each round has its own ``.benchmarks`` storage. ``--kinds aa`` keeps
+only some candidates; ``--history-only`` saves the candidates without comparing and judges them by
+``detbench gate --history`` alone (more runs of that route in the same time).
 
 Every run is independent: two fresh ONNX Runtime sessions (A = the baseline ONNX, B = a second copy
 of it for A/A, or a slowed artifact), then ``gate.ab`` with its defaults (alternated blocks, per-block
@@ -228,12 +230,17 @@ def part_sessions(args: argparse.Namespace, doc: dict) -> None:
         order = np.random.default_rng(r).permutation(len(_candidates(doc)))
         for i in order:
             kind, path = _candidates(doc)[i]
+            if args.kinds and kind not in args.kinds:
+                continue
             cand = shutil.copyfile(path, root / f"b{i}.onnx")
             tag = f"r{r}-b{i}-{kind}"
-            out = _suite_session(
-                root, cache, cand, tag, args.history, "--benchmark-compare=0001", "--detbench-compare-fail"
-            )
-            results["route"].setdefault(kind, []).append(_verdict_line(out.stdout, out.returncode))
+            compare = () if args.history_only else ("--benchmark-compare=0001", "--detbench-compare-fail")
+            out = _suite_session(root, cache, cand, tag, args.history, *compare)
+            if args.history_only:
+                if out.returncode != 0:
+                    raise SystemExit(f"round {r}: candidate session failed:\n{out.stdout[-3000:]}")
+            else:
+                results["route"].setdefault(kind, []).append(_verdict_line(out.stdout, out.returncode))
             if args.history:
                 g = _gate_history(args.history, tag, cache)
                 results["history_gate"].setdefault(kind, []).append(_verdict_line(g.stdout, g.returncode))
@@ -317,6 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="slow: only these targets (e.g. 0.05)")
     ap.add_argument("--rounds", type=int, default=20, help="sessions: rounds (2 A/A + each slowed artifact)")
     ap.add_argument("--history", help="sessions: also save to this store and gate with --history on it")
+    ap.add_argument("--kinds", nargs="*", help="sessions: only these candidates (aa, 0.05, 0.10, 0.20)")
+    ap.add_argument(
+        "--history-only",
+        action="store_true",
+        help="sessions: candidates only saved, then judged by detbench gate --history (needs --history)",
+    )
     args = ap.parse_args(argv)
     doc = _load(args.out)
     if args.part == "artifacts":
@@ -328,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.part == "slow":
         part_slow(args, doc)
     elif args.part == "sessions":
+        if args.history_only and not args.history:
+            ap.error("--history-only needs --history URL")
         part_sessions(args, doc)
     _save(args.out, doc)
     print(table(doc, (0.02, PAIRED_MIN_EFFECT, 0.04)))
