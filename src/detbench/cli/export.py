@@ -11,7 +11,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from detbench.runtimes.backends import REGISTRY
-    from detbench.runtimes.export import FORMATS, ExportSettings
+    from detbench.runtimes.export import ExportSettings
 
     settings = ExportSettings(
         opset=args.opset, dynamic_batch=not args.static_batch, simplify=not args.no_simplify
@@ -21,8 +21,8 @@ def run(args: argparse.Namespace) -> int:
     formats = args.format
     if formats is None:  # every format these weights have (end2end only for a one-to-one head)
         formats = []
-        for fmt in FORMATS:
-            if reason := REGISTRY[by_format[fmt]].model_unavailable(bench.weights):
+        for fmt, reason in bench.formats().items():
+            if reason:
                 print(f"detbench: {fmt} not exported: {reason}", file=sys.stderr)
             else:
                 formats.append(fmt)

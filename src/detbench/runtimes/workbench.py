@@ -98,6 +98,14 @@ class Workbench:
             export=export,
         )
 
+    def formats(self) -> dict[str, str | None]:
+        """Every export format and why these weights have none of it (None: they have it); only
+        NMS-free heads (YOLO26, YOLOv10) have ``onnx-end2end``."""
+        from detbench.runtimes.export import FORMATS
+
+        by_format = {cls.artifact_format: cls for cls in REGISTRY.values() if cls.artifact_format}
+        return {fmt: by_format[fmt].model_unavailable(self.weights) for fmt in FORMATS}
+
     def artifact(self, name: str) -> Path:
         if name in self.overrides:
             return self.overrides[name]
