@@ -254,7 +254,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.decoder = args.recommended.decode
     args.decoder = args.decoder or "opencv"
 
-    import torchvision  # noqa: F401  ultralytics' NMS takes torchvision's C++ kernel only if imported
+    from detbench.runtimes.postprocess import ultralytics_nms
+
+    ultralytics_nms()  # imports torchvision, so YOLO().predict's NMS runs its C++ kernel as ours does
 
     from detbench.data.datasets import load_dataset
     from detbench.data.photos import photo_dataset

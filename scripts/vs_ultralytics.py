@@ -451,7 +451,10 @@ def agreement(ref: list[Any], out: list[Any], decoder: str) -> tuple[bool, str]:
 
 def part_e2e(args: argparse.Namespace) -> dict:
     import torch
-    import torchvision  # noqa: F401  (ultralytics' NMS takes torchvision's kernel only when imported)
+
+    from detbench.runtimes.postprocess import ultralytics_nms
+
+    ultralytics_nms()  # imports torchvision, so YOLO().predict's NMS runs its C++ kernel as ours does
 
     from detbench.model.baseline import resolve_weights
     from detbench.model.checkpoint import load_detection_model
