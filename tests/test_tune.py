@@ -146,7 +146,10 @@ def test_tune_json_schema(tiny_search) -> None:
         == min(p["e2e_p50_ms"] for p in doc["pipelines"] if p["admitted"])
     )
     assert rp["backend"] == "pytorch" and rp["artifact"] == rec["artifact"]
-    assert 0 < rp["inference_p50_ms"] < rp["e2e_p50_ms"]
+    # Not e2e > inference: the recommended row is the least of twelve noisy medians, and on a loaded
+    # runner it came out under its backend's own (29.4 vs 40.8 ms in CI); the order is checked on a
+    # fake clock in tests/test_tune_pipelines.py.
+    assert rp["inference_p50_ms"] == best["inference_p50_ms"] > 0
 
 
 def test_broken_candidate_is_caught_and_never_recommended(tiny_search) -> None:
