@@ -31,7 +31,7 @@ from detbench.runtimes.preprocess import (
     _target,
     letterbox_geometry,
 )
-from detbench.testing.strategies import images
+from detbench.testing.strategies import images, nms_arguments, raw_heads
 from detbench.verify import golden
 from detbench.verify.pipeline import StageMismatch, assert_same_detections, assert_same_input
 
@@ -193,42 +193,7 @@ class TestLeanPreprocessor:
 # -- postprocess: identical detections ----------------------------------------------------------------
 
 
-@st.composite
-def raw_heads(draw: st.DrawFn) -> tuple[np.ndarray, list[LetterboxInfo], tuple[str, ...]]:
-    """A raw head batch (N, 4 + C, A) of crowded, often tied boxes and scores, with letterbox infos."""
-    # ultralytics reads a last axis of 6 as an end-to-end head (N, 300, 6), never a 6-anchor one.
-    n, nc, anchors = (
-        draw(st.integers(1, 3)),
-        draw(st.integers(1, 24)),
-        draw(st.integers(0, 400).filter(lambda a: a != 6)),
-    )
-    imgsz = draw(st.sampled_from([64, 128, 320]))
-    spread = draw(st.sampled_from([4.0, 16.0, float(imgsz)]))  # small: many boxes on top of each other
-    levels = draw(st.sampled_from([2, 5, 0]))  # quantised scores tie often; 0: continuous
-    dtype = draw(st.sampled_from([np.float32, np.float32, np.float64]))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    raw = np.zeros((n, 4 + nc, anchors))
-    raw[:, :2] = rng.uniform(0, spread, (n, 2, anchors))
-    raw[:, 2:4] = rng.choice([0.0, 1.0, 8.0, 30.0], (n, 2, anchors)) * rng.uniform(0.5, 1.5, (n, 2, anchors))
-    if draw(st.booleans()):  # on a half-pixel grid: exact duplicates, touching edges, equal overlaps
-        raw[:, :4] = np.round(raw[:, :4] * 2) / 2
-    scores = rng.uniform(0, 1, (n, nc, anchors)) * (rng.uniform(size=(n, nc, anchors)) < 3 / nc)
-    raw[:, 4:] = np.ceil(scores * levels) / levels if levels else scores
-    infos = []
-    for _ in range(n):
-        h, w = draw(st.integers(1, 2000)), draw(st.integers(1, 2000))
-        r, _, (top, left) = letterbox_geometry((h, w), (imgsz, imgsz))
-        infos.append(LetterboxInfo((h, w), (imgsz, imgsz), (r, r), (left, top), "letterbox"))
-    return raw.astype(dtype), infos, tuple(f"c{i}" for i in range(nc))
-
-
-NMS_ARGS = st.fixed_dictionaries(
-    {
-        "conf": st.sampled_from([CONF, 0.001, 0.5]) | st.floats(0, 1),
-        "iou": st.sampled_from([IOU, 0.45, 0.0, 1.0]) | st.floats(0, 1),
-        "max_det": st.sampled_from([MAX_DET, 1, 5]),
-    }
-)
+NMS_ARGS = nms_arguments()
 
 
 def _postprocess_holds(fn: Callable) -> Callable[[], None]:

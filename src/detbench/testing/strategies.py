@@ -1,4 +1,5 @@
-"""Hypothesis strategies for images and batches, shared by detbench's tests and its users.
+"""Hypothesis strategies for images, image files, batches and raw heads, shared by detbench's tests
+and its users.
 
 Every drawn image is built from a handful of drawn numbers (size, mode, content kind, a 32-bit
 seed) with one ``numpy.random.Generator``, never pixel by pixel, so examples are cheap to build
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,8 @@ from PIL import Image, ImageEnhance
 
 from detbench.data.images import load_image
 from detbench.data.synth import render_scene
+from detbench.runtimes.postprocess import CONF, IOU, MAX_DET
+from detbench.runtimes.preprocess import LetterboxInfo, letterbox_geometry
 
 MODES = ("L", "RGB", "RGBA", "P", "CMYK", "I;16")
 CONTENTS = ("uniform", "noise", "gradient", "checkerboard", "scene")
@@ -213,3 +217,124 @@ def batch_sizes(max_batch: int = 8) -> st.SearchStrategy[int]:
 def image_batches(max_batch: int = 8, **image_kwargs) -> st.SearchStrategy[list[Image.Image]]:
     """Lists of 1 to ``max_batch`` images drawn from ``images(**image_kwargs)``."""
     return batch_sizes(max_batch).flatmap(lambda n: st.lists(images(**image_kwargs), min_size=n, max_size=n))
+
+
+# -- image files: what the decode variants read ---------------------------------------------------
+
+# The modes Pillow writes to each format the decode variants read (JPEG: no alpha, no palette).
+FILE_MODES = {"JPEG": ("L", "RGB", "CMYK"), "PNG": ("L", "RGB", "RGBA", "P", "I;16")}
+EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image file's bytes as drawn: format, stored mode and size, EXIF orientation tag (None: no
+    EXIF block), and the drawn image's content kind and seed (see :func:`images`)."""
+
+    data: bytes
+    format: str  # "JPEG" or "PNG"
+    mode: str
+    size: tuple[int, int]  # (w, h) as stored, before the orientation is applied
+    orientation: int | None
+    content: str
+
+    @property
+    def suffix(self) -> str:
+        return ".jpg" if self.format == "JPEG" else ".png"
+
+    def write(self, folder: Path, stem: str = "drawn") -> Path:
+        """Write the file into ``folder`` (overwriting one of the same name) and return its path."""
+        path = Path(folder) / f"{stem}{self.suffix}"
+        path.write_bytes(self.data)
+        return path
+
+
+def _encode(img: Image.Image, fmt: str, orientation: int | None, quality: int) -> EncodedImage:
+    kw: dict = {}
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[EXIF_ORIENTATION] = orientation
+        kw["exif"] = exif.tobytes()
+    if fmt == "JPEG":
+        kw["quality"] = quality
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    content = str(img.info.get("detbench.content", ""))
+    return EncodedImage(buf.getvalue(), fmt, img.mode, img.size, orientation, content)
+
+
+def image_files(
+    source: st.SearchStrategy[Image.Image] | None = None,
+    formats: Sequence[str] = tuple(FILE_MODES),
+    min_side: int = 1,
+    max_side: int = 1024,
+) -> st.SearchStrategy[EncodedImage]:
+    """Image files as the decode variants read them: a format from ``formats`` (JPEG, PNG), a mode
+    Pillow writes to it, any size (mostly small), an EXIF orientation tag 1..8 or none, a JPEG
+    quality 10..95. ``source``: draw the pixels from there instead (e.g. perturbed val images),
+    converted to RGB when the format cannot hold their mode."""
+    bad = [f for f in formats if f not in FILE_MODES]
+    if not formats or bad:
+        raise InvalidArgument(
+            f"formats must be a non-empty subset of {tuple(FILE_MODES)}, got {tuple(formats)!r}"
+        )
+
+    def pixels(fmt: str) -> st.SearchStrategy[Image.Image]:
+        if source is None:
+            return images(min_side, max_side, modes=FILE_MODES[fmt])
+        return source.map(lambda img: img if img.mode in FILE_MODES[fmt] else img.convert("RGB"))
+
+    fmt = st.sampled_from(tuple(formats))
+    return fmt.flatmap(
+        lambda f: st.builds(
+            _encode,
+            pixels(f),
+            st.just(f),
+            st.none() | st.integers(1, 8),
+            st.sampled_from([95, 75]) | st.integers(10, 95),
+        )
+    )
+
+
+# -- raw detection heads: what the postprocess variants take --------------------------------------
+
+
+@st.composite
+def raw_heads(draw: st.DrawFn) -> tuple[np.ndarray, list[LetterboxInfo], tuple[str, ...]]:
+    """A raw head batch (N, 4 + C, A) of crowded, often tied boxes and scores, with the letterbox info
+    of an image of any size per row and C class names: the hard cases for an NMS."""
+    # ultralytics reads a last axis of 6 as an end-to-end head (N, 300, 6), never a 6-anchor one.
+    n, nc, anchors = (
+        draw(st.integers(1, 3)),
+        draw(st.integers(1, 24)),
+        draw(st.integers(0, 400).filter(lambda a: a != 6)),
+    )
+    imgsz = draw(st.sampled_from([64, 128, 320]))
+    spread = draw(st.sampled_from([4.0, 16.0, float(imgsz)]))  # small: many boxes on top of each other
+    levels = draw(st.sampled_from([2, 5, 0]))  # quantised scores tie often; 0: continuous
+    dtype = draw(st.sampled_from([np.float32, np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    raw = np.zeros((n, 4 + nc, anchors))
+    raw[:, :2] = rng.uniform(0, spread, (n, 2, anchors))
+    raw[:, 2:4] = rng.choice([0.0, 1.0, 8.0, 30.0], (n, 2, anchors)) * rng.uniform(0.5, 1.5, (n, 2, anchors))
+    if draw(st.booleans()):  # on a half-pixel grid: exact duplicates, touching edges, equal overlaps
+        raw[:, :4] = np.round(raw[:, :4] * 2) / 2
+    scores = rng.uniform(0, 1, (n, nc, anchors)) * (rng.uniform(size=(n, nc, anchors)) < 3 / nc)
+    raw[:, 4:] = np.ceil(scores * levels) / levels if levels else scores
+    infos = []
+    for _ in range(n):
+        h, w = draw(st.integers(1, 2000)), draw(st.integers(1, 2000))
+        r, _, (top, left) = letterbox_geometry((h, w), (imgsz, imgsz))
+        infos.append(LetterboxInfo((h, w), (imgsz, imgsz), (r, r), (left, top), "letterbox"))
+    return raw.astype(dtype), infos, tuple(f"c{i}" for i in range(nc))
+
+
+def nms_arguments() -> st.SearchStrategy[dict]:
+    """``conf``, ``iou`` and ``max_det`` for an NMS: the defaults, the edges (0, 1, one box) and any."""
+    return st.fixed_dictionaries(
+        {
+            "conf": st.sampled_from([CONF, 0.001, 0.5]) | st.floats(0, 1),
+            "iou": st.sampled_from([IOU, 0.45, 0.0, 1.0]) | st.floats(0, 1),
+            "max_det": st.sampled_from([MAX_DET, 1, 5]),
+        }
+    )
