@@ -105,6 +105,7 @@ def test_shipped_suite_collects_from_outside_the_checkout(tmp_path: Path) -> Non
     for name in REGISTRY:
         assert f"test_raw_head_matches_pytorch[{name}]" in out.stdout
     assert "test_latency_yolov8n_128_batch1" in out.stdout
+    assert "test_preprocess_variant_gives_the_reference_input[lean]" in out.stdout  # test_pipelines
 
 
 def test_timing_tests_are_skipped_with_a_reason_under_xdist(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ input; postprocess: raw head to detections), described by a :class:`PipelineVari
 one reference variant, today's code path, and every other variant states whether it claims output
 *identical* to the reference's; ``tests/test_pipeline.py`` holds every claiming variant to its claim
 (bit for bit) on drawn inputs; the decode variants are ``runtimes.decode.DECODERS`` (held by
-``tests/test_decode.py``, the reduced ones bounded by ``verify.decode``).
+``tests/test_decode.py``, the reduced ones bounded by ``verify.decode``). The shipped suite's
+``detbench.suite.test_pipelines`` checks every registered variant, one added by a user included, on
+Hypothesis-drawn files, images and raw heads.
 
 Call signatures per stage (what ``variant.make()`` returns):
 
@@ -74,6 +76,15 @@ def register(variant: PipelineVariant) -> PipelineVariant:
         raise ValueError(f"{variant.stage} variant {variant.name!r} is already registered")
     REGISTRY[key] = variant
     return variant
+
+
+def unregister(stage: str, name: str) -> PipelineVariant:
+    """Remove and return a registered variant (e.g. a test's deliberately broken one); a stage's
+    reference cannot be removed, since every other variant is compared with it."""
+    variant = get(stage, name)
+    if variant.is_reference:
+        raise ValueError(f"{stage} reference {name!r} cannot be unregistered")
+    return REGISTRY.pop((stage, name))
 
 
 def variants(stage: str) -> list[PipelineVariant]:

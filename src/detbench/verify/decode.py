@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from detbench.data.images import DCT_FACTORS
 from detbench.runtimes.backends import BaseBackend
-from detbench.runtimes.decode import DECODERS, REFERENCE, Decoded, DecodeVariant
+from detbench.runtimes.decode import DECODERS, REFERENCE, Decoded, DecodeVariant, ImageSize, reduction_factor
 from detbench.runtimes.postprocess import Detections, postprocess
 from detbench.runtimes.preprocess import preprocess
 from detbench.verify.compare import Tolerance, assert_detections_match
+from detbench.verify.pipeline import StageMismatch
 
 # `python scripts/measure_decode.py` (the committed baseline on onnxruntime, 1 thread, imgsz 128,
 # the 24-photo set at factors 4 and 8, 2026-12): matched IoU >= 0.701, score diff <= 0.132 (p95 0.086),
@@ -40,6 +42,25 @@ _REDUCED = Tolerance(
 DECODE_TOLERANCES: dict[str, Tolerance] = {
     name: _REDUCED for name, variant in DECODERS.items() if not variant.identical
 }
+
+
+def assert_reduced_shape(ref: Decoded, out: Decoded, imgsz: ImageSize, *, label: str = "") -> None:
+    """``out``, a reduced decode of the file ``ref`` (the reference's decode) came from, is what a
+    reduced decode promises: an (h, w, 3) uint8 RGB array of the EXIF-corrected image at a DCT factor
+    f, sides ceil(side / f) as libjpeg rounds, and f no larger than ``reduction_factor`` picks for
+    ``imgsz`` (never an image the letterbox must enlarge)."""
+    prefix = f"{label}: " if label else ""
+    rgb, full, f = np.asarray(out.rgb), tuple(out.full_shape), out.factor
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise StageMismatch(f"{prefix}decoded {rgb.dtype} array of shape {rgb.shape}, not (h, w, 3) uint8")
+    if full != ref.rgb.shape[:2]:
+        raise StageMismatch(f"{prefix}full shape {full}, the reference's displayed image {ref.rgb.shape[:2]}")
+    most = reduction_factor(full, imgsz)
+    if f not in DCT_FACTORS or f > most:
+        raise StageMismatch(f"{prefix}factor {f} for {full} into {imgsz}; at most {most} of {DCT_FACTORS}")
+    want = (-(-full[0] // f), -(-full[1] // f))
+    if rgb.shape[:2] != want:
+        raise StageMismatch(f"{prefix}decoded {rgb.shape[:2]} at factor {f}; {full} / {f} is {want}")
 
 
 def detect_decoded(backend: BaseBackend, decoded: Decoded, imgsz: int, names: Sequence[str]) -> Detections:

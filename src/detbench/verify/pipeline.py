@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from detbench.runtimes.decode import Decoded
 from detbench.runtimes.postprocess import Detections
 from detbench.runtimes.preprocess import LetterboxInfo
 
@@ -35,6 +36,18 @@ def _assert_same_array(ref: np.ndarray, out: np.ndarray, what: str) -> None:
         raise StageMismatch(f"{what}: dtype {out.dtype}, reference {ref.dtype}")
     if ref.size and ref.tobytes() != np.ascontiguousarray(out).tobytes():
         raise StageMismatch(f"{what}: {_first_difference(ref, out)}")
+
+
+def assert_same_decoded(ref: Decoded, out: Decoded, *, label: str = "") -> None:
+    """``out`` (a decode variant's) is the reference's: the same RGB array bit for bit, full shape
+    and factor."""
+    prefix = f"{label}: " if label else ""
+    _assert_same_array(ref.rgb, np.asarray(out.rgb), f"{prefix}decoded image")
+    if (ref.full_shape, ref.factor) != (tuple(out.full_shape), out.factor):
+        raise StageMismatch(
+            f"{prefix}full shape {out.full_shape} at factor {out.factor}, "
+            f"reference {ref.full_shape} at factor {ref.factor}"
+        )
 
 
 def assert_same_input(
