@@ -118,8 +118,8 @@ def test_suite_fails_each_broken_variant_by_name(tmp_path: Path) -> None:
         f"test_preprocess_variant_gives_the_reference_input[{broken_variants.PREPROCESS}]",
     ], text[-4000:]
     # Each failure's message names its variant and what differed.
-    assert f"preprocess {broken_variants.PREPROCESS}" in text and "model input" in text
-    assert f"postprocess {broken_variants.POSTPROCESS}" in text
+    assert f"StageMismatch: preprocess {broken_variants.PREPROCESS}" in text
+    assert f"StageMismatch: postprocess {broken_variants.POSTPROCESS}" in text
     passed = {line.split("[")[-1].rstrip("]") for line in lines if line.startswith("PASSED ")}
     real = {v.name for s in pipeline.STAGES for v in pipeline.variants(s) if not v.is_reference}
     assert real <= passed, (real - passed, text[-4000:])

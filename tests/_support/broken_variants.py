@@ -1,6 +1,7 @@
 """A pytest plugin (``-p _support.broken_variants``) that registers two deliberately broken pipeline
 variants claiming identity, so a run of ``detbench.suite.test_pipelines`` shows the suite failing on
-them (``tests/test_suite_pipelines.py``); they are unregistered when the session ends.
+them (``tests/test_suite_pipelines.py``); they are unregistered when the session ends. Hypothesis
+keeps the loaded profile's examples but stops at the first counterexample (no shrinking).
 
 - preprocess ``ceil-pad``: the letterbox padding split as ``ceil(d)`` before and the rest after,
   where ultralytics rounds ``round(d - 0.1)``: content one pixel off whenever the padding is odd.
@@ -16,6 +17,7 @@ import math
 import cv2
 import numpy as np
 import pytest
+from hypothesis import Phase, settings
 
 from detbench.runtimes import pipeline
 from detbench.runtimes.pipeline import PipelineVariant
@@ -67,9 +69,22 @@ BROKEN = (
 )
 
 
+PROFILE = "broken-variants"
+
+
+@pytest.hookimpl(trylast=True)  # after detbench's plugin has loaded HYPOTHESIS_PROFILE
 def pytest_configure(config: pytest.Config) -> None:
     for variant in BROKEN:
         pipeline.register(variant)
+    # The loaded profile's examples, but the first counterexample is the answer: no shrinking, and one
+    # error per test rather than a group of the distinct ones (as tests/test_pipeline.py's REJECTS).
+    settings.register_profile(
+        PROFILE,
+        parent=settings.default,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+        report_multiple_bugs=False,
+    )
+    settings.load_profile(PROFILE)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -51,14 +51,13 @@ def _variants(stage: str, *, identical: bool | None = None) -> list:
     ]
 
 
-@pytest.fixture(scope="module")
-def made() -> dict[tuple[str, str], Callable]:
-    """One callable per variant for the module, so state (reused buffers) carries across examples."""
-    return {}
+# One callable per variant for the process, so state (reused buffers) carries across examples; not a
+# fixture, so a failing example prints the drawn input alone.
+_MADE: dict[tuple[str, str], Callable] = {}
 
 
-def _make(made: dict, variant: PipelineVariant) -> Callable:
-    return made.setdefault((variant.stage, variant.name), variant.make())
+def _make(variant: PipelineVariant) -> Callable:
+    return _MADE.setdefault((variant.stage, variant.name), variant.make())
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +71,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("variant", _variants("decode"))
 @given(file=image_files(), imgsz=st.integers(1, 32) | IMGSZ)
-def test_decode_variant_matches_reference(variant: PipelineVariant, made, folder: Path, file, imgsz) -> None:
+def test_decode_variant_matches_reference(variant: PipelineVariant, folder: Path, file, imgsz) -> None:
     """Any size, mode (JPEG: L, RGB, CMYK; PNG: L, RGB, RGBA, P, I;16) and EXIF orientation 1..8:
     an identical claim gives the reference's array bit for bit; a reduced decode (which needs a
     tolerance row) gives the displayed image at a DCT factor the letterbox to ``imgsz`` does not
@@ -80,7 +79,7 @@ def test_decode_variant_matches_reference(variant: PipelineVariant, made, folder
     path = file.write(folder)
     event(f"{file.format} {file.mode}")
     ref = pipeline.reference("decode").make()(path, imgsz)
-    out = _make(made, variant)(path, imgsz)
+    out = _make(variant)(path, imgsz)
     label = f"decode {variant.name} on a {file.format} {file.mode} {file.size} orientation {file.orientation}"
     if variant.identical:
         assert_same_decoded(ref, out, label=label)
@@ -96,7 +95,7 @@ def test_decode_variant_matches_reference(variant: PipelineVariant, made, folder
 @pytest.mark.parametrize("variant", _variants("preprocess"))
 @given(image=images(max_side=1024), imgsz=IMGSZ, mode=st.sampled_from(["letterbox", "letterbox", "resize"]))
 def test_preprocess_variant_gives_the_reference_input(
-    variant: PipelineVariant, made, image, imgsz, mode: str
+    variant: PipelineVariant, image, imgsz, mode: str
 ) -> None:
     """A decoded image (any drawn mode, converted as decode converts it), any target size: the
     reference letterbox's model input and letterbox info, bit for bit."""
@@ -106,7 +105,7 @@ def test_preprocess_variant_gives_the_reference_input(
     rgb = np.asarray(to_rgb(image))
     ref = pipeline.reference("preprocess").make()(rgb, imgsz, mode)
     assert_same_input(
-        ref, _make(made, variant)(rgb, imgsz, mode), label=f"preprocess {variant.name} {imgsz} {mode}"
+        ref, _make(variant)(rgb, imgsz, mode), label=f"preprocess {variant.name} {imgsz} {mode}"
     )
 
 
@@ -115,7 +114,7 @@ def test_preprocess_variant_gives_the_reference_input(
 
 @pytest.mark.parametrize("variant", _variants("postprocess"))
 @given(head=raw_heads(), kw=nms_arguments())
-def test_postprocess_variant_gives_the_reference_detections(variant: PipelineVariant, made, head, kw) -> None:
+def test_postprocess_variant_gives_the_reference_detections(variant: PipelineVariant, head, kw) -> None:
     """Crowded, tied, many-class and empty raw heads at any conf/iou/max_det: ultralytics' NMS's
     detections, boxes, scores, classes and order bit for bit."""
     assert variant.identical, (
@@ -123,5 +122,5 @@ def test_postprocess_variant_gives_the_reference_detections(variant: PipelineVar
     )
     raw, infos, names = head
     ref = pipeline.reference("postprocess").make()(raw, infos, names, **kw)
-    out = _make(made, variant)(raw, infos, names, **kw)
+    out = _make(variant)(raw, infos, names, **kw)
     assert_same_detections(ref, out, label=f"postprocess {variant.name} {kw}")
