@@ -52,9 +52,7 @@ onnx = YOLO("best.pt").export(format="onnx", imgsz=128)
 shutil.move(onnx, "deploy/model.onnx")
 PY
 # On every core (README "Scale-out"): tox has just run these checks from the checkout; here the
-# point is that the installed copy collects and passes them from outside it. One module per worker
-# (loadscope): the drawn-detections floor reads what its module's earlier test drew in that process.
-HYPOTHESIS_PROFILE=ci pytest --pyargs detbench.suite -p no:cacheprovider --benchmark-disable -ra \
-    -n auto --dist loadscope \
+# point is that the installed copy collects and passes them from outside it.
+HYPOTHESIS_PROFILE=ci pytest --pyargs detbench.suite -p no:cacheprovider --benchmark-disable -ra -n auto \
     --detbench-weights best.pt --detbench-artifact onnxruntime=deploy/model.onnx
 cd "$root" && rm -rf "$work"
