@@ -17,6 +17,7 @@ import numpy as np
 from detbench.data.datasets import Dataset
 from detbench.model.train import per_class_metrics
 from detbench.runtimes.backends import BaseBackend
+from detbench.runtimes.decode import DECODERS, Decoded, DecodeVariant
 from detbench.runtimes.preprocess import preprocess, unletterbox_boxes
 
 VAL_CONF = 0.001
@@ -55,6 +56,12 @@ def read_labels(label: Path, width: int, height: int) -> tuple[np.ndarray, np.nd
     return cls, xyxy
 
 
+def _as_decoded(image: object) -> Decoded:
+    """``load_image``'s full-size RGB image as a factor-1 decode (its boxes map back unchanged)."""
+    rgb = np.asarray(image)
+    return Decoded(rgb, rgb.shape[:2], 1)
+
+
 def evaluate(
     backend: BaseBackend,
     dataset: Dataset,
@@ -64,7 +71,11 @@ def evaluate(
     batch: int = 8,
     limit: int | None = None,
     progress: Callable[[int], None] | None = None,
+    decoder: str | DecodeVariant | None = None,
 ) -> AccuracyResult:
+    """``backend``'s accuracy on ``dataset``'s ``split`` at ``imgsz``. ``decoder`` (a registered
+    ``runtimes.decode.DECODERS`` name or a variant; None: ``load_image``, the reference) decodes each
+    file; a reduced decode's boxes map back to the full-size image the labels are for."""
     import torch
     from ultralytics.engine.validator import BaseValidator
     from ultralytics.utils.metrics import DetMetrics, box_iou
@@ -79,16 +90,21 @@ def evaluate(
     images: Sequence[Path] = dataset.images(split)[:limit]
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
-        pil = [load_image(p) for p in chunk]
-        x, infos = preprocess(pil, imgsz)
+        if decoder is None:
+            decoded = [_as_decoded(load_image(p)) for p in chunk]
+        else:
+            variant = DECODERS[decoder] if isinstance(decoder, str) else decoder
+            decoded = [variant.decode(p, imgsz) for p in chunk]
+        x, infos = preprocess([d.rgb for d in decoded], imgsz)
         raw = backend.run_batched(x, batch)
         preds = non_max_suppression(
             torch.from_numpy(raw), VAL_CONF, VAL_IOU, multi_label=True, max_det=VAL_MAX_DET, max_time_img=1e6
         )
-        for path, img, pred, info in zip(chunk, pil, preds, infos):
-            tcls, tbox = read_labels(dataset.label_for(path), img.width, img.height)
+        for path, d, pred, info in zip(chunk, decoded, preds, infos):
+            height, width = d.full_shape
+            tcls, tbox = read_labels(dataset.label_for(path), width, height)
             pred = pred.numpy()
-            pbox = unletterbox_boxes(pred[:, :4].astype(np.float32), info)
+            pbox = d.boxes_to_full(unletterbox_boxes(pred[:, :4].astype(np.float32), info))
             if len(tcls) and len(pred):
                 iou = box_iou(torch.from_numpy(tbox).float(), torch.from_numpy(pbox).float())
                 tp = BaseValidator.match_predictions(
