@@ -1,5 +1,5 @@
 """Decode variants: identical claims held bit for bit, EXIF-correct shapes, the reduction factor, and
-reduced decode's detections within their measured bound."""
+reduced decode's detections and mAP within their measured bound."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detbench.data.datasets import load_dataset
+from detbench.data.datasets import Dataset, load_dataset
 from detbench.data.images import load_image
 from detbench.data.photos import PhotoConfig, photo_dataset, ultralytics_photos, write_photos
 from detbench.errors import ImageError
@@ -24,8 +24,13 @@ from detbench.runtimes.decode import (
     decode,
     reduction_factor,
 )
+from detbench.verify.accuracy import evaluate
 from detbench.verify.compare import OutputMismatch
-from detbench.verify.decode import DECODE_TOLERANCES, assert_decode_detections_close
+from detbench.verify.decode import (
+    DECODE_TOLERANCES,
+    assert_decode_accuracy_close,
+    assert_decode_detections_close,
+)
 
 IDENTICAL = [n for n, v in DECODERS.items() if v.identical]
 REDUCED = [n for n, v in DECODERS.items() if not v.identical]
@@ -196,13 +201,22 @@ def test_boxes_to_full_scales_by_the_factor_and_clips() -> None:
 # -- reduced decode: detections within the measured bound (real backend) ------------------------------
 
 
-def _one_step_too_far(path: Path, imgsz: int) -> Decoded:
-    """Broken on purpose: the reduced decode, then halved once more (a factor libjpeg would pick at
-    one step too far), so the letterbox enlarges a too-small image."""
+def _steps_too_far(path: Path, imgsz: int, steps: int = 1) -> Decoded:
+    """Broken on purpose: the reduced decode, then halved ``steps`` more times (a factor libjpeg would
+    pick ``steps`` steps too far), so the letterbox enlarges a too-small image."""
     d = DECODERS["opencv-reduced"].decode(path, imgsz)
     h, w = d.rgb.shape[:2]
-    rgb = cv2.resize(d.rgb, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
-    return Decoded(rgb, d.full_shape, d.factor * 2)
+    k = 2**steps
+    rgb = cv2.resize(d.rgb, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
+    return Decoded(rgb, d.full_shape, d.factor * k)
+
+
+def _one_step_too_far(path: Path, imgsz: int) -> Decoded:
+    return _steps_too_far(path, imgsz, 1)
+
+
+def _two_steps_too_far(path: Path, imgsz: int) -> Decoded:
+    return _steps_too_far(path, imgsz, 2)
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +241,49 @@ def test_detection_bound_fails_one_step_too_far(workbench, photo_images: list[Pa
     with pytest.raises(OutputMismatch):
         assert_decode_detections_close(
             backend, broken, photo_images, workbench.imgsz, workbench.names, DECODE_TOLERANCES[REDUCED[0]]
+        )
+
+
+@pytest.fixture(scope="module")
+def photo_set() -> Dataset:
+    """The 24-photo set ``scripts/measure_decode.py`` measured the row's mAP drop on."""
+    return load_dataset(photo_dataset(PhotoConfig()))
+
+
+@pytest.fixture(scope="module")
+def reference_accuracy(workbench, photo_set: Dataset) -> dict:
+    backend = workbench.load("onnxruntime")
+    return evaluate(backend, photo_set, imgsz=workbench.imgsz, decoder=REFERENCE).to_dict()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REDUCED)
+def test_reduced_decode_accuracy_within_bound(
+    name: str, workbench, photo_set: Dataset, reference_accuracy: dict
+) -> None:
+    """mAP50, mAP50-95 and per-class mAP50 on the photo set's labels through a reduced decode stay
+    within the row's map_drop / class_map_drop of the reference decode's."""
+    backend = workbench.load("onnxruntime")
+    assert_decode_accuracy_close(backend, name, photo_set, workbench.imgsz, reference=reference_accuracy)
+
+
+@pytest.mark.slow
+def test_accuracy_bound_fails_two_steps_too_far(
+    workbench, photo_set: Dataset, reference_accuracy: dict
+) -> None:
+    """A decode a quarter of the reduced size per axis loses mAP past the row (measured: mAP50
+    0.681 against 0.712, shoes' mAP50 0.152 against 0.293); one step too far stays within it on
+    this set, which the detection bound above catches."""
+    backend = workbench.load("onnxruntime")
+    broken = DecodeVariant("two-steps-too-far", _two_steps_too_far, "broken on purpose", False)
+    with pytest.raises(OutputMismatch, match="accuracy differs"):
+        assert_decode_accuracy_close(
+            backend,
+            broken,
+            photo_set,
+            workbench.imgsz,
+            DECODE_TOLERANCES[REDUCED[0]],
+            reference=reference_accuracy,
         )
 
 

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from detbench.data.datasets import Dataset
 from detbench.data.images import DCT_FACTORS
 from detbench.runtimes.backends import BaseBackend
 from detbench.runtimes.decode import DECODERS, REFERENCE, Decoded, DecodeVariant, ImageSize, reduction_factor
 from detbench.runtimes.postprocess import Detections, postprocess
 from detbench.runtimes.preprocess import preprocess
-from detbench.verify.compare import Tolerance, assert_detections_match
+from detbench.verify.accuracy import evaluate
+from detbench.verify.compare import Tolerance, assert_accuracy_close, assert_detections_match
 from detbench.verify.pipeline import StageMismatch
 
 # `python scripts/measure_decode.py` (the committed baseline on onnxruntime, 1 thread, imgsz 128,
@@ -89,3 +91,23 @@ def assert_decode_detections_close(
     ref = [detect_decoded(backend, DECODERS[REFERENCE].decode(p, imgsz), imgsz, names) for p in images]
     out = [detect_decoded(backend, variant.decode(p, imgsz), imgsz, names) for p in images]
     assert_detections_match(ref, out, tol, label=f"decode {variant.name} vs {REFERENCE}")
+
+
+def assert_decode_accuracy_close(
+    backend: BaseBackend,
+    decoder: str | DecodeVariant,
+    dataset: Dataset,
+    imgsz: int,
+    tol: Tolerance | None = None,
+    *,
+    reference: dict | None = None,
+) -> None:
+    """mAP50, mAP50-95 and per-class mAP50 on ``dataset``'s val labels (``verify.accuracy.evaluate``,
+    ultralytics' metric code) through ``decoder`` are within ``tol``'s ``map_drop`` /
+    ``class_map_drop`` of the reference decode's (``reference``: that ``AccuracyResult.to_dict()``,
+    computed when None); raises ``OutputMismatch`` saying which figure."""
+    variant = DECODERS[decoder] if isinstance(decoder, str) else decoder
+    tol = tol or DECODE_TOLERANCES[variant.name]
+    ref = reference or evaluate(backend, dataset, imgsz=imgsz, decoder=REFERENCE).to_dict()
+    out = evaluate(backend, dataset, imgsz=imgsz, decoder=variant).to_dict()
+    assert_accuracy_close(ref, out, tol, label=f"decode {variant.name} vs {REFERENCE}")
