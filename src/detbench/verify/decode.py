@@ -27,18 +27,22 @@ from detbench.verify.pipeline import StageMismatch
 # the 24-photo set at factors 4 and 8, 2026-12): matched IoU >= 0.701, score diff <= 0.132 (p95 0.086),
 # 6 of 220 detections unmatched at IoU 0.5 (2.7 %), the farthest 0.147 above the threshold. Both
 # reduced variants gave the same pixels (libjpeg-turbo's scaled IDCT in both wheels), so one row.
+# The IoU and score bounds hold on that set only; wider sets broke each once (docs/measurements.md).
 _REDUCED = Tolerance(
     box_atol=math.inf,
     score_atol=math.inf,
     rtol=math.inf,
     det_iou=0.6,
     det_score=0.2,
-    # Not measured here (no mAP on the photo set yet): the INT8 accuracy contract the issue names.
+    # Same command and set: mAP50 0.7224 vs the reference decode's 0.7118, mAP50-95 0.5122 vs 0.5002
+    # (|diff| <= 0.012, both higher), no class's mAP50 more than 0.014 below (bag); within both bounds.
     map_drop=0.02,
     class_map_drop=0.05,
     det_unmatched_frac=0.1,
-    reason="DCT-reduced decode (another downscale before the letterbox): measured matched IoU >= 0.70, "
-    "score diff <= 0.13, 2.7% unmatched, all within 0.15 of the threshold (scripts/measure_decode.py)",
+    reason="DCT-reduced decode (another downscale before the letterbox), measured on the 24-photo set at "
+    "imgsz 128 only: matched IoU >= 0.70, score diff <= 0.13, 2.7% unmatched, mAP within 0.012, class "
+    "mAP50 within 0.014; wider sets broke IoU (0.525) and score (0.28 at imgsz 640) "
+    "(scripts/measure_decode.py)",
 )
 
 DECODE_TOLERANCES: dict[str, Tolerance] = {
