@@ -1,0 +1,113 @@
+"""Briefly trained models of the other ultralytics families (YOLO11n, YOLO12n, YOLO26n) for the
+family matrix (tests/test_families.py, ``tox -e families``, scripts/measure_families.py).
+
+Each is trained from scratch on the baseline's synthetic dataset (same generator, seed and 10
+classes) with the baseline's training wrapper (detbench.model.train), and cached as
+``$DETBENCH_CACHE/families/<family>-<key>/best.pt`` next to its ``metrics.json``; the key covers
+the settings and the torch/ultralytics versions, so a second run reuses the weights.
+
+    python -m detbench.model.families yolo11n            # train (or reuse) and print the weights path
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from detbench import paths
+from detbench.data.datasets import SynthConfig, write_synthetic
+from detbench.model.train import METRICS_FILE, TrainConfig, train, versions
+
+# The families the matrix proves, by their ultralytics model yaml (n scale, built from scratch).
+FAMILIES: dict[str, str] = {
+    "yolo11n": "yolo11n.yaml",
+    "yolo12n": "yolo12n.yaml",
+    "yolo26n": "yolo26n.yaml",
+}
+
+
+@dataclass(frozen=True)
+class FamilySettings:
+    """Short enough for the 8-minute-per-family budget on a 2-core CPU, long enough that INT8's
+    accuracy bounds judge a model that detects (the baseline reached mAP50 0.38 after 6 epochs)."""
+
+    family: str
+    train: int = SynthConfig().train
+    val: int = SynthConfig().val
+    seed: int = SynthConfig().seed
+    imgsz: int = 128
+    epochs: int = 5
+    batch: int = 16
+
+    def synth(self) -> SynthConfig:
+        return SynthConfig(train=self.train, val=self.val, imgsz=self.imgsz, seed=self.seed)
+
+    def key(self) -> str:
+        """What decides the weights' bytes: the settings and the versions that train them."""
+        blob = json.dumps({"settings": asdict(self), "versions": _train_versions()}, sort_keys=True)
+        return f"{self.family}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def _train_versions() -> dict[str, str]:
+    v = versions()
+    return {"torch": v["torch"], "ultralytics": v["ultralytics"]}
+
+
+def family_dir(settings: FamilySettings) -> Path:
+    return paths.cache_root() / "families" / settings.key()
+
+
+def family_weights(settings: FamilySettings) -> Path:
+    """Train ``settings.family`` unless its cached ``best.pt`` exists; return the weights path.
+
+    The weights and metrics.json are copied into place only once training finished, so an
+    interrupted run leaves no half-written cache entry behind.
+    """
+    if settings.family not in FAMILIES:
+        raise ValueError(f"unknown family {settings.family!r}; known: {', '.join(FAMILIES)}")
+    out = family_dir(settings)
+    if (out / "best.pt").is_file() and (out / METRICS_FILE).is_file():
+        return out / "best.pt"
+    data_yaml = write_synthetic(paths.cache_dir("datasets") / settings.synth().key(), settings.synth())
+    cfg = TrainConfig(
+        data=str(data_yaml),
+        model=FAMILIES[settings.family],
+        imgsz=settings.imgsz,
+        epochs=settings.epochs,
+        batch=settings.batch,
+        seed=settings.seed,
+    )
+    weights = train(cfg, paths.cache_dir("runs") / f"family-{settings.key()}")
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(weights, tmp / "best.pt")
+    metrics = json.loads((weights.parent / METRICS_FILE).read_text())
+    metrics["family_settings"] = asdict(settings)
+    (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    if out.exists():  # another process finished first: keep its copy
+        shutil.rmtree(tmp)
+    else:
+        tmp.rename(out)
+    return out / "best.pt"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("family", choices=sorted(FAMILIES))
+    defaults = FamilySettings(family="yolo11n")
+    ap.add_argument("--epochs", type=int, default=defaults.epochs)
+    ap.add_argument("--train", type=int, default=defaults.train)
+    args = ap.parse_args(argv)
+    weights = family_weights(FamilySettings(family=args.family, epochs=args.epochs, train=args.train))
+    print(weights)
+    return 0
+
+
+if __name__ == "__main__":
+    paths.configure_environment()
+    raise SystemExit(main())
