@@ -6,8 +6,9 @@
 Phase 1 runs the selection with pytest-xdist (``-n auto``) minus the `timing` tests; phase 2 runs
 the `timing` tests of the same selection serially, with nothing beside them, since their
 neighbours would be what they measure (README "Scale-out"). Without arguments the selection is
-``-m "not calibration"``. A ``-m`` given by the caller is combined with each phase's own marker;
-every other argument goes to both phases. A phase that selects nothing (pytest's exit status 5) is
+``-m "not calibration and not families"`` (both take minutes and run in their own tox envs). A
+``-m`` given by the caller is combined with each phase's own marker; every other argument goes to
+both phases. A phase that selects nothing (pytest's exit status 5) is
 not a failure (``-k goldens`` has no timing test) unless both select nothing. The exit status is
 the worse of the two. With ``--benchmark-enable`` every benchmark times, so the whole selection runs
 serially in one phase. ``--no-timing`` runs phase 1 only: tox's older-torch env checks correctness
@@ -23,11 +24,14 @@ import sys
 from collections.abc import Sequence
 
 NO_TESTS = 5  # pytest.ExitCode.NO_TESTS_COLLECTED
+# The gate's calibration and the family matrix take minutes each: tox -e calibration / -e families.
+DEFAULT_MARKERS = "not calibration and not families"
 
 
 def split_marker(args: Sequence[str]) -> tuple[str, list[str]]:
-    """The caller's ``-m`` expression (default ``not calibration``) and the other arguments."""
-    expr, rest = "not calibration", []
+    """The caller's ``-m`` expression (default ``not calibration and not families``) and the other
+    arguments."""
+    expr, rest = DEFAULT_MARKERS, []
     it = iter(args)
     for arg in it:
         if arg == "-m":

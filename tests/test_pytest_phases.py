@@ -14,10 +14,11 @@ phases_mod = runpy.run_path(str(SCRIPT))
 
 
 def test_default_selection_splits_timing_from_the_rest() -> None:
-    """Without arguments: everything but calibration, timing tests serially after the rest."""
+    """Without arguments: everything but calibration and the family matrix, timing tests serially
+    after the rest."""
     parallel, serial = phases_mod["phases"]([], "auto")
-    assert parallel == ["-n", "auto", "-m", "(not calibration) and not timing"]
-    assert serial == ["-p", "no:xdist", "-m", "(not calibration) and timing"]
+    assert parallel == ["-n", "auto", "-m", "(not calibration and not families) and not timing"]
+    assert serial == ["-p", "no:xdist", "-m", "(not calibration and not families) and timing"]
 
 
 @pytest.mark.parametrize("marker", [["-m", "goldens or slow"], ["-mgoldens or slow"]])
@@ -73,5 +74,5 @@ def test_no_timing_runs_the_parallel_phase_only(tmp_path: Path) -> None:
 def test_timed_benchmarks_run_in_one_serial_phase() -> None:
     """--benchmark-enable (saving runs, README): the whole selection serially, never under xdist."""
     assert phases_mod["phases"](["tests/benchmarks", "--benchmark-enable"], "auto") == [
-        ["-p", "no:xdist", "-m", "not calibration", "tests/benchmarks", "--benchmark-enable"]
+        ["-p", "no:xdist", "-m", "not calibration and not families", "tests/benchmarks", "--benchmark-enable"]
     ]

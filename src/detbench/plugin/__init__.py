@@ -35,6 +35,7 @@ MARKERS = {
     "openvino": "needs OpenVINO, a declared dependency; deselect with -m 'not openvino'",
     "equivalence": "cross-backend equivalence (raw head, detections, mAP, determinism)",
     "calibration": "statistical calibration of the latency gate on real measurements",
+    "families": "the family matrix: YOLO11n/12n/26n trained briefly, through every route (tox -e families)",
     "timing": "asserts on wall-clock ratios: serial only, skipped with the reason under pytest-xdist",
 }
 # Two saved runs are two sessions and nothing pairs them, so below this effect the session-to-session
