@@ -57,3 +57,19 @@ def test_metrics_schema(trained: tuple[Path, dict]) -> None:
     assert len(m["hashes"]["data"]) == 64 and len(m["hashes"]["config"]) == 64
     assert m["train_wall_time_s"] > 0
     assert m["class_names"] == list(CLASS_NAMES)
+
+
+def test_a_results_csv_without_dfl_columns_is_read(tmp_path: Path) -> None:
+    """YOLO26's head has no DFL, so its results.csv has no dfl losses: those keys are left out of the
+    epoch rows (the report's table and curves skip absent keys), the others read as logged."""
+    from detbench.model.train import _read_results_csv
+
+    columns = ["epoch", *(c for c in EPOCH_KEYS.values() if "dfl" not in c)]
+    csv_path = tmp_path / "results.csv"
+    csv_path.write_text(", ".join(columns) + "\n" + ", ".join(str(i + 1) for i in range(len(columns))) + "\n")
+    (row,) = _read_results_csv(csv_path)
+    assert row == {
+        "epoch": 1,
+        **{k: float(columns.index(c) + 1) for k, c in EPOCH_KEYS.items() if "dfl" not in c},
+    }
+    assert "train_dfl_loss" not in row and "val_dfl_loss" not in row

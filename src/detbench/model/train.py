@@ -57,10 +57,13 @@ def versions() -> dict[str, str]:
 
 
 def _read_results_csv(path: Path) -> list[dict[str, float]]:
+    """Each epoch's row; a column the model does not log is left out (YOLO26's head has no DFL, so
+    its results.csv has no dfl losses), as the report's table and curves expect."""
     with open(path, newline="") as fh:
         rows = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(fh)]
     return [
-        {"epoch": int(float(r["epoch"])), **{k: float(r[c]) for k, c in EPOCH_KEYS.items()}} for r in rows
+        {"epoch": int(float(r["epoch"])), **{k: float(r[c]) for k, c in EPOCH_KEYS.items() if c in r}}
+        for r in rows
     ]
 
 
