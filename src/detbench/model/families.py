@@ -6,12 +6,11 @@ classes) with the baseline's training wrapper (detbench.model.train), and cached
 ``$DETBENCH_CACHE/families/<family>-<key>/best.pt`` next to its ``metrics.json``; the key covers
 the settings and the torch/ultralytics versions, so a second run reuses the weights.
 
-    python -m detbench.model.families yolo11n            # train (or reuse) and print the weights path
+    python scripts/train_family.py yolo11n            # train (or reuse) and print the weights path
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -101,20 +100,3 @@ def family_weights(settings: FamilySettings) -> Path:
     else:
         tmp.rename(out)
     return out / "best.pt"
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("family", choices=sorted(FAMILIES))
-    defaults = FamilySettings(family="yolo11n")
-    ap.add_argument("--epochs", type=int, default=defaults.epochs)
-    ap.add_argument("--train", type=int, default=defaults.train)
-    args = ap.parse_args(argv)
-    weights = family_weights(FamilySettings(family=args.family, epochs=args.epochs, train=args.train))
-    print(weights)
-    return 0
-
-
-if __name__ == "__main__":
-    paths.configure_environment()
-    raise SystemExit(main())
