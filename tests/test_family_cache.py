@@ -16,7 +16,7 @@ from detbench.model.families import FamilySettings, family_dir, family_weights
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DETBENCH_CACHE", str(tmp_path))
-    monkeypatch.setattr(families, "write_synthetic", lambda out, cfg: out / "data.yaml")
+    monkeypatch.setattr(families, "synthetic_dataset", lambda cfg: tmp_path / "data.yaml")
     return tmp_path
 
 

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from detbench import paths
-from detbench.data.datasets import SynthConfig, write_synthetic
+from detbench.data.datasets import SynthConfig
+from detbench.model.baseline import synthetic_dataset
 from detbench.model.train import METRICS_FILE, TrainConfig, train, versions
 
 # The families the matrix proves, by their ultralytics model yaml (n scale, built from scratch).
@@ -78,7 +79,7 @@ def family_weights(settings: FamilySettings) -> Path:
     out = family_dir(settings)
     if (out / "best.pt").is_file() and (out / METRICS_FILE).is_file():
         return out / "best.pt"
-    data_yaml = write_synthetic(paths.cache_dir("datasets") / settings.synth().key(), settings.synth())
+    data_yaml = synthetic_dataset(settings.synth())
     cfg = TrainConfig(
         data=str(data_yaml),
         model=FAMILIES[settings.family],
