@@ -81,6 +81,11 @@ class Decoded:
         return boxes
 
 
+def reduced_shape(shape: tuple[int, int], factor: int) -> tuple[int, int]:
+    """(h, w) of an image of ``shape`` decoded at DCT ``factor``: libjpeg rounds each side up."""
+    return -(-shape[0] // factor), -(-shape[1] // factor)
+
+
 def reduction_factor(shape: tuple[int, int], imgsz: ImageSize) -> int:
     """The largest DCT factor f for an (h, w) image whose decoded (ceil(h/f), ceil(w/f)) the
     letterbox to ``imgsz`` still shrinks or keeps (so no detail the model input holds is lost), and
@@ -88,7 +93,7 @@ def reduction_factor(shape: tuple[int, int], imgsz: ImageSize) -> int:
     h, w = shape
     th, tw = _target(imgsz)
     for f in sorted(DCT_FACTORS, reverse=True):
-        hf, wf = -(-h // f), -(-w // f)
+        hf, wf = reduced_shape(shape, f)
         if f == 1 or (min(h, w) >= f and min(th / hf, tw / wf) <= 1):
             return f
     return 1

@@ -16,7 +16,15 @@ import numpy as np
 from detbench.data.datasets import Dataset
 from detbench.data.images import DCT_FACTORS
 from detbench.runtimes.backends import BaseBackend
-from detbench.runtimes.decode import DECODERS, REFERENCE, Decoded, DecodeVariant, ImageSize, reduction_factor
+from detbench.runtimes.decode import (
+    DECODERS,
+    REFERENCE,
+    Decoded,
+    DecodeVariant,
+    ImageSize,
+    reduced_shape,
+    reduction_factor,
+)
 from detbench.runtimes.postprocess import Detections, postprocess
 from detbench.runtimes.preprocess import preprocess
 from detbench.verify.accuracy import evaluate
@@ -64,7 +72,7 @@ def assert_reduced_shape(ref: Decoded, out: Decoded, imgsz: ImageSize, *, label:
     most = reduction_factor(full, imgsz)
     if f not in DCT_FACTORS or f > most:
         raise StageMismatch(f"{prefix}factor {f} for {full} into {imgsz}; at most {most} of {DCT_FACTORS}")
-    want = (-(-full[0] // f), -(-full[1] // f))
+    want = reduced_shape(full, f)
     if rgb.shape[:2] != want:
         raise StageMismatch(f"{prefix}decoded {rgb.shape[:2]} at factor {f}; {full} / {f} is {want}")
 
