@@ -190,6 +190,23 @@ def test_reduced_variants_decode_at_the_chosen_factor(name: str, files: list[Pat
     assert {2, 4, 8} <= seen
 
 
+@pytest.mark.parametrize("name", list(DECODERS))
+def test_a_png_is_decoded_once(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variant falls back to the reference for a PNG without reading its EXIF first: Pillow's
+    getexif() on a PNG decodes every pixel (an eXIf chunk may follow them), which doubled the decode
+    of the 128 px val set."""
+    from PIL import Image as PILImage
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.arange(48 * 64 * 3, dtype=np.uint8).reshape(48, 64, 3)).save(path)
+    decoders = []
+    real = PILImage._getdecoder
+    monkeypatch.setattr(PILImage, "_getdecoder", lambda *a, **k: decoders.append(a[1]) or real(*a, **k))
+    out = DECODERS[name].decode(path, 32)
+    assert decoders == ["zip"], f"{name} ran Pillow's decoders {decoders} on one PNG"
+    assert np.array_equal(out.rgb, np.asarray(load_image(path)))
+
+
 def test_boxes_to_full_scales_by_the_factor_and_clips() -> None:
     """Reduced pixel i covers full pixels [i f, (i + 1) f): edges scale by f, then clip to the image."""
     d = Decoded(np.zeros((270, 203, 3), np.uint8), (1080, 810), 4)

@@ -119,12 +119,16 @@ def decode_pillow_reduced(path: Source, imgsz: ImageSize) -> Decoded:
     """Pillow with ``Image.draft`` at ``reduction_factor`` for a JPEG; other files at full size."""
     with open_header(path) as header:
         fmt, size = header.format, header.size
+        # Only a JPEG is drafted; the format is checked first because Pillow's getexif() on a PNG
+        # decodes the whole image to find an eXIf chunk after the pixels.
+        if fmt not in ("JPEG", "MPO"):
+            return _reference(path)
         try:
             orientation = int(header.getexif().get(EXIF_ORIENTATION, 1))
         except Exception:  # a malformed EXIF block: the reference decides what it means
             return _reference(path)
     full = _displayed(size, orientation)
-    f = reduction_factor(full, imgsz) if fmt in ("JPEG", "MPO") else 1
+    f = reduction_factor(full, imgsz)
     rgb = np.asarray(load_image(path, draft_factor=f))
     if rgb.shape[:2] == full:  # e.g. a multi-frame MPO, which Pillow does not draft
         return Decoded(rgb, full, 1)
@@ -134,13 +138,15 @@ def decode_pillow_reduced(path: Source, imgsz: ImageSize) -> Decoded:
 def _opencv(path: Source, imgsz: ImageSize | None) -> Decoded:
     with open_header(path) as header:  # the reference's header checks, no pixels decoded
         fmt, mode, (w, h) = header.format, header.mode, header.size
+        # CMYK, 12-bit or multi-frame JPEGs, other formats and bombs: the reference decodes or refuses.
+        # Checked before getexif(), which on a PNG decodes the whole image (an eXIf chunk may follow
+        # the pixels).
+        if fmt != "JPEG" or mode not in ("RGB", "L") or w * h > MAX_PIXELS:
+            return _reference(path)
         try:
             orientation = int(header.getexif().get(EXIF_ORIENTATION, 1))
         except Exception:  # a malformed EXIF block: the reference decides what it means
             return _reference(path)
-    # CMYK, 12-bit or multi-frame JPEGs, other formats and bombs: the reference decodes or refuses.
-    if fmt != "JPEG" or mode not in ("RGB", "L") or w * h > MAX_PIXELS:
-        return _reference(path)
     data = Path(path).read_bytes()
     # libjpeg only warns on a truncated file and cv2 returns a grey-filled image; the reference refuses.
     if not data.endswith(_JPEG_EOI):
