@@ -18,7 +18,9 @@ detbench's stream uses that many decode workers. Contenders per setting:
   C++ NMS), warm;
 - ``detbench-seq``: ``ImagePipeline.sequential`` (decode -> preprocess -> run -> postprocess);
 - ``detbench-stream``: ``ImagePipeline.stream``, postprocess in the inferring thread;
-- ``detbench-stream-post``: the same with postprocess in its own thread.
+- ``detbench-stream-post``: the same with postprocess in its own thread;
+- ``detbench-parallel`` (2 cores and more): ``runtimes.stream.parallel``, one whole pipeline per core,
+  each on its own backend at 1 thread (one ONNX Runtime session each), images taken in turn.
 
 detbench runs the identical variants (``--decoder`` default opencv, lean preprocess, NumPy NMS) on
 the same ONNX session or, with ``--tune-json``, the recommended pipeline of that tune.json (its
@@ -27,8 +29,9 @@ and the streams are checked to give the sequential pipeline's detections bit for
 ultralytics' detections are matched against detbench's (same class, IoU >= 0.5). After one warm pass
 each, rounds alternate the contenders' order (forward, then reversed); each contender's timing in a
 round is ``--passes`` passes over the images. A ratio is detbench / ultralytics images/s within one
-round; printed: per-round ratios, their median and range. Last line, for all cores and the faster
-stream mode: ``throughput: ultralytics X img/s, detbench Y img/s, ratio R [lo, hi]``.
+round; printed: per-round ratios, their median and range. Last line, for all cores and the fastest
+overlapping mode (stream, stream-post or parallel):
+``throughput: ultralytics X img/s, detbench Y img/s, ratio R [lo, hi]``.
 """
 
 from __future__ import annotations
@@ -145,7 +148,7 @@ def measure_cores(
 
     from detbench.runtimes.backends import BackendSettings, create
     from detbench.runtimes.pipeline import BackendConfig, Pipeline
-    from detbench.runtimes.stream import ImagePipeline, same_results
+    from detbench.runtimes.stream import ImagePipeline, parallel, same_results
     from detbench.verify.compare import match_detections
 
     pin(cpus)
@@ -183,8 +186,12 @@ def measure_cores(
         "detbench-stream": stream(False),
         "detbench-stream-post": stream(True),
     }
+    if cores > 1:  # one whole pipeline per core, each backend at 1 thread
+        one = dataclasses.replace(spec, config=dataclasses.replace(spec.config, threads=1))
+        pipes = [ImagePipeline.from_pipeline(one) for _ in range(cores)]
+        contenders["detbench-parallel"] = lambda: list(parallel(pipes, paths))
     ref = contenders["detbench-seq"]()
-    for name in ("detbench-stream", "detbench-stream-post"):
+    for name in [n for n in contenders if n.startswith("detbench-") and n != "detbench-seq"]:
         if (diff := same_results(ref, contenders[name]())) is not None:
             raise SystemExit(f"{name} differs from the sequential pipeline: {diff}")
     failed = [r.path.name for r in ref if not r.ok]
@@ -297,7 +304,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"[{ratio.lo:.2f}, {ratio.hi:.2f}]  rounds: {per}"
             )
     last = results[-1]
-    best = max((r for r in last.ratios if r.contender.startswith("detbench-stream")), key=lambda r: r.median)
+    best = max(
+        (r for r in last.ratios if r.contender.startswith(("detbench-stream", "detbench-parallel"))),
+        key=lambda r: r.median,
+    )
     runs = {r.name: r for r in last.runs}
     print(
         f"throughput: {PEER} {runs[PEER].median:.1f} img/s, "

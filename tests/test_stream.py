@@ -16,7 +16,7 @@ from PIL import Image
 from detbench.errors import ImageError
 from detbench.runtimes.decode import Decoded
 from detbench.runtimes.pipeline import stage_calls
-from detbench.runtimes.stream import ImagePipeline, StreamResult, same_results
+from detbench.runtimes.stream import ImagePipeline, StreamResult, parallel, same_results
 
 IMGSZ = 32
 NAMES = ("a", "b")
@@ -181,3 +181,72 @@ def test_closing_the_stream_stops_its_threads() -> None:
 def test_stream_refuses_an_empty_pool() -> None:
     with pytest.raises(ValueError, match="workers and depth"):
         next(make().stream(paths(2), workers=0))
+
+
+class OneAtATimeBackend(FakeBackend):
+    """A FakeBackend that fails when two images run on it at once (a runtime session with one
+    inference request is used that way by nobody)."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(delay)
+        self._busy = threading.Lock()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if not self._busy.acquire(blocking=False):
+            raise AssertionError("two images on one backend at once")
+        try:
+            return super().run(batch)
+        finally:
+            self._busy.release()
+
+
+@pytest.mark.parametrize(("workers", "depth"), [(1, None), (2, None), (3, 3), (2, 7)])
+def test_parallel_gives_the_sequential_results_in_order(workers: int, depth: int | None) -> None:
+    """Whole pipelines on separate backends: the sequential results, errors in their places, in input
+    order, each backend running one image at a time."""
+    ref = list(make().sequential(paths(16)))
+    pipes = [make(OneAtATimeBackend(delay=0.001)) for _ in range(workers)]
+    got = list(parallel(pipes, paths(16), depth=depth))
+    assert same_results(ref, got) is None, same_results(ref, got)
+    assert [i for i, r in enumerate(got) if not r.ok] == sorted(BAD)
+
+
+def test_parallel_overlaps_whole_images() -> None:
+    """Two pipelines with a 20 ms decode and a 20 ms inference each take about half the sequential
+    time, and both backends run."""
+    n, stage = 20, 0.02
+    backends = [FakeBackend(delay=stage) for _ in range(2)]
+    pipes = [make(b, decoder=fake_decoder(delay=stage)) for b in backends]
+    ok = n - len(BAD)
+    t0 = time.perf_counter()
+    got = list(parallel(pipes, paths(n)))
+    t_par = time.perf_counter() - t0
+    assert t_par < 0.75 * (n * stage + ok * stage), t_par
+    assert same_results(list(make().sequential(paths(n))), got) is None
+    assert all(b.calls > 0 for b in backends)
+
+
+def test_parallel_reads_paths_lazily_and_stops_when_closed() -> None:
+    pulled: list[Path] = []
+
+    def source() -> Iterator[Path]:
+        for p in paths(40):
+            pulled.append(p)
+            yield p
+
+    pipes = [make(decoder=fake_decoder(delay=0.003)) for _ in range(2)]
+    gen = parallel(pipes, source(), depth=4)
+    for k, _ in enumerate(gen):
+        assert len(pulled) - (k + 1) <= 4
+        if k == 2:
+            break
+    gen.close()
+    assert len(pulled) <= 3 + 4
+    assert not [t for t in threading.enumerate() if t.name.startswith("detbench-parallel")]
+
+
+def test_parallel_refuses_no_pipes_or_a_short_queue() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        next(parallel([], paths(2)))
+    with pytest.raises(ValueError, match="depth"):
+        next(parallel([make(), make()], paths(2), depth=1))

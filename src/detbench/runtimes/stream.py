@@ -10,15 +10,21 @@ preprocess and postprocess variants, built from a ``runtimes.pipeline.Pipeline``
   ahead while this thread runs inference on the current one; postprocess runs here or, with
   ``post_thread=True``, in one more thread overlapped with the next inference.
 
+:func:`parallel` is the throughput mode: several whole pipelines, each with its own backend (a
+runtime at 1 thread each, say), take the images in turn, so one image's decode overlaps another's
+inference and a small model's inference is not split over cores it scales poorly on.
+
 Both yield one :class:`StreamResult` per path, in input order; a file that cannot be decoded gives a
 result carrying its error instead of detections, and the rest go on. Decoders, OpenCV, Pillow,
 NumPy and the runtimes release the GIL in their heavy parts, which is what lets the stages overlap.
-The backend is only ever called from the thread that iterates, so it needs no locking.
+In ``sequential`` and ``stream`` the backend is only ever called from the thread that iterates; in
+``parallel`` each backend is used by one image at a time. No backend needs locking.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -202,6 +208,47 @@ class ImagePipeline:
             decode_pool.shutdown(wait=True, cancel_futures=True)
             if post_pool is not None:
                 post_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def parallel(
+    pipes: Sequence[ImagePipeline], paths: Iterable[str | os.PathLike], *, depth: int | None = None
+) -> Iterator[StreamResult]:
+    """The results of ``pipes[0].sequential(paths)``, in the same order, with the images spread over
+    ``len(pipes)`` threads, each image run whole (decode, preprocess, inference, postprocess) by
+    whichever pipeline is free. The pipes must be the same pipeline with separate backends (e.g.
+    ``ImagePipeline.from_pipeline`` once per worker): a backend runs one image at a time.
+
+    ``paths`` is read lazily: at most ``depth`` (default twice the workers) images are in flight or
+    waiting to be yielded. Closing the iterator early cancels what has not started.
+    """
+    if not pipes:
+        raise ValueError("parallel needs at least one pipeline")
+    depth = 2 * len(pipes) if depth is None else depth
+    if depth < len(pipes):
+        raise ValueError(f"depth must be >= the {len(pipes)} workers, got {depth}")
+    free: queue.SimpleQueue[ImagePipeline] = queue.SimpleQueue()
+    for pipe in pipes:
+        free.put(pipe)
+
+    def detect(path: str | os.PathLike) -> StreamResult:
+        pipe = free.get()
+        try:
+            return pipe.detect(path)
+        finally:
+            free.put(pipe)
+
+    source = iter(paths)
+    pool = ThreadPoolExecutor(len(pipes), thread_name_prefix="detbench-parallel")
+    pending: deque[Future[StreamResult]] = deque()  # in input order, so results are too
+    try:
+        while True:
+            while len(pending) < depth and (path := next(source, _END)) is not _END:
+                pending.append(pool.submit(detect, path))
+            if not pending:
+                return
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def same_results(a: Sequence[StreamResult], b: Sequence[StreamResult]) -> str | None:
