@@ -24,13 +24,16 @@ from detbench.runtimes.decode import (
     decode,
     reduction_factor,
 )
+from detbench.runtimes.postprocess import ultralytics_nms
 from detbench.verify.accuracy import evaluate
 from detbench.verify.compare import OutputMismatch
 from detbench.verify.decode import (
     DECODE_TOLERANCES,
     assert_decode_accuracy_close,
     assert_decode_detections_close,
+    assert_reduced_shape,
 )
+from detbench.verify.pipeline import StageMismatch
 
 IDENTICAL = [n for n, v in DECODERS.items() if v.identical]
 REDUCED = [n for n, v in DECODERS.items() if not v.identical]
@@ -215,7 +218,76 @@ def test_boxes_to_full_scales_by_the_factor_and_clips() -> None:
     assert got.dtype == np.float32
 
 
-# -- reduced decode: detections within the measured bound (real backend) ------------------------------
+# -- the detection guard catches gross breakage (a fake detector, fast) -------------------------------
+
+BLOB_NAMES = ("blob",)
+
+
+class _BrightBoxBackend:
+    """A fake detector: one box around the model input's bright pixels, class 0 at score 0.8, so its
+    detections move exactly as the decoded image's content does."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        raw = np.zeros((len(x), 4 + len(BLOB_NAMES), 2), np.float32)  # a second, empty anchor
+        for n, img in enumerate(x):
+            ys, xs = np.nonzero(img.mean(axis=0) > 0.7)
+            if len(xs):
+                x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+                raw[n, :, 0] = ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0, 0.8)
+        return raw
+
+
+@pytest.fixture(scope="module")
+def blob_photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """640x480 JPEGs, dark with one bright rectangle off the centre (one stored sideways with EXIF
+    orientation 6): 64 px inputs decode them reduced by 8. Imports ultralytics' NMS (torch) first, so
+    no test's time is that import."""
+    ultralytics_nms()
+    out = tmp_path_factory.mktemp("blobs")
+    paths = []
+    for i, (x0, y0, x1, y1) in enumerate([(80, 64, 240, 200), (400, 280, 576, 416), (64, 296, 224, 440)]):
+        rgb = np.full((480, 640, 3), 40, np.uint8)
+        rgb[y0:y1, x0:x1] = 230
+        img, kw = Image.fromarray(rgb), {}
+        if i == 2:  # stored turned, displayed as drawn
+            img, kw = img.transpose(Image.Transpose.ROTATE_90), {"exif": _exif(6)}
+        paths.append(out / f"blob{i}.jpg")
+        img.save(paths[-1], "JPEG", quality=90, **kw)
+    return paths
+
+
+def _broken_reduced(broken: str) -> DecodeVariant:
+    """The reduced decode, then broken on purpose: its image flipped, shifted by an eighth of its width
+    (wrapping), or cropped by an eighth each side, each still claiming the whole photo at its factor."""
+
+    def decode(path: Path, imgsz: int) -> Decoded:
+        d = DECODERS["opencv-reduced"].decode(path, imgsz)
+        h, w = d.rgb.shape[:2]
+        rgb = {
+            "flipped": lambda: d.rgb[:, ::-1],
+            "shifted": lambda: np.roll(d.rgb, w // 8, axis=1),
+            "cropped": lambda: d.rgb[h // 8 : h - h // 8, w // 8 : w - w // 8],
+        }[broken]()
+        return Decoded(np.ascontiguousarray(rgb), d.full_shape, d.factor)
+
+    return DecodeVariant(broken, decode, "broken on purpose", False)
+
+
+@pytest.mark.parametrize("broken", ["flipped", "shifted", "cropped"])
+def test_detection_guard_fails_gross_breakage(broken: str, blob_photos: list[Path]) -> None:
+    """The reduced row's detection bounds are loose (mAP is the contract) but not vacuous: through a
+    detector that follows the content, the real reduced decode passes them and a decode returning a
+    flipped, shifted or cropped image fails them."""
+    backend = _BrightBoxBackend()
+    for name in REDUCED:
+        assert_decode_detections_close(backend, name, blob_photos, IMGSZ, BLOB_NAMES)
+    with pytest.raises(OutputMismatch, match="has no match"):
+        assert_decode_detections_close(
+            backend, _broken_reduced(broken), blob_photos, IMGSZ, BLOB_NAMES, DECODE_TOLERANCES[REDUCED[0]]
+        )
+
+
+# -- reduced decode: detections within the row (real backend) --------------------------------------
 
 
 def _steps_too_far(path: Path, imgsz: int, steps: int = 1) -> Decoded:
@@ -252,13 +324,30 @@ def test_reduced_decode_detections_within_bound(name: str, workbench, photo_imag
 
 
 @pytest.mark.slow
-def test_detection_bound_fails_one_step_too_far(workbench, photo_images: list[Path]) -> None:
+def test_detection_bound_fails_a_flipped_decode(workbench, photo_images: list[Path]) -> None:
+    """With the real model too, the row's gross-breakage guard is not vacuous: a reduced decode whose
+    image comes back mirrored fails it (most garments then have no counterpart)."""
     backend = workbench.load("onnxruntime")
-    broken = DecodeVariant("one-step-too-far", _one_step_too_far, "broken on purpose", False)
-    with pytest.raises(OutputMismatch):
+    with pytest.raises(OutputMismatch, match="has no match"):
         assert_decode_detections_close(
-            backend, broken, photo_images, workbench.imgsz, workbench.names, DECODE_TOLERANCES[REDUCED[0]]
+            backend,
+            _broken_reduced("flipped"),
+            photo_images,
+            workbench.imgsz,
+            workbench.names,
+            DECODE_TOLERANCES[REDUCED[0]],
         )
+
+
+def test_shape_contract_fails_one_step_too_far(files: list[Path]) -> None:
+    """A decode one DCT factor too far is no gross breakage of detections (the row's guard need not
+    catch it, and on the 24-photo set it keeps mAP within the row), but the reduced decode's shape
+    contract refuses it: a factor libjpeg lacks, or one the letterbox must enlarge."""
+    reducible = [p for p in files if DECODERS["opencv-reduced"].decode(p, IMGSZ).factor > 1]
+    assert len(reducible) >= 16
+    for p in reducible:
+        with pytest.raises(StageMismatch, match="factor"):
+            assert_reduced_shape(DECODERS[REFERENCE].decode(p, IMGSZ), _one_step_too_far(p, IMGSZ), IMGSZ)
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +379,7 @@ def test_accuracy_bound_fails_two_steps_too_far(
 ) -> None:
     """A decode a quarter of the reduced size per axis loses mAP past the row (measured: mAP50
     0.681 against 0.712, shoes' mAP50 0.152 against 0.293); one step too far stays within it on
-    this set, which the detection bound above catches."""
+    this set, which the shape contract above refuses."""
     backend = workbench.load("onnxruntime")
     broken = DecodeVariant("two-steps-too-far", _two_steps_too_far, "broken on purpose", False)
     with pytest.raises(OutputMismatch, match="accuracy differs"):

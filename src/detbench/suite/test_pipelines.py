@@ -5,10 +5,11 @@ without class offsets, and this module fails naming each.
 
 A variant registered with ``pipeline.register`` is a new param of the tests below, with no new test
 code. A variant claiming *identical* output is held to it bit for bit; a reduced decode (not
-identical) to the reduced-decode contract: the displayed image at a DCT factor that the letterbox
-does not enlarge, sides rounded up as libjpeg rounds. Its detection bound
-(``verify.decode.DECODE_TOLERANCES``) is checked on the photo set it was measured on
-(``tests/test_decode.py``), not here: on drawn photo-like scenes a matched score moved past it.
+identical) to the reduced decode's shape contract: the displayed image at a DCT factor that the letterbox
+does not enlarge, sides rounded up as libjpeg rounds. Its tolerance row
+(``verify.decode.DECODE_TOLERANCES``: mAP within the INT8 bounds, detections guarded against gross
+breakage) needs a model and labels, so ``tests/test_decode.py`` checks it on the labelled photo set,
+not here.
 Preprocess and postprocess variants have no tolerance rows, so one that claims less than identity
 fails here. No backend runs: the stages are compared on their own inputs and outputs.
 """

@@ -1,8 +1,10 @@
 """Tolerance rows for the decode variants (``detbench.runtimes.decode``) and the check they serve.
 
 A variant that claims ``identical`` is held to the reference's array bit for bit (no row). A reduced
-variant feeds the model other pixels, so raw heads are not compared; its detections through the same
-backend are, against the reference decode's, with the bounds below.
+variant feeds the model other pixels, so raw heads are not compared: it is judged, as INT8 is, by mAP
+on labelled photos against the reference decode's (``assert_decode_accuracy_close``), and its
+detections through the same backend are held to the reference decode's only within bounds that catch
+gross breakage (``assert_decode_detections_close``).
 """
 
 from __future__ import annotations
@@ -31,26 +33,28 @@ from detbench.verify.accuracy import evaluate
 from detbench.verify.compare import Tolerance, assert_accuracy_close, assert_detections_match
 from detbench.verify.pipeline import StageMismatch
 
-# `python scripts/measure_decode.py` (the committed baseline on onnxruntime, 1 thread, imgsz 128,
-# the 24-photo set at factors 4 and 8, 2026-12): matched IoU >= 0.701, score diff <= 0.132 (p95 0.086),
-# 6 of 220 detections unmatched at IoU 0.5 (2.7 %), the farthest 0.147 above the threshold. Both
-# reduced variants gave the same pixels (libjpeg-turbo's scaled IDCT in both wheels), so one row.
-# The IoU and score bounds hold on that set only; wider sets broke each once (docs/measurements.md).
+# Judged as INT8 is, by mAP: a reduced decode feeds the model another downscale of the photo (libjpeg's
+# scaled IDCT, then the letterbox), so single detections move by input noise, and the detection bounds
+# only catch gross breakage, outside the widest deviations `python scripts/measure_decode.py` found
+# (192 photos, imgsz 128-640: matched IoU >= 0.525, score diff <= 0.28, 0.40 in ad-hoc scenes;
+# docs/measurements.md). Both reduced variants gave the same pixels (libjpeg-turbo in both), so one row.
 _REDUCED = Tolerance(
     box_atol=math.inf,
     score_atol=math.inf,
     rtol=math.inf,
-    det_iou=0.6,
-    det_score=0.2,
-    # Same command and set: mAP50 0.7224 vs the reference decode's 0.7118, mAP50-95 0.5122 vs 0.5002
-    # (|diff| <= 0.012, both higher), no class's mAP50 more than 0.014 below (bag); within both bounds.
+    det_iou=0.5,
+    det_score=0.45,
+    # Every measured set: mAP50 and mAP50-95 within 0.012 of the reference decode's (the reduced
+    # decode mostly higher), no class's mAP50 more than 0.0145 below; within both bounds.
     map_drop=0.02,
     class_map_drop=0.05,
+    # Unmatched beyond the threshold margin (det_score) count against this share; the sets measured
+    # left at most 6.0 % unmatched counting all of them, the farthest 0.507 above the threshold.
     det_unmatched_frac=0.1,
-    reason="DCT-reduced decode (another downscale before the letterbox), measured on the 24-photo set at "
-    "imgsz 128 only: matched IoU >= 0.70, score diff <= 0.13, 2.7% unmatched, mAP within 0.012, class "
-    "mAP50 within 0.014; wider sets broke IoU (0.525) and score (0.28 at imgsz 640) "
-    "(scripts/measure_decode.py)",
+    reason="DCT-reduced decode (another downscale before the letterbox): judged by mAP; detection bounds "
+    "only catch gross breakage, outside the widest measured (192 photos, imgsz 128-640: matched IoU >= "
+    "0.525, score diff <= 0.28 (0.40 ad hoc), <= 6% unmatched; mAP within 0.012, class mAP50 within "
+    "0.0145; docs/measurements.md)",
 )
 
 DECODE_TOLERANCES: dict[str, Tolerance] = {
