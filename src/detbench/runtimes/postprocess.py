@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from detbench.runtimes.preprocess import LetterboxInfo, unletterbox_boxes
+from detbench.runtimes.preprocess import LetterboxInfo, unletterbox_in_place
 
 CONF = 0.25  # ultralytics' predict defaults, so detections match YOLO(...).predict()
 IOU = 0.7
@@ -192,14 +192,16 @@ def detections_from_rows(
     """Per image, ``(K, 6)`` rows x1, y1, x2, y2, score, class in model-input pixels (what NMS keeps,
     or what an end2end head returns) as ``Detections`` in original-image pixels."""
     dets = []
+    class_names = tuple(names)
     for det, info in zip(per_image, infos):
-        boxes = unletterbox_boxes(det[:, :4].astype(np.float32), info)
+        # astype copies, so the mapping may run in place on the copy.
+        boxes = unletterbox_in_place(det[:, :4].astype(np.float32), info)
         dets.append(
             Detections(
-                xyxy=boxes.astype(np.float32),
+                xyxy=boxes,
                 scores=det[:, 4].astype(np.float32),
                 class_ids=det[:, 5].astype(np.int64),
-                names=tuple(names),
+                names=class_names,
             )
         )
     return dets

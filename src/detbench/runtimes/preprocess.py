@@ -242,14 +242,22 @@ def unletterbox_boxes(xyxy: np.ndarray, info: LetterboxInfo) -> np.ndarray:
         raise ValueError(f"xyxy: expected a (K, 4) array of boxes, got shape {boxes.shape}")
     if not np.issubdtype(boxes.dtype, np.floating):
         boxes = boxes.astype(np.float64)
+    return unletterbox_in_place(boxes, info)
+
+
+def unletterbox_in_place(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
+    """:func:`unletterbox_boxes` on a (K, 4) float array the caller owns, overwritten and returned."""
     h0, w0 = info.orig_shape
     rh, rw = info.resized_shape
     gain_x, gain_y = rw / w0, rh / h0
     pad_x, pad_y = info.pad
-    boxes[:, [0, 2]] -= pad_x
-    boxes[:, [1, 3]] -= pad_y
-    boxes[:, [0, 2]] /= gain_x
-    boxes[:, [1, 3]] /= gain_y
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w0)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h0)
+    # Column slices are views, so each step runs in place: the same per-element arithmetic as
+    # scale_boxes' fancy-indexed copies, without the copies.
+    xs, ys = boxes[:, 0::2], boxes[:, 1::2]
+    xs -= pad_x
+    ys -= pad_y
+    xs /= gain_x
+    ys /= gain_y
+    np.clip(xs, 0, w0, out=xs)
+    np.clip(ys, 0, h0, out=ys)
     return boxes
