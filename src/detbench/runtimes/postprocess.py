@@ -131,13 +131,17 @@ def numpy_nms(
     conf = float(conf)
     out = []
     for pred in raw:
-        x = pred[:, pred[4:].max(axis=0) > conf].T
-        xy, wh = x[:, :2], x[:, 2:4] / 2
-        cls = x[:, 4:]
-        j = cls.argmax(axis=1)
-        score = cls[np.arange(len(j)), j]
-        det = np.concatenate([xy - wh, xy + wh, score[:, None], j[:, None].astype(raw.dtype)], axis=1)
-        det = det[score > conf]
+        best = pred[4:].max(axis=0)
+        idx = np.flatnonzero(best > conf)
+        # A candidate's top class score is its row's score (ultralytics thresholds it twice, the same
+        # way), and its first maximum its class; a NaN score fails the threshold.
+        x = pred[:, idx]
+        xy, wh = x[:2], x[2:4] / 2
+        det = np.empty((len(idx), 6), raw.dtype)
+        det[:, :2] = (xy - wh).T
+        det[:, 2:4] = (xy + wh).T
+        det[:, 4] = best[idx]
+        det[:, 5] = x[4:].argmax(axis=0)
         if len(det) > max_nms:
             det = det[np.argsort(-det[:, 4], kind="stable")[:max_nms]]
         if not len(det):
