@@ -17,7 +17,10 @@ from detbench.runtimes.pipeline import PipelineVariant
 from detbench.runtimes.postprocess import (
     CONF,
     IOU,
+    MATRIX_MAX,
     MAX_DET,
+    _keep_by_loop,
+    _keep_by_matrix,
     detections_from_rows,
     nms,
     numpy_nms,
@@ -239,6 +242,28 @@ def test_overlap_at_the_threshold_is_compared_in_double(iou: float) -> None:
     ref = nms(raw, iou=iou)[0]
     assert len(ref) == 1
     assert ref.tobytes() == numpy_nms(raw, iou=iou)[0].tobytes()
+
+
+@pytest.mark.parametrize("k", [MATRIX_MAX, MATRIX_MAX + 1])
+def test_nms_at_and_above_the_matrix_bound(k: int) -> None:
+    """At the bound (every overlap at once) and one candidate above it (box by box): the matrix keeps
+    what the loop keeps and both give ultralytics' rows, with many overlaps exactly at iou 0.5."""
+    rng = np.random.default_rng(k)
+    raw = np.zeros((1, 7, k), np.float32)
+    raw[0, :2] = rng.integers(0, 12, (2, k))  # whole-pixel centres, sides 2 or 4: IoUs of 1/2, 1/4, ...
+    raw[0, 2:4] = rng.choice([2, 4], (2, k))
+    raw[0, 4:] = np.ceil(rng.uniform(0.3, 1, (3, k)) * 8) / 8  # ties in score and across classes
+    assert (raw[0, 4:].max(0) > CONF).all()
+    det = numpy_nms(raw, iou=1.0, max_det=k)[0]  # every candidate, scored and offset by class
+    boxes = det[:, :4] + det[:, 5:6] * 7680
+    xyxy = np.ascontiguousarray(boxes[np.argsort(-det[:, 4], kind="stable")].T)
+    areas = (xyxy[2] - xyxy[0]) * (xyxy[3] - xyxy[1])
+    for max_det in (MAX_DET, 7):
+        loop = _keep_by_loop(xyxy, areas, 0.5, max_det)
+        assert _keep_by_matrix(xyxy, areas, 0.5, max_det) == loop
+    ref = nms(raw, iou=0.5)[0]
+    assert 10 < len(ref) < k
+    assert ref.tobytes() == numpy_nms(raw, iou=0.5)[0].tobytes()
 
 
 @given(head=raw_heads(), max_nms=st.integers(1, 50))

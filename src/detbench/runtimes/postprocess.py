@@ -16,6 +16,11 @@ IOU = 0.7
 MAX_DET = 300
 MAX_NMS = 30000  # ultralytics' non_max_suppression defaults: candidates kept before NMS,
 MAX_WH = 7680  # and the per-class coordinate offset that keeps classes apart
+# Up to this many candidates NMS computes every pairwise overlap at once (predict's usual case here:
+# ~22 at conf 0.25 on the 128 px val heads); above it, per kept box. Measured on the 2-core VM (README
+# "Pipeline variants"): at 64 the matrix costs about what the loop spends on two kept boxes, and its
+# K x K cost grows fast beyond (a pile of duplicates keeping one box would lose to the loop).
+MATRIX_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -80,24 +85,64 @@ def _greedy_keep(boxes: np.ndarray, scores: np.ndarray, iou: float, max_det: int
     The same float32 operations in the same order as its kernel (areas, clamped intersection,
     ``inter / (area_i + area_j - inter)``), scores sorted stably in descending order, and the overlap
     compared in float64 with the threshold as the kernel compares a float with a double; a NaN
-    overlap (two empty boxes) suppresses nothing there, so nothing here either.
+    overlap (two empty boxes) suppresses nothing there, so nothing here either. Up to
+    ``MATRIX_MAX`` boxes every overlap is computed at once (:func:`_keep_by_matrix`), above it one
+    kept box at a time (:func:`_keep_by_loop`): the same keeps either way.
     """
     order = np.argsort(-scores, kind="stable")
-    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[order, k]) for k in range(4))
+    xyxy = np.ascontiguousarray(boxes[order].T)
+    x1, y1, x2, y2 = xyxy
     areas = (x2 - x1) * (y2 - y1)
-    zero = boxes.dtype.type(0)
-    left = np.arange(len(order))
-    keep = []
+    keep_by = _keep_by_matrix if len(order) <= MATRIX_MAX else _keep_by_loop
+    return order[np.asarray(keep_by(xyxy, areas, iou, max_det), dtype=np.int64)]
+
+
+def _keep_by_loop(xyxy: np.ndarray, areas: np.ndarray, iou: float, max_det: int) -> list[int]:
+    """Greedy keeps over (4, K) x1, y1, x2, y2 sorted by score: each kept box's overlaps with the
+    boxes still left."""
+    x1, y1, x2, y2 = xyxy
+    zero = xyxy.dtype.type(0)
+    left = np.arange(xyxy.shape[1])
+    keep: list[int] = []
     while left.size and len(keep) < max_det:
         i, rest = left[0], left[1:]
-        keep.append(i)
+        keep.append(int(i))
         w = np.maximum(zero, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
         h = np.maximum(zero, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
         inter = w * h
         with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 of empty boxes: NaN, as in the kernel
             overlap = inter / (areas[i] + areas[rest] - inter)
         left = rest[~(overlap.astype(np.float64) > np.float64(iou))]
-    return order[np.asarray(keep, dtype=np.int64)]
+    return keep
+
+
+def _keep_by_matrix(xyxy: np.ndarray, areas: np.ndarray, iou: float, max_det: int) -> list[int]:
+    """:func:`_keep_by_loop`'s keeps from all pairwise overlaps at once, each element computed by
+    the same operations in the same order (row ``i`` is the loop's kept box), then a greedy pass over
+    one Python integer bit mask per row: ten NumPy calls in all instead of ten per kept box."""
+    # Width and height side by side, (2, K, K): max(0, min(x2_i, x2_j) - max(x1_i, x1_j)) and in y.
+    lo = np.maximum(xyxy[:2, :, None], xyxy[:2, None, :])
+    wh = np.minimum(xyxy[2:, :, None], xyxy[2:, None, :])
+    wh -= lo
+    np.maximum(xyxy.dtype.type(0), wh, out=wh)
+    inter = wh[0] * wh[1]
+    overlap = areas[:, None] + areas
+    overlap -= inter
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 of empty boxes: NaN, as in the kernel
+        np.divide(inter, overlap, out=overlap)
+    rows = np.packbits(overlap.astype(np.float64) > np.float64(iou), axis=1, bitorder="little")
+    data, width = rows.tobytes(), rows.shape[1]
+    keep: list[int] = []
+    suppressed = 0  # bit j set: box j overlaps a kept box above the threshold
+    for i in range(xyxy.shape[1]):
+        if suppressed >> i & 1:
+            continue
+        if len(keep) >= max_det:
+            break
+        keep.append(i)
+        # Bits of boxes before i are set too (and i's own), but those are decided already.
+        suppressed |= int.from_bytes(data[i * width : (i + 1) * width], "little")
+    return keep
 
 
 def numpy_nms(
