@@ -3,12 +3,19 @@
 the val images, optionally against the same functions at another git revision.
 
     nice -n 19 python scripts/measure_nms.py [--val-images 40] [--blocks 6] [--against REV]
+    nice -n 19 python scripts/measure_nms.py --crossover
+
 
 ``--against REV`` loads ``runtimes/postprocess.py`` and ``runtimes/preprocess.py`` as they were at
 ``REV`` (``git show``, run from the repository) into a temporary directory, checks that they give
 the same bytes on every head, and alternates their blocks with today's (perf.timing.BlockPlan,
 A B B A ...), cycling through the images call by call. The ratio is the revision's over today's
 paired block medians (median over blocks), so above 1 means today's is faster. Prints one JSON document.
+
+``--crossover`` instead times the two greedy passes ``numpy_nms`` chooses between by ``MATRIX_MAX``
+(``_keep_by_matrix``, ``_keep_by_loop``) on synthetic crowded candidates: K boxes jittered around 1
+or 4 objects, three classes, iou 0.7; the best of 7 repeats of 20 calls each. Prints one JSON line
+per K and object count.
 """
 
 from __future__ import annotations
@@ -47,6 +54,35 @@ def _module_at(rev: str, folder: Path) -> ModuleType:
     return importlib.import_module("_at_rev_postprocess")
 
 
+def _best_us(fn: Callable, *args: object) -> float:
+    """Microseconds per call: the best of 7 repeats of 20 calls."""
+    import timeit
+
+    return round(min(timeit.repeat(lambda: fn(*args), number=20, repeat=7)) / 20 * 1e6, 1)
+
+
+def _crossover() -> None:
+    from detbench.runtimes.postprocess import MAX_WH, _keep_by_loop, _keep_by_matrix
+
+    rng = np.random.default_rng(0)
+    for k in (32, 64, 96, 128, 192, 256):
+        for objects in (1, 4):
+            centres = rng.uniform(100, 500, (objects, 2))
+            which = rng.integers(0, objects, k)
+            xy = centres[which] + rng.normal(0, 2, (k, 2))
+            half = rng.uniform(40, 45, (k, 2))
+            boxes = (np.concatenate([xy - half, xy + half], axis=1) + (which % 3)[:, None] * MAX_WH).astype(
+                np.float32
+            )
+            xyxy = np.ascontiguousarray(boxes[np.argsort(-rng.uniform(0.3, 1, k), kind="stable")].T)
+            areas = (xyxy[2] - xyxy[0]) * (xyxy[3] - xyxy[1])
+            kept = _keep_by_loop(xyxy, areas, 0.7, 300)
+            if _keep_by_matrix(xyxy, areas, 0.7, 300) != kept:
+                raise SystemExit(f"K={k}: the matrix and the loop keep different boxes")
+            us = {fn.__name__: _best_us(fn, xyxy, areas, 0.7, 300) for fn in (_keep_by_matrix, _keep_by_loop)}
+            print(json.dumps({"candidates": k, "kept": len(kept), "us": us}))
+
+
 def _cycling(fn: Callable, args: Sequence[tuple]) -> Callable[[], object]:
     it = itertools.cycle(args)
     return lambda: fn(*next(it))
@@ -58,7 +94,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--val-images", type=int, default=40)
     parser.add_argument("--blocks", type=int, default=6)
     parser.add_argument("--against", metavar="REV", help="a git revision to compare with")
+    parser.add_argument("--crossover", action="store_true", help="matrix vs loop NMS pass by candidate count")
     args = parser.parse_args(argv)
+    if args.crossover:
+        _crossover()
+        return
 
     from detbench.data.datasets import load_dataset
     from detbench.data.images import load_image

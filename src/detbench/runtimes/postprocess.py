@@ -17,9 +17,8 @@ MAX_DET = 300
 MAX_NMS = 30000  # ultralytics' non_max_suppression defaults: candidates kept before NMS,
 MAX_WH = 7680  # and the per-class coordinate offset that keeps classes apart
 # Up to this many candidates NMS computes every pairwise overlap at once (predict's usual case here:
-# ~22 at conf 0.25 on the 128 px val heads); above it, per kept box. Measured on the 2-core VM (README
-# "Pipeline variants"): at 64 the matrix costs about what the loop spends on two kept boxes, and its
-# K x K cost grows fast beyond (a pile of duplicates keeping one box would lose to the loop).
+# ~22 at conf 0.25 on the 128 px val heads); above it, per kept box. At 64 the matrix costs about what
+# the loop spends on two kept boxes, and beyond it grows fast (docs/measurements.md).
 MATRIX_MAX = 64
 
 
