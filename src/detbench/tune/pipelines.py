@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from detbench.runtimes.pipeline import BackendConfig, Pipeline
 from detbench.runtimes.postprocess import Detections
 from detbench.verify.compare import OutputMismatch, Tolerance, assert_detections_match
 from detbench.verify.decode import DECODE_TOLERANCES
+
+if TYPE_CHECKING:
+    from detbench.tune.records import RecommendedPipeline
 
 # The searched variants (kept small: one reduced decode, the faster of the two in
 # scripts/measure_decode.py's table, is enough to show what a reduced decode buys).
@@ -247,10 +250,9 @@ def search(
 WHICH = ("recommended", "reference")
 
 
-def pipeline_from_tune(path: str | os.PathLike, which: str = "recommended") -> Pipeline:
-    """tune.json's recommended pipeline (``which="recommended"``), or the reference stages on the same
-    backend configuration (``"reference"``). The artifact is the one searched; when it is gone (tune.json
-    moved to another machine) the copy ``detbench tune`` wrote beside tune.json, ``recommended/<name>``."""
+def read_recommended(path: str | os.PathLike) -> RecommendedPipeline:
+    """tune.json's ``recommended_pipeline`` record; a file that cannot be read, is not a tune.json of
+    this schema or recommends no pipeline is a ``DetbenchError`` naming the file."""
     import json
     from pathlib import Path
 
@@ -258,8 +260,6 @@ def pipeline_from_tune(path: str | os.PathLike, which: str = "recommended") -> P
     from detbench.schema import from_json
     from detbench.tune.records import SCHEMA, RecommendedPipeline
 
-    if which not in WHICH:
-        raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -272,7 +272,24 @@ def pipeline_from_tune(path: str | os.PathLike, which: str = "recommended") -> P
         )
     if doc.get("recommended_pipeline") is None:
         raise DetbenchError(f"{path}: no recommended pipeline (see its notes); rerun `detbench tune`")
-    rec = from_json(RecommendedPipeline, doc["recommended_pipeline"])
+    try:
+        return from_json(RecommendedPipeline, doc["recommended_pipeline"])
+    except ValueError as exc:  # a missing or unexpected key
+        raise DetbenchError(f"{path}: recommended_pipeline: {exc}") from None
+
+
+def pipeline_from_tune(path: str | os.PathLike, which: str = "recommended") -> Pipeline:
+    """tune.json's recommended pipeline (``which="recommended"``), or the reference stages on the same
+    backend configuration (``"reference"``). The artifact is the one searched; when it is gone (tune.json
+    moved to another machine) the copy ``detbench tune`` wrote beside tune.json, ``recommended/<name>``."""
+    from pathlib import Path
+
+    from detbench.errors import DetbenchError
+
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+    path = Path(path)
+    rec = read_recommended(path)
     artifact = Path(rec.artifact)
     if not artifact.exists():
         beside = path.parent / "recommended" / artifact.name
