@@ -43,14 +43,14 @@ class _Rig:
 
         return run
 
-    def pipeline(self) -> StageCalls:
+    def pipeline(self, decode_ms: int = 3) -> StageCalls:
         def step(ms: int, out):
             self.now += ms * MS
             return out
 
         return StageCalls(
             "fake",
-            lambda p: step(3, p),
+            lambda p: step(decode_ms, p),
             lambda img: step(2, (np.zeros(1), img)),
             lambda raw, state: step(1, state),
         )
@@ -102,6 +102,23 @@ class TestPipelineStages:
         assert rig.log[: 2 * n] == ["a"] * n + ["b"] * n
         assert blocks == ["a", "b", "b", "a", "a", "b"]
         assert len(rig.log) == 2 * n + 6 * (n + 1)
+
+    def test_two_pipelines_on_one_backend_alternate_like_backends(self) -> None:
+        """One pipeline per entry: two on backend a are two entries, each timed through its own stages,
+        their blocks adjacent (a·1 a·2 b·1 b·1 a·2 a·1 ...); an entry without a pipeline is refused."""
+        rig = _Rig()
+        runs = {("a", 1): rig.backend("a"), ("a", 2): rig.backend("a"), ("b", 1): rig.backend("b")}
+        calls = {("a", 1): rig.pipeline(3), ("a", 2): rig.pipeline(7), ("b", 1): rig.pipeline(3)}
+        order: list[tuple[str, int]] = []
+        times = pipeline_stages(runs, calls, IMAGES, PLAN, clock=rig.clock, on_block=order.append)
+        assert {k: float(np.median(t.warm[:, 0])) * 1e3 for k, t in times.items()} == {
+            ("a", 1): 3,
+            ("a", 2): 7,
+            ("b", 1): 3,
+        }
+        assert order[3:9] == [("a", 1), ("a", 2), ("b", 1), ("b", 1), ("a", 2), ("a", 1)]
+        with pytest.raises(ValueError, match="no pipeline for"):
+            pipeline_stages(runs, {("a", 1): rig.pipeline()}, IMAGES, PLAN, clock=rig.clock)
 
     def test_summary_medians(self) -> None:
         """Per-stage medians, decode + preprocess and end to end are medians of per-image sums, in ms."""

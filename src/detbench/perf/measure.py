@@ -7,6 +7,7 @@ judges: ``report`` sequences these steps, ``report.verdict`` judges and ``report
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,26 +134,53 @@ def measure_stages(
     (``pipeline_timing.pipeline_stages``: a cold first pass kept apart, then ``plan``'s warm passes
     alternated between backends). ``pipeline``: each stage's reference variant unless given
     (``runtimes.pipeline.stage_calls``)."""
-    from detbench.perf.pipeline_timing import StagePlan, pipeline_stages
     from detbench.runtimes.pipeline import stage_calls
 
-    plan = plan or StagePlan.REPORT
     pipeline = pipeline or stage_calls(imgsz, names)
-    runs = {n: b.run for n, b in loaded.items() if b.dynamic_batch or b.spec.batch == 1}
-    timed = pipeline_stages(runs, pipeline, images, plan) if runs and images else {}
-    out = {}
-    for name, backend in loaded.items():
-        if name in timed:
-            out[name] = {
-                "images": len(images),
-                "warm_passes": plan.warm_passes,
-                **timed[name].summary(),
-                "reason": None,
-            }
-        elif name in runs:
-            out[name] = {"images": 0, "reason": "no images to time"}
-        else:
-            out[name] = {"images": 0, "reason": f"fixed batch of {backend.spec.batch}: no per-image pipeline"}
+    return measure_pipelines(loaded, images, {"": dict.fromkeys(loaded, pipeline)}, plan=plan)[""]
+
+
+def measure_pipelines(
+    loaded: Mapping[str, Any],
+    images: Sequence[Path],
+    pipelines: Mapping[str, Mapping[str, StageCalls]],
+    *,
+    plan: StagePlan | None = None,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``measure_stages`` of several pipelines in one ``pipeline_stages`` run: ``pipelines`` maps a
+    label to the pipeline it runs on each backend named (a backend left out is not run under that
+    label). Each backend's pipelines are adjacent entries of the run, so their blocks alternate side by
+    side (A·1 A·2 B·1 B·2 B·2 B·1 A·2 A·1 ...) and their ratio sees the same load. Returns ``{label:
+    {backend: row}}`` with measure_stages' rows; a fixed-batch backend's row gives its reason."""
+    from detbench.perf.pipeline_timing import StagePlan, pipeline_stages
+
+    plan = plan or StagePlan.REPORT
+    per_image = {n for n, b in loaded.items() if b.dynamic_batch or b.spec.batch == 1}
+    keys = [(n, label) for n in loaded if n in per_image for label in pipelines if n in pipelines[label]]
+    runs = {k: loaded[k[0]].run for k in keys}
+    calls = {k: pipelines[k[1]][k[0]] for k in keys}
+    timed = pipeline_stages(runs, calls, images, plan, clock=clock) if runs and images else {}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for label, by_backend in pipelines.items():
+        rows = out[label] = {}
+        for name, backend in loaded.items():
+            if name not in by_backend:
+                continue
+            if (name, label) in timed:
+                rows[name] = {
+                    "images": len(images),
+                    "warm_passes": plan.warm_passes,
+                    **timed[name, label].summary(),
+                    "reason": None,
+                }
+            elif name in per_image:
+                rows[name] = {"images": 0, "reason": "no images to time"}
+            else:
+                rows[name] = {
+                    "images": 0,
+                    "reason": f"fixed batch of {backend.spec.batch}: no per-image pipeline",
+                }
     return out
 
 

@@ -9,16 +9,18 @@ builds one from variant names, by default each stage's reference).
 (``perf.timing``): a first pass over the images, kept apart as ``cold`` (file and pipeline caches,
 the runtime right after other work), then ``StagePlan.warm_passes`` passes over the images in blocks
 alternated between backends (A B C C B A ...), each block after an untimed settle
-(``timing.settle``), so no backend's warm figures pay for the previous one's spinning threads.
+(``timing.settle``), so no backend's warm figures pay for the previous one's spinning threads. Two
+pipelines on one backend are two entries of that run (one pipeline per entry), their blocks alternated
+like two backends'.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from detbench.runtimes.pipeline import Run, StageCalls
 
 STAGES = ("decode", "preprocess", "inference", "postprocess")
+K = TypeVar("K", bound=Hashable)  # an entry of one run: a backend's name, or (backend, pipeline)
 
 
 @dataclass(frozen=True)
@@ -102,32 +105,37 @@ def _pass(pipeline: StageCalls, run: Run, images: Sequence[Path], clock: Callabl
 
 
 def pipeline_stages(
-    runs: Mapping[str, Run],
-    pipeline: StageCalls,
+    runs: Mapping[K, Run],
+    pipeline: StageCalls | Mapping[K, StageCalls],
     images: Sequence[Path],
     plan: StagePlan = StagePlan.REPORT,
     *,
     clock: Callable[[], int] = time.perf_counter_ns,
-    on_block: Callable[[str], object] | None = None,
-) -> dict[str, StageTimes]:
-    """Every backend's per-image stages through ``pipeline``: a cold pass per backend (in order), then
-    ``plan.warm_passes`` passes per backend in blocks alternated as ``timing.block_schedule`` orders
-    them, each after an untimed settle on the first image. ``on_block(name)`` after each pass."""
+    on_block: Callable[[K], object] | None = None,
+) -> dict[K, StageTimes]:
+    """Every entry's per-image stages: ``runs[k]`` through ``pipeline`` (one for all entries, or
+    ``pipeline[k]`` each): a cold pass per entry (in order), then ``plan.warm_passes`` passes per entry
+    in blocks alternated as ``timing.block_schedule`` orders them, each after an untimed settle on the
+    first image. ``on_block(k)`` after each pass."""
     if not runs:
         raise ValueError("pipeline_stages needs at least one backend")
     if not images:
         raise ValueError("pipeline_stages needs at least one image")
     names = list(runs)
+    calls = pipeline if isinstance(pipeline, Mapping) else dict.fromkeys(names, pipeline)
+    missing = [n for n in names if n not in calls]
+    if missing:
+        raise ValueError(f"pipeline_stages: no pipeline for {missing}")
     cold = {}
     for n in names:
-        cold[n] = _pass(pipeline, runs[n], images, clock)
+        cold[n] = _pass(calls[n], runs[n], images, clock)
         if on_block is not None:
             on_block(n)
-    warm: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    warm: dict[K, list[np.ndarray]] = {n: [] for n in names}
     for i in block_schedule(len(names), plan.warm_passes):
         n = names[i]
-        settle(lambda run=runs[n]: pipeline(run, images[0]), plan.settle_calls, plan.settle_s)
-        warm[n].append(_pass(pipeline, runs[n], images, clock))
+        settle(lambda p=calls[n], run=runs[n]: p(run, images[0]), plan.settle_calls, plan.settle_s)
+        warm[n].append(_pass(calls[n], runs[n], images, clock))
         if on_block is not None:
             on_block(n)
     return {n: StageTimes(cold[n] / 1e9, np.concatenate(warm[n]) / 1e9) for n in names}
