@@ -289,12 +289,13 @@ class TestMeasurements:
             assert all(v["p50"] > 0 for v in row["latency_by_threads"].values())
             fc = row["first_call"]
             assert fc["reason"] is None and fc["first_call_ms"] > 0 and fc["peak_rss_mb"] >= fc["base_rss_mb"]
-            for st in (row["stages_ms"], row["photo_stages_ms"]):
+            for st in (row["stages_ms"], row["photo_stages_ms"], row["recommended_photo_stages_ms"]):
                 if st["reason"] is None:
                     assert st["warm_passes"] >= 1 and st["cold_end_to_end_ms"] > 0
                     parts = st["decode_ms"] + st["preprocess_ms"] + st["inference_ms"] + st["postprocess_ms"]
                     assert st["end_to_end_ms"] == pytest.approx(parts, rel=0.5)
             assert row["recommended"] is False  # no tune.json in this run
+        assert doc["recommended_pipeline"]["source"] == "identical variants"  # no --tune-json either
 
     def test_reference_deviation_is_zero_and_others_recomputable(
         self, doc: dict, rows: dict, workbench, tiny_data: Path

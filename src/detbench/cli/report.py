@@ -40,7 +40,8 @@ def report_settings(args: argparse.Namespace) -> ReportSettings:
         matmul_sizes=SIZES,
         matmul_repeats=5,
         default_backends=backends == list(REGISTRY),
-        tune=getattr(args, "tune", None) or Path(args.out) / "tune.json",
+        tune=getattr(args, "tune", None) or getattr(args, "tune_json", None) or Path(args.out) / "tune.json",
+        tune_json=getattr(args, "tune_json", None),
         full=bool(getattr(args, "full", False)),
     )
 
@@ -95,5 +96,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--tune",
         type=Path,
         help="a detbench tune result whose recommended row is marked (default: OUT/tune.json if present)",
+    )
+    r.add_argument(
+        "--tune-json",
+        type=Path,
+        metavar="PATH",
+        help="time this tune.json's recommended pipeline (decode/preprocess/postprocess variants) end to "
+        "end on the photos beside the reference one, on every backend (default: each stage's registered "
+        "variant that claims the reference's output); also marks its row unless --tune names another",
     )
     r.set_defaults(func=run)

@@ -65,6 +65,9 @@ class ReportSettings:
     matmul_repeats: int
     default_backends: bool  # the user did not choose: an absent optional runtime is skipped, not fatal
     tune: Path | None = None  # a detbench tune result whose recommended row is marked
+    # --tune-json: its recommended pipeline's variants are timed beside the reference on the photos
+    # (None: each stage's identical alternative)
+    tune_json: Path | None = None
     full: bool = False  # also throughput, thread scaling, first calls and the GEMM roofline
 
 
@@ -118,6 +121,7 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
     from detbench.model.train import model_stats
 
     t0 = time.perf_counter()
+    chosen = steps.photo_pipeline(s.tune_json)  # a bad --tune-json fails before minutes of measuring
     inp = steps.resolve_inputs(s)
     notes = list(inp.notes)
     names = inp.names
@@ -202,11 +206,14 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
             "per-image pipeline",
             lambda _t: measure.measure_stages(loaded, inp.val[:STAGE_IMAGES], inp.imgsz, inp.info.names),
         )
-        photo_stages = st.run(
+        photo_stages, recommended_stages = st.run(
             "photo_stages",
-            f"per-image pipeline ({len(photos)} photos)",
-            lambda _t: measure.measure_stages(loaded, photos, inp.imgsz, inp.info.names),
+            f"per-image pipeline ({len(photos)} photos, reference + recommended)",
+            lambda _t: steps.measure_photo_pipelines(
+                loaded, photos, inp.imgsz, inp.info.names, s.threads, chosen
+            ),
         )
+        notes += steps.untimed_notes(photo_stages, recommended_stages)
         first = {n: _not_measured_first_call() for n in names}
         if s.full:
             first = st.run(
@@ -253,6 +260,7 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
             latency_by_threads=by_threads[n],
             stages_ms=from_json(Stages, stages[n]),
             photo_stages_ms=from_json(Stages, photo_stages[n]),
+            recommended_photo_stages_ms=from_json(Stages, recommended_stages[n]),
             first_call=from_json(FirstCall, first[n]),
             efficiency=eff[n],
             recommended=bool(recommended and recommended.get("backend") == n),
@@ -286,6 +294,7 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
         model=Model(gflops=gflops, parameters=stats["parameters"]),
         peak=steps.peak_summary(roofline, s.threads),
         recommended=recommended,
+        recommended_pipeline=chosen,
         backends=backends,
         class_names=list(inp.info.names),
         training=training,

@@ -182,6 +182,23 @@ class Stages:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PipelineVariants:
+    source: str = doc(
+        '"tune.json": --tune-json\'s recommended_pipeline; "identical variants": without it, each '
+        "stage's first registered variant other than the reference that claims identical output "
+        "(runtimes.pipeline.identical_alternative)"
+    )
+    tune_json: str | None = doc("the --tune-json file; null without it")
+    decode: str = doc("decode variant (runtimes.decode.DECODERS)")
+    preprocess: str = doc("preprocess variant (runtimes.pipeline)")
+    postprocess: str = doc("postprocess variant (runtimes.pipeline)")
+    identical: bool = doc(
+        "every stage claims the reference's output; false: a backend times it only after its detections "
+        "on the photos match the reference pipeline's within verify.decode's row (tune.pipelines.admit)"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class FirstCall:
     backend: str | None = doc("the backend (absent when the child failed)", optional=True)
     threads: int | None = doc("threads in the child (absent when it failed)", optional=True)
@@ -222,6 +239,13 @@ class Backend:
     stages_ms: Stages = doc("per-image medians of the deployment pipeline, one val image at a time")
     photo_stages_ms: Stages | None = doc(
         "the same on photo-sized JPEGs (data.photos; absent in older files)", optional=True
+    )
+    recommended_photo_stages_ms: Stages | None = doc(
+        "the same photos through recommended_pipeline's variants, in the same alternated run as "
+        "photo_stages_ms (its blocks beside this backend's reference blocks); images 0 and the reason "
+        "when not timed: a variant this backend did not admit, or the reference pipeline itself "
+        "(absent in older files)",
+        optional=True,
     )
     first_call: FirstCall = doc("cold start and memory in a fresh process")
     efficiency: Efficiency = doc("achieved GFLOP/s as a share of the backend's own precision's peak")
@@ -292,6 +316,11 @@ class Report:
     peak: Peak = doc("GEMM peaks per precision with the runtimes' own kernels (perf.peak), the yardstick")
     recommended: dict[str, Any] | None = doc(
         "the recommended entry of a detbench tune result (tune.json: backend, threads, ...), or null"
+    )
+    recommended_pipeline: PipelineVariants | None = doc(
+        "the pipeline timed end to end beside the reference on the photos (each backend's "
+        "recommended_photo_stages_ms); absent in older files",
+        optional=True,
     )
     backends: list[Backend] = doc("one row per backend, pytorch first")
     class_names: list[str] = doc("the model's classes in id order (rows of the per-class tables)")

@@ -140,14 +140,18 @@ def render_markdown(report: dict[str, Any]) -> str:
         "+ load + first inference in a fresh process, with that process's peak RSS and what the "
         "backend added to the RSS before loading (Python, numpy, detbench and torch); the per-image "
         "pipeline (median over val images, one at a time, warm): decode + preprocess, inference, "
-        "postprocess (NMS), and the end-to-end sum; the same end to end on photo-sized JPEGs. ★ marks "
+        "postprocess (NMS), and the end-to-end sum; the same end to end on photo-sized JPEGs, through "
+        "the reference pipeline and through the recommended one, and their ratio. ★ marks "
         "the configuration `detbench tune` recommended."
         + ("" if s.get("full", True) else " Other thread counts and first calls are measured with --full."),
         _md_table(deploy_header(report), deployment_rows(report)),
+        *filter(None, [recommended_pipeline_line(report)]),
         "## Per-image pipeline",
         "One image at a time as a deployment runs it (decode the file, letterbox, infer, NMS), "
         "medians in ms. Warm: the passes over the images after a first (cold) pass, alternated "
-        "between backends in blocks, each after an untimed settle; cold: the first pass's end to end.",
+        "between backends in blocks, each after an untimed settle; cold: the first pass's end to end. "
+        '"photos, recommended": the same photos through the recommended pipeline, its blocks beside '
+        "the reference's.",
         _md_table(STAGE_HEADER, stage_rows(report)),
         "## Per-class accuracy (precision / recall / mAP50)",
         _md_table(
@@ -230,7 +234,11 @@ STAGE_HEADER = (
     "end to end",
     "cold end to end",
 )
-_STAGE_SETS = (("stages_ms", "val"), ("photo_stages_ms", "photos"))
+_STAGE_SETS = (
+    ("stages_ms", "val"),
+    ("photo_stages_ms", "photos"),
+    ("recommended_photo_stages_ms", "photos, recommended"),
+)
 
 
 def stage_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -275,6 +283,8 @@ def deploy_header(report: dict[str, Any]) -> list[str]:
         "post ms",
         "end-to-end ms",
         "photos e2e ms",
+        "photos rec. e2e ms",
+        "rec. speedup",
     ]
 
 
@@ -293,10 +303,38 @@ def deployment_rows(report: dict[str, Any]) -> list[list[str]]:
             _f(fc.get("peak_rss_mb"), ".0f"),
             _f(_minus(fc.get("peak_rss_mb"), fc.get("base_rss_mb")), ".0f"),
             *(_f(st.get(k), ".2f") for k in STAGE_KEYS),
-            _f((r.get("photo_stages_ms") or {}).get("end_to_end_ms"), ".2f"),
         ]
+        ref = (r.get("photo_stages_ms") or {}).get("end_to_end_ms")
+        rec_e2e = (r.get("recommended_photo_stages_ms") or {}).get("end_to_end_ms")
+        speedup = None if ref is None or not rec_e2e else ref / rec_e2e
+        cells += [_f(ref, ".2f"), _f(rec_e2e, ".2f"), _f(speedup, ".2f") + ("x" if speedup else "")]
         out.append(cells)
     return out
+
+
+def recommended_pipeline_line(report: dict[str, Any]) -> str | None:
+    """Which pipeline the "photos rec." figures are and where its variants came from; None for a file
+    from before they were measured."""
+    p = report.get("recommended_pipeline")
+    if not p:
+        return None
+    where = (
+        f"tune.json's recommended pipeline (--tune-json {p['tune_json']})"
+        if p["source"] == "tune.json"
+        else "each stage's registered variant that claims the reference's output (no --tune-json)"
+    )
+    check = (
+        "every stage claims identical output"
+        if p["identical"]
+        else "not identical: timed on a backend only after its detections on the photos matched the "
+        "reference pipeline's within verify.decode's bounds, else the reason is shown"
+    )
+    return (
+        f"Recommended pipeline {p['decode']}/{p['preprocess']}/{p['postprocess']} "
+        f"(decode/preprocess/postprocess): {where}; {check}. Timed on the photos beside the reference "
+        "pipeline (each stage's reference variant), blocks alternated in the same run; rec. speedup = "
+        "photos e2e / photos rec. e2e (p50 per image)."
+    )
 
 
 def _minus(a: float | None, b: float | None) -> float | None:
@@ -367,6 +405,9 @@ def print_table(report: dict[str, Any], console: Any) -> None:
     for row in deployment_rows(report):
         deploy.add_row(*row)
     console.print(deploy)
+    line = recommended_pipeline_line(report)
+    if line:
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
     gflops, peak = report["model"]["gflops"], report["peak"]
     if gflops and peak.get("runs"):
         achieved = ", ".join(

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,9 +24,21 @@ from detbench._fs import sha256_file
 from detbench.errors import DatasetError, HistoryError
 from detbench.history import benchjson
 from detbench.perf.measure import LatencyResult, measure_latency
-from detbench.report.records import Deviation, Efficiency, Isa, Latency, Peak, Speedup, ThreadLatency
+from detbench.report.records import (
+    Deviation,
+    Efficiency,
+    Isa,
+    Latency,
+    Peak,
+    PipelineVariants,
+    Speedup,
+    ThreadLatency,
+)
 from detbench.runtimes.cache import artifact_size
 from detbench.schema import from_json
+
+if TYPE_CHECKING:
+    from detbench.perf.pipeline_timing import StagePlan
 
 DEVIATION_IMAGES = 16
 STAGE_IMAGES = 16  # val images timed through decode, preprocess, inference, postprocess
@@ -58,6 +71,104 @@ def stage_photos(n: int = STAGE_PHOTOS) -> list[Path]:
     by_size = [[p for p in files if p.name.startswith(f"{w}x{h}_")] for w, h in PHOTO_SIZES]
     turns = [p for row in zip(*by_size) for p in row]  # 640 #0, 1280 #0, 1920 #0, 640 #1, ...
     return turns[:n]
+
+
+def photo_pipeline(tune_json: Path | None) -> PipelineVariants:
+    """The pipeline the report times end to end beside the reference on the photos: the variants of
+    tune.json's recommended pipeline (``--tune-json``), else each stage's identical alternative
+    (``runtimes.pipeline.identical_alternative``). A tune.json that cannot be read, recommends no
+    pipeline or names a variant this detbench does not register is a ``DetbenchError`` naming it."""
+    from detbench.errors import DetbenchError
+    from detbench.runtimes import pipeline as stages
+
+    if tune_json is None:
+        chosen = tuple(stages.identical_alternative(stage).name for stage in stages.STAGES)
+        source = "identical variants"
+    else:
+        from detbench.tune.pipelines import read_recommended
+
+        if not tune_json.is_file():
+            raise DetbenchError(
+                f"--tune-json {tune_json}: no such file (detbench tune writes tune/tune.json)"
+            )
+        rec = read_recommended(tune_json)
+        chosen = (rec.decode, rec.preprocess, rec.postprocess)
+        source = "tune.json"
+    try:
+        identical = all(stages.get(stage, name).identical for stage, name in zip(stages.STAGES, chosen))
+    except ValueError as exc:  # tune.json from a detbench that registers other variants
+        raise DetbenchError(f"--tune-json {tune_json}: {exc}") from None
+    return PipelineVariants(
+        source=source,
+        tune_json=None if tune_json is None else str(tune_json),
+        decode=chosen[0],
+        preprocess=chosen[1],
+        postprocess=chosen[2],
+        identical=identical,
+    )
+
+
+def measure_photo_pipelines(
+    loaded: Mapping[str, Any],
+    photos: Sequence[Path],
+    imgsz: int,
+    names: Sequence[str],
+    threads: int,
+    chosen: PipelineVariants,
+    *,
+    plan: StagePlan | None = None,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The photo step: the reference pipeline on every backend and ``chosen`` beside it, in one
+    alternated run (``perf.measure.measure_pipelines``); returns (photo_stages_ms rows,
+    recommended_photo_stages_ms rows). ``chosen`` runs on a backend only once admitted the way tune
+    admits a pipeline (``tune.pipelines.admit``: an identical one as claimed, one with a reduced decode
+    after its detections on ``photos`` through that backend match the reference pipeline's within
+    ``verify.decode``'s row); a refused backend's row gives the reason, and nothing of it is timed."""
+    from detbench.perf.measure import measure_pipelines
+    from detbench.runtimes.pipeline import REFERENCES, STAGES, BackendConfig, Pipeline, stage_calls
+    from detbench.tune.pipelines import Config, admit
+
+    per_image = [n for n, b in loaded.items() if b.dynamic_batch or b.spec.batch == 1]
+    specs = {
+        n: Pipeline(
+            BackendConfig(n, threads, Path(loaded[n].artifact), imgsz, tuple(names)),
+            chosen.decode,
+            chosen.preprocess,
+            chosen.postprocess,
+        )
+        for n in loaded
+    }
+    reference = stage_calls(imgsz, names)
+    pipelines: dict[str, dict[str, Any]] = {"reference": dict.fromkeys(loaded, reference), "recommended": {}}
+    untimed: dict[str, str] = {}  # backend -> why chosen is not timed on it
+    if (chosen.decode, chosen.preprocess, chosen.postprocess) == tuple(REFERENCES[s] for s in STAGES):
+        untimed = dict.fromkeys(loaded, "the reference pipeline itself: see photo_stages_ms")
+    else:
+        points = [(Config(i, n, specs[n].config, loaded[n]), specs[n]) for i, n in enumerate(per_image)]
+        for n, reason in zip(per_image, admit(points, photos)):
+            if reason is not None:
+                untimed[n] = f"not admitted: {reason}"
+        pipelines["recommended"] = {n: specs[n].calls() for n in loaded if n not in untimed}
+    timed = measure_pipelines(loaded, photos, pipelines, plan=plan, clock=clock)
+    recommended = {n: timed["recommended"].get(n) or {"images": 0, "reason": untimed[n]} for n in loaded}
+    return timed["reference"], recommended
+
+
+def untimed_notes(
+    photo_rows: Mapping[str, Mapping[str, Any]], recommended_rows: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """One note per reason the recommended pipeline was not timed on some backends (a refused
+    admission, say), the backends named; a reason the reference's row shares (a fixed batch) is left
+    to that row."""
+    by_reason: dict[str, list[str]] = {}
+    for n, row in recommended_rows.items():
+        if row["reason"] and row["reason"] != photo_rows[n]["reason"]:
+            by_reason.setdefault(row["reason"], []).append(n)
+    return [
+        f"{', '.join(ns)}: recommended pipeline not timed on the photos: {why}"
+        for why, ns in by_reason.items()
+    ]
 
 
 def resolve_inputs(s: Any) -> Inputs:

@@ -107,6 +107,14 @@ def reference(stage: str) -> PipelineVariant:
     return get(stage, REFERENCES[stage])
 
 
+def identical_alternative(stage: str) -> PipelineVariant:
+    """The first registered variant of ``stage`` other than its reference that claims identical output
+    (the reference when none does): a drop-in for the reference, there to be faster (the report times it
+    beside the reference, ``report.steps.photo_pipeline``)."""
+    alternatives = [v for v in variants(stage) if v.identical and not v.is_reference]
+    return alternatives[0] if alternatives else reference(stage)
+
+
 def _reference_preprocess(
     image: ImageLike, imgsz: int | tuple[int, int] = 128, mode: Mode = "letterbox"
 ) -> tuple[np.ndarray, LetterboxInfo]:
