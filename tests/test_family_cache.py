@@ -4,6 +4,8 @@ half-written. Fast (training replaced by a fake); the real matrix is tests/test_
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,6 +56,31 @@ def test_a_cached_model_is_reused_without_training(cache: Path, monkeypatch: pyt
     assert first == family_dir(settings) / "best.pt" and first.read_bytes() == b"weights of yolo12n.yaml"
     assert json.loads((first.parent / "metrics.json").read_text())["family_settings"]["epochs"] == 1
     assert family_weights(settings) == first and len(calls) == 1
+
+
+def test_two_parallel_first_runs_train_once(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two callers that both find the cache cold: one trains, the other waits on the family's lock
+    and reuses its weights. The first training waits (up to 1 s) for a second one to start, so
+    without the lock both train, every time."""
+    calls: list = []
+    second = threading.Event()
+    fake = _fake_train(calls)
+
+    def slow_train(cfg, out: Path) -> Path:
+        if calls:
+            second.set()
+        weights = fake(cfg, out.with_name(f"{out.name}-{len(calls)}"))  # each its own run folder
+        if len(calls) == 1:
+            second.wait(timeout=1.0)
+        return weights
+
+    monkeypatch.setattr(families, "train", slow_train)
+    settings = FamilySettings(family="yolo11n", epochs=1)
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda _: family_weights(settings), range(2)))
+    assert len(calls) == 1, f"{len(calls)} trainings"
+    assert got == [family_dir(settings) / "best.pt"] * 2
+    assert not list(family_dir(settings).parent.glob("*.tmp*")), "a temp folder was left behind"
 
 
 def test_an_interrupted_training_leaves_no_cache_entry(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:

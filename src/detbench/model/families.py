@@ -19,9 +19,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from detbench import paths
+from detbench._fs import locked
 from detbench.data.datasets import SynthConfig
 from detbench.model.baseline import synthetic_dataset
 from detbench.model.train import METRICS_FILE, TrainConfig, train, versions
+
+# A parallel first run waits this long for the one training the family (minutes per family on a
+# 2-core CPU, more at more epochs) before it gives up.
+TRAIN_LOCK_TIMEOUT_S = 4 * 3600
 
 # The families the matrix proves, by their ultralytics model yaml (n scale, built from scratch).
 FAMILIES: dict[str, str] = {
@@ -70,36 +75,50 @@ def family_dir(settings: FamilySettings) -> Path:
     return paths.cache_root() / "families" / settings.key()
 
 
-def family_weights(settings: FamilySettings) -> Path:
+def _complete(out: Path) -> bool:
+    return (out / "best.pt").is_file() and (out / METRICS_FILE).is_file()
+
+
+def family_weights(settings: FamilySettings, *, lock_timeout: float = TRAIN_LOCK_TIMEOUT_S) -> Path:
     """Train ``settings.family`` unless its cached ``best.pt`` exists; return the weights path.
 
-    The weights and metrics.json are copied into place only once training finished, so an
-    interrupted run leaves no half-written cache entry behind.
+    Trained under the family folder's cross-process lock (``<folder>.lock``), so parallel first
+    runs train once: the others wait, then reuse it. The weights and metrics.json are written to a
+    private folder and renamed into place only once training finished, so an interrupted run
+    leaves no half-written cache entry behind.
     """
     if settings.family not in FAMILIES:
         raise ValueError(f"unknown family {settings.family!r}; known: {', '.join(FAMILIES)}")
     out = family_dir(settings)
-    if (out / "best.pt").is_file() and (out / METRICS_FILE).is_file():
+    if _complete(out):
         return out / "best.pt"
-    data_yaml = synthetic_dataset(settings.synth())
-    cfg = TrainConfig(
-        data=str(data_yaml),
-        model=FAMILIES[settings.family],
-        imgsz=settings.imgsz,
-        epochs=settings.epochs,
-        batch=settings.batch,
-        seed=settings.seed,
-        extra={"warmup_epochs": settings.warmup_epochs, "lrf": settings.lrf},
-    )
-    weights = train(cfg, paths.cache_dir("runs") / f"family-{settings.key()}")
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(weights, tmp / "best.pt")
-    metrics = json.loads((weights.parent / METRICS_FILE).read_text())
-    metrics["family_settings"] = asdict(settings)
-    (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    if out.exists():  # another process finished first: keep its copy
-        shutil.rmtree(tmp)
-    else:
-        tmp.rename(out)
+    with locked(out, lock_timeout):
+        if _complete(out):  # whoever held the lock before us trained it while we waited
+            return out / "best.pt"
+        # Holding the lock proves no live writer owns a temp folder of this key: sweep leftovers.
+        for stale in out.parent.glob(f"{out.name}.tmp*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        data_yaml = synthetic_dataset(settings.synth())
+        cfg = TrainConfig(
+            data=str(data_yaml),
+            model=FAMILIES[settings.family],
+            imgsz=settings.imgsz,
+            epochs=settings.epochs,
+            batch=settings.batch,
+            seed=settings.seed,
+            extra={"warmup_epochs": settings.warmup_epochs, "lrf": settings.lrf},
+        )
+        weights = train(cfg, paths.cache_dir("runs") / f"family-{settings.key()}")
+        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+        try:
+            tmp.mkdir(parents=True)
+            shutil.copy2(weights, tmp / "best.pt")
+            metrics = json.loads((weights.parent / METRICS_FILE).read_text())
+            metrics["family_settings"] = asdict(settings)
+            (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+            if out.exists():  # an incomplete leftover (not _complete): replaced whole
+                shutil.rmtree(out)
+            tmp.rename(out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return out / "best.pt"
