@@ -96,8 +96,14 @@ def model_stats(weights: Path, imgsz: int) -> dict[str, float]:
     }
 
 
-def validate(weights: Path | str, data: Path | str, imgsz: int, batch: int = 16) -> Any:
-    """ultralytics' own validation of a checkpoint on the val split."""
+def validate(weights: Path | str, data: Path | str, imgsz: int, batch: int = 16, *, rect: bool = True) -> Any:
+    """ultralytics' own validation of a checkpoint on the val split.
+
+    ``rect`` True is ``YOLO.val()``'s default: rectangular batches, each image letterboxed to its
+    batch's shape, a stride multiple plus half a stride of padding (160 px for a 124x128 image at
+    imgsz 128). False: every image letterboxed to the square ``imgsz``, the input detbench's own
+    preprocessing gives every backend.
+    """
     from ultralytics import YOLO
 
     from detbench.paths import cache_dir
@@ -109,6 +115,7 @@ def validate(weights: Path | str, data: Path | str, imgsz: int, batch: int = 16)
         data=str(data),
         imgsz=imgsz,
         batch=batch,
+        rect=rect,
         device="cpu",
         plots=False,
         verbose=False,
