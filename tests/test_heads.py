@@ -23,15 +23,16 @@ from detbench.runtimes.export import (
     untrained_checkpoint,
 )
 
-# family: (scale, head layer, head class, has DFL), as ultralytics 8.4.190 builds its bundled yaml.
+# family: (scale, head layer, head class, has DFL, depthwise class branch), as ultralytics 8.4.190
+# builds its bundled yaml.
 FAMILIES = {
-    "yolov8": ("n", 22, "Detect", True),
-    "yolo11": ("n", 23, "Detect", True),
-    "yolo12": ("n", 21, "Detect", True),
-    "yolo26": ("n", 23, "Detect", False),  # reg_max 1: no DFL
-    "yolov10": ("n", 23, "v10Detect", True),
-    "yolov5": ("nu", 24, "Detect", True),
-    "yolov9": ("t", 22, "Detect", True),  # v9's smallest scale is t
+    "yolov8": ("n", 22, "Detect", True, False),
+    "yolo11": ("n", 23, "Detect", True, True),
+    "yolo12": ("n", 21, "Detect", True, True),
+    "yolo26": ("n", 23, "Detect", False, True),  # reg_max 1: no DFL
+    "yolov10": ("n", 23, "v10Detect", True, True),
+    "yolov5": ("nu", 24, "Detect", True, False),
+    "yolov9": ("t", 22, "Detect", True, False),  # v9's smallest scale is t
 }
 IMGSZ = 64  # small: the head's structure and node names do not depend on the input size
 NAMES = ("a", "b", "c")
@@ -64,9 +65,9 @@ def exporter(family: str, dataset) -> Exporter:
 
 def test_the_head_is_found_by_structure(family: str, exporter: Exporter) -> None:
     """The head is the layer whose module is a Detect (or subclass), wherever the family puts it."""
-    _scale, index, kind, dfl = FAMILIES[family]
+    _scale, index, kind, dfl, depthwise_cls = FAMILIES[family]
     head = exporter.head
-    assert (head.index, head.kind, head.dfl) == (index, kind, dfl)
+    assert (head.index, head.kind, head.dfl, head.depthwise_cls) == (index, kind, dfl, depthwise_cls)
     assert head.prefix == f"/model.{index}/"
 
 
@@ -107,9 +108,25 @@ def test_onnx_int8_keeps_the_head_in_float(family: str, exporter: Exporter) -> N
 @pytest.mark.parametrize("family", ["yolov8", "yolo11", "yolo26"])
 def test_openvino_int8_ignored_scope_validates(family: str, dataset) -> None:
     """NNCF's ignored scope (strictly validated: every pattern must match) fits each head: YOLOv8's
-    model.22, YOLO11's model.23 and YOLO26's head without DFL."""
+    model.22, YOLO11's model.23 and YOLO26's head without DFL. A depthwise class branch (YOLO11,
+    YOLO26) stays in float whole: no FakeQuantize feeds any of its convs; YOLOv8's full-conv class
+    branch and every box branch stay quantized, as before."""
+    import openvino as ov
+
     exp = _exporter(family, dataset.images("train")[:2])
-    assert (exp.get("openvino-int8").path / "model.xml").exists()
+    xml = exp.get("openvino-int8").path / "model.xml"
+    index, depthwise_cls = FAMILIES[family][1], FAMILIES[family][4]
+    fed = {
+        op.get_friendly_name(): op.input_value(0).get_node().get_type_name() == "FakeQuantize"
+        for op in ov.Core().read_model(str(xml)).get_ops()
+        if op.get_type_name() in ("Convolution", "GroupConvolution")
+        and f"/model.{index}/" in op.get_friendly_name()
+    }
+    cls = [quantized for name, quantized in fed.items() if f"/model.{index}/cv3." in name]
+    box = [quantized for name, quantized in fed.items() if f"/model.{index}/cv2." in name]
+    assert len(cls) >= 9 and len(box) == 9, sorted(fed)
+    assert all(box), "the box branch's convs are quantized"
+    assert not any(cls) if depthwise_cls else all(cls), f"{sum(cls)} of {len(cls)} class convs quantized"
 
 
 def test_the_v8n_baseline_keeps_its_recipes_and_cache_keys(baseline: Path, tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ index ``i`` of the DetectionModel's ``model`` Sequential exports as ``/model/mod
 ``/model`` in front is ``RawHead``), its DFL as ``/model/model.{i}/dfl/...``. Measured with
 ultralytics 8.4.190 at n scale: YOLOv8 and v9 (t) ``model.22``, YOLO11, YOLO26 and YOLOv10
 ``model.23``, YOLO12 ``model.21``, YOLOv5u ``model.24``; YOLO26 (``reg_max=1``) has no DFL.
+YOLO11, YOLO12, YOLO26 and YOLOv10 build their class branch (``cv3``) from depthwise 3x3 + pointwise
+1x1 convs (ultralytics' non-legacy head); YOLOv8, v9 and v5u from full 3x3 convs.
 YOLO26 and YOLOv10 also carry a one-to-one branch (``one2one_cv2``/``one2one_cv3``): their NMS-free
 (end2end) head, which fusing drops unless it is selected first, so it is looked for before fusing.
 """
@@ -29,6 +31,7 @@ class DetectHead:
     dfl: bool  # False where reg_max == 1 (YOLO26): the box branch then has no DFL module
     one2one: bool = False  # has the one-to-one (NMS-free, end2end) branch: YOLO26, YOLOv10
     family: str = ""  # the model's yaml stem (yolov8n, yolo26n, ...), "" where the checkpoint has none
+    depthwise_cls: bool = False  # the class branch (cv3) holds depthwise convs: YOLO11, 12, 26, v10
 
     @property
     def prefix(self) -> str:
@@ -39,6 +42,11 @@ class DetectHead:
     def dfl_prefix(self) -> str | None:
         """Fragment of the DFL's node names, or None where the head has no DFL."""
         return f"{self.prefix}dfl/" if self.dfl else None
+
+    @property
+    def depthwise_cls_prefix(self) -> str | None:
+        """Fragment of the class branch's node names where it holds depthwise convs, else None."""
+        return f"{self.prefix}cv3." if self.depthwise_cls else None
 
 
 def find_detect_head(model: torch.nn.Module, source: Path | str) -> DetectHead:
@@ -81,4 +89,15 @@ def find_detect_head(model: torch.nn.Module, source: Path | str) -> DetectHead:
         dfl=isinstance(getattr(head, "dfl", None), DFL),
         one2one=getattr(head, "one2one_cv2", None) is not None,
         family=family,
+        depthwise_cls=_has_depthwise_conv(getattr(head, "cv3", None)),
+    )
+
+
+def _has_depthwise_conv(branch: torch.nn.Module | None) -> bool:
+    """Whether ``branch`` holds a conv whose groups are its input channels (one filter per channel)."""
+    if branch is None:
+        return False
+    return any(
+        isinstance(m, torch.nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
+        for m in branch.modules()
     )

@@ -61,6 +61,9 @@ INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 # in by ``for_head`` from the weights being exported: the head's layer index differs by family.
 HEAD = "{head}"  # its node-name prefix, e.g. /model.22/ (YOLOv8), /model.23/ (YOLO11)
 HEAD_DFL = "{head_dfl}"  # its DFL's prefix; a pattern naming it is dropped for a head without DFL
+# Its class branch's prefix where that branch holds depthwise convs (YOLO11/12/26/v10); a pattern
+# naming it is dropped for any other head (YOLOv8's), whose recipe, cache key and artifact it leaves alone.
+HEAD_CLS_DW = "{head_cls_dw}"
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,10 @@ class NncfRecipe:
     """NNCF post-training quantization of the fp32 OpenVINO IR (the ``openvino-int8`` format).
 
     Preset MIXED (symmetric weights, asymmetric activations) and the Detect head's arithmetic kept
-    in float: with NNCF's defaults mAP50-95 fell 0.037 (issue 11), with this recipe 0.0024.
+    in float: with NNCF's defaults mAP50-95 fell 0.037 (issue 11), with this recipe 0.0024. A class
+    branch of depthwise + pointwise convs (YOLO11/12/26/v10) is kept in float whole: quantized, it
+    moved a 5-epoch YOLO26n's matched detection score 0.256 (> det_score 0.25), in float 0.113
+    (README "Model families", scripts/measure_family_int8.py).
     """
 
     calibration_images: int = 128  # NNCF's subset_size: statistics are reduced per image, so
@@ -132,20 +138,27 @@ class NncfRecipe:
     ignored_patterns: tuple[str, ...] = (
         rf".*{HEAD_DFL}.*",
         rf".*{HEAD}(Sub|Add|Mul|Div|Concat|Sigmoid)[^/]*",  # not the convs' Swish (.../act/Mul)
+        rf".*{HEAD_CLS_DW}.*",
     )
     ignored_types: tuple[str, ...] = ("Sigmoid",)
     calib_seed: int = 0
 
     def for_head(self, head: DetectHead) -> NncfRecipe:
-        """This recipe with HEAD / HEAD_DFL replaced by ``head``'s (escaped) prefixes; a pattern of
-        the DFL is dropped where the head has none, or NNCF would refuse it as matching nothing."""
+        """This recipe with HEAD / HEAD_DFL / HEAD_CLS_DW replaced by ``head``'s (escaped) prefixes; a
+        pattern of the DFL or of a depthwise class branch is dropped where the head has none, or NNCF
+        would refuse it as matching nothing."""
         patterns = []
         for p in self.ignored_patterns:
-            if HEAD_DFL in p:
-                if head.dfl_prefix is None:
-                    continue
-                p = p.replace(HEAD_DFL, re.escape(head.dfl_prefix))
-            patterns.append(p.replace(HEAD, re.escape(head.prefix)))
+            for placeholder, prefix in (
+                (HEAD_DFL, head.dfl_prefix),
+                (HEAD_CLS_DW, head.depthwise_cls_prefix),
+            ):
+                if placeholder in p:
+                    if prefix is None:
+                        break
+                    p = p.replace(placeholder, re.escape(prefix))
+            else:
+                patterns.append(p.replace(HEAD, re.escape(head.prefix)))
         return replace(self, ignored_patterns=tuple(patterns))
 
 
