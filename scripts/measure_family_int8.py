@@ -19,16 +19,20 @@ Per family (its cached ``$DETBENCH_CACHE/families/<family>-<key>/best.pt``; neve
 
 ``--variants`` names NNCF recipes beside the ``onnxruntime-int8`` and ``openvino-int8`` artifacts the
 exporter builds (``current``): each is built from the family's fp32 IR into a temporary folder with
-patterns added to the recipe's ignored scope (see ``VARIANTS``). Prints one JSON document.
+patterns added to the recipe's ignored scope, or another activation range estimator (see
+``VARIANTS``). Prints one JSON document.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import json
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +65,32 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "cls-dw-float": (r".*{p}cv3\.\d+/cv3\.\d+\.\d+/cv3\.\d+\.\d+\.0/.*",),  # its depthwise convs only
     "cls-pw-float": (r".*{p}cv3\.\d+/cv3\.\d+\.\d+/cv3\.\d+\.\d+\.1/.*",),  # the 1x1 convs after them
     "cls-last-float": (r".*{p}cv3\.\d+/cv3\.\d+\.2/.*",),  # its last 1x1 conv (the logits)
+    "layers-0-10-float": (r".*/model\.([0-9]|10)/.*",),  # YOLO11n's backbone (layers 0-10)
+    "range-minmax": (),  # the recipe as is, activation ranges by NNCF's MINMAX estimator
 }
+# Variants that also set NNCF's activation range estimator (its default for MIXED is another).
+RANGE_MINMAX = {"range-minmax"}
+
+
+@contextlib.contextmanager
+def _activation_ranges_minmax(on: bool) -> Iterator[None]:
+    """nncf.quantize with activation ranges from each tensor's min and max over the calibration set."""
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    if not on:
+        yield
+        return
+    params = AdvancedQuantizationParameters(
+        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
+    )
+    quantize = nncf.quantize
+    nncf.quantize = functools.partial(quantize, advanced_parameters=params)
+    try:
+        yield
+    finally:
+        nncf.quantize = quantize
 
 
 def _weights(spec: list[str], families: list[str]) -> dict[str, Path]:
@@ -262,9 +291,10 @@ def main(argv: list[str] | None = None) -> int:
                     nncf = dataclasses.replace(base.nncf, ignored_patterns=base.nncf.ignored_patterns + extra)
                     path = Path(tmp) / f"{variant}_openvino_model"
                     try:
-                        build_openvino_int8(
-                            ir, path, dataclasses.replace(base, nncf=nncf), bench.exporter.calib_images
-                        )
+                        with _activation_ranges_minmax(variant in RANGE_MINMAX):
+                            build_openvino_int8(
+                                ir, path, dataclasses.replace(base, nncf=nncf), bench.exporter.calib_images
+                            )
                     except Exception as exc:  # a pattern this head has no node for
                         record(f"openvino-int8:{variant}", {"error": str(exc)[:300]})
                         continue
