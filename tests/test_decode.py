@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from detbench.data.datasets import Dataset, load_dataset
 from detbench.data.images import load_image
@@ -21,6 +22,7 @@ from detbench.runtimes.decode import (
     REFERENCE,
     Decoded,
     DecodeVariant,
+    _plain_png,
     decode,
     reduction_factor,
 )
@@ -46,10 +48,17 @@ def _exif(orientation: int) -> bytes:
     return exif.tobytes()
 
 
+def _gamma_chunk() -> PngInfo:
+    info = PngInfo()
+    info.add(b"gAMA", (45455).to_bytes(4, "big"))
+    return info
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Small photos with every EXIF orientation, ultralytics' two photos, and the odd files the
-    OpenCV path must hand to the reference: grey and CMYK JPEGs, a tagged PNG, a palette PNG."""
+    OpenCV path must hand to the reference (grey and CMYK JPEGs, a tagged PNG, a palette PNG, a PNG
+    with a gamma chunk) and the plain RGB and grey PNGs it decodes itself."""
     out = tmp_path_factory.mktemp("decode")
     cfg = PhotoConfig(per_size=8, sizes=((160, 120), (320, 180)))
     photos = load_dataset(write_photos(out / "photos", cfg)).images("val")
@@ -60,6 +69,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         "cmyk.jpg": (rgb.convert("CMYK"), "JPEG", {}),
         "tagged.png": (rgb, "PNG", {"exif": _exif(8)}),
         "palette.png": (rgb.convert("P"), "PNG", {}),
+        "plain.png": (rgb, "PNG", {}),  # these two take cv2's path
+        "grey.png": (rgb.convert("L"), "PNG", {}),
+        "gamma.png": (rgb, "PNG", {"pnginfo": _gamma_chunk()}),  # back to the reference
     }
     for name, (img, fmt, kw) in odd.items():
         img.save(out / name, fmt, **kw)
@@ -206,7 +218,8 @@ def test_a_png_is_decoded_once(name: str, tmp_path: Path, monkeypatch: pytest.Mo
     real = PILImage._getdecoder
     monkeypatch.setattr(PILImage, "_getdecoder", lambda *a, **k: decoders.append(a[1]) or real(*a, **k))
     out = DECODERS[name].decode(path, 32)
-    assert decoders == ["zip"], f"{name} ran Pillow's decoders {decoders} on one PNG"
+    want = [] if name.startswith("opencv") else ["zip"]  # cv2 decodes a plain PNG itself
+    assert decoders == want, f"{name} ran Pillow's decoders {decoders} on one PNG"
     assert np.array_equal(out.rgb, np.asarray(load_image(path)))
 
 
@@ -400,5 +413,25 @@ def test_load_image_rejects_a_factor_libjpeg_lacks(files: list[Path]) -> None:
 
 def test_cmyk_jpeg_bytes_are_what_the_fixture_says(files: list[Path]) -> None:
     """The odd files really are odd (so the fallbacks above are exercised)."""
-    modes = {p.name: Image.open(io.BytesIO(p.read_bytes())).mode for p in files[-4:]}
-    assert modes == {"grey.jpg": "L", "cmyk.jpg": "CMYK", "tagged.png": "RGB", "palette.png": "P"}
+    modes = {p.name: Image.open(io.BytesIO(p.read_bytes())).mode for p in files[-7:]}
+    assert modes == {
+        "grey.jpg": "L",
+        "cmyk.jpg": "CMYK",
+        "tagged.png": "RGB",
+        "palette.png": "P",
+        "plain.png": "RGB",
+        "grey.png": "L",
+        "gamma.png": "RGB",
+    }
+    read = {}
+    for p in files[-7:]:
+        if p.suffix == ".png":
+            with Image.open(p) as im:
+                read[p.name] = _plain_png(dict(im.info), p.read_bytes())
+    assert read == {
+        "tagged.png": False,
+        "palette.png": False,
+        "plain.png": True,
+        "grey.png": True,
+        "gamma.png": False,
+    }

@@ -7,7 +7,8 @@ bit for bit:
   full size, EXIF orientation applied, any mode to RGB, bombs and truncated files refused).
   ultralytics' ``predict`` also shows the EXIF-corrected image (``cv2.imdecode`` applies the tag).
 - ``opencv``: ``cv2.imdecode`` for baseline JPEGs (RGB or grey), the tag applied by a pixel
-  permutation; every other file goes to the reference, so refusals and odd modes stay identical.
+  permutation, and for plain 8-bit RGB or grey PNGs (``_plain_png``: nothing the two decoders might
+  treat differently); every other file goes to the reference, so refusals and odd modes stay identical.
   Pillow's and OpenCV's wheels both bundle libjpeg-turbo (same islow IDCT, same fancy upsampling).
 - ``pillow-reduced`` / ``opencv-reduced``: libjpeg's scaled IDCT (``Image.draft`` /
   ``IMREAD_REDUCED_COLOR_*``) at the largest factor (2, 4, 8) whose decoded image the letterbox still
@@ -32,6 +33,10 @@ from detbench.runtimes.preprocess import _target
 REFERENCE = "pillow"
 EXIF_ORIENTATION = 0x0112
 _JPEG_EOI = b"\xff\xd9"
+_PNG_IEND = b"IEND\xaeB`\x82"
+# Pillow's info keys for the PNG chunks that could make two decoders differ (tRNS, gAMA, iCCP, sRGB,
+# cHRM, eXIf before the pixels).
+_PNG_ANCILLARY = frozenset({"transparency", "gamma", "icc_profile", "srgb", "chromaticity", "exif"})
 _CV2_FLAGS = {
     1: cv2.IMREAD_COLOR,
     2: cv2.IMREAD_REDUCED_COLOR_2,
@@ -135,24 +140,44 @@ def decode_pillow_reduced(path: Source, imgsz: ImageSize) -> Decoded:
     return Decoded(rgb, full, f)
 
 
+def _plain_png(info: dict, data: bytes) -> bool:
+    """A PNG whose pixels cv2 decodes exactly as the reference does: 8-bit grey or RGB, not
+    interlaced, complete (ends with IEND), and nothing either decoder might apply (transparency,
+    gamma, colour profile, EXIF anywhere in the file: a false match only means the reference)."""
+    return (
+        len(data) > 28
+        and data[24] == 8  # IHDR bit depth
+        and data[25] in (0, 2)  # grey or RGB
+        and data[28] == 0  # not interlaced
+        and data.endswith(_PNG_IEND)
+        and not _PNG_ANCILLARY.intersection(info)
+        and b"eXIf" not in data
+    )
+
+
 def _opencv(path: Source, imgsz: ImageSize | None) -> Decoded:
     with open_header(path) as header:  # the reference's header checks, no pixels decoded
-        fmt, mode, (w, h) = header.format, header.mode, header.size
+        fmt, mode, (w, h), info = header.format, header.mode, header.size, dict(header.info)
         # CMYK, 12-bit or multi-frame JPEGs, other formats and bombs: the reference decodes or refuses.
         # Checked before getexif(), which on a PNG decodes the whole image (an eXIf chunk may follow
         # the pixels).
-        if fmt != "JPEG" or mode not in ("RGB", "L") or w * h > MAX_PIXELS:
+        if fmt not in ("JPEG", "PNG") or mode not in ("RGB", "L") or w * h > MAX_PIXELS:
             return _reference(path)
-        try:
-            orientation = int(header.getexif().get(EXIF_ORIENTATION, 1))
-        except Exception:  # a malformed EXIF block: the reference decides what it means
-            return _reference(path)
+        orientation = 1
+        if fmt == "JPEG":
+            try:
+                orientation = int(header.getexif().get(EXIF_ORIENTATION, 1))
+            except Exception:  # a malformed EXIF block: the reference decides what it means
+                return _reference(path)
     data = Path(path).read_bytes()
     # libjpeg only warns on a truncated file and cv2 returns a grey-filled image; the reference refuses.
-    if not data.endswith(_JPEG_EOI):
+    if fmt == "JPEG" and not data.endswith(_JPEG_EOI):
+        return _reference(path)
+    if fmt == "PNG" and not _plain_png(info, data):
         return _reference(path)
     full = _displayed((w, h), orientation)
-    f = 1 if imgsz is None else reduction_factor(full, imgsz)
+    # A PNG has no DCT to reduce in: full size.
+    f = 1 if imgsz is None or fmt == "PNG" else reduction_factor(full, imgsz)
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _CV2_FLAGS[f] | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None:
         return _reference(path)
@@ -163,12 +188,14 @@ def _opencv(path: Source, imgsz: ImageSize | None) -> Decoded:
 
 
 def decode_opencv(path: Source, imgsz: ImageSize | None = None) -> Decoded:
-    """``cv2.imdecode`` at full size for a baseline JPEG; anything else through the reference."""
+    """``cv2.imdecode`` at full size for a baseline JPEG or a plain 8-bit PNG; anything else through
+    the reference."""
     return _opencv(path, None)
 
 
 def decode_opencv_reduced(path: Source, imgsz: ImageSize) -> Decoded:
-    """``cv2.imdecode`` with ``IMREAD_REDUCED_COLOR_f`` at ``reduction_factor`` for a baseline JPEG."""
+    """``cv2.imdecode`` with ``IMREAD_REDUCED_COLOR_f`` at ``reduction_factor`` for a baseline JPEG;
+    a plain 8-bit PNG at full size as ``decode_opencv`` decodes it."""
     return _opencv(path, imgsz)
 
 
@@ -189,7 +216,10 @@ DECODERS: dict[str, DecodeVariant] = {
             "pillow", decode_pillow, "Pillow at full size, EXIF applied (load_image): the reference", True
         ),
         DecodeVariant(
-            "opencv", decode_opencv, "cv2.imdecode at full size for baseline JPEGs, else the reference", True
+            "opencv",
+            decode_opencv,
+            "cv2.imdecode at full size for baseline JPEGs and plain PNGs, else the reference",
+            True,
         ),
         DecodeVariant(
             "pillow-reduced",
