@@ -104,10 +104,46 @@ def _benchmark_run(stamp: str, medians_s: dict[str, float]) -> dict:
 
 
 @pytest.fixture(scope="module")
+def backends() -> list[str]:
+    """What the run measures: every backend that runs here but the opt-in ones. pytorch-compile
+    compiles three times in a --full report (load, the other thread count, its fresh-process first
+    call), the largest part of this run; its opt-in rule is tested below on resolve_inputs, its runs
+    by test_backends and the shipped suite, and its fixed batch by ``fixed_batch_artifact``."""
+    return [n for n, cls in REGISTRY.items() if not cls.opt_in and not cls.unavailable()]
+
+
+# The backend whose artifact the run takes at a fixed batch of 1: one no latency budget names (the
+# report times budgets on dynamic-batch backends only, so a fixed openvino would drop openvino/pytorch).
+FIXED = "openvino-int8"
+
+
+@pytest.fixture(scope="module")
+def fixed_batch_artifact(workbench, dataset, backends: list[str]) -> Path | None:
+    """The baseline's FIXED artifact exported with a fixed batch of 1 (cached like every export), so
+    the run has a fixed-batch row; None where that backend does not run here."""
+    import dataclasses
+
+    from detbench.runtimes.export import Exporter
+    from detbench.runtimes.workbench import train_images
+
+    if FIXED not in backends:
+        return None
+    settings = dataclasses.replace(workbench.exporter.settings, dynamic_batch=False)
+    exporter = Exporter(workbench.weights, settings, calib_images=lambda: train_images(dataset))
+    return exporter.get(REGISTRY[FIXED].artifact_format).path
+
+
+@pytest.fixture(scope="module")
 def run(
-    pytestconfig: pytest.Config, weights: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory
+    pytestconfig: pytest.Config,
+    weights: Path,
+    tiny_data: Path,
+    backends: list[str],
+    fixed_batch_artifact: Path | None,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict:
-    """Run ``detbench report`` once, in-process, from a scratch cwd holding two saved benchmark runs."""
+    """Run ``detbench report --full`` once, in-process, from a scratch cwd holding two saved benchmark
+    runs, on ``backends`` with FIXED's artifact at a fixed batch of 1."""
     cwd = tmp_path_factory.mktemp("cwd")
     hist = cwd / ".benchmarks" / "Linux-CPython-3.11-64bit"
     hist.mkdir(parents=True)
@@ -122,6 +158,8 @@ def run(
         str(tiny_data),
         "--quick",
         "--full",
+        "--backends",
+        ",".join(backends),
         "--rounds",
         str(ROUNDS),
         "--batch",
@@ -131,8 +169,11 @@ def run(
         "--threads",
         str(pytestconfig.getoption("--detbench-threads")),
     ]
-    for item in pytestconfig.getoption("--detbench-artifact"):
+    overrides = pytestconfig.getoption("--detbench-artifact")
+    for item in overrides:
         argv += ["--artifact", item]
+    if fixed_batch_artifact and not any(item.startswith(f"{FIXED}=") for item in overrides):
+        argv += ["--artifact", f"{FIXED}={fixed_batch_artifact}"]
     stdout, stderr = io.StringIO(), io.StringIO()
     with (
         pytest.MonkeyPatch.context() as mp,
@@ -198,11 +239,11 @@ class TestSchema:
         assert problems(old, Report) == []
         assert dumps(from_json(Report, old)) + "\n" == text
 
-    def test_every_requested_backend_appears_pytorch_first(self, doc: dict) -> None:
-        """All registered backends were requested (the default) and each has exactly one row."""
-        expected = [n for n in REGISTRY if not REGISTRY[n].unavailable()]  # what can run here
-        assert [r["name"] for r in doc["backends"]] == expected
-        assert [r["reference"] for r in doc["backends"]] == [n == "pytorch" for n in expected]
+    def test_every_requested_backend_appears_pytorch_first(self, doc: dict, backends: list[str]) -> None:
+        """Every backend in --backends has exactly one row, in that order, pytorch the reference."""
+        assert backends[0] == "pytorch"
+        assert [r["name"] for r in doc["backends"]] == backends
+        assert [r["reference"] for r in doc["backends"]] == [n == "pytorch" for n in backends]
 
     def test_settings_echo_the_run(self, doc: dict) -> None:
         """The settings record what was asked: val images, rounds, batch, quick."""
@@ -246,6 +287,7 @@ class TestMeasurements:
 
     def test_throughput_for_dynamic_batch_only(self, doc: dict) -> None:
         """Dynamic-batch backends get images/s at the requested batch; fixed ones null with a reason."""
+        assert {row["dynamic_batch"] for row in doc["backends"]} == {True, False}  # both kinds ran
         for row in doc["backends"]:
             tp = row["throughput"]
             assert tp["batch"] == BATCH
