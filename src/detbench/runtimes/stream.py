@@ -28,10 +28,10 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from detbench.runtimes.pipeline import Pipeline, StageCalls
 
 _END = object()  # the end of the paths (a sentinel, since no path value can be reserved)
+T = TypeVar("T")
 
 
 class Runner(Protocol):
@@ -171,24 +172,17 @@ class ImagePipeline:
         """
         if workers < 1 or depth < 1:
             raise ValueError(f"workers and depth must be >= 1, got workers={workers}, depth={depth}")
-        source = iter(paths)
         decode_pool = ThreadPoolExecutor(workers, thread_name_prefix="detbench-prepare")
         post_pool = ThreadPoolExecutor(1, thread_name_prefix="detbench-post") if post_thread else None
-        pending: deque[Future[_Prepared]] = deque()  # in input order, so results are too
         posted: deque[Future[StreamResult]] = deque()
 
-        def top_up() -> None:
-            while len(pending) < depth:
-                path = next(source, _END)
-                if path is _END:
-                    return
-                pending.append(decode_pool.submit(self.prepare, path, own_buffer=True))
+        def prepare(path: str | os.PathLike) -> Future[_Prepared]:
+            return decode_pool.submit(self.prepare, path, own_buffer=True)
 
         try:
-            top_up()
-            while pending:
-                prepared = pending.popleft().result()
-                top_up()  # the freed slot starts decoding before this image's inference
+            # Each image's freed slot starts decoding before that image's inference.
+            for ready in _ahead(prepare, paths, depth):
+                prepared = ready.result()
                 if post_pool is None:
                     if prepared.error is not None:
                         yield self._failed(prepared)
@@ -208,6 +202,27 @@ class ImagePipeline:
             decode_pool.shutdown(wait=True, cancel_futures=True)
             if post_pool is not None:
                 post_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ahead(
+    submit: Callable[[str | os.PathLike], Future[T]], paths: Iterable[str | os.PathLike], depth: int
+) -> Iterator[Future[T]]:
+    """``submit(path)``'s futures in input order, each once it is done, with up to ``depth`` submitted
+    ahead of it: ``paths`` is read lazily, a slot refilled (before the done future is handed over) only
+    as the image in it finishes, so at most ``depth`` wait whatever the input's length."""
+    source = iter(paths)
+    pending: deque[Future[T]] = deque()  # in input order, so results are too
+
+    def top_up() -> None:
+        while len(pending) < depth and (path := next(source, _END)) is not _END:
+            pending.append(submit(path))
+
+    top_up()
+    while pending:
+        future = pending.popleft()
+        wait((future,))
+        top_up()
+        yield future
 
 
 def parallel(
@@ -237,16 +252,10 @@ def parallel(
         finally:
             free.put(pipe)
 
-    source = iter(paths)
     pool = ThreadPoolExecutor(len(pipes), thread_name_prefix="detbench-parallel")
-    pending: deque[Future[StreamResult]] = deque()  # in input order, so results are too
     try:
-        while True:
-            while len(pending) < depth and (path := next(source, _END)) is not _END:
-                pending.append(pool.submit(detect, path))
-            if not pending:
-                return
-            yield pending.popleft().result()
+        for done in _ahead(lambda path: pool.submit(detect, path), paths, depth):
+            yield done.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
