@@ -95,7 +95,7 @@ def photo_pipeline(tune_json: Path | None) -> PipelineVariants:
         chosen = (rec.decode, rec.preprocess, rec.postprocess)
         source = "tune.json"
     try:
-        identical = all(stages.get(stage, name).identical for stage, name in zip(stages.STAGES, chosen))
+        identical = stages.claims_identical(chosen)
     except ValueError as exc:  # tune.json from a detbench that registers other variants
         raise DetbenchError(f"--tune-json {tune_json}: {exc}") from None
     return PipelineVariants(

@@ -107,6 +107,13 @@ def reference(stage: str) -> PipelineVariant:
     return get(stage, REFERENCES[stage])
 
 
+def claims_identical(names: Sequence[str]) -> bool:
+    """Every stage's variant of ``names`` (one per stage, in :data:`STAGES` order) claims the reference's
+    output, so the pipeline gives the reference pipeline's detections; an unregistered name is a
+    ``ValueError``."""
+    return all(get(stage, name).identical for stage, name in zip(STAGES, names, strict=True))
+
+
 def identical_alternative(stage: str) -> PipelineVariant:
     """The first registered variant of ``stage`` other than its reference that claims identical output
     (the reference when none does): a drop-in for the reference, there to be faster (the report times it
@@ -289,7 +296,7 @@ class Pipeline:
     @property
     def identical(self) -> bool:
         """Every stage claims the reference's output, so the pipeline gives the reference's detections."""
-        return all(get(stage, name).identical for stage, name in zip(STAGES, self.stages))
+        return claims_identical(self.stages)
 
     @property
     def label(self) -> str:
