@@ -248,14 +248,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     args.recommended = None
     if args.tune_json is not None:
-        from detbench.tune.pipelines import pipeline_from_tune
-
-        if args.decoder is not None:
-            ap.error("--decoder: --tune-json runs the decoder tune.json recommends")
         from detbench.errors import DetbenchError
+        from detbench.tune.pipelines import pipeline_for_script
 
         try:
-            args.recommended = pipeline_from_tune(args.tune_json)
+            args.recommended = pipeline_for_script(args.tune_json, args.decoder, "--decoder")
         except DetbenchError as exc:
             ap.error(str(exc))
         args.decoder = args.recommended.decode

@@ -573,12 +573,10 @@ def main(argv: list[str] | None = None) -> int:
     args.recommended = None
     if args.e2e and args.tune_json is not None:
         from detbench.errors import DetbenchError
-        from detbench.tune.pipelines import pipeline_from_tune
+        from detbench.tune.pipelines import pipeline_for_script
 
-        if args.decode is not None:
-            p.error("--decode: with --tune-json detbench runs the decode variant tune.json recommends")
         try:
-            args.recommended = pipeline_from_tune(args.tune_json)
+            args.recommended = pipeline_for_script(args.tune_json, args.decode, "--decode")
         except DetbenchError as exc:
             p.error(str(exc))
         if args.recommended.config.imgsz != args.imgsz:

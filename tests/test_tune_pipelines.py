@@ -330,3 +330,13 @@ def test_predict_recommended_runs_tune_jsons_pipeline(
     ]
     assert cli.main(missing) == 1
     assert "no tune.json" in capsys.readouterr().err
+
+
+def test_pipeline_for_script_refuses_a_decode_option_before_reading(tmp_path: Path) -> None:
+    """A script's own decode option beside --tune-json is refused by its name before tune.json is read;
+    without it, tune.json's own errors come through."""
+    missing = tmp_path / "no.json"
+    with pytest.raises(DetbenchError, match=r"^--decoder: with --tune-json detbench runs the decode variant"):
+        pipelines.pipeline_for_script(missing, "opencv", "--decoder")
+    with pytest.raises(DetbenchError, match=r"cannot read tune\.json"):
+        pipelines.pipeline_for_script(missing, None, "--decoder")

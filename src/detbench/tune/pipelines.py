@@ -303,3 +303,16 @@ def pipeline_from_tune(path: str | os.PathLike, which: str = "recommended") -> P
         return Pipeline(config, rec.decode, rec.preprocess, rec.postprocess)
     except ValueError as exc:  # a variant this detbench does not register
         raise DetbenchError(f"{path}: {exc}") from None
+
+
+def pipeline_for_script(path: str | os.PathLike, decode: str | None, option: str) -> Pipeline:
+    """A script's ``--tune-json``: tune.json's recommended pipeline (:func:`pipeline_from_tune`), which
+    decides the decode variant, so the script's own decode option ``option`` given as well (``decode``
+    not None) is a ``DetbenchError`` naming it, raised before tune.json is read."""
+    from detbench.errors import DetbenchError
+
+    if decode is not None:
+        raise DetbenchError(
+            f"{option}: with --tune-json detbench runs the decode variant tune.json recommends"
+        )
+    return pipeline_from_tune(path)
