@@ -212,6 +212,21 @@ class TestWhichPipeline:
         assert str(missing) in err and len(err.splitlines()) == 1
         assert not (tmp_path / "out").exists()
 
+    def test_tune_is_a_deprecated_alias_of_tune_json(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """``report --tune PATH`` (the older name) sets the one option, --tune-json; both at once is a
+        usage error rather than one of the two files silently dropped."""
+        from detbench.cli.report import report_settings
+
+        path = tmp_path / "tune.json"
+        args = cli.build_parser().parse_args(["report", "--tune", str(path)])
+        assert report_settings(args).tune_json == path
+        both = ["report", "--tune", str(path), "--tune-json", str(path), "--out", str(tmp_path / "out")]
+        assert cli.main(both) == 2
+        assert "not allowed with" in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+
 
 class TestTiming:
     def test_default_pipeline_is_timed_beside_the_reference(self, clock: Clock) -> None:

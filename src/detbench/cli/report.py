@@ -40,7 +40,6 @@ def report_settings(args: argparse.Namespace) -> ReportSettings:
         matmul_sizes=SIZES,
         matmul_repeats=5,
         default_backends=backends == list(REGISTRY),
-        tune=getattr(args, "tune", None) or getattr(args, "tune_json", None) or Path(args.out) / "tune.json",
         tune_json=getattr(args, "tune_json", None),
         full=bool(getattr(args, "full", False)),
     )
@@ -92,17 +91,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="OLD/report.json",
         help="show each backend's change against an earlier report, with the gate's verdict",
     )
-    r.add_argument(
-        "--tune",
-        type=Path,
-        help="a detbench tune result whose recommended row is marked (default: OUT/tune.json if present)",
-    )
-    r.add_argument(
+    tune = r.add_mutually_exclusive_group()
+    tune.add_argument(
         "--tune-json",
         type=Path,
         metavar="PATH",
-        help="time this tune.json's recommended pipeline (decode/preprocess/postprocess variants) end to "
-        "end on the photos beside the reference one, on every backend (default: each stage's registered "
-        "variant that claims the reference's output); also marks its row unless --tune names another",
+        help="a detbench tune result: its recommended row is marked, and its recommended pipeline "
+        "(decode/preprocess/postprocess variants) timed end to end on the photos beside the reference one, "
+        "on every backend (default: OUT/tune.json's row if present, and each stage's registered variant "
+        "that claims the reference's output)",
+    )
+    tune.add_argument(
+        "--tune", dest="tune_json", type=Path, metavar="PATH", help="deprecated alias of --tune-json"
     )
     r.set_defaults(func=run)

@@ -64,9 +64,9 @@ class ReportSettings:
     matmul_sizes: tuple[int, ...]
     matmul_repeats: int
     default_backends: bool  # the user did not choose: an absent optional runtime is skipped, not fatal
-    tune: Path | None = None  # a detbench tune result whose recommended row is marked
-    # --tune-json: its recommended pipeline's variants are timed beside the reference on the photos
-    # (None: each stage's identical alternative)
+    # --tune-json: a detbench tune result, its recommended row marked and its recommended pipeline's
+    # variants timed beside the reference on the photos (None: OUT/tune.json's row if present, and each
+    # stage's identical alternative)
     tune_json: Path | None = None
     full: bool = False  # also throughput, thread scaling, first calls and the GEMM roofline
 
@@ -244,7 +244,7 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
         for r in roofline.runs
         if r.reason
     ]
-    recommended = steps.load_tune(s.tune)
+    recommended = steps.load_tune(s.tune_json or s.out / "tune.json")
     training = from_json(Training, load_training(inp.weights))
     history = from_json(History, collect_history(steps.history_dirs()))
     notes += [item for item in (training.note, history.note) if item]

@@ -1,7 +1,7 @@
 """tune.json as records: what ``detbench tune`` writes, typed and documented field by field.
 
 ``tune.search.run_search`` builds a ``Tune`` from the search's results and keeps its JSON form
-(``TuneResult.doc``), which the renderers and ``report --tune`` read; ``docs/schemas.md`` and the
+(``TuneResult.doc``), which the renderers and ``report --tune-json`` read; ``docs/schemas.md`` and the
 schema test come from these types (``detbench.schema``). Times in ms, sizes in MB = 1e6 bytes.
 """
 
@@ -175,7 +175,7 @@ def schema_markdown() -> str:
     return markdown(
         Tune,
         "tune.json (`detbench tune`)",
-        f'`"schema": {SCHEMA}`. Written by `detbench tune` into `--out`; `detbench report --tune` reads '
-        "its recommended entry; `detbench predict --pipeline recommended` and `detbench.load_pipeline` build "
-        "its recommended_pipeline. Times in ms; sizes in MB = 1e6 bytes.",
+        f'`"schema": {SCHEMA}`. Written by `detbench tune` into `--out`; `detbench report --tune-json` '
+        "reads its recommended entry and recommended_pipeline; `detbench predict --pipeline recommended` "
+        "and `detbench.load_pipeline` build its recommended_pipeline. Times in ms; sizes in MB = 1e6 bytes.",
     )
