@@ -156,3 +156,38 @@ def test_shipped_suite_floors_detections_on_the_users_images(dataset, tmp_path: 
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "2 passed" in out.stdout
     assert "reference detections on your val images" in out.stdout, "no example came from the user's images"
+
+
+def _item(**params: str):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(callspec=SimpleNamespace(params=params)) if params else SimpleNamespace()
+
+
+def test_detbench_backends_keeps_the_chosen_backends_and_tests_of_none() -> None:
+    """--detbench-backends deselects the tests of other backends (``backend`` and the benchmarks'
+    ``backend_640``); tests of no backend and other parameters stay."""
+    from detbench.plugin import _other_backend
+
+    chosen = ("onnxruntime",)
+    assert not _other_backend(_item(backend="onnxruntime"), chosen)
+    assert _other_backend(_item(backend="openvino"), chosen)
+    assert _other_backend(_item(backend_640="onnxruntime-int8"), chosen)
+    assert not _other_backend(_item(backend_640="onnxruntime"), chosen)
+    assert not _other_backend(_item(variant="opencv"), chosen)
+    assert not _other_backend(_item(), chosen)
+
+
+def test_detbench_backends_refuses_an_unknown_name(tmp_path: Path) -> None:
+    """An unknown name is a usage error naming the registered ones, before anything is collected."""
+    args = ["--pyargs", "detbench.suite", "-p", "no:cacheprovider", "--collect-only", "-q"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *args, "--detbench-backends", "onnxruntime,onnx"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "unknown backend onnx; registered: pytorch, " in proc.stderr
+    assert "collected" not in proc.stdout

@@ -67,6 +67,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     g.addoption("--detbench-threads", type=int, default=1, help="threads for every backend (default 1)")
     g.addoption(
+        "--detbench-backends",
+        metavar="NAME[,NAME...]",
+        help="run the backend tests of these registered backends only (default: every one); tests of "
+        "no backend still run, and pytorch stays the reference",
+    )
+    g.addoption(
         "--detbench-retrain",
         action="store_true",
         help="retrain the baseline (the settings of scripts/train_baseline.py) instead of loading it",
@@ -153,6 +159,7 @@ def pytest_configure(config: pytest.Config) -> None:
     load_profile()
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
+    chosen_backends(config)  # an unknown name fails before collection, not after it
 
 
 def under_xdist(config: pytest.Config) -> bool:
@@ -160,7 +167,37 @@ def under_xdist(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput") or bool(getattr(config.option, "numprocesses", None))
 
 
+def chosen_backends(config: pytest.Config) -> tuple[str, ...] | None:
+    """``--detbench-backends``' registered names (None: every backend); an unknown one is a usage error."""
+    text = config.getoption("--detbench-backends")
+    if text is None:
+        return None
+    from detbench.runtimes.backends import REGISTRY
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown or not names:
+        given = ", ".join(unknown) or "(none given)"
+        raise pytest.UsageError(
+            f"--detbench-backends: unknown backend {given}; registered: {', '.join(REGISTRY)}"
+        )
+    return names
+
+
+def _other_backend(item: pytest.Item, chosen: tuple[str, ...]) -> bool:
+    """True when ``item`` is parametrized with a backend (a fixture whose name ends in "backend",
+    e.g. ``backend`` or the benchmarks' ``backend_640``) that is not one of ``chosen``."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(key.split("_")[0] == "backend" and value not in chosen for key, value in params.items())
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    chosen = chosen_backends(config)
+    if chosen:
+        dropped = [item for item in items if _other_backend(item, chosen)]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if not _other_backend(item, chosen)]
     # Timing beside other workers measures the neighbours, not the backend: refuse it visibly.
     if not under_xdist(config):
         return
