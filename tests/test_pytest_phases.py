@@ -71,6 +71,17 @@ def test_no_timing_runs_the_parallel_phase_only(tmp_path: Path) -> None:
     assert "no:xdist" not in out.stdout
 
 
+def test_no_timing_leaves_out_the_benchmarks_unless_named(tmp_path: Path) -> None:
+    """--no-timing (the older torch's env) does not collect tests/benchmarks; naming it runs it."""
+    bench = tmp_path / "tests" / "benchmarks"
+    bench.mkdir(parents=True)
+    (bench / "test_b.py").write_text("def test_bench():\n    assert 0\n")
+    assert _run(tmp_path, TWO, "--no-timing").returncode == 0
+    named = _run(tmp_path, TWO, "--no-timing", "tests/benchmarks")
+    assert named.returncode == 1 and "1 failed" in named.stdout, named.stdout
+    assert _run(tmp_path, TWO).returncode == 1  # with timing, the benchmarks' smoke run stays
+
+
 def test_timed_benchmarks_run_in_one_serial_phase() -> None:
     """--benchmark-enable (saving runs, README): the whole selection serially, never under xdist."""
     assert phases_mod["phases"](["tests/benchmarks", "--benchmark-enable"], "auto") == [
