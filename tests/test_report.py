@@ -256,6 +256,9 @@ class TestSchema:
             True,
         )
         assert all(r["accuracy"]["images"] == TINY_VAL for r in doc["backends"])
+        # measured here, or reused from an earlier run on the same inputs: either way said per backend
+        assert all(r["accuracy"]["source"] in ("measured", "reused") for r in doc["backends"])
+        assert all(r["accuracy"]["measured_at"] <= doc["created"] for r in doc["backends"])
 
 
 # -- measurements -----------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ def report_settings(args: argparse.Namespace) -> ReportSettings:
         default_backends=backends == list(REGISTRY),
         tune_json=getattr(args, "tune_json", None),
         full=bool(getattr(args, "full", False)),
+        remeasure_accuracy=bool(getattr(args, "remeasure_accuracy", False)),
     )
 
 
@@ -75,6 +76,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also throughput at --batch, latency at 1 thread and all cores, first calls in fresh "
         "processes, the GEMM roofline, and the opt-in backends (pytorch-compile); about 5 min",
+    )
+    r.add_argument(
+        "--remeasure-accuracy",
+        action="store_true",
+        help="score every backend on the val images again; by default a backend whose artifact, data, "
+        "settings, library versions and CPU match an earlier run's reuses that run's accuracy record",
     )
     r.add_argument(
         "--val-images", type=_positive, help="score the first N val images (default: all; 64 with --quick)"

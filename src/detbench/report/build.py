@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from detbench import paths
 from detbench._fs import sha256_file
 from detbench.perf import measure
 from detbench.perf.machine import environment, git_commit
@@ -69,6 +70,8 @@ class ReportSettings:
     # stage's identical alternative)
     tune_json: Path | None = None
     full: bool = False  # also throughput, thread scaling, first calls and the GEMM roofline
+    # score every backend again instead of reusing an earlier run's figures for the same inputs
+    remeasure_accuracy: bool = False
 
 
 FULL_ONLY = "measured with --full"
@@ -119,6 +122,7 @@ def _not_measured_first_call() -> dict[str, Any]:
 def build_report(s: ReportSettings, console: Any = None) -> Report:
     """Run the measuring steps in order and return the report (nothing is written)."""
     from detbench.model.train import model_stats
+    from detbench.verify.accuracy_cache import AccuracyStore
 
     t0 = time.perf_counter()
     chosen = steps.photo_pipeline(s.tune_json)  # a bad --tune-json fails before minutes of measuring
@@ -141,12 +145,20 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
         described = steps.describe_rows(loaded)
         x_dev = st.run("deviation", "deviation inputs", lambda _t: steps.deviation_inputs(inp))
         devs, checks = st.run("deviation", "deviation", lambda _t: steps.measure_deviation(loaded, x_dev))
-        acc = st.run(
+        acc, acc_notes = st.run(
             "accuracy",
             "accuracy",
-            lambda task: steps.measure_accuracy(loaded, inp, s.batch, lambda _n, k: adv(task, k)),
+            lambda task: steps.measure_accuracy(
+                loaded,
+                inp,
+                s.batch,
+                lambda _n, k: adv(task, k),
+                store=AccuracyStore(paths.cache_root() / "accuracy"),
+                reuse=not s.remeasure_accuracy,
+            ),
             inp.n_val * len(names),
         )
+        notes += steps.reused_accuracy_notes(acc) + acc_notes
         checks += steps.accuracy_checks(acc, per_class=not s.quick)
 
         # The yardstick, measured right before and right after the batch-1 and batch-N timings and

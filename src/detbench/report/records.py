@@ -114,6 +114,16 @@ class Accuracy:
     per_class: dict[str, ClassAccuracy] = doc("{class name: its metrics}")
     images: int = doc("val images scored")
     mAP50_95: float = doc("mAP at IoU 0.5:0.95", key="mAP50-95")
+    source: str | None = doc(
+        '"measured": scored in this run; "reused": an earlier run\'s record for the same artifact, '
+        "data, settings, versions and CPU ISA (verify.accuracy_cache; --remeasure-accuracy scores "
+        "again); absent in older files",
+        optional=True,
+    )
+    measured_at: str | None = doc(
+        "ISO-8601 UTC time the figures were scored (the earlier run's when reused); absent in older files",
+        optional=True,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

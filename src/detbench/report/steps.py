@@ -39,6 +39,7 @@ from detbench.schema import from_json
 
 if TYPE_CHECKING:
     from detbench.perf.pipeline_timing import StagePlan
+    from detbench.verify.accuracy_cache import AccuracyStore
 
 DEVIATION_IMAGES = 16
 STAGE_IMAGES = 16  # val images timed through decode, preprocess, inference, postprocess
@@ -318,13 +319,48 @@ def budget_checks(
 
 
 def measure_accuracy(
-    loaded: Mapping[str, Any], inp: Inputs, batch: int, progress: Callable[[str, int], None]
-) -> dict[str, dict[str, Any]]:
-    """mAP and per-class metrics of every backend on the first ``n_val`` val images."""
+    loaded: Mapping[str, Any],
+    inp: Inputs,
+    batch: int,
+    progress: Callable[[str, int], None],
+    *,
+    store: AccuracyStore | None = None,
+    reuse: bool = True,
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """mAP and per-class metrics of every backend on the first ``n_val`` val images, each row with
+    its ``source`` ("measured" or "reused") and ``measured_at``; plus notes on unusable records.
+
+    With ``store`` (``verify.accuracy_cache``), a backend whose record for the same artifact, data,
+    settings, versions and CPU is there is not scored again (unless ``reuse`` is false), and every
+    backend scored is written there for the next run."""
+    from detbench.cpuinfo import cpu_flags
+    from detbench.verify import accuracy_cache
     from detbench.verify.accuracy import evaluate
 
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    keys: dict[str, accuracy_cache.AccuracyKey] = {}
+    if store is not None:
+        scored, ds = inp.val[: inp.n_val], inp.dataset
+        common = {
+            "batch": batch,
+            "imgsz": inp.imgsz,
+            "data": accuracy_cache.data_sha256(scored, ds.label_for, ds.names),
+            "images": inp.n_val,
+            "versions": accuracy_cache.versions(),
+            "isa": cpu_flags(),
+            "source": accuracy_cache.source_sha256(),
+        }
+        keys = {name: accuracy_cache.key_for(backend, **common) for name, backend in loaded.items()}
     for name, backend in loaded.items():
+        if store is not None and reuse:
+            found, problem = store.load(keys[name])
+            if problem:
+                notes.append(f"{name}: accuracy record ignored and measured again: {problem}")
+            if found is not None:
+                out[name] = {**found.accuracy.to_dict(), "source": "reused", "measured_at": found.measured_at}
+                progress(name, inp.n_val)
+                continue
         acc = evaluate(
             backend,
             inp.dataset,
@@ -333,8 +369,27 @@ def measure_accuracy(
             limit=inp.n_val,
             progress=lambda k, name=name: progress(name, k),
         )
-        out[name] = acc.to_dict()
-    return out
+        measured_at = datetime.now(UTC).isoformat(timespec="seconds")
+        out[name] = {**acc.to_dict(), "source": "measured", "measured_at": measured_at}
+        if store is not None:
+            try:
+                store.save(keys[name], acc, measured_at)
+            except OSError as exc:  # a read-only or full cache costs the next run time, not this run
+                notes.append(f"{name}: accuracy record not written ({exc})")
+    return out, notes
+
+
+def reused_accuracy_notes(acc: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One note saying which backends' accuracy was reused from an earlier run, and how not to."""
+    reused = [row["measured_at"] for row in acc.values() if row.get("source") == "reused"]
+    if not reused:
+        return []
+    days = sorted({when[:10] for when in reused})  # one run spans minutes: its day names it
+    return [
+        f"accuracy reused for {len(reused)} backend{'s' * (len(reused) != 1)} from "
+        f"{'a run' if len(days) == 1 else 'runs'} on {', '.join(days)} (same artifacts, data, "
+        "versions, CPU); --remeasure-accuracy to measure again"
+    ]
 
 
 def latency_rows(lat: LatencyResult) -> dict[str, Latency]:
