@@ -104,12 +104,17 @@ def _benchmark_run(stamp: str, medians_s: dict[str, float]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def backends() -> list[str]:
-    """What the run measures: every backend that runs here but the opt-in ones. pytorch-compile
+def backends(weights: Path) -> list[str]:
+    """What the run measures: every backend that runs here, and has an artifact for these weights
+    (end2end needs a one-to-one head), but the opt-in ones. pytorch-compile
     compiles three times in a --full report (load, the other thread count, its fresh-process first
     call), the largest part of this run; its opt-in rule is tested below on resolve_inputs, its runs
     by test_backends and the shipped suite, and its fixed batch by ``fixed_batch_artifact``."""
-    return [n for n, cls in REGISTRY.items() if not cls.opt_in and not cls.unavailable()]
+    return [
+        n
+        for n, cls in REGISTRY.items()
+        if not cls.opt_in and not cls.unavailable() and not cls.model_unavailable(weights)
+    ]
 
 
 # The backend whose artifact the run takes at a fixed batch of 1: one no latency budget names (the
@@ -199,8 +204,16 @@ def rows(doc: dict) -> dict[str, dict]:
 # -- schema -----------------------------------------------------------------------------------------
 
 
-def _resolve_pytorch_and_onnxruntime(weights: Path, data: Path, *, default_backends: bool, full: bool):
-    """report.steps.resolve_inputs for pytorch + onnxruntime, with just the settings it reads."""
+def _resolve_pytorch_and_onnxruntime(
+    weights: Path,
+    data: Path,
+    *,
+    default_backends: bool,
+    full: bool,
+    backends: tuple[str, ...] = ("pytorch", "onnxruntime"),
+):
+    """report.steps.resolve_inputs for pytorch + onnxruntime (or ``backends``), with just the settings
+    it reads."""
     from types import SimpleNamespace
 
     from detbench.report import steps
@@ -210,7 +223,7 @@ def _resolve_pytorch_and_onnxruntime(weights: Path, data: Path, *, default_backe
         data=data,
         imgsz=None,
         val_images=None,
-        backends=("pytorch", "onnxruntime"),
+        backends=backends,
         default_backends=default_backends,
         artifacts=(),
         full=full,
@@ -460,6 +473,19 @@ class TestPieces:
         else:
             assert inp.names == ["pytorch", "onnxruntime"]
             assert inp.notes == []
+
+    def test_end2end_is_left_out_by_default_for_a_model_without_a_one_to_one_head(
+        self, weights: Path, tiny_data: Path
+    ) -> None:
+        """YOLOv8n has no end2end artifact: the default set drops the backend with its one-line reason."""
+        inp = _resolve_pytorch_and_onnxruntime(
+            weights, tiny_data, default_backends=True, full=True, backends=("pytorch", "onnxruntime-end2end")
+        )
+        assert inp.names == ["pytorch"]
+        assert inp.notes == [
+            "onnxruntime-end2end left out: yolov8n's Detect head has no one-to-one branch: only NMS-free "
+            "families (YOLO26, YOLOv10) export end2end"
+        ]
 
     @pytest.mark.parametrize("full", [False, True])
     def test_an_opt_in_backend_runs_only_when_named_or_full(

@@ -133,11 +133,29 @@ def measure_stages(
     and end to end, over ``images`` one at a time as a deployment runs them, at steady state
     (``pipeline_timing.pipeline_stages``: a cold first pass kept apart, then ``plan``'s warm passes
     alternated between backends). ``pipeline``: each stage's reference variant unless given
-    (``runtimes.pipeline.stage_calls``)."""
-    from detbench.runtimes.pipeline import stage_calls
+    (``runtimes.pipeline.stage_calls``), whose postprocess is NMS for a raw head and none for a backend
+    whose output is end2end detections."""
+    if pipeline is None:
+        by_backend = reference_calls(loaded, imgsz, names)
+    else:
+        by_backend = dict.fromkeys(loaded, pipeline)
+    return measure_pipelines(loaded, images, {"": by_backend}, plan=plan)[""]
 
-    pipeline = pipeline or stage_calls(imgsz, names)
-    return measure_pipelines(loaded, images, {"": dict.fromkeys(loaded, pipeline)}, plan=plan)[""]
+
+def reference_calls(loaded: Mapping[str, Any], imgsz: int, names: Any) -> dict[str, StageCalls]:
+    """Each stage's reference variant for each backend (``runtimes.pipeline.stage_calls``), made once
+    per kind of output: NMS after a raw head, the end2end postprocess after end2end detections."""
+    from detbench.runtimes.pipeline import stage_calls
+    from detbench.runtimes.stream import is_end2end
+
+    made: dict[bool, StageCalls] = {}
+    out = {}
+    for n, b in loaded.items():
+        e2e = is_end2end(b)
+        if e2e not in made:
+            made[e2e] = stage_calls(imgsz, names, end2end=e2e)
+        out[n] = made[e2e]
+    return out
 
 
 def measure_pipelines(

@@ -1,5 +1,6 @@
 """The plugin's fixtures: the session chain dataset → baseline → model_info → workbench (exports) →
-backend, ``reference``, ``user_val_images``, ``load_at_threads``, ``val_limit``, and the benchmark
+backend, ``reference``, ``backend_reference`` (with ``references``), ``raw_backend``,
+``user_val_images``, ``load_at_threads``, ``val_limit``, and the benchmark
 fixtures ``timed`` and ``make_input``.
 
 ``detbench.plugin`` names this module in ``pytest_plugins``, so pytest registers it wherever the
@@ -115,18 +116,53 @@ def parametrize_backend(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest, workbench):
-    """Every registered backend, loaded once per session. Test bodies never branch on its name."""
+    """Every registered backend, loaded once per session. Test bodies never branch on its name; one
+    these weights have no artifact for (end2end on a head without a one-to-one branch) is skipped
+    with the backend's one-line reason."""
+    from detbench.runtimes.backends import REGISTRY
     from detbench.testing.requirements import require_backend
 
     # OpenVINO is a declared dependency: missing is a failure (-m "not openvino" deselects).
     require_backend(request.param)
+    if reason := REGISTRY[request.param].model_unavailable(workbench.weights):
+        pytest.skip(f"{request.param}: {reason}")
     return workbench.load(request.param)
 
 
 @pytest.fixture(scope="session")
 def reference(workbench):
-    """Eager PyTorch on the baseline weights: what every backend is compared with."""
+    """Eager PyTorch on the baseline weights: what every raw-head backend is compared with."""
     return workbench.load("pytorch")
+
+
+@pytest.fixture(scope="session")
+def references(reference) -> dict:
+    """The references loaded so far, by name (``reference`` first): each is loaded once a session."""
+    return {reference.name: reference}
+
+
+@pytest.fixture(scope="session")
+def backend_reference(backend, references: dict, workbench):
+    """What ``backend`` is verified against (``runtimes.backends.reference_of``): ``reference`` for a
+    raw head, the model's own end2end forward for end2end detections."""
+    from detbench.runtimes.backends import reference_of
+
+    name = reference_of(backend.name)
+    if name not in references:
+        references[name] = workbench.load(name)
+    return references[name]
+
+
+@pytest.fixture(scope="session")
+def raw_backend(backend):
+    """``backend`` for the tests that compare raw head tensors ``(N, 4+C, A)``; one whose output is
+    already detections (the end2end export) is skipped, saying so."""
+    if backend.output != "raw":
+        pytest.skip(
+            f"{backend.name} has no raw head: its output is end2end detections (N, K, 6), verified as "
+            "detections and mAP against the model's own end2end forward"
+        )
+    return backend
 
 
 @pytest.fixture(scope="session")

@@ -142,9 +142,16 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
             lambda task: steps.load_backends(bench, names, lambda _n: adv(task)),
             len(names),
         )
+        # What an end2end export is verified against (its own model's end2end forward); none otherwise.
+        refs = steps.load_references(bench, loaded)
         described = steps.describe_rows(loaded)
-        x_dev = st.run("deviation", "deviation inputs", lambda _t: steps.deviation_inputs(inp))
-        devs, checks = st.run("deviation", "deviation", lambda _t: steps.measure_deviation(loaded, x_dev))
+        x_dev, dev_infos = st.run("deviation", "deviation inputs", lambda _t: steps.deviation_inputs(inp))
+        devs, checks = st.run(
+            "deviation",
+            "deviation",
+            lambda _t: steps.measure_deviation(loaded, x_dev, dev_infos, inp.info.names, refs),
+        )
+        store = AccuracyStore(paths.cache_root() / "accuracy")
         acc, acc_notes = st.run(
             "accuracy",
             "accuracy",
@@ -153,13 +160,29 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
                 inp,
                 s.batch,
                 lambda _n, k: adv(task, k),
-                store=AccuracyStore(paths.cache_root() / "accuracy"),
+                store=store,
                 reuse=not s.remeasure_accuracy,
             ),
             inp.n_val * len(names),
         )
-        notes += steps.reused_accuracy_notes(acc) + acc_notes
-        checks += steps.accuracy_checks(acc, per_class=not s.quick)
+        ref_acc: dict[str, dict[str, Any]] = {}
+        if refs:  # an end2end export's reference is scored (or reused) the same way
+            ref_acc, ref_notes = st.run(
+                "accuracy",
+                f"accuracy ({', '.join(refs)})",
+                lambda task: steps.measure_accuracy(
+                    refs,
+                    inp,
+                    s.batch,
+                    lambda _n, k: adv(task, k),
+                    store=store,
+                    reuse=not s.remeasure_accuracy,
+                ),
+                inp.n_val * len(refs),
+            )
+            acc_notes += ref_notes
+        notes += steps.reused_accuracy_notes({**ref_acc, **acc}) + acc_notes
+        checks += steps.accuracy_checks(acc, per_class=not s.quick, references=ref_acc)
 
         # The yardstick, measured right before and right after the batch-1 and batch-N timings and
         # kept at the best of both, so a neighbour's load in one pass cannot lower it below a rate

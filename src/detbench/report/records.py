@@ -93,8 +93,13 @@ class Peak:
 @dataclass(frozen=True, kw_only=True)
 class Deviation:
     images: int = doc("val images compared")
-    max_abs: float = doc("largest absolute difference from eager PyTorch's raw head output")
-    box_max_abs: float = doc("the same over the box channels, input pixels")
+    max_abs: float = doc(
+        "largest absolute difference from eager PyTorch's raw head output (a backend without a raw "
+        "head, end2end: over its detections matched with the model's own end2end forward's)"
+    )
+    box_max_abs: float = doc(
+        "the same over the box channels, input pixels (end2end: box corners, image pixels)"
+    )
     score_max_abs: float = doc("the same over the score channels, probability")
 
 
@@ -182,7 +187,9 @@ class Stages:
     preprocess_ms: float | None = doc("median letterbox + normalize (absent in older files)", optional=True)
     decode_preprocess_ms: float | None = doc("median decode + letterbox + normalize", optional=True)
     inference_ms: float | None = doc("median backend call", optional=True)
-    postprocess_ms: float | None = doc("median NMS into detections", optional=True)
+    postprocess_ms: float | None = doc(
+        "median NMS into detections (end2end: thresholding and un-letterboxing, no NMS)", optional=True
+    )
     end_to_end_ms: float | None = doc("median of the four stages' sum per image", optional=True)
     cold_end_to_end_ms: float | None = doc(
         "median end to end of the first pass, apart from the warm ones (absent in older files)",

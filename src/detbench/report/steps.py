@@ -126,8 +126,9 @@ def measure_photo_pipelines(
     admits a pipeline (``tune.pipelines.admit``: an identical one as claimed, one with a reduced decode
     after its detections on ``photos`` through that backend match the reference pipeline's within
     ``verify.decode``'s row); a refused backend's row gives the reason, and nothing of it is timed."""
-    from detbench.perf.measure import measure_pipelines
-    from detbench.runtimes.pipeline import REFERENCES, STAGES, BackendConfig, Pipeline, stage_calls
+    from detbench.perf.measure import measure_pipelines, reference_calls
+    from detbench.runtimes.pipeline import REFERENCES, STAGES, BackendConfig, Pipeline
+    from detbench.runtimes.stream import is_end2end
     from detbench.tune.pipelines import Config, admit
 
     per_image = [n for n, b in loaded.items() if b.dynamic_batch or b.spec.batch == 1]
@@ -140,8 +141,10 @@ def measure_photo_pipelines(
         )
         for n in loaded
     }
-    reference = stage_calls(imgsz, names)
-    pipelines: dict[str, dict[str, Any]] = {"reference": dict.fromkeys(loaded, reference), "recommended": {}}
+    pipelines: dict[str, dict[str, Any]] = {
+        "reference": reference_calls(loaded, imgsz, names),
+        "recommended": {},
+    }
     untimed: dict[str, str] = {}  # backend -> why chosen is not timed on it
     if (chosen.decode, chosen.preprocess, chosen.postprocess) == tuple(REFERENCES[s] for s in STAGES):
         untimed = dict.fromkeys(loaded, "the reference pipeline itself: see photo_stages_ms")
@@ -150,7 +153,9 @@ def measure_photo_pipelines(
         for n, reason in zip(per_image, admit(points, photos)):
             if reason is not None:
                 untimed[n] = f"not admitted: {reason}"
-        pipelines["recommended"] = {n: specs[n].calls() for n in loaded if n not in untimed}
+        pipelines["recommended"] = {
+            n: specs[n].calls(end2end=is_end2end(loaded[n])) for n in loaded if n not in untimed
+        }
     timed = measure_pipelines(loaded, photos, pipelines, plan=plan, clock=clock)
     recommended = {n: timed["recommended"].get(n) or {"images": 0, "reason": untimed[n]} for n in loaded}
     return timed["reference"], recommended
@@ -198,8 +203,9 @@ def resolve_inputs(s: Any) -> Inputs:
     if s.val_images and s.val_images > len(val):
         notes.append(f"--val-images {s.val_images} > the {len(val)} val images: all of them were scored")
     names = list(s.backends)
-    if s.default_backends:  # the user chose none: what cannot run here is left out, saying why
-        reasons = {n: REGISTRY[n].unavailable() for n in names}
+    if s.default_backends:  # the user chose none: what cannot run here, or has no artifact for these
+        # weights (end2end without a one-to-one head), is left out, saying why
+        reasons = {n: REGISTRY[n].unavailable() or REGISTRY[n].model_unavailable(weights) for n in names}
         names = [n for n in names if not reasons[n]]
         notes += [f"{n} left out: {why}" for n, why in reasons.items() if why]
         if not s.full:
@@ -234,6 +240,15 @@ def load_backends(bench: Any, names: Sequence[str], advance: Callable[[str], Non
     return loaded
 
 
+def load_references(bench: Any, loaded: Mapping[str, Any]) -> dict[str, Any]:
+    """The references the loaded backends are verified against (``runtimes.backends.reference_of``)
+    that are not loaded as backends themselves: the model's own end2end forward for an end2end export."""
+    from detbench.runtimes.backends import reference_of
+
+    wanted = dict.fromkeys(reference_of(n) for n in loaded)
+    return {r: bench.load(r) for r in wanted if r not in loaded}
+
+
 def describe_rows(loaded: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The per-backend rows' static part: artifact, size, batch kind, the backend's own description
     (the first fields of ``records.Backend``, by name)."""
@@ -252,40 +267,73 @@ def describe_rows(loaded: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def deviation_inputs(inp: Inputs) -> np.ndarray:
+def deviation_inputs(inp: Inputs) -> tuple[np.ndarray, list]:
+    """The deviation images as one batch, and their letterbox infos (for detections)."""
     from detbench.data.images import load_image
     from detbench.runtimes.preprocess import preprocess
 
     images = [load_image(p) for p in inp.val[: min(DEVIATION_IMAGES, len(inp.val))]]
-    return preprocess(images, inp.imgsz)[0]
+    x, infos = preprocess(images, inp.imgsz)
+    return x, list(infos)
 
 
-def measure_deviation(loaded: Mapping[str, Any], x: np.ndarray) -> tuple[dict[str, Deviation], list]:
-    """Largest raw-head differences of each backend from eager PyTorch on the same batch, and each
-    backend's tolerance-table check on those outputs (for the report's verdict)."""
+def measure_deviation(
+    loaded: Mapping[str, Any],
+    x: np.ndarray,
+    infos: Sequence[Any] = (),
+    names: Sequence[str] = (),
+    references: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Deviation], list]:
+    """Largest differences of each backend from its reference on the same batch, and each backend's
+    tolerance-table check on those outputs (for the report's verdict): the raw head against eager
+    PyTorch's; an end2end export's detections (no raw head) against the model's own end2end forward's
+    (``references``, from ``load_references``), matched as the suite matches them."""
     from detbench.report import verdict
-    from detbench.verify.compare import deviation
+    from detbench.runtimes.backends import reference_of
+    from detbench.runtimes.end2end import to_detections
+    from detbench.verify.compare import DEVIATION_IOU, detection_deviation, deviation
+    from detbench.verify.reference import reference_detections
 
-    ref = loaded["pytorch"].run_batched(x)
+    refs = {**(references or {}), **loaded}
+    ref_out = {r: refs[r].run_batched(x) for r in dict.fromkeys(reference_of(n) for n in loaded)}
     out, checks = {}, []
     for name, backend in loaded.items():
+        r = reference_of(name)
         raw = backend.run_batched(x)
-        checks.append(verdict.tolerance_check(name, ref, raw))
-        d = deviation(ref, raw)
+        if backend.output == "raw":
+            checks.append(verdict.tolerance_check(name, ref_out[r], raw))
+            d = deviation(ref_out[r], raw)
+            out[name] = Deviation(
+                images=len(x), max_abs=d.max_abs, box_max_abs=d.box_max_abs, score_max_abs=d.score_max_abs
+            )
+            continue
+        ref_dets = reference_detections(ref_out[r], infos, names, output=refs[r].output)
+        dets = to_detections(raw, infos, names, output=backend.output)
+        checks.append(verdict.detections_check(name, ref_dets, dets))
+        d = detection_deviation(ref_dets, dets, iou=DEVIATION_IOU)
         out[name] = Deviation(
             images=len(x), max_abs=d.max_abs, box_max_abs=d.box_max_abs, score_max_abs=d.score_max_abs
         )
     return out, checks
 
 
-def accuracy_checks(acc: Mapping[str, Mapping[str, Any]], *, per_class: bool = True) -> list:
-    """Each backend's mAP against the reference's, with its tolerance row's bounds."""
+def accuracy_checks(
+    acc: Mapping[str, Mapping[str, Any]],
+    *,
+    per_class: bool = True,
+    references: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list:
+    """Each backend's mAP against its reference's (``runtimes.backends.reference_of``: eager
+    PyTorch's, or for an end2end export the model's own end2end forward's, in ``references``), with
+    its tolerance row's bounds."""
     from detbench.report import verdict
+    from detbench.runtimes.backends import reference_of
 
+    scored = {**(references or {}), **acc}
     return [
-        verdict.accuracy_check(n, acc["pytorch"], a, per_class=per_class)
+        verdict.accuracy_check(n, scored[reference_of(n)], a, per_class=per_class)
         for n, a in acc.items()
-        if n != "pytorch"
+        if reference_of(n) != n
     ]
 
 

@@ -3,9 +3,12 @@
 A backend passes when every check that applies to it passes:
 
 - **tolerance**: its raw head output on the report's deviation images is within its row of
-  ``verify.compare.TOLERANCES`` (``assert_outputs_close``; run while the report has the tensors);
-- **accuracy**: its mAP50 / mAP50-95 / per-class mAP50 within the row's bounds of eager PyTorch's
-  (``assert_accuracy_close``), on the images the report scored;
+  ``verify.compare.TOLERANCES`` (``assert_outputs_close``; run while the report has the tensors); a
+  backend whose output is end2end detections (no raw head) has its detections matched with the
+  model's own end2end forward's instead (``assert_detections_match``);
+- **accuracy**: its mAP50 / mAP50-95 / per-class mAP50 within the row's bounds of its reference's
+  (eager PyTorch's, or the model's own end2end forward's for an end2end export;
+  ``assert_accuracy_close``), on the images the report scored;
 - **budgets**: each size budget of its artifact format and each latency ratio budget it is the
   numerator of (``fixtures/budgets.toml``), latency measured in alternated blocks
   (``perf.measure.measure_latency_budgets``) and judged with the paired interval exactly as
@@ -46,6 +49,32 @@ def tolerance_check(backend: str, ref: np.ndarray, out: np.ndarray) -> Check:
         True,
         f"box max abs {dev.box_max_abs:.3g} px (atol {tol.box_atol:g}), "
         f"score max abs {dev.score_max_abs:.3g} (atol {tol.score_atol:g})",
+    )
+
+
+def detections_check(backend: str, ref: Sequence[Any], out: Sequence[Any]) -> Check:
+    """The detections of a backend without a raw head (an end2end export) against its reference's
+    (the model's own end2end forward), matched within its tolerance row as the suite matches them."""
+    from detbench.verify.compare import (
+        TOLERANCES,
+        OutputMismatch,
+        assert_detections_match,
+        detection_deviation,
+    )
+
+    tol = TOLERANCES[backend]
+    try:
+        assert_detections_match(ref, out, tol, label=backend)
+    except OutputMismatch as exc:
+        return Check(backend, "tolerance", "detections", False, " ".join(str(exc).split())[:400])
+    d = detection_deviation(ref, out, iou=tol.det_iou)  # at the row's bound: what passed
+    return Check(
+        backend,
+        "tolerance",
+        "detections",
+        True,
+        f"{d.pairs} matched, {d.unmatched} unmatched; IoU >= {d.min_iou:.4f} (bound {tol.det_iou:g}), "
+        f"score max abs {d.score_max_abs:.3g} (bound {tol.det_score:g})",
     )
 
 

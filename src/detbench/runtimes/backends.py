@@ -280,6 +280,28 @@ class PyTorchCompileBackend(PyTorchBackend):
             return self.compiled(torch.from_numpy(batch)).numpy()
 
 
+class PyTorchEnd2EndBackend(PyTorchBackend):
+    """Eager PyTorch with the head's one-to-one branch selected: the model's own end2end forward,
+    ``(N, min(300, anchors), 6)`` rows. The reference of the backends whose ``output`` is
+    "detections"; not registered, since it is what they are compared with, not a deployment."""
+
+    name = "pytorch-end2end"
+    output = "detections"
+
+    @classmethod
+    def model_unavailable(cls, weights: Path) -> str | None:
+        return OnnxRuntimeEnd2EndBackend.model_unavailable(weights)
+
+    def _load(self, artifact: Path) -> InputSpec:
+        import torch
+
+        from detbench.model.checkpoint import load_detection_model
+
+        torch.set_num_threads(self.settings.threads)
+        self.model, self.info = load_detection_model(artifact, end2end=True)
+        return InputSpec(None, 3, self.info.imgsz, self.info.imgsz)
+
+
 class TorchScriptBackend(_TorchModule, BaseBackend):
     name = "torchscript"
     artifact_format = "torchscript"
@@ -391,20 +413,14 @@ class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
 class OnnxRuntimeEnd2EndBackend(OnnxRuntimeBackend):
     """The NMS-free export of a one-to-one head (YOLO26, YOLOv10): ONNX Runtime returns the ranked
     detections ``(N, min(300, anchors), 6)``; ``runtimes.end2end.postprocess_end2end`` thresholds and
-    un-letterboxes them, no NMS. The one-to-many ``onnxruntime`` export (with NMS) stays the reference."""
+    un-letterboxes them, no NMS. It has no raw head, so it is verified against the model's own end2end
+    forward (``PyTorchEnd2EndBackend``, ``reference_of``) as detections and by mAP; the one-to-many
+    ``onnxruntime`` export (with NMS) stays the reference of every raw-head backend."""
 
     name = "onnxruntime-end2end"
     artifact_format = "onnx-end2end"
     precision = "fp32"
     output = "detections"
-
-    @classmethod
-    def unavailable(cls) -> str | None:
-        # Without the weights: the suite, report and tune compare raw heads, not these detections.
-        return (
-            "only for a model with a one-to-one head (YOLO26, YOLOv10), and its detections are "
-            "verified by their own check (scripts/measure_end2end.py), not yet by the suite, report or tune"
-        )
 
     @classmethod
     def model_unavailable(cls, weights: Path) -> str | None:
@@ -571,8 +587,20 @@ REGISTRY: dict[str, type[BaseBackend]] = {
 }
 
 
+# The reference of each kind of output: the raw head is compared with eager PyTorch's, end2end
+# detections with the same model's own one-to-one forward (the one-to-many head is another head).
+REFERENCES: dict[str, type[BaseBackend]] = {"raw": PyTorchBackend, "detections": PyTorchEnd2EndBackend}
+
+
+def reference_of(name: str) -> str:
+    """The backend ``name`` is verified against: ``pytorch``, or ``pytorch-end2end`` for end2end output."""
+    return REFERENCES[REGISTRY[name].output].name
+
+
 def create(name: str, settings: BackendSettings | None = None) -> BaseBackend:
+    """A registered backend, or a reference (``REFERENCES``) by its name."""
+    known = {**REGISTRY, **{cls.name: cls for cls in REFERENCES.values()}}
     try:
-        return REGISTRY[name](settings)
+        return known[name](settings)
     except KeyError:
         raise BackendError(f"unknown backend {name!r}; choose from {', '.join(REGISTRY)}") from None

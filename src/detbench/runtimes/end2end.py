@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detbench.runtimes.postprocess import CONF, MAX_DET, Detections, detections_from_rows
+from detbench.runtimes.postprocess import CONF, IOU, MAX_DET, Detections, detections_from_rows, postprocess
 from detbench.runtimes.preprocess import LetterboxInfo
 
 
@@ -34,3 +34,22 @@ def postprocess_end2end(
     if len(classes) and (classes.min() < 0 or classes.max() >= len(names)):
         raise ValueError(f"end2end class index {int(classes.max())} outside the {len(names)} classes")
     return detections_from_rows(kept, infos, names)
+
+
+def to_detections(
+    out: np.ndarray,
+    infos: Sequence[LetterboxInfo],
+    names: Sequence[str],
+    *,
+    output: str,
+    conf: float = CONF,
+    iou: float = IOU,
+    max_det: int = MAX_DET,
+) -> list[Detections]:
+    """A backend's output as detections by its own route (``output``: the backend's ``output``):
+    ultralytics' NMS for a raw head, :func:`postprocess_end2end` for end2end rows."""
+    if output == "detections":
+        return postprocess_end2end(out, infos, names, conf=conf, max_det=max_det)
+    if output != "raw":
+        raise ValueError(f"unknown backend output {output!r}: 'raw' or 'detections'")
+    return postprocess(out, infos, names, conf=conf, iou=iou, max_det=max_det)

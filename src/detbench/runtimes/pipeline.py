@@ -351,7 +351,9 @@ class LoadedPipeline:
         self.spec = spec
         self.backend = backend
         self.conf, self.iou, self.max_det = conf, iou, max_det
-        self.calls = spec.calls(conf=conf, iou=iou, max_det=max_det)
+        # An end2end backend's output is already detections: its postprocess has no NMS to run.
+        end2end = getattr(backend, "output", "raw") == "detections"
+        self.calls = spec.calls(conf=conf, iou=iou, max_det=max_det, end2end=end2end)
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -46,6 +46,15 @@ def train_images(dataset: Any) -> list[Path]:
     return dataset.images("train") if "train" in dataset.splits else []
 
 
+def output_shape(backend: BaseBackend, batch: int, imgsz: int, classes: int) -> tuple[int, int, int]:
+    """What ``backend`` returns for ``batch`` images at ``imgsz``: the raw head (N, 4 + classes,
+    anchors), or for end2end detections (N, min(300, anchors), 6)."""
+    anchors = anchor_count(imgsz)
+    if backend.output == "detections":
+        return (batch, min(MAX_DET, anchors), 6)
+    return (batch, 4 + classes, anchors)
+
+
 @dataclass
 class Workbench:
     """Everything a backend needs, resolved once: weights, export settings, user overrides."""
@@ -109,11 +118,12 @@ class Workbench:
     def artifact(self, name: str) -> Path:
         if name in self.overrides:
             return self.overrides[name]
-        fmt = REGISTRY[name].artifact_format
+        fmt = create(name).artifact_format  # a reference's too (backends.REFERENCES: the weights)
         return self.weights if fmt is None else self.exporter.get(fmt).path
 
     def load(self, name: str, settings: BackendSettings | None = None) -> BaseBackend:
-        """Load ``name``'s artifact, checked against the baseline; ``settings`` overrides the
+        """Load ``name``'s artifact (``name``: a registered backend or a reference, such as
+        ``backends.reference_of(backend)``), checked against the baseline; ``settings`` overrides the
         workbench's own (the tune search loads one artifact at several thread counts)."""
         backend = create(name, settings or self.settings)
         path = self.artifact(name)

@@ -35,14 +35,35 @@ def test_reference_agrees_with_ultralytics_val(
     assert reference_accuracy["mAP50-95"] == pytest.approx(float(theirs.box.map), abs=0.01)
 
 
+@pytest.fixture(scope="session")
+def scored_references(reference: BaseBackend, reference_accuracy: dict) -> dict[str, dict]:
+    """The references' accuracy scored so far, by name: each is scored once a session."""
+    return {reference.name: reference_accuracy}
+
+
+@pytest.fixture(scope="session")
+def backend_reference_accuracy(
+    backend_reference: BaseBackend, scored_references: dict[str, dict], dataset, model_info, val_limit
+) -> dict:
+    """The accuracy of what ``backend`` is verified against: ``reference_accuracy`` for a raw head, the
+    model's own end2end forward's (image by image) for an end2end export, since the one-to-one head
+    is another head than the one-to-many reference's and their mAP differ by design."""
+    name = backend_reference.name
+    if name not in scored_references:
+        scored_references[name] = evaluate(
+            backend_reference, dataset, imgsz=model_info.imgsz, limit=val_limit, batch=1
+        ).to_dict()
+    return scored_references[name]
+
+
 def test_accuracy_matches_reference(
-    backend: BaseBackend, reference_accuracy: dict, dataset, model_info, val_limit, record_property
+    backend: BaseBackend, backend_reference_accuracy: dict, dataset, model_info, val_limit, record_property
 ) -> None:
-    """fp32 backends within 0.005 of the baseline; INT8 within 0.02 overall, no class 0.05 below."""
+    """fp32 backends within 0.005 of their reference; INT8 within 0.02 overall, no class 0.05 below."""
     out = evaluate(backend, dataset, imgsz=model_info.imgsz, limit=val_limit).to_dict()
     record_property("mAP50", out["mAP50"])
     record_property("mAP50-95", out["mAP50-95"])
-    assert_accuracy_close(reference_accuracy, out, TOLERANCES[backend.name], label=backend.name)
+    assert_accuracy_close(backend_reference_accuracy, out, TOLERANCES[backend.name], label=backend.name)
 
 
 def test_accuracy_check_catches_a_collapsed_model(reference_accuracy: dict) -> None:

@@ -1,4 +1,9 @@
-"""Cross-backend equivalence on inputs nobody hand-picked: raw head, detections, determinism."""
+"""Cross-backend equivalence on inputs nobody hand-picked: raw head, detections, determinism.
+
+Each backend is compared with its reference (the ``backend_reference`` fixture): eager PyTorch for a
+raw head, the model's own end2end forward for an end2end export (which has no raw head, so the raw
+tests skip it). The reference's detections come from ultralytics' own postprocessing
+(``verify.reference``), the backend's from its own (``runtimes.end2end.to_detections``)."""
 
 from __future__ import annotations
 
@@ -9,11 +14,12 @@ from hypothesis import strategies as st
 
 from detbench.plugin.fixtures import backend_params
 from detbench.runtimes.backends import REGISTRY, BaseBackend
-from detbench.runtimes.postprocess import postprocess
+from detbench.runtimes.end2end import to_detections
 from detbench.runtimes.preprocess import preprocess
 from detbench.testing.drawn import DrawnCount, drawn_set, floor_shortfall
 from detbench.testing.strategies import image_batches, images, perturbed_images
 from detbench.verify.compare import TOLERANCES, assert_detections_match, assert_outputs_close
+from detbench.verify.reference import reference_detections
 
 pytestmark = pytest.mark.equivalence
 
@@ -25,8 +31,9 @@ def test_backend_fixture_covers_the_registry() -> None:
 
 
 @given(data=st.data())
-def test_raw_head_matches_pytorch(backend: BaseBackend, reference: BaseBackend, model_info, data) -> None:
+def test_raw_head_matches_pytorch(raw_backend: BaseBackend, reference: BaseBackend, model_info, data) -> None:
     """Raw head output on the identical preprocessed batch is within the backend's tolerance."""
+    backend = raw_backend
     batch = data.draw(image_batches(max_batch=8, max_side=512), label="batch")
     x, _ = preprocess(batch, model_info.imgsz)
     # The reference runs image by image, the candidate the whole batch: batched inference must not
@@ -50,15 +57,22 @@ def drawn_images(user_val_images):
     return st.one_of(_SCENES, perturbed_images(user_val_images, **_SIDES))
 
 
+def _detections(backend: BaseBackend, reference: BaseBackend, x, infos, names, *, batch: int | None = None):
+    """(the reference's detections, the backend's) on ``x``: the reference image by image."""
+    ref = reference_detections(reference.run_batched(x, batch=1), infos, names, output=reference.output)
+    raw = backend.run(x) if batch is None else backend.run_batched(x, batch=batch)
+    return ref, to_detections(raw, infos, names, output=backend.output)
+
+
 @given(data=st.data())
 def test_detections_match_pytorch(
-    backend: BaseBackend, reference: BaseBackend, model_info, drawn_images, data
+    backend: BaseBackend, backend_reference: BaseBackend, model_info, drawn_images, data
 ) -> None:
-    """After NMS, every detection has a same-class partner with IoU and score within tolerance."""
+    """After its postprocess (NMS, or none for end2end), every detection has a same-class partner in
+    its reference's with IoU and score within tolerance."""
     image = data.draw(drawn_images, label="image")
     x, infos = preprocess([image], model_info.imgsz)
-    ref = postprocess(reference.run(x), infos, model_info.names)
-    out = postprocess(backend.run(x), infos, model_info.names)
+    ref, out = _detections(backend, backend_reference, x, infos, model_info.names)
     n, drawn_from = len(ref[0]), drawn_set(image)
     event(f"reference detections on {drawn_from}: {min(n, 5)}{'+' if n >= 5 else ''}")
     target(float(n), label="reference detections")
@@ -69,7 +83,7 @@ def test_detections_match_pytorch(
 
 
 def test_detection_examples_had_detections(
-    backend: BaseBackend, reference: BaseBackend, model_info, drawn_images, user_val_images
+    backend: BaseBackend, backend_reference: BaseBackend, model_info, drawn_images, user_val_images
 ) -> None:
     """At least half the examples drawn above from the set that fits the model (the user's val
     images with --detbench-data, else the synthetic scenes) gave the reference a detection."""
@@ -77,26 +91,26 @@ def test_detection_examples_had_detections(
         # The draws above ran in another process (pytest-xdist) or were deselected: draw here, the same
         # examples (a seeded profile) through the same checks.
         test_detections_match_pytorch(
-            backend=backend, reference=reference, model_info=model_info, drawn_images=drawn_images
+            backend=backend,
+            backend_reference=backend_reference,
+            model_info=model_info,
+            drawn_images=drawn_images,
         )
     shortfall = floor_shortfall(_DRAWN[backend.name], user_data=bool(user_val_images))
     assert shortfall is None, shortfall
 
 
 def test_detections_match_on_val_images(
-    backend: BaseBackend, reference: BaseBackend, model_info, dataset
+    backend: BaseBackend, backend_reference: BaseBackend, model_info, dataset
 ) -> None:
-    """The same on the first 32 synthetic val images, where the baseline finds many garments."""
+    """The same on the first 32 val images (batches of 8), where the baseline finds many objects."""
     from detbench.data.images import load_image
 
     paths = dataset.images("val")[:32]
     x, infos = preprocess([load_image(p) for p in paths], model_info.imgsz)
-    ref = postprocess(reference.run_batched(x, batch=1), infos, model_info.names)
-    raw = backend.run_batched(x, batch=8)
-    assert sum(len(d) for d in ref) > 32, "the baseline should detect garments on val images"
-    assert_detections_match(
-        ref, postprocess(raw, infos, model_info.names), TOLERANCES[backend.name], label=backend.name
-    )
+    ref, out = _detections(backend, backend_reference, x, infos, model_info.names, batch=8)
+    assert sum(len(d) for d in ref) > 32, "the baseline should detect objects on val images"
+    assert_detections_match(ref, out, TOLERANCES[backend.name], label=backend.name)
 
 
 def test_repeated_runs_are_bit_identical(backend: BaseBackend, model_info, dataset) -> None:

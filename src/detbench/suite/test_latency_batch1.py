@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from detbench.model.checkpoint import anchor_count as anchors
+from detbench.runtimes.workbench import output_shape
 
 pytestmark = [pytest.mark.benchmark(group="yolov8n-128-batch1")]
 
@@ -13,4 +13,4 @@ def test_latency_yolov8n_128_batch1(timed, backend, make_input, model_info) -> N
     """One image through backend.run; only that call is timed."""
     x = make_input(model_info.imgsz)
     out = timed(backend, x)
-    assert out.shape == (1, 4 + len(model_info.names), anchors(model_info.imgsz))
+    assert out.shape == output_shape(backend, 1, model_info.imgsz, len(model_info.names))

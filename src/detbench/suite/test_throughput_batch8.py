@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from detbench.model.checkpoint import anchor_count as anchors
+from detbench.runtimes.workbench import output_shape
 
 BATCH = 8
 pytestmark = [pytest.mark.benchmark(group=f"yolov8n-128-batch{BATCH}")]
@@ -19,6 +19,6 @@ def test_throughput_yolov8n_128_batch8(timed, benchmark, backend, make_input, mo
         )
     x = make_input(model_info.imgsz, BATCH)
     out = timed(backend, x)
-    assert out.shape == (BATCH, 4 + len(model_info.names), anchors(model_info.imgsz))
+    assert out.shape == output_shape(backend, BATCH, model_info.imgsz, len(model_info.names))
     if "p50_ms" in benchmark.extra_info:
         benchmark.extra_info["images_per_s_p50"] = BATCH / (benchmark.extra_info["p50_ms"] / 1e3)

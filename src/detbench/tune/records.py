@@ -60,8 +60,11 @@ class Reference:
 
 @dataclass(frozen=True, kw_only=True)
 class Deviation:
-    box_max_abs: float = doc("largest box-channel difference from the reference's raw head, input pixels")
-    score_max_abs: float = doc("largest score-channel difference")
+    box_max_abs: float = doc(
+        "largest box-channel difference from the reference's raw head, input pixels (end2end: largest "
+        "box-corner difference over detections matched with its reference's, image pixels)"
+    )
+    score_max_abs: float = doc("largest score-channel difference (end2end: over the matched detections)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +76,10 @@ class Candidate:
     dynamic_batch: bool = doc("exported with a dynamic batch (false: static)")
     label: str = doc('"backend Nt" plus " static" for a static batch')
     artifact: str | None = doc("the artifact; null when it could not be built")
-    p50_ms: float | None = doc("median latency at batch 1; null when not timed (not verified)")
+    p50_ms: float | None = doc(
+        "median latency at batch 1 of inference and its postprocess (NMS; none after end2end "
+        "detections); null when not timed (not verified)"
+    )
     p99_ms: float | None = doc("99th percentile; null when not timed")
     first_call_ms: float | None = doc("load + first inference in a fresh process; null when not measured")
     peak_rss_mb: float | None = doc("that process's peak resident set, MB")
@@ -82,7 +88,10 @@ class Candidate:
     mAP50: float | None = doc("mAP at IoU 0.5; null when not scored")
     mAP50_95: float | None = doc("mAP at IoU 0.5:0.95; null when not scored", key="mAP50-95")
     per_class_mAP50: dict[str, float | None] | None = doc("{class: mAP50}; null when not scored")
-    deviation: Deviation | None = doc("raw head vs the reference; null when it did not run")
+    deviation: Deviation | None = doc(
+        "raw head vs the reference (end2end: detections vs its own end2end forward's); "
+        "null when it did not run"
+    )
     verified: bool = doc("passed the suite's raw-head, detection and accuracy comparators")
     reason: str | None = doc("why it was not verified (or loaded); null when verified")
     pareto: bool = doc("on the Pareto front of (p50, mAP50-95, size)")

@@ -4,8 +4,13 @@ TIME only what verified, all in one steady-state run; pick the fastest verified 
 Verification is exactly what the test suite asserts for a backend (``verify.compare``): the raw
 head within the backend's ``TOLERANCES`` row on real val images at the deployment batch, the
 detections after NMS matched by IoU, and mAP50 / mAP50-95 / per-class mAP50 through
-``verify.accuracy.evaluate`` within the row's bounds. A point that fails any of them is kept in
-the results with the comparator's message as its ``reason`` and is never timed or recommended.
+``verify.accuracy.evaluate`` within the row's bounds. A backend whose output is end2end detections
+(no raw head, no NMS) is held to the same detection and accuracy checks against its own reference,
+the model's own end2end forward (``runtimes.backends.reference_of``). A point that fails any of
+them is kept in the results with the comparator's message as its ``reason`` and is never timed or
+recommended. Each timed call is inference plus the backend's own postprocess (NMS, or none after
+end2end detections), so an NMS-free configuration is compared with the others on what a
+deployment pays.
 
 Then the pipeline search (``tune.pipelines``): decode x preprocess x postprocess variants on the
 fastest verified configurations, checked and timed end to end on the photo-sized set.
@@ -129,6 +134,18 @@ class Context:
     ref_dets: list
     ref_accuracy: dict[str, Any] | None
     x1: np.ndarray  # the one timed input, batch 1
+    # Other references (an end2end export's), loaded and scored when a point first needs one.
+    others: dict[str, RefOutputs] = field(default_factory=dict)
+    model_reasons: dict[str, str | None] = field(default_factory=dict)  # backend -> model_unavailable
+
+
+@dataclass(frozen=True)
+class RefOutputs:
+    """One reference's outputs on the verification inputs: its raw output, detections, accuracy."""
+
+    out: np.ndarray
+    dets: list
+    accuracy: dict[str, Any] | None
 
 
 # -- steps ---------------------------------------------------------------------------------------
@@ -184,6 +201,11 @@ def load(ctx: Context, cand: Candidate) -> None:
     if reason := REGISTRY[p.backend].unavailable():
         cand.reason = f"unavailable here: {reason}"
         return
+    if p.backend not in ctx.model_reasons:
+        ctx.model_reasons[p.backend] = REGISTRY[p.backend].model_unavailable(ctx.weights)
+    if reason := ctx.model_reasons[p.backend]:
+        cand.reason = f"no artifact for these weights: {reason}"
+        return
     if p.backend not in TOLERANCES:  # checked before loading: torch.compile alone costs ~40 s
         cand.reason = f"no tolerance row for {p.backend} in verify.compare.TOLERANCES: cannot verify it"
         return
@@ -196,16 +218,40 @@ def load(ctx: Context, cand: Candidate) -> None:
         cand.reason = f"not loaded: {type(exc).__name__}: {_first_lines(str(exc))}"
 
 
+def reference(ctx: Context, name: str) -> RefOutputs:
+    """The outputs of reference ``name`` (``runtimes.backends.reference_of``), at 1 thread like
+    ``REFERENCE``'s: ``REFERENCE``'s from ``prepare``, another's loaded and scored on first use."""
+    from detbench.verify.accuracy import evaluate
+    from detbench.verify.reference import reference_detections
+
+    if name == REFERENCE:
+        return RefOutputs(ctx.ref_raw, ctx.ref_dets, ctx.ref_accuracy)
+    if name not in ctx.others:
+        ref = ctx.benches[True].load(name, BackendSettings(threads=1))
+        out = ref.run_batched(ctx.x, 1)
+        acc = None
+        if ctx.ref_accuracy is not None:
+            acc = evaluate(ref, ctx.dataset, imgsz=ctx.imgsz, limit=_limit(ctx)).to_dict()
+        dets = reference_detections(out, ctx.infos, ctx.names, output=ref.output)
+        ctx.others[name] = RefOutputs(out, dets, acc)
+    return ctx.others[name]
+
+
 def verify(ctx: Context, cand: Candidate, accuracy_cache: dict[Path, dict[str, Any]]) -> None:
-    """The suite's three comparators, in order of cost; sets ``verified`` or ``reason``."""
-    from detbench.runtimes.postprocess import postprocess
+    """The suite's three comparators, in order of cost; sets ``verified`` or ``reason``. A backend
+    without a raw head (end2end) skips the first: its detections and mAP are checked against its
+    own reference's, and its deviation is over the matched detections."""
+    from detbench.runtimes.backends import reference_of
+    from detbench.runtimes.end2end import to_detections
     from detbench.verify.accuracy import evaluate
     from detbench.verify.compare import (
+        DEVIATION_IOU,
         TOLERANCES,
         OutputMismatch,
         assert_accuracy_close,
         assert_detections_match,
         assert_outputs_close,
+        detection_deviation,
     )
 
     backend, p = cand.backend, cand.point
@@ -213,18 +259,24 @@ def verify(ctx: Context, cand: Candidate, accuracy_cache: dict[Path, dict[str, A
     tol = TOLERANCES[p.backend]
     label = p.label
     try:
+        ref = reference(ctx, reference_of(p.backend))
         raw = backend.run_batched(ctx.x, p.batch)
-        dev = assert_outputs_close(ctx.ref_raw, raw, tol, label=label)
-        cand.deviation = {"box_max_abs": dev.box_max_abs, "score_max_abs": dev.score_max_abs}
-        assert_detections_match(ctx.ref_dets, postprocess(raw, ctx.infos, ctx.names), tol, label=label)
-        if ctx.ref_accuracy is not None:
+        dets = to_detections(raw, ctx.infos, ctx.names, output=backend.output)
+        if backend.output == "raw":
+            dev = assert_outputs_close(ref.out, raw, tol, label=label)
+            cand.deviation = {"box_max_abs": dev.box_max_abs, "score_max_abs": dev.score_max_abs}
+        else:
+            d = detection_deviation(ref.dets, dets, iou=DEVIATION_IOU)
+            cand.deviation = {"box_max_abs": d.box_max_abs, "score_max_abs": d.score_max_abs}
+        assert_detections_match(ref.dets, dets, tol, label=label)
+        if ref.accuracy is not None:
             key = cand.artifact
             if key not in accuracy_cache:
                 accuracy_cache[key] = evaluate(
                     backend, ctx.dataset, imgsz=ctx.imgsz, batch=8, limit=_limit(ctx)
                 ).to_dict()
             cand.accuracy = accuracy_cache[key]
-            assert_accuracy_close(ctx.ref_accuracy, cand.accuracy, tol, label=label)
+            assert_accuracy_close(ref.accuracy, cand.accuracy, tol, label=label)
     except OutputMismatch as exc:
         cand.reason = f"failed verification: {_first_lines(str(exc), 3)}"
         return
@@ -236,10 +288,15 @@ def _limit(ctx: Context) -> int:
     return int(ctx.ref_accuracy["images"])
 
 
-def _call(backend: BaseBackend, x: np.ndarray) -> Callable[[], object]:
-    """A zero-argument call of ``backend.run(x)``; torch backends re-apply their own thread count
-    themselves (runtimes.backends._use_threads)."""
-    return lambda: backend.run(x)
+def _call(
+    backend: BaseBackend, x: np.ndarray, infos: Sequence[Any], names: Sequence[str]
+) -> Callable[[], object]:
+    """A zero-argument call of ``backend.run(x)`` and its own postprocess into detections (NMS, or none
+    for end2end output), so configurations with and without NMS are timed on the same work; torch
+    backends re-apply their own thread count themselves (runtimes.backends._use_threads)."""
+    from detbench.runtimes.end2end import to_detections
+
+    return lambda: to_detections(backend.run(x), infos, names, output=backend.output)
 
 
 def time_verified(
@@ -249,7 +306,7 @@ def time_verified(
     timed = [c for c in cands if c.verified and c.backend is not None]
     if not timed:
         return
-    fns = [_call(c.backend, ctx.x1) for c in timed]  # type: ignore[arg-type]
+    fns = [_call(c.backend, ctx.x1, ctx.infos[:1], ctx.names) for c in timed]  # type: ignore[arg-type]
     samples = s.plan.steady_state(fns, on_block=on_block)
     for c, sec in zip(timed, samples):
         c.p50_ms = float(np.percentile(sec, 50) * 1e3)
@@ -381,6 +438,13 @@ def run_search(s: TuneSettings, progress: Progress | None = None) -> TuneResult:
         notes.append("no candidate verified: nothing to recommend")
     if not s.accuracy:
         notes.append("latency only: mAP not scored (untrained weights); verified = raw head + detections")
+    for name, r in ctx.others.items():  # the tune.json reference is REFERENCE's; say what else was one
+        acc = (
+            ""
+            if r.accuracy is None
+            else f" (mAP50 {r.accuracy['mAP50']:.4f}, mAP50-95 {r.accuracy['mAP50-95']:.4f})"
+        )
+        notes.append(f"end2end candidates verified against {name}, the model's own end2end forward{acc}")
     tune = Tune(
         schema=SCHEMA,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -1,7 +1,9 @@
 """Accuracy through any backend, scored by ultralytics' own metric code (no hand-written AP).
 
 Images go through our preprocessing and the backend; NMS uses ultralytics' validation settings
-(conf 0.001, IoU 0.7, multi-label); matching is ``BaseValidator.match_predictions`` and scoring
+(conf 0.001, IoU 0.7, multi-label), and a backend whose output is end2end detections goes through
+the same function's end2end branch (no NMS: rows above conf 0.001, the first 300); matching is
+``BaseValidator.match_predictions`` and scoring
 ``DetMetrics`` / ``ap_per_class`` — the same code ``YOLO(...).val()`` runs.
 """
 
@@ -19,6 +21,7 @@ from detbench.model.train import per_class_metrics
 from detbench.runtimes.backends import BaseBackend
 from detbench.runtimes.decode import DECODERS, Decoded, DecodeVariant
 from detbench.runtimes.preprocess import preprocess, unletterbox_boxes
+from detbench.runtimes.stream import is_end2end
 
 VAL_CONF = 0.001
 VAL_IOU = 0.7
@@ -98,7 +101,13 @@ def evaluate(
         x, infos = preprocess([d.rgb for d in decoded], imgsz)
         raw = backend.run_batched(x, batch)
         preds = non_max_suppression(
-            torch.from_numpy(raw), VAL_CONF, VAL_IOU, multi_label=True, max_det=VAL_MAX_DET, max_time_img=1e6
+            torch.from_numpy(raw),
+            VAL_CONF,
+            VAL_IOU,
+            multi_label=True,
+            max_det=VAL_MAX_DET,
+            max_time_img=1e6,
+            end2end=is_end2end(backend),  # as YOLO.val() scores an NMS-free model: no NMS
         )
         for path, d, pred, info in zip(chunk, decoded, preds, infos):
             height, width = d.full_shape

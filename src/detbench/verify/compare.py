@@ -221,6 +221,44 @@ def match_detections(ref: Detections, out: Detections, *, iou: float) -> Detecti
     )
 
 
+# Pairs detections for *reporting* how far they moved (report, tune): loose, so one moved past its
+# row's IoU bound is still paired and its move shown; the row's own bound decides pass or fail.
+DEVIATION_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class DetectionDeviation:
+    """The largest differences over detections matched as ``match_detections`` matches them."""
+
+    pairs: int
+    unmatched: int  # on both sides
+    box_max_abs: float  # original-image pixels
+    score_max_abs: float
+    min_iou: float  # 1.0 without pairs
+
+    @property
+    def max_abs(self) -> float:
+        return max(self.box_max_abs, self.score_max_abs)
+
+
+def detection_deviation(
+    ref: Sequence[Detections], out: Sequence[Detections], *, iou: float
+) -> DetectionDeviation:
+    """Per image, ``ref`` and ``out`` matched at ``iou`` (same class, greedy); the worst box corner,
+    score and IoU over all pairs, and how many detections found no partner."""
+    pairs = unmatched = 0
+    box = score = 0.0
+    min_iou = 1.0
+    for r, o in zip(ref, out, strict=True):
+        m = match_detections(r, o, iou=iou)
+        pairs += len(m.pairs)
+        unmatched += len(m.unmatched_ref) + len(m.unmatched_out)
+        for ri, oi, pair_iou, ds in m.pairs:
+            box = max(box, float(np.abs(r.xyxy[ri].astype(np.float64) - o.xyxy[oi]).max()))
+            score, min_iou = max(score, ds), min(min_iou, pair_iou)
+    return DetectionDeviation(pairs, unmatched, box, score, min_iou)
+
+
 def assert_detections_match(
     ref: Sequence[Detections],
     out: Sequence[Detections],
