@@ -1,6 +1,16 @@
 """Measure what the ``onnxruntime-end2end`` tolerance row and its speed claim rest on.
 
     python scripts/measure_end2end.py [--families yolo26,yolov10] [--val-images 100] [--rounds 6]
+    python scripts/measure_end2end.py --weights best.pt --data data.yaml [--val-images 100]
+
+With ``--weights`` (a trained model with a one-to-one head), what the suite, report and tune check,
+by their own route: the end2end ONNX (``onnxruntime-end2end`` + ``postprocess_end2end``) against the
+model's own end2end forward (``pytorch-end2end`` + ultralytics' postprocess, ``verify.reference``) on
+the first ``--val-images`` val images of ``--data``: the rows, the detections matched by
+``verify.compare.match_detections`` (at ``DEVIATION_IOU``, to see the worst pair) and the mAP of both on the
+whole val split (``verify.accuracy.evaluate``).
+
+Without it:
 
 The model is each family's n scale with the baseline's classes, untrained but with BatchNorm
 statistics from 16 synthetic scenes (``untrained_checkpoint(..., bn_images=16)``: random init alone
@@ -157,6 +167,66 @@ def latency(family: str, val: list, rounds: int, calls: int, conf: float) -> dic
     }
 
 
+def suite_route(weights: str, data: str, n_images: int) -> dict:
+    """The ``--weights`` measurement: the suite's own references, postprocesses and matcher."""
+    from detbench.verify.accuracy import evaluate
+    from detbench.verify.compare import (
+        DEVIATION_IOU,
+        TOLERANCES,
+        OutputMismatch,
+        assert_detections_match,
+        detection_deviation,
+    )
+    from detbench.verify.reference import reference_detections
+
+    bench = Workbench.from_options(weights, data)
+    e2e, ref = bench.load("onnxruntime-end2end"), bench.load("pytorch-end2end")
+    ds = load_dataset(data)
+    val = ds.images("val")[:n_images]
+    x, infos = preprocess([load_image(p) for p in val], bench.imgsz)
+    ref_out, out = ref.run_batched(x, 1), e2e.run_batched(x, 8)
+    same_rows = (ref_out[..., 5] == out[..., 5]).all(axis=1) & (
+        np.abs(ref_out[..., :4] - out[..., :4]) < 0.1
+    ).all(axis=(1, 2))
+    theirs = reference_detections(ref_out, infos, bench.names, output="detections")
+    ours = postprocess_end2end(out, infos, bench.names)
+    d = detection_deviation(theirs, ours, iou=DEVIATION_IOU)
+    tol = TOLERANCES["onnxruntime-end2end"]
+    try:
+        assert_detections_match(theirs, ours, tol)
+        row = "passes"
+    except OutputMismatch as exc:
+        row = str(exc).splitlines()[0]
+    acc = {
+        n: evaluate(b, ds, imgsz=bench.imgsz, batch=1 if n == "pytorch-end2end" else 8).to_dict()
+        for n, b in (("pytorch-end2end", ref), ("onnxruntime-end2end", e2e))
+    }
+    r, o = acc["pytorch-end2end"], acc["onnxruntime-end2end"]
+    class_drop = max(
+        (v["mAP50"] or 0.0) - (o["per_class"][k]["mAP50"] or 0.0)
+        for k, v in r["per_class"].items()
+        if v["mAP50"] is not None
+    )
+    return {
+        "weights": weights,
+        "images": len(val),
+        "raw_rows_same_order_images": int(same_rows.sum()),
+        "raw_box_max_abs_px": float(np.abs(ref_out[..., :4] - out[..., :4])[same_rows].max(initial=0.0)),
+        "raw_score_max_abs": float(np.abs(ref_out[..., 4] - out[..., 4])[same_rows].max(initial=0.0)),
+        "reference_detections": sum(len(t) for t in theirs),
+        "det_pairs": d.pairs,
+        "det_unmatched": d.unmatched,
+        "det_min_iou": d.min_iou,
+        "det_max_box_abs_px": d.box_max_abs,
+        "det_max_score_diff": d.score_max_abs,
+        "tolerance_row": row,
+        "val_images_scored": r["images"],
+        "mAP50": [r["mAP50"], o["mAP50"]],
+        "mAP50-95": [r["mAP50-95"], o["mAP50-95"]],
+        "max_class_mAP50_drop": class_drop,
+    }
+
+
 def main() -> None:
     configure_environment()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -165,8 +235,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--calls", type=int, default=50)
     ap.add_argument("--conf", type=float, default=CONF)
+    ap.add_argument("--weights", help="a trained model with a one-to-one head: measure the suite's route")
+    ap.add_argument("--data", help="its data.yaml (with --weights)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.weights:
+        print(json.dumps(suite_route(args.weights, args.data, args.val_images), indent=2))
+        return
     val = load_dataset(synthetic_dataset()).images("val")[: args.val_images]
     doc = {
         f: {

@@ -101,15 +101,18 @@ TOLERANCES: dict[str, Tolerance] = {
         reason="inductor's generated C++ kernels (frozen weights) sum in another order: measured box "
         "3.7e-4 px, score 1.7e-6",
     ),
-    # Raw bounds on the (N, K, 6) rows against the model's own end2end forward; detection bounds against
-    # its own predict(nms=False). `python scripts/measure_end2end.py` (yolo26n, yolov10n untrained with
-    # BatchNorm statistics, 100 val images, 2026-12-07). mAP bounds are the fp32 contract, unmeasured:
-    # an untrained model's mAP says nothing, and one-to-one vs one-to-many differ by design anyway.
+    # Checked as detections and mAP against the model's own end2end forward (backends.reference_of;
+    # it has no raw head, so the suite's raw tests skip it): the fp32 detection and mAP contract.
+    # Measured on the cached 12-epoch yolo26n, 200 val images of its synthetic set (2026-12-07):
+    # `python scripts/measure_end2end.py --weights <yolo26n best.pt> --data <its data.yaml>
+    # --val-images 200`. The raw-row bounds stay for the rows' own check in that script and
+    # tests/test_end2end.py (untrained yolo26n/yolov10n with BatchNorm statistics: box 7.5e-3 px,
+    # score 5.6e-5, where near-tied scores did not swap rows).
     "onnxruntime-end2end": Tolerance(
         box_atol=0.03, score_atol=2e-4, rtol=1e-5, **_FP32,
-        reason="MLAS kernels, then top-k over anchors x classes: measured rows box 7.5e-3 px, score 5.6e-5 "
-        "(where near-tied scores did not swap rows: 46-56 of 100 images); detections vs the model's own "
-        "predict: every one paired, box 0.083 px, score 4.2e-4, IoU >= 0.9995 on non-degenerate boxes",
+        reason="MLAS kernels, then top-k over anchors x classes: on the trained yolo26n's 200 val images "
+        "all 858 detections of its own end2end forward paired, IoU >= 0.99990, box 1.5e-5 px, score "
+        "1.9e-6, none unmatched; mAP50 0.5619 and mAP50-95 0.3108 both ways (difference 0)",
     ),
 }  # fmt: skip
 
