@@ -214,3 +214,30 @@ def test_detection_deviation_reports_the_worst_pair_and_the_unmatched() -> None:
     d = detection_deviation(ref, to_detections(moved, [TALL], CLASS_NAMES, output="detections"), iou=0.5)
     assert (d.pairs, d.unmatched, d.min_iou) == (2, 1, pytest.approx(1.0))
     assert d.score_max_abs == pytest.approx(0.05, abs=1e-6) and d.box_max_abs < 1e-4
+
+
+def test_the_per_image_pipeline_postprocesses_end2end_output_without_nms(tmp_path: Path) -> None:
+    """The report's stage timing and tune's pipelines give each backend the postprocess of its output:
+    the end2end rows map back to the image; NMS would refuse them as a raw head."""
+    from PIL import Image
+
+    from detbench.perf.measure import reference_calls
+
+    path = tmp_path / "tall.png"
+    Image.new("RGB", (50, 100), (90, 120, 30)).save(path)
+    loaded = {
+        "onnxruntime": FakeBackend("onnxruntime", np.zeros((1, 14, 336), np.float32), "raw"),
+        "openvino": FakeBackend("openvino", np.zeros((1, 14, 336), np.float32), "raw"),
+        "onnxruntime-end2end": FakeBackend("onnxruntime-end2end", _rows(), "detections"),
+    }
+    calls = reference_calls(loaded, 128, CLASS_NAMES)
+    assert calls["onnxruntime"] is calls["openvino"] is not calls["onnxruntime-end2end"]
+    det = calls["onnxruntime-end2end"](loaded["onnxruntime-end2end"].run, path)
+    assert det.to_list() == to_detections(_rows(), [TALL], CLASS_NAMES, output="detections")[0].to_list()
+    with pytest.raises(ValueError, match="raw head shape"):
+        calls["onnxruntime"](loaded["onnxruntime-end2end"].run, path)
+    # tune's pipeline search runs a Pipeline around the loaded backend: the same postprocess.
+    from detbench.runtimes.pipeline import BackendConfig, Pipeline
+
+    config = BackendConfig("onnxruntime-end2end", 1, Path("m.onnx"), 128, CLASS_NAMES)
+    assert Pipeline(config).load(loaded["onnxruntime-end2end"])(path).to_list() == det.to_list()
