@@ -184,14 +184,6 @@ class TestTune:
             3 / 1.28
         )  # image px
 
-    def test_the_timed_call_includes_the_backends_own_postprocess(self) -> None:
-        """NMS-free and NMS configurations are timed on the same work: inference into detections."""
-        from detbench.tune.search import _call
-
-        fake = FakeBackend("onnxruntime-end2end", _rows(), "detections")
-        (det,) = _call(fake, np.zeros((1, 3, 128, 128), np.float32), [TALL], CLASS_NAMES)()
-        assert det.class_ids.tolist() == [3, 7, 1]
-
     def test_a_model_without_a_one_to_one_head_gets_a_reason_not_an_artifact(self, baseline: Path) -> None:
         from detbench.tune.search import Candidate, load
         from detbench.tune.space import Point

@@ -144,14 +144,28 @@ class TestSearch:
     def test_top_configs_are_the_fastest_verified(self) -> None:
         """Verified and timed only, lowest inference p50 first, ties in search order."""
         c = [
-            {"verified": True, "p50_ms": 3.0},
-            {"verified": False, "p50_ms": None},
-            {"verified": True, "p50_ms": 1.0},
-            {"verified": True, "p50_ms": 3.0},
+            {"backend": "onnxruntime", "verified": True, "p50_ms": 3.0},
+            {"backend": "openvino", "verified": False, "p50_ms": None},
+            {"backend": "openvino", "verified": True, "p50_ms": 1.0},
+            {"backend": "onnxruntime", "verified": True, "p50_ms": 3.0},
         ]
         assert pipelines.top_configs(c, 2) == [2, 0]
         assert pipelines.top_configs(c, 5) == [2, 0, 3]
         assert pipelines.top_configs([c[1]], 2) == []
+
+    def test_the_fastest_nms_free_config_is_searched_end_to_end(self) -> None:
+        """An end2end configuration slower in inference-only p50 still gets its end-to-end chance:
+        NMS, what it saves, is outside p50. Only the fastest one, and only once."""
+        c = [
+            {"backend": "onnxruntime", "verified": True, "p50_ms": 1.0},
+            {"backend": "openvino", "verified": True, "p50_ms": 2.0},
+            {"backend": "onnxruntime-end2end", "verified": True, "p50_ms": 4.0},
+            {"backend": "onnxruntime-end2end", "verified": True, "p50_ms": 3.0},
+            {"backend": "onnxruntime-end2end", "verified": False, "p50_ms": None},
+        ]
+        assert pipelines.top_configs(c, 2) == [0, 1, 3]
+        assert pipelines.top_configs(c, 3) == [0, 1, 3]
+        assert pipelines.top_configs(c, 1) == [0, 3]
 
     def test_fastest_admitted_pipeline_is_recommended(self, photos, broken_decode) -> None:
         """Configurations x decode x preprocess x postprocess in order; the out-of-bounds reduced decode,

@@ -77,8 +77,8 @@ class Candidate:
     label: str = doc('"backend Nt" plus " static" for a static batch')
     artifact: str | None = doc("the artifact; null when it could not be built")
     p50_ms: float | None = doc(
-        "median latency at batch 1 of inference and its postprocess (NMS; none after end2end "
-        "detections); null when not timed (not verified)"
+        "median inference latency at batch 1 (an end2end export's in-graph ranking included, NMS not); "
+        "null when not timed (not verified)"
     )
     p99_ms: float | None = doc("99th percentile; null when not timed")
     first_call_ms: float | None = doc("load + first inference in a fresh process; null when not measured")
