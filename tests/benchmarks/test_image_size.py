@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from detbench.plugin.compat import timing_enabled
-from detbench.plugin.fixtures import backend_params
+from detbench.plugin.fixtures import backend_params, load_or_skip
 
 from .conftest import ASSETS, anchors
 
@@ -26,7 +26,7 @@ def backend_640(request: pytest.FixtureRequest, workbench_640):
         # per torch env in CI), and with timing off it would buy one call of a graph the suite
         # already checks at 128 px.
         pytest.skip("timing off: pytorch-compile at 640 px compiles only when timed (--benchmark-enable)")
-    return workbench_640.load(request.param)
+    return load_or_skip(workbench_640, request.param)
 
 
 def test_latency_yolov8n_640_batch1(timed, backend_640, make_input, model_info) -> None:

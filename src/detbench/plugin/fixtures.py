@@ -119,14 +119,20 @@ def backend(request: pytest.FixtureRequest, workbench):
     """Every registered backend, loaded once per session. Test bodies never branch on its name; one
     these weights have no artifact for (end2end on a head without a one-to-one branch) is skipped
     with the backend's one-line reason."""
+    return load_or_skip(workbench, request.param)
+
+
+def load_or_skip(workbench, name: str):
+    """``workbench.load(name)``; skipped with the backend's one-line reason where these weights have
+    no artifact for it (end2end on a head without a one-to-one branch)."""
     from detbench.runtimes.backends import REGISTRY
     from detbench.testing.requirements import require_backend
 
     # OpenVINO is a declared dependency: missing is a failure (-m "not openvino" deselects).
-    require_backend(request.param)
-    if reason := REGISTRY[request.param].model_unavailable(workbench.weights):
-        pytest.skip(f"{request.param}: {reason}")
-    return workbench.load(request.param)
+    require_backend(name)
+    if reason := REGISTRY[name].model_unavailable(workbench.weights):
+        pytest.skip(f"{name}: {reason}")
+    return workbench.load(name)
 
 
 @pytest.fixture(scope="session")
