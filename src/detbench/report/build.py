@@ -15,7 +15,7 @@ report.json is ``report.records.Report``: its keys, JSON types and meanings are 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,34 +152,26 @@ def build_report(s: ReportSettings, console: Any = None) -> Report:
             lambda _t: steps.measure_deviation(loaded, x_dev, dev_infos, inp.info.names, refs),
         )
         store = AccuracyStore(paths.cache_root() / "accuracy")
-        acc, acc_notes = st.run(
-            "accuracy",
-            "accuracy",
-            lambda task: steps.measure_accuracy(
-                loaded,
-                inp,
-                s.batch,
-                lambda _n, k: adv(task, k),
-                store=store,
-                reuse=not s.remeasure_accuracy,
-            ),
-            inp.n_val * len(names),
-        )
-        ref_acc: dict[str, dict[str, Any]] = {}
-        if refs:  # an end2end export's reference is scored (or reused) the same way
-            ref_acc, ref_notes = st.run(
+
+        def scored(backends: Mapping[str, Any], label: str) -> Any:  # measured, or reused from store
+            return st.run(
                 "accuracy",
-                f"accuracy ({', '.join(refs)})",
+                label,
                 lambda task: steps.measure_accuracy(
-                    refs,
+                    backends,
                     inp,
                     s.batch,
                     lambda _n, k: adv(task, k),
                     store=store,
                     reuse=not s.remeasure_accuracy,
                 ),
-                inp.n_val * len(refs),
+                inp.n_val * len(backends),
             )
+
+        acc, acc_notes = scored(loaded, "accuracy")
+        ref_acc: dict[str, dict[str, Any]] = {}
+        if refs:  # an end2end export's reference is scored (or reused) the same way
+            ref_acc, ref_notes = scored(refs, f"accuracy ({', '.join(refs)})")
             acc_notes += ref_notes
         notes += steps.reused_accuracy_notes({**ref_acc, **acc}) + acc_notes
         checks += steps.accuracy_checks(acc, per_class=not s.quick, references=ref_acc)
