@@ -145,8 +145,8 @@ def measure_stages(
 def reference_calls(loaded: Mapping[str, Any], imgsz: int, names: Any) -> dict[str, StageCalls]:
     """Each stage's reference variant for each backend (``runtimes.pipeline.stage_calls``), made once
     per kind of output: NMS after a raw head, the end2end postprocess after end2end detections."""
+    from detbench.runtimes.end2end import is_end2end
     from detbench.runtimes.pipeline import stage_calls
-    from detbench.runtimes.stream import is_end2end
 
     made: dict[bool, StageCalls] = {}
     out = {}

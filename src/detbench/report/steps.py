@@ -127,8 +127,8 @@ def measure_photo_pipelines(
     after its detections on ``photos`` through that backend match the reference pipeline's within
     ``verify.decode``'s row); a refused backend's row gives the reason, and nothing of it is timed."""
     from detbench.perf.measure import measure_pipelines, reference_calls
+    from detbench.runtimes.end2end import is_end2end
     from detbench.runtimes.pipeline import REFERENCES, STAGES, BackendConfig, Pipeline
-    from detbench.runtimes.stream import is_end2end
     from detbench.tune.pipelines import Config, admit
 
     per_image = [n for n, b in loaded.items() if b.dynamic_batch or b.spec.batch == 1]

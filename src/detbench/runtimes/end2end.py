@@ -36,6 +36,11 @@ def postprocess_end2end(
     return detections_from_rows(kept, infos, names)
 
 
+def is_end2end(backend: object) -> bool:
+    """The backend's output is already detections (the end2end export): postprocess without NMS."""
+    return getattr(backend, "output", "raw") == "detections"
+
+
 def to_detections(
     out: np.ndarray,
     infos: Sequence[LetterboxInfo],

@@ -38,7 +38,7 @@ import numpy as np
 from detbench.runtimes.backends import BackendSettings, BaseBackend, PyTorchBackend, create
 from detbench.runtimes.decode import DECODERS, Decoded, DecodeVariant, ImageSize, Source
 from detbench.runtimes.decode import REFERENCE as DECODE_REFERENCE
-from detbench.runtimes.end2end import postprocess_end2end
+from detbench.runtimes.end2end import is_end2end, postprocess_end2end
 from detbench.runtimes.postprocess import CONF, IOU, MAX_DET, Detections, postprocess, postprocess_numpy
 from detbench.runtimes.preprocess import ImageLike, LeanPreprocessor, LetterboxInfo, Mode, preprocess
 
@@ -352,8 +352,7 @@ class LoadedPipeline:
         self.backend = backend
         self.conf, self.iou, self.max_det = conf, iou, max_det
         # An end2end backend's output is already detections: its postprocess has no NMS to run.
-        end2end = getattr(backend, "output", "raw") == "detections"
-        self.calls = spec.calls(conf=conf, iou=iou, max_det=max_det, end2end=end2end)
+        self.calls = spec.calls(conf=conf, iou=iou, max_det=max_det, end2end=is_end2end(backend))
 
     @property
     def names(self) -> tuple[str, ...]:

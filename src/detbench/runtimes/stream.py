@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
+from detbench.runtimes.end2end import is_end2end
 from detbench.runtimes.postprocess import CONF, IOU, MAX_DET, Detections
 
 if TYPE_CHECKING:
@@ -71,11 +72,6 @@ class _Prepared:
     x: np.ndarray | None = None
     state: Any = None  # what the pipeline's postprocess takes beside the raw output
     error: Exception | None = None
-
-
-def is_end2end(backend: object) -> bool:
-    """The backend's output is already detections (the end2end export): postprocess without NMS."""
-    return getattr(backend, "output", "raw") == "detections"
 
 
 class ImagePipeline:

@@ -20,8 +20,8 @@ from detbench.data.datasets import Dataset
 from detbench.model.train import per_class_metrics
 from detbench.runtimes.backends import BaseBackend
 from detbench.runtimes.decode import DECODERS, Decoded, DecodeVariant
+from detbench.runtimes.end2end import is_end2end
 from detbench.runtimes.preprocess import preprocess, unletterbox_boxes
-from detbench.runtimes.stream import is_end2end
 
 VAL_CONF = 0.001
 VAL_IOU = 0.7
