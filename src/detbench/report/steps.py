@@ -303,14 +303,11 @@ def measure_deviation(
         if backend.output == "raw":
             checks.append(verdict.tolerance_check(name, ref_out[r], raw))
             d = deviation(ref_out[r], raw)
-            out[name] = Deviation(
-                images=len(x), max_abs=d.max_abs, box_max_abs=d.box_max_abs, score_max_abs=d.score_max_abs
-            )
-            continue
-        ref_dets = reference_detections(ref_out[r], infos, names, output=refs[r].output)
-        dets = to_detections(raw, infos, names, output=backend.output)
-        checks.append(verdict.detections_check(name, ref_dets, dets))
-        d = detection_deviation(ref_dets, dets, iou=DEVIATION_IOU)
+        else:
+            ref_dets = reference_detections(ref_out[r], infos, names, output=refs[r].output)
+            dets = to_detections(raw, infos, names, output=backend.output)
+            checks.append(verdict.detections_check(name, ref_dets, dets))
+            d = detection_deviation(ref_dets, dets, iou=DEVIATION_IOU)
         out[name] = Deviation(
             images=len(x), max_abs=d.max_abs, box_max_abs=d.box_max_abs, score_max_abs=d.score_max_abs
         )

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detbench.runtimes.postprocess import CONF, IOU, MAX_DET, Detections, postprocess, ultralytics_nms
+from detbench.runtimes.end2end import to_detections
+from detbench.runtimes.postprocess import CONF, IOU, MAX_DET, Detections, ultralytics_nms
 from detbench.runtimes.preprocess import LetterboxInfo
 
 
@@ -30,10 +31,8 @@ def reference_detections(
 ) -> list[Detections]:
     """The reference's output ``out`` (its backend's ``output``: "raw" or "detections") as detections
     in original-image pixels, by ultralytics' own postprocessing."""
-    if output == "raw":
-        return postprocess(out, infos, names, conf=conf, iou=iou, max_det=max_det)
-    if output != "detections":
-        raise ValueError(f"unknown backend output {output!r}: 'raw' or 'detections'")
+    if output != "detections":  # a raw head: the NMS every backend's reference has always had
+        return to_detections(out, infos, names, output=output, conf=conf, iou=iou, max_det=max_det)
     import torch
     from ultralytics.utils import ops
 
