@@ -34,6 +34,16 @@ FAMILIES = {
     "yolov5": ("nu", 24, "Detect", True, False),
     "yolov9": ("t", 22, "Detect", True, False),  # v9's smallest scale is t
 }
+# family: the layers holding a self-attention module (ultralytics Attention / AAttn) at that scale.
+ATTENTION_LAYERS = {
+    "yolov8": (),
+    "yolo11": (10,),  # C2PSA
+    "yolo12": (6, 8),  # A2C2f with area attention
+    "yolo26": (10, 22),  # C2PSA, and the P5 neck's attention C3k2
+    "yolov10": (10,),  # PSA
+    "yolov5": (),
+    "yolov9": (),
+}
 IMGSZ = 64  # small: the head's structure and node names do not depend on the input size
 NAMES = ("a", "b", "c")
 # Two calibration images and MinMax: which nodes stay float does not depend on the calibration.
@@ -104,13 +114,35 @@ def test_onnx_int8_keeps_the_head_in_float(family: str, exporter: Exporter) -> N
     assert not inside, f"{len(inside)} quantization nodes in the head, e.g. {inside[:3]}"
 
 
+def test_attention_layers_are_found_by_structure(family: str, exporter: Exporter) -> None:
+    """The attention layers are those holding an Attention / AAttn module, and their prefix names the
+    exported attention's activation MatMuls and Softmax; NNCF keeps them in float and takes MINMAX
+    activation ranges only where there is one: YOLOv8 has none, so its recipes keep their literals
+    (test_the_v8n_baseline_keeps_its_recipes_and_cache_keys)."""
+    import onnx
+
+    expected = ATTENTION_LAYERS[family]
+    assert exporter.attention == tuple(f"/model.{i}/" for i in expected)
+    # NNCF's MINMAX activation ranges for a model with attention only (YOLOv8n's artifact unchanged).
+    assert exporter.settings_for("openvino-int8").nncf.attention_ranges == ("MINMAX" if expected else None)
+    nodes = onnx.load(str(exporter.get("onnx").path)).graph.node
+    for prefix in exporter.attention:
+        ops = {n.op_type for n in nodes if prefix in n.name}
+        assert {"MatMul", "Softmax"} <= ops, (prefix, sorted(ops))
+    outside = [
+        n.name for n in nodes if n.op_type == "MatMul" and not any(p in n.name for p in exporter.attention)
+    ]
+    assert not outside, f"attention outside the layers found: {outside[:3]}"
+
+
 @pytest.mark.openvino
 @pytest.mark.parametrize("family", ["yolov8", "yolo11", "yolo26"])
 def test_openvino_int8_ignored_scope_validates(family: str, dataset) -> None:
     """NNCF's ignored scope (strictly validated: every pattern must match) fits each head: YOLOv8's
     model.22, YOLO11's model.23 and YOLO26's head without DFL. A depthwise class branch (YOLO11,
     YOLO26) stays in float whole: no FakeQuantize feeds any of its convs; YOLOv8's full-conv class
-    branch and every box branch stay quantized, as before."""
+    branch and every box branch stay quantized, as before. Each attention layer (YOLO11, YOLO26)
+    stays in float whole: no FakeQuantize feeds a conv or MatMul in it."""
     import openvino as ov
 
     exp = _exporter(family, dataset.images("train")[:2])
@@ -127,6 +159,16 @@ def test_openvino_int8_ignored_scope_validates(family: str, dataset) -> None:
     assert len(cls) >= 9 and len(box) == 9, sorted(fed)
     assert all(box), "the box branch's convs are quantized"
     assert not any(cls) if depthwise_cls else all(cls), f"{sum(cls)} of {len(cls)} class convs quantized"
+    model = ov.Core().read_model(str(xml))
+    for i in ATTENTION_LAYERS[family]:
+        inside = [
+            op for op in model.get_ops()
+            if f"/model.{i}/" in op.get_friendly_name() and op.get_type_name() in ("Convolution", "MatMul")
+        ]  # fmt: skip
+        fed = [op.get_friendly_name() for op in inside if any(
+            v.get_node().get_type_name() == "FakeQuantize" for v in op.input_values()
+        )]  # fmt: skip
+        assert inside and not fed, f"layer {i}: {len(fed)} of {len(inside)} convs/MatMuls quantized"
 
 
 def test_the_v8n_baseline_keeps_its_recipes_and_cache_keys(baseline: Path, tmp_path: Path) -> None:
@@ -142,6 +184,7 @@ def test_the_v8n_baseline_keeps_its_recipes_and_cache_keys(baseline: Path, tmp_p
                 r".*/model\.22/dfl/.*",
                 r".*/model\.22/(Sub|Add|Mul|Div|Concat|Sigmoid)[^/]*",
             ),
+            attention_ranges=None,  # no attention layer: NNCF's default ranges, as before
         ),
     )
     before = Exporter(baseline, literal, cache=exp.cache)

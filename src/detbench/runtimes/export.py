@@ -64,6 +64,9 @@ HEAD_DFL = "{head_dfl}"  # its DFL's prefix; a pattern naming it is dropped for 
 # Its class branch's prefix where that branch holds depthwise convs (YOLO11/12/26/v10); a pattern
 # naming it is dropped for any other head (YOLOv8's), whose recipe, cache key and artifact it leaves alone.
 HEAD_CLS_DW = "{head_cls_dw}"
+# Each attention layer's prefix (model.attention: YOLO11's C2PSA, YOLO12's A2C2f, YOLO26's C2PSA and
+# attention C3k2), one pattern per layer; dropped for a model without one (YOLOv8n keeps its key).
+ATTENTION = "{attention}"
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,10 @@ class NncfRecipe:
     in float: with NNCF's defaults mAP50-95 fell 0.037 (issue 11), with this recipe 0.0024. A class
     branch of depthwise + pointwise convs (YOLO11/12/26/v10) is kept in float whole: quantized, it
     moved a 5-epoch YOLO26n's matched detection score 0.256 (> det_score 0.25), in float 0.113
-    (README "Model families", scripts/measure_family_int8.py).
+    (README "Model families", scripts/measure_family_int8.py). A layer holding self-attention
+    (model.attention: YOLO11's C2PSA, YOLO12's A2C2f, YOLO26's C2PSA and attention C3k2) is kept in
+    float whole, and such a model's activation ranges are each tensor's min and max (MINMAX); a model
+    without attention (YOLOv8n) gets neither, so its recipe, cache key and artifact are unchanged.
     """
 
     calibration_images: int = 128  # NNCF's subset_size: statistics are reduced per image, so
@@ -139,16 +145,26 @@ class NncfRecipe:
         rf".*{HEAD_DFL}.*",
         rf".*{HEAD}(Sub|Add|Mul|Div|Concat|Sigmoid)[^/]*",  # not the convs' Swish (.../act/Mul)
         rf".*{HEAD_CLS_DW}.*",
+        # Quantized, YOLO11n's C2PSA moved a drawn scene's class score 0.58 (atol 0.4); in float 0.17.
+        rf".*{ATTENTION}.*",
     )
     ignored_types: tuple[str, ...] = ("Sigmoid",)
     calib_seed: int = 0
+    # Activation ranges of a model with attention layers (nncf RangeEstimatorParametersSet member): each
+    # tensor's min and max, not NNCF's default, which clipped YOLO26n's val score 0.68 -> 0.43 (0.26 >
+    # det_score 0.25; MINMAX 0.09). None (NNCF's default): set by for_head for a model without attention.
+    attention_ranges: str | None = "MINMAX"
 
-    def for_head(self, head: DetectHead) -> NncfRecipe:
-        """This recipe with HEAD / HEAD_DFL / HEAD_CLS_DW replaced by ``head``'s (escaped) prefixes; a
-        pattern of the DFL or of a depthwise class branch is dropped where the head has none, or NNCF
-        would refuse it as matching nothing."""
+    def for_head(self, head: DetectHead, attention: Sequence[str] = ()) -> NncfRecipe:
+        """This recipe with HEAD / HEAD_DFL / HEAD_CLS_DW replaced by ``head``'s (escaped) prefixes,
+        and a pattern naming ATTENTION repeated for each of the ``attention`` layers' prefixes
+        (model.attention.attention_prefixes); a pattern of the DFL, of a depthwise class branch or of
+        attention is dropped where the model has none, or NNCF would refuse it as matching nothing."""
         patterns = []
         for p in self.ignored_patterns:
+            if ATTENTION in p:
+                patterns += [p.replace(ATTENTION, re.escape(a)) for a in attention]
+                continue
             for placeholder, prefix in (
                 (HEAD_DFL, head.dfl_prefix),
                 (HEAD_CLS_DW, head.depthwise_cls_prefix),
@@ -159,7 +175,8 @@ class NncfRecipe:
                     p = p.replace(placeholder, re.escape(prefix))
             else:
                 patterns.append(p.replace(HEAD, re.escape(head.prefix)))
-        return replace(self, ignored_patterns=tuple(patterns))
+        ranges = self.attention_ranges if attention else None
+        return replace(self, ignored_patterns=tuple(patterns), attention_ranges=ranges)
 
 
 @dataclass(frozen=True)
@@ -388,7 +405,7 @@ def _check_patterns(path: Path, patterns: Sequence[str], names: Sequence[str]) -
     """Each NNCF ignored pattern matches some node (as NNCF matches them: ``re.match``); said in our
     one line before NNCF would raise its multi-line ValidationError."""
     for p in patterns:
-        if HEAD in p or HEAD_DFL in p:
+        if HEAD in p or HEAD_DFL in p or ATTENTION in p:
             raise ValueError(
                 "NncfRecipe.ignored_patterns names the Detect head: fill it in first (NncfRecipe.for_head)"
             )
@@ -434,6 +451,17 @@ def build_onnx_int8(
     onnx.save(proto, str(dest))
 
 
+def _range_estimator(name: str | None) -> dict[str, object]:
+    """nncf.quantize's keyword for activation ranges by the named estimator; none for NNCF's default."""
+    if name is None:
+        return {}
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    params = getattr(RangeEstimatorParametersSet, name)
+    return {"advanced_parameters": AdvancedQuantizationParameters(activations_range_estimator_params=params)}
+
+
 def build_openvino_int8(
     ir_dir: Path, dest: Path, settings: ExportSettings, calib_images: Sequence[Path]
 ) -> None:
@@ -458,6 +486,7 @@ def build_openvino_int8(
                 preset=getattr(nncf.QuantizationPreset, recipe.preset),
                 subset_size=len(batches),
                 ignored_scope=scope,
+                **_range_estimator(recipe.attention_ranges),
             )
     finally:
         nncf_log.setLevel(level)
@@ -496,16 +525,31 @@ class Exporter:
         return self.calib_images
 
     @functools.cached_property
+    def _structure(self) -> tuple[DetectHead, tuple[str, ...]]:
+        """The weights' Detect head and attention layers' prefixes, found by structure (loads the
+        checkpoint: only INT8 asks)."""
+        from detbench.model.attention import attention_prefixes
+
+        module, info = load_detection_model(self.weights)
+        return info.head, attention_prefixes(module.model)
+
+    @property
     def head(self) -> DetectHead:
-        """The weights' Detect head, found by structure (loads the checkpoint: only INT8 asks)."""
-        return load_detection_model(self.weights)[1].head
+        """The weights' Detect head, found by structure."""
+        return self._structure[0]
+
+    @property
+    def attention(self) -> tuple[str, ...]:
+        """Node-name prefixes of the weights' attention layers (``/model.10/``), found by structure."""
+        return self._structure[1]
 
     def settings_for(self, fmt: str) -> ExportSettings:
-        """The settings ``fmt`` is built with: the INT8 recipes filled in with this model's head."""
+        """The settings ``fmt`` is built with: the INT8 recipes filled in with this model's head (and,
+        for NNCF, its attention layers)."""
         if fmt == "onnx-int8":
             return replace(self.settings, int8=self.settings.int8.for_head(self.head))
         if fmt == "openvino-int8":
-            return replace(self.settings, nncf=self.settings.nncf.for_head(self.head))
+            return replace(self.settings, nncf=self.settings.nncf.for_head(self.head, self.attention))
         return self.settings
 
     def fields(self, fmt: str) -> dict:
@@ -513,6 +557,8 @@ class Exporter:
         for key, owner in ExportSettings.OWN.items():
             if fmt != owner:
                 s.pop(key)  # e.g. the INT8 recipe must not invalidate the fp32 artifacts
+        if s.get("nncf", {}).get("attention_ranges", "") is None:
+            del s["nncf"]["attention_ranges"]  # NNCF's default: absent, so YOLOv8n's key stays as it was
         tools = {p: package_version(p) for p in FORMAT_TOOLS.get(fmt, ())}
         return {
             "exporter": EXPORTER_VERSION,
