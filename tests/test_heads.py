@@ -124,7 +124,10 @@ def test_attention_layers_are_found_by_structure(family: str, exporter: Exporter
     expected = ATTENTION_LAYERS[family]
     assert exporter.attention == tuple(f"/model.{i}/" for i in expected)
     # NNCF's MINMAX activation ranges for a model with attention only (YOLOv8n's artifact unchanged).
-    assert exporter.settings_for("openvino-int8").nncf.attention_ranges == ("MINMAX" if expected else None)
+    nncf = exporter.settings_for("openvino-int8").nncf
+    assert nncf.attention_ranges == ("MINMAX" if expected else None)
+    # ... and int8 weight-only compression of those layers (YOLOv8n's recipe unchanged).
+    assert nncf.attention_weights == ("INT8_SYM" if expected else None)
     nodes = onnx.load(str(exporter.get("onnx").path)).graph.node
     for prefix in exporter.attention:
         ops = {n.op_type for n in nodes if prefix in n.name}
@@ -142,7 +145,9 @@ def test_openvino_int8_ignored_scope_validates(family: str, dataset) -> None:
     model.22, YOLO11's model.23 and YOLO26's head without DFL. A depthwise class branch (YOLO11,
     YOLO26) stays in float whole: no FakeQuantize feeds any of its convs; YOLOv8's full-conv class
     branch and every box branch stay quantized, as before. Each attention layer (YOLO11, YOLO26)
-    stays in float whole: no FakeQuantize feeds a conv or MatMul in it."""
+    keeps float activations (no FakeQuantize feeds a conv or MatMul in it) and int8 weights (each conv's
+    weight is an int8 Constant, decompressed on load), but for a conv reading one output of a
+    multi-output node, which OpenVINO's CPU plugin cannot compile so (runtimes/export._compress_only)."""
     import openvino as ov
 
     exp = _exporter(family, dataset.images("train")[:2])
@@ -169,6 +174,20 @@ def test_openvino_int8_ignored_scope_validates(family: str, dataset) -> None:
             v.get_node().get_type_name() == "FakeQuantize" for v in op.input_values()
         )]  # fmt: skip
         assert inside and not fed, f"layer {i}: {len(fed)} of {len(inside)} convs/MatMuls quantized"
+        convs = [
+            op for op in inside
+            if op.get_type_name() == "Convolution" and op.input_value(0).get_node().get_output_size() == 1
+        ]  # fmt: skip
+        floats = [op.get_friendly_name() for op in convs if not _int8_weight(op)]
+        assert convs and not floats, f"layer {i}: {len(floats)} of {len(convs)} conv weights not int8"
+
+
+def _int8_weight(op) -> bool:
+    """Whether ``op``'s weight is an int8 Constant behind its decompression (Convert, Subtract, Multiply)."""
+    node = op.input_value(1).get_node()
+    while node.get_type_name() in ("Multiply", "Subtract", "Convert", "Reshape"):
+        node = node.input_value(0).get_node()
+    return node.get_type_name() == "Constant" and node.get_element_type().get_type_name() in ("i8", "u8")
 
 
 def test_the_v8n_baseline_keeps_its_recipes_and_cache_keys(baseline: Path, tmp_path: Path) -> None:
@@ -185,6 +204,7 @@ def test_the_v8n_baseline_keeps_its_recipes_and_cache_keys(baseline: Path, tmp_p
                 r".*/model\.22/(Sub|Add|Mul|Div|Concat|Sigmoid)[^/]*",
             ),
             attention_ranges=None,  # no attention layer: NNCF's default ranges, as before
+            attention_weights=None,  # ... and no weight-only compression
         ),
     )
     before = Exporter(baseline, literal, cache=exp.cache)

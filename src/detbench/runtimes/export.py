@@ -64,9 +64,6 @@ HEAD_DFL = "{head_dfl}"  # its DFL's prefix; a pattern naming it is dropped for 
 # Its class branch's prefix where that branch holds depthwise convs (YOLO11/12/26/v10); a pattern
 # naming it is dropped for any other head (YOLOv8's), whose recipe, cache key and artifact it leaves alone.
 HEAD_CLS_DW = "{head_cls_dw}"
-# Each attention layer's prefix (model.attention: YOLO11's C2PSA, YOLO12's A2C2f, YOLO26's C2PSA and
-# attention C3k2), one pattern per layer; dropped for a model without one (YOLOv8n keeps its key).
-ATTENTION = "{attention}"
 
 
 @dataclass(frozen=True)
@@ -132,8 +129,9 @@ class NncfRecipe:
     moved a 5-epoch YOLO26n's matched detection score 0.256 (> det_score 0.25), in float 0.113
     (README "Model families", scripts/measure_family_int8.py). A layer holding self-attention
     (model.attention: YOLO11's C2PSA, YOLO12's A2C2f, YOLO26's C2PSA and attention C3k2) is kept in
-    float whole, and such a model's activation ranges are each tensor's min and max (MINMAX); a model
-    without attention (YOLOv8n) gets neither, so its recipe, cache key and artifact are unchanged.
+    float whole, its weights stored int8 (weight-only compression, so the artifact stays INT8-sized),
+    and such a model's activation ranges are each tensor's min and max (MINMAX); a model without
+    attention (YOLOv8n) gets none of these, so its recipe, cache key and artifact are unchanged.
     """
 
     calibration_images: int = 128  # NNCF's subset_size: statistics are reduced per image, so
@@ -145,8 +143,6 @@ class NncfRecipe:
         rf".*{HEAD_DFL}.*",
         rf".*{HEAD}(Sub|Add|Mul|Div|Concat|Sigmoid)[^/]*",  # not the convs' Swish (.../act/Mul)
         rf".*{HEAD_CLS_DW}.*",
-        # Quantized, YOLO11n's C2PSA moved a drawn scene's class score 0.58 (atol 0.4); in float 0.17.
-        rf".*{ATTENTION}.*",
     )
     ignored_types: tuple[str, ...] = ("Sigmoid",)
     calib_seed: int = 0
@@ -154,17 +150,21 @@ class NncfRecipe:
     # tensor's min and max, not NNCF's default, which clipped YOLO26n's val score 0.68 -> 0.43 (0.26 >
     # det_score 0.25; MINMAX 0.09). None (NNCF's default): set by for_head for a model without attention.
     attention_ranges: str | None = "MINMAX"
+    # The attention layers' node patterns (``.*/model\.10/.*``), filled by for_head: kept out of
+    # activation quantization, since quantized, YOLO11n's C2PSA moved a drawn scene's class score 0.58
+    # (atol 0.4), in float 0.17.
+    attention: tuple[str, ...] = ()
+    # Their weights' weight-only compression (nncf CompressWeightsMode member): in fp32 they made
+    # YOLO11n's artifact 0.384 x openvino's, over the 0.35 size budget. None: no attention layer.
+    attention_weights: str | None = "INT8_SYM"
 
     def for_head(self, head: DetectHead, attention: Sequence[str] = ()) -> NncfRecipe:
         """This recipe with HEAD / HEAD_DFL / HEAD_CLS_DW replaced by ``head``'s (escaped) prefixes,
-        and a pattern naming ATTENTION repeated for each of the ``attention`` layers' prefixes
-        (model.attention.attention_prefixes); a pattern of the DFL, of a depthwise class branch or of
-        attention is dropped where the model has none, or NNCF would refuse it as matching nothing."""
+        and ``attention`` holding one pattern for each of the ``attention`` layers' prefixes
+        (model.attention.attention_prefixes); a pattern of the DFL or of a depthwise class branch is
+        dropped where the head has none, or NNCF would refuse it as matching nothing."""
         patterns = []
         for p in self.ignored_patterns:
-            if ATTENTION in p:
-                patterns += [p.replace(ATTENTION, re.escape(a)) for a in attention]
-                continue
             for placeholder, prefix in (
                 (HEAD_DFL, head.dfl_prefix),
                 (HEAD_CLS_DW, head.depthwise_cls_prefix),
@@ -175,8 +175,13 @@ class NncfRecipe:
                     p = p.replace(placeholder, re.escape(prefix))
             else:
                 patterns.append(p.replace(HEAD, re.escape(head.prefix)))
-        ranges = self.attention_ranges if attention else None
-        return replace(self, ignored_patterns=tuple(patterns), attention_ranges=ranges)
+        return replace(
+            self,
+            ignored_patterns=tuple(patterns),
+            attention=tuple(rf".*{re.escape(a)}.*" for a in attention),
+            attention_ranges=self.attention_ranges if attention else None,
+            attention_weights=self.attention_weights if attention else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -405,7 +410,7 @@ def _check_patterns(path: Path, patterns: Sequence[str], names: Sequence[str]) -
     """Each NNCF ignored pattern matches some node (as NNCF matches them: ``re.match``); said in our
     one line before NNCF would raise its multi-line ValidationError."""
     for p in patterns:
-        if HEAD in p or HEAD_DFL in p or ATTENTION in p:
+        if HEAD in p or HEAD_DFL in p:
             raise ValueError(
                 "NncfRecipe.ignored_patterns names the Detect head: fill it in first (NncfRecipe.for_head)"
             )
@@ -462,6 +467,32 @@ def _range_estimator(name: str | None) -> dict[str, object]:
     return {"advanced_parameters": AdvancedQuantizationParameters(activations_range_estimator_params=params)}
 
 
+def _compress_only(model: object, patterns: Sequence[str], mode: str) -> object:
+    """``model`` with the weights of the nodes ``patterns`` match (and of no other) stored in ``mode``,
+    weight-only: their activations stay float."""
+    import nncf
+
+    # NNCF's ignored scope says what to leave, and it also skips a weight whose own Constant it names:
+    # so list the other layers by name, not by a negated pattern (that would name the weights too).
+    # OpenVINO 2026.4's CPU plugin cannot compile a weight-compressed 1x1 conv that reads one output of
+    # a multi-output node (ConvertWeightCompressedConv1x1ToMatmul: "Default output not supported", on
+    # the qkv conv after C2PSA's Split): such a conv keeps float weights.
+    others = [
+        op.get_friendly_name()
+        for op in model.get_ops()
+        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")
+        and (
+            not any(re.match(p, op.get_friendly_name()) for p in patterns)
+            or op.input_value(0).get_node().get_output_size() > 1
+        )
+    ]
+    return nncf.compress_weights(
+        model,
+        mode=getattr(nncf.CompressWeightsMode, mode),
+        ignored_scope=nncf.IgnoredScope(names=others, validate=False),
+    )
+
+
 def build_openvino_int8(
     ir_dir: Path, dest: Path, settings: ExportSettings, calib_images: Sequence[Path]
 ) -> None:
@@ -471,9 +502,10 @@ def build_openvino_int8(
 
     recipe = settings.nncf
     model = ov.Core().read_model(str(ir_dir / "model.xml"))
-    _check_patterns(ir_dir, recipe.ignored_patterns, [op.get_friendly_name() for op in model.get_ops()])
+    floated = (*recipe.ignored_patterns, *recipe.attention)
+    _check_patterns(ir_dir, floated, [op.get_friendly_name() for op in model.get_ops()])
     batches = calibration_batches(calib_images, recipe, settings.imgsz)
-    scope = nncf.IgnoredScope(patterns=list(recipe.ignored_patterns), types=list(recipe.ignored_types))
+    scope = nncf.IgnoredScope(patterns=list(floated), types=list(recipe.ignored_types))
     # NNCF draws progress bars on stdout and logs every ignored node at INFO: keep only warnings.
     nncf_log = logging.getLogger("nncf")
     level = nncf_log.level
@@ -488,6 +520,8 @@ def build_openvino_int8(
                 ignored_scope=scope,
                 **_range_estimator(recipe.attention_ranges),
             )
+            if recipe.attention and recipe.attention_weights:
+                quantized = _compress_only(quantized, recipe.attention, recipe.attention_weights)
     finally:
         nncf_log.setLevel(level)
     dest.mkdir()
@@ -557,8 +591,9 @@ class Exporter:
         for key, owner in ExportSettings.OWN.items():
             if fmt != owner:
                 s.pop(key)  # e.g. the INT8 recipe must not invalidate the fp32 artifacts
-        if s.get("nncf", {}).get("attention_ranges", "") is None:
-            del s["nncf"]["attention_ranges"]  # NNCF's default: absent, so YOLOv8n's key stays as it was
+        for key in ("attention", "attention_ranges", "attention_weights"):
+            if key in s.get("nncf", {}) and not s["nncf"][key]:
+                del s["nncf"][key]  # no attention layer: absent, so YOLOv8n's key stays as it was
         tools = {p: package_version(p) for p in FORMAT_TOOLS.get(fmt, ())}
         return {
             "exporter": EXPORTER_VERSION,
