@@ -114,6 +114,20 @@ def test_onnx_int8_keeps_the_head_in_float(family: str, exporter: Exporter) -> N
     assert not inside, f"{len(inside)} quantization nodes in the head, e.g. {inside[:3]}"
 
 
+def test_onnx_int8_keeps_the_stem_in_float_where_there_is_attention(family: str, exporter: Exporter) -> None:
+    """Where the model has attention layers, ORT INT8 keeps the stem's conv (``/model.0/``) in fp32:
+    neither its input nor its weight comes from a DequantizeLinear; YOLOv8's and YOLOv5u's stay
+    quantized (their recipes are unchanged)."""
+    import onnx
+
+    nodes = onnx.load(str(exporter.get("onnx-int8").path)).graph.node
+    dequantized = {out for n in nodes if n.op_type == "DequantizeLinear" for out in n.output}
+    stem = [n for n in nodes if n.op_type == "Conv" and "/model.0/" in n.name]
+    assert len(stem) == 1, [n.name for n in stem]
+    fed = [i for i in stem[0].input[:2] if i in dequantized]
+    assert (not fed) if ATTENTION_LAYERS[family] else len(fed) == 2, fed
+
+
 def test_attention_layers_are_found_by_structure(family: str, exporter: Exporter) -> None:
     """The attention layers are those holding an Attention / AAttn module, and their prefix names the
     exported attention's activation MatMuls and Softmax; NNCF keeps them in float and takes MINMAX
@@ -125,6 +139,8 @@ def test_attention_layers_are_found_by_structure(family: str, exporter: Exporter
     assert exporter.attention == tuple(f"/model.{i}/" for i in expected)
     # NNCF's MINMAX activation ranges for a model with attention only (YOLOv8n's artifact unchanged).
     nncf = exporter.settings_for("openvino-int8").nncf
+    stem = r".*/model\.0/.*"  # the stem stays in float where there is attention
+    assert (stem in nncf.ignored_patterns) == bool(expected), nncf.ignored_patterns
     assert nncf.attention_ranges == ("MINMAX" if expected else None)
     # ... and int8 weight-only compression of those layers (YOLOv8n's recipe unchanged).
     assert nncf.attention_weights == ("INT8_SYM" if expected else None)
@@ -165,6 +181,12 @@ def test_openvino_int8_ignored_scope_validates(family: str, dataset) -> None:
     assert all(box), "the box branch's convs are quantized"
     assert not any(cls) if depthwise_cls else all(cls), f"{sum(cls)} of {len(cls)} class convs quantized"
     model = ov.Core().read_model(str(xml))
+    (stem,) = [
+        op for op in model.get_ops()
+        if op.get_type_name() == "Convolution" and "/model.0/" in op.get_friendly_name()
+    ]  # fmt: skip
+    stem_quantized = stem.input_value(0).get_node().get_type_name() == "FakeQuantize"
+    assert stem_quantized != bool(ATTENTION_LAYERS[family]), "the stem stays float where there is attention"
     for i in ATTENTION_LAYERS[family]:
         inside = [
             op for op in model.get_ops()
