@@ -114,6 +114,12 @@ def test_onnx_int8_keeps_the_head_in_float(family: str, exporter: Exporter) -> N
     assert not inside, f"{len(inside)} quantization nodes in the head, e.g. {inside[:3]}"
 
 
+def test_the_stem_is_found_by_stride(family: str, exporter: Exporter) -> None:
+    """The stem is the leading layers whose output is at stride 4 or finer: at n scale in every
+    family a stride-2 conv, a stride-2 conv and the first block (C2f, C3k2, C3, ELAN1, ...)."""
+    assert exporter.stem == ("/model.0/", "/model.1/", "/model.2/")
+
+
 def test_onnx_int8_keeps_the_stem_in_float_where_there_is_attention(family: str, exporter: Exporter) -> None:
     """Where the model has attention layers, ORT INT8 keeps the stem's conv (``/model.0/``) in fp32:
     neither its input nor its weight comes from a DequantizeLinear; YOLOv8's and YOLOv5u's stay

@@ -64,10 +64,6 @@ HEAD_DFL = "{head_dfl}"  # its DFL's prefix; a pattern naming it is dropped for 
 # Its class branch's prefix where that branch holds depthwise convs (YOLO11/12/26/v10); a pattern
 # naming it is dropped for any other head (YOLOv8's), whose recipe, cache key and artifact it leaves alone.
 HEAD_CLS_DW = "{head_cls_dw}"
-# The first layer, the conv that reads the image. Both INT8 recipes keep it in float for a model with
-# attention layers (the families after YOLOv8), where it was measured: quantized, it moved a 12-epoch
-# YOLO11n's detection on a drawn 48x58 JPEG 0.55 -> 0.26 under ORT (det_score 0.25), in float 0.07.
-STEM = "/model.0/"
 
 
 @dataclass(frozen=True)
@@ -101,14 +97,17 @@ class Int8Recipe:
 
         return replace(self, reduce_range=not has_any_flag(*INT8_DOT_FLAGS))
 
-    def for_head(self, head: DetectHead, attention: Sequence[str] = ()) -> Int8Recipe:
-        """This recipe with HEAD replaced by ``head``'s node-name prefix, and STEM kept in fp32 too where
-        the model has ``attention`` layers (YOLOv8n has none: its recipe and cache key stay)."""
+    def for_head(
+        self, head: DetectHead, attention: Sequence[str] = (), stem: Sequence[str] = ()
+    ) -> Int8Recipe:
+        """This recipe with HEAD replaced by ``head``'s node-name prefix, and the ``stem`` layers
+        (model.stem.stem_prefixes) kept in fp32 too where the model has ``attention`` layers (YOLOv8n
+        has none: its recipe and cache key stay)."""
 
         def fill(fragments: tuple[str, ...]) -> tuple[str, ...]:
             return tuple(f.replace(HEAD, head.prefix) for f in fragments)
 
-        keep = fill(self.keep_fp32) + ((STEM,) if attention else ())
+        keep = fill(self.keep_fp32) + (tuple(stem) if attention else ())
         return replace(self, keep_fp32=keep, keep_fp32_non_conv=fill(self.keep_fp32_non_conv))
 
     def excluded(self, nodes: Sequence[object]) -> list[str]:
@@ -164,12 +163,14 @@ class NncfRecipe:
     # YOLO11n's artifact 0.384 x openvino's, over the 0.35 size budget. None: no attention layer.
     attention_weights: str | None = "INT8_SYM"
 
-    def for_head(self, head: DetectHead, attention: Sequence[str] = ()) -> NncfRecipe:
+    def for_head(
+        self, head: DetectHead, attention: Sequence[str] = (), stem: Sequence[str] = ()
+    ) -> NncfRecipe:
         """This recipe with HEAD / HEAD_DFL / HEAD_CLS_DW replaced by ``head``'s (escaped) prefixes,
         and ``attention`` holding one pattern for each of the ``attention`` layers' prefixes
-        (model.attention.attention_prefixes), and STEM kept in float where there is one; a pattern of
-        the DFL or of a depthwise class branch is dropped where the head has none, or NNCF would refuse
-        it as matching nothing."""
+        (model.attention.attention_prefixes), and the ``stem`` layers (model.stem.stem_prefixes) kept
+        in float where there is one; a pattern of the DFL or of a depthwise class branch is dropped
+        where the head has none, or NNCF would refuse it as matching nothing."""
         patterns = []
         for p in self.ignored_patterns:
             for placeholder, prefix in (
@@ -183,7 +184,7 @@ class NncfRecipe:
             else:
                 patterns.append(p.replace(HEAD, re.escape(head.prefix)))
         if attention:
-            patterns.append(rf".*{re.escape(STEM)}.*")
+            patterns += [rf".*{re.escape(p)}.*" for p in stem]
         return replace(
             self,
             ignored_patterns=tuple(patterns),
@@ -568,13 +569,14 @@ class Exporter:
         return self.calib_images
 
     @functools.cached_property
-    def _structure(self) -> tuple[DetectHead, tuple[str, ...]]:
-        """The weights' Detect head and attention layers' prefixes, found by structure (loads the
-        checkpoint: only INT8 asks)."""
+    def _structure(self) -> tuple[DetectHead, tuple[str, ...], tuple[str, ...]]:
+        """The weights' Detect head, attention layers' and stem layers' prefixes, found by structure
+        (loads the checkpoint: only INT8 asks)."""
         from detbench.model.attention import attention_prefixes
+        from detbench.model.stem import stem_prefixes
 
         module, info = load_detection_model(self.weights)
-        return info.head, attention_prefixes(module.model)
+        return info.head, attention_prefixes(module.model), stem_prefixes(module.model)
 
     @property
     def head(self) -> DetectHead:
@@ -586,13 +588,22 @@ class Exporter:
         """Node-name prefixes of the weights' attention layers (``/model.10/``), found by structure."""
         return self._structure[1]
 
+    @property
+    def stem(self) -> tuple[str, ...]:
+        """Node-name prefixes of the weights' stem layers (output stride <= 4), found by structure."""
+        return self._structure[2]
+
     def settings_for(self, fmt: str) -> ExportSettings:
         """The settings ``fmt`` is built with: the INT8 recipes filled in with this model's head and
         attention layers."""
         if fmt == "onnx-int8":
-            return replace(self.settings, int8=self.settings.int8.for_head(self.head, self.attention))
+            return replace(
+                self.settings, int8=self.settings.int8.for_head(self.head, self.attention, self.stem)
+            )
         if fmt == "openvino-int8":
-            return replace(self.settings, nncf=self.settings.nncf.for_head(self.head, self.attention))
+            return replace(
+                self.settings, nncf=self.settings.nncf.for_head(self.head, self.attention, self.stem)
+            )
         return self.settings
 
     def fields(self, fmt: str) -> dict:
