@@ -247,8 +247,8 @@ class DetectionDeviation:
 def detection_deviation(
     ref: Sequence[Detections], out: Sequence[Detections], *, iou: float
 ) -> DetectionDeviation:
-    """Per image, ``ref`` and ``out`` matched at ``iou`` (same class, greedy); the worst box corner,
-    score and IoU over all pairs, and how many detections found no partner."""
+    """Per image, ``ref`` and ``out`` matched at ``iou`` as match_detections pairs them; the worst box
+    corner, score and IoU over all pairs, and how many detections found no partner."""
     pairs = unmatched = 0
     box = score = 0.0
     min_iou = 1.0
