@@ -3,7 +3,8 @@
 YOLO11 (``C2PSA``, layer 10 at n scale), YOLO12 (``A2C2f``) and YOLO26 (``C2PSA``, and the attention
 ``C3k2`` of its P5 neck) compute self-attention in ultralytics ``Attention`` / ``AAttn`` modules
 (activation-times-activation MatMuls and a Softmax between 1x1 convs); YOLOv8, v9 and v5u have
-none. The OpenVINO INT8 recipe keeps such a layer in float whole (runtimes/export.py, NncfRecipe).
+none. The OpenVINO INT8 recipe keeps such a layer's activations in float and stores its weights
+int8, and both INT8 recipes keep such a model's stem (model/stem.py) in float (runtimes/export.py).
 A layer's exported nodes are named ``/model.{i}/...`` as the head's are (model/head.py).
 """
 

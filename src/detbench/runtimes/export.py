@@ -134,9 +134,10 @@ class NncfRecipe:
     moved a 5-epoch YOLO26n's matched detection score 0.256 (> det_score 0.25), in float 0.113
     (README "Model families", scripts/measure_family_int8.py). A layer holding self-attention
     (model.attention: YOLO11's C2PSA, YOLO12's A2C2f, YOLO26's C2PSA and attention C3k2) is kept in
-    float whole, its weights stored int8 (weight-only compression, so the artifact stays INT8-sized),
-    and such a model's activation ranges are each tensor's min and max (MINMAX); a model without
-    attention (YOLOv8n) gets none of these, so its recipe, cache key and artifact are unchanged.
+    float activations, its weights stored int8 (weight-only compression, so the artifact stays
+    INT8-sized); such a model's stem (model.stem) is kept in float too, and its activation ranges are
+    each tensor's min and max (MINMAX). A model without attention (YOLOv8n) gets none of these, so
+    its recipe, cache key and artifact are unchanged.
     """
 
     calibration_images: int = 128  # NNCF's subset_size: statistics are reduced per image, so
