@@ -179,7 +179,7 @@ def _report_json(text: str) -> Path:
 
 def _bench_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--weights", type=_existing, help="YOLOv8 detection checkpoint (default: committed baseline)"
+        "--weights", type=_existing, help="ultralytics detection checkpoint (default: the YOLOv8n baseline)"
     )
     p.add_argument("--data", type=_existing, help="data.yaml (default: the synthetic dataset)")
     p.add_argument(

@@ -130,7 +130,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "pipeline variants on the fastest for the lowest end-to-end latency",
     )
     tu.add_argument(
-        "--weights", type=_existing, help="YOLOv8 detection checkpoint (default: committed baseline)"
+        "--weights", type=_existing, help="ultralytics detection checkpoint (default: the YOLOv8n baseline)"
     )
     tu.add_argument("--data", type=_existing, help="data.yaml (default: the synthetic dataset)")
     tu.add_argument("--imgsz", type=_positive, help="model input size (default: the checkpoint's)")
