@@ -97,17 +97,14 @@ class Int8Recipe:
 
         return replace(self, reduce_range=not has_any_flag(*INT8_DOT_FLAGS))
 
-    def for_head(
-        self, head: DetectHead, attention: Sequence[str] = (), stem: Sequence[str] = ()
-    ) -> Int8Recipe:
-        """This recipe with HEAD replaced by ``head``'s node-name prefix, and the ``stem`` layers
-        (model.stem.stem_prefixes) kept in fp32 too where the model has ``attention`` layers (YOLOv8n
-        has none: its recipe and cache key stay)."""
+    def for_head(self, head: DetectHead, stem: Sequence[str] = ()) -> Int8Recipe:
+        """This recipe with HEAD replaced by ``head``'s node-name prefix, and the ``stem`` layers'
+        prefixes (Exporter.float_stem) kept in fp32 too."""
 
         def fill(fragments: tuple[str, ...]) -> tuple[str, ...]:
             return tuple(f.replace(HEAD, head.prefix) for f in fragments)
 
-        keep = fill(self.keep_fp32) + (tuple(stem) if attention else ())
+        keep = fill(self.keep_fp32) + tuple(stem)
         return replace(self, keep_fp32=keep, keep_fp32_non_conv=fill(self.keep_fp32_non_conv))
 
     def excluded(self, nodes: Sequence[object]) -> list[str]:
@@ -169,9 +166,9 @@ class NncfRecipe:
     ) -> NncfRecipe:
         """This recipe with HEAD / HEAD_DFL / HEAD_CLS_DW replaced by ``head``'s (escaped) prefixes,
         and ``attention`` holding one pattern for each of the ``attention`` layers' prefixes
-        (model.attention.attention_prefixes), and the ``stem`` layers (model.stem.stem_prefixes) kept
-        in float where there is one; a pattern of the DFL or of a depthwise class branch is dropped
-        where the head has none, or NNCF would refuse it as matching nothing."""
+        (model.attention.attention_prefixes), and the ``stem`` layers (Exporter.float_stem) kept in
+        float; a pattern of the DFL or of a depthwise class branch is dropped where the head has none,
+        or NNCF would refuse it as matching nothing."""
         patterns = []
         for p in self.ignored_patterns:
             for placeholder, prefix in (
@@ -184,8 +181,7 @@ class NncfRecipe:
                     p = p.replace(placeholder, re.escape(prefix))
             else:
                 patterns.append(p.replace(HEAD, re.escape(head.prefix)))
-        if attention:
-            patterns += [rf".*{re.escape(p)}.*" for p in stem]
+        patterns += [rf".*{re.escape(p)}.*" for p in stem]
         return replace(
             self,
             ignored_patterns=tuple(patterns),
@@ -594,17 +590,21 @@ class Exporter:
         """Node-name prefixes of the weights' stem layers (output stride <= 4), found by structure."""
         return self._structure[2]
 
+    @property
+    def float_stem(self) -> tuple[str, ...]:
+        """The stem prefixes both INT8 recipes keep in float: the stem of a model with attention layers
+        (the families after YOLOv8, where it was measured), none for YOLOv8n, whose recipes and cache
+        keys stay as they were."""
+        return self.stem if self.attention else ()
+
     def settings_for(self, fmt: str) -> ExportSettings:
-        """The settings ``fmt`` is built with: the INT8 recipes filled in with this model's head and
-        attention layers."""
+        """The settings ``fmt`` is built with: the INT8 recipes filled in with this model's head,
+        attention layers and float stem."""
         if fmt == "onnx-int8":
-            return replace(
-                self.settings, int8=self.settings.int8.for_head(self.head, self.attention, self.stem)
-            )
+            return replace(self.settings, int8=self.settings.int8.for_head(self.head, self.float_stem))
         if fmt == "openvino-int8":
-            return replace(
-                self.settings, nncf=self.settings.nncf.for_head(self.head, self.attention, self.stem)
-            )
+            nncf = self.settings.nncf.for_head(self.head, self.attention, self.float_stem)
+            return replace(self.settings, nncf=nncf)
         return self.settings
 
     def fields(self, fmt: str) -> dict:
