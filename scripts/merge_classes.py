@@ -15,6 +15,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from detbench.data.datasets import data_yaml_text
+
 
 def merge(src: Path, dst: Path, names: list[str], mapping: list[int], quality: int = 90) -> Path:
     """Copy ``src`` to ``dst`` with class ``i`` relabelled ``mapping[i]``; returns dst's data.yaml."""
@@ -28,10 +30,8 @@ def merge(src: Path, dst: Path, names: list[str], mapping: list[int], quality: i
             rows = (src / "labels" / split / f"{img.stem}.txt").read_text().split("\n")
             out = [" ".join([str(mapping[int(r.split()[0])]), *r.split()[1:]]) for r in rows if r.strip()]
             (dst / "labels" / split / f"{img.stem}.txt").write_text("".join(f"{r}\n" for r in out))
-    listed = "".join(f"  {i}: {n}\n" for i, n in enumerate(names))
     yaml = dst / "data.yaml"
-    head = f"path: {dst.resolve()}\ntrain: images/train\nval: images/val\nnc: {len(names)}\n"
-    yaml.write_text(f"{head}names:\n{listed}")
+    yaml.write_text(data_yaml_text(tuple(names), header=f"# {src.name}, classes merged into {len(names)}"))
     return yaml
 
 
