@@ -39,7 +39,10 @@ and its paired bootstrap 95% interval (``perf.stats.paired_ratio_ci``).
 With ``--tune-json``, detbench's side is that tune.json's recommended pipeline instead (its variants,
 backend, artifact and threads, as ``detbench.load_pipeline`` builds it: ``--decode`` is refused), one
 contender against every ultralytics export, its detections matched against each: the issue's figure,
-the recommended pipeline against ``YOLO(export).predict``.
+the recommended pipeline against ``YOLO(export).predict``. The peer's exports are then each format at
+its default and with ``int8=True`` (calibrated on ``--data``, default the synthetic dataset), so an
+INT8 recommendation meets the peer's own INT8 at the same precision, and the last line takes the
+fastest of them.
 
 Part 2 (``--scale m``): ``detbench tune``'s search, latency only, on an untrained YOLOv8m at 128 px,
 and the recommended configuration's speedup over eager PyTorch at 1 thread, both from that one
@@ -269,22 +272,52 @@ def e2e_images(kind: str, data: Path | None) -> list[Path]:
     return load_dataset(data or synthetic_dataset()).images("val")[:E2E_VAL_IMAGES]
 
 
-def ultralytics_exports(weights: Path, imgsz: int, tmp: Path) -> dict[str, Path]:
-    """``YOLO(weights).export(format=...)`` for E2E_FORMATS that run here, in ``tmp`` (offline)."""
+@dataclass(frozen=True)
+class PeerExport:
+    """One of ultralytics' own exports of the weights: its format, whether ``int8=True``, its path."""
+
+    fmt: str
+    int8: bool
+    path: Path
+
+
+def ultralytics_exports(
+    weights: Path, imgsz: int, tmp: Path, int8_data: Path | None = None
+) -> list[PeerExport]:
+    """``YOLO(weights).export(format=...)`` for E2E_FORMATS that run here, in ``tmp`` (offline); with
+    ``int8_data`` (a data.yaml to calibrate on) also each with ``int8=True`` (ultralytics quantizes
+    ONNX with ONNX Runtime and OpenVINO with NNCF), so an INT8 pipeline meets the peer's INT8 too."""
     from ultralytics import YOLO
 
     from detbench._compat import quiet_torch_exporters
     from detbench.runtimes.export import openvino_available
 
-    local = tmp / weights.name
-    shutil.copy2(weights, local)  # ultralytics writes its exports beside the weights
-    out = {}
-    with contextlib.chdir(tmp), quiet_torch_exporters(), contextlib.redirect_stdout(io.StringIO()):
-        for fmt in E2E_FORMATS:
-            if fmt == "openvino" and not openvino_available():
-                continue
-            out[fmt] = Path(YOLO(str(local)).export(format=fmt, imgsz=imgsz, device="cpu"))
+    out = []
+    for fmt in E2E_FORMATS:
+        if fmt == "openvino" and not openvino_available():
+            continue
+        for int8 in (False, True) if int8_data is not None else (False,):
+            # ultralytics writes an export beside the weights, and its ONNX int8 export deletes the
+            # fp32 file it quantized: one folder per export.
+            folder = tmp / f"{fmt}-int8" if int8 else tmp / fmt
+            folder.mkdir()
+            local = folder / weights.name
+            shutil.copy2(weights, local)
+            kw = {"int8": True, "data": str(int8_data)} if int8 else {}
+            with contextlib.chdir(folder), quiet_torch_exporters(), contextlib.redirect_stdout(io.StringIO()):
+                path = YOLO(str(local)).export(format=fmt, imgsz=imgsz, device="cpu", **kw)
+            out.append(PeerExport(fmt, int8, Path(path)))
     return out
+
+
+def peer_backend(export: PeerExport, imgsz: int) -> str:
+    """The detbench backend that runs ``export`` as ultralytics' AutoBackend does (OpenVINO: the
+    precision its CPU plugin compiles to for ultralytics' config)."""
+    if export.fmt != "openvino":
+        return "onnxruntime-int8" if export.int8 else "onnxruntime"
+    if export.int8:
+        return "openvino-int8"
+    return "openvino-bf16" if _ov_precision(imgsz, export.path) == "bf16" else "openvino"
 
 
 @dataclass
@@ -456,7 +489,7 @@ def part_e2e(args: argparse.Namespace) -> dict:
 
     ultralytics_nms()  # imports torchvision, so YOLO().predict's NMS runs its C++ kernel as ours does
 
-    from detbench.model.baseline import resolve_weights
+    from detbench.model.baseline import resolve_weights, synthetic_dataset
     from detbench.model.checkpoint import load_detection_model
     from detbench.perf.timing import SETTLE_S
 
@@ -466,8 +499,11 @@ def part_e2e(args: argparse.Namespace) -> dict:
     threads = args.threads
     torch.set_num_threads(threads)  # ultralytics' letterbox tensors and NMS run in torch
     logging.getLogger("ultralytics").setLevel(logging.ERROR)
+    # The recommended pipeline may be INT8: the peer's best then includes its own INT8 exports (same
+    # precision), calibrated on the same data.
+    int8_data = (args.data or synthetic_dataset()) if args.recommended is not None else None
     with tempfile.TemporaryDirectory() as tmp:
-        exports = ultralytics_exports(weights, args.imgsz, Path(tmp))
+        exports = ultralytics_exports(weights, args.imgsz, Path(tmp), int8_data)
         contenders: list[Contender] = []
         rec = None
         if args.recommended is not None:  # one detbench contender: the recommended pipeline
@@ -475,19 +511,16 @@ def part_e2e(args: argparse.Namespace) -> dict:
             rec_out = [rec.call(p) for p in images]  # warm-up pass, untimed; compared below
             contenders.append(rec)
             print(f"detbench: tune.json's recommended {args.recommended.label} on {rec.backend}")
-        for fmt, path in exports.items():
-            u = ultralytics_contender(fmt, path, args.imgsz, names)
+        for export in exports:
+            u = ultralytics_contender(export.fmt, export.path, args.imgsz, names)
             ref = [u.call(p) for p in images]  # warm-up pass, untimed; its detections are compared
-            backend = "onnxruntime"
-            if fmt == "openvino":
-                backend = "openvino-bf16" if _ov_precision(args.imgsz, path) == "bf16" else "openvino"
-            u.backend = backend
+            u.backend = backend = peer_backend(export, args.imgsz)
             contenders.append(u)
             if rec is not None:
                 ok, text = agreement(ref, rec_out, args.decode)
                 print(f"detections, ultralytics {backend} vs detbench {rec.backend}: {text}")
             else:
-                d = detbench_contender(backend, path, args.imgsz, names, args.decode, threads)
+                d = detbench_contender(backend, export.path, args.imgsz, names, args.decode, threads)
                 out = [d.call(p) for p in images]
                 ok, text = agreement(ref, out, args.decode)
                 d.backend = backend

@@ -98,3 +98,66 @@ def test_e2e_tune_json_refuses_a_decode_and_a_wrong_file(
     with pytest.raises(SystemExit) as exc:
         vs["main"](["--e2e", "--tune-json", str(bad)])
     assert exc.value.code == 2 and "not a tune.json of schema" in capsys.readouterr().err
+
+
+class _FakeYOLO:
+    """ultralytics' export as it lays files out: beside the weights, and ``int8=True`` on ONNX deletes
+    the fp32 file it quantized (``Exporter.export_onnx``)."""
+
+    def __init__(self, weights: str) -> None:
+        self.weights = Path(weights)
+
+    def export(
+        self, *, format: str, imgsz: int, device: str, int8: bool = False, data: str | None = None
+    ) -> str:
+        stem, folder = self.weights.stem, self.weights.parent
+        if format == "onnx":
+            fp32 = folder / f"{stem}.onnx"
+            fp32.write_bytes(b"fp32")
+            if not int8:
+                return str(fp32)
+            assert data is not None  # calibration data
+            q = folder / f"{stem}_int8.onnx"
+            q.write_bytes(b"int8")
+            fp32.unlink()
+            return str(q)
+        out = folder / f"{stem}_{'int8_' if int8 else ''}openvino_model"
+        out.mkdir()
+        return str(out)
+
+
+def test_peer_exports_keep_every_file_and_include_int8_with_calibration_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With calibration data the peer gets each format at default and int8=True, every export still on
+    disk when they are timed (ultralytics' ONNX int8 export deletes the fp32 file beside it); without,
+    the default exports only."""
+    import ultralytics
+
+    import detbench.runtimes.export
+
+    monkeypatch.setattr(ultralytics, "YOLO", _FakeYOLO)
+    monkeypatch.setattr(detbench.runtimes.export, "openvino_available", lambda: True)
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(b"w")
+    (tmp_path / "a").mkdir()
+    plain = vs["ultralytics_exports"](weights, 128, tmp_path / "a")
+    assert [(e.fmt, e.int8) for e in plain] == [("onnx", False), ("openvino", False)]
+    (tmp_path / "b").mkdir()
+    both = vs["ultralytics_exports"](weights, 128, tmp_path / "b", tmp_path / "data.yaml")
+    assert [(e.fmt, e.int8) for e in both] == [
+        ("onnx", False),
+        ("onnx", True),
+        ("openvino", False),
+        ("openvino", True),
+    ]
+    assert all(e.path.exists() for e in both)
+    assert len({e.path for e in both}) == 4
+
+
+def test_peer_int8_exports_run_on_the_int8_backends() -> None:
+    """ultralytics' int8=True exports are labelled (and re-run by detbench) as the INT8 backends."""
+    PeerExport, backend = vs["PeerExport"], vs["peer_backend"]
+    assert backend(PeerExport("onnx", False, Path("m.onnx")), 128) == "onnxruntime"
+    assert backend(PeerExport("onnx", True, Path("m_int8.onnx")), 128) == "onnxruntime-int8"
+    assert backend(PeerExport("openvino", True, Path("m_int8_openvino_model")), 128) == "openvino-int8"
