@@ -24,7 +24,9 @@ detbench's stream uses that many decode workers. Contenders per setting:
 
 detbench runs the identical variants (``--decoder`` default opencv, lean preprocess, NumPy NMS) on
 the same ONNX session or, with ``--tune-json``, the recommended pipeline of that tune.json (its
-variants, backend and artifact, ``tune.pipelines.pipeline_from_tune``; threads: the setting's cores),
+variants, backend and artifact, ``tune.pipelines.pipeline_from_tune``; threads: the setting's cores;
+when its backend is INT8, the peer is ultralytics' own ``int8=True`` OpenVINO export as ultralytics
+runs it, calibrated on the synthetic dataset, instead of the shared ONNX session: the same precision),
 and the streams are checked to give the sequential pipeline's detections bit for bit before timing;
 ultralytics' detections are matched against detbench's (same class, IoU >= 0.5). After one warm pass
 each, rounds alternate the contenders' order (forward, then reversed); each contender's timing in a
@@ -116,6 +118,20 @@ def export_onnx(weights: Path, imgsz: int, out: Path) -> Path:
         return Path(YOLO(str(local)).export(format="onnx", imgsz=imgsz))
 
 
+def export_openvino_int8(weights: Path, imgsz: int, out: Path, data: Path) -> Path:
+    """ultralytics' own ``int8=True`` OpenVINO export of ``weights`` (NNCF, calibrated on ``data``), in
+    a folder of its own under ``out``."""
+    from ultralytics import YOLO
+
+    folder = out / "openvino-int8"
+    folder.mkdir()
+    local = folder / weights.name
+    shutil.copy2(weights, local)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.chdir(folder):
+        warnings.simplefilter("ignore")
+        return Path(YOLO(str(local)).export(format="openvino", imgsz=imgsz, int8=True, data=str(data)))
+
+
 def ultralytics_detections(results) -> list:
     from detbench.runtimes.postprocess import Detections
 
@@ -155,13 +171,16 @@ def measure_cores(
     set_threads(cores)
     backend = create("onnxruntime", BackendSettings(threads=cores))
     backend.load(onnx)
-    peer = YOLO(str(onnx), task="detect")
+    # An INT8 recommendation meets the peer at the same precision: ultralytics' own INT8 OpenVINO export,
+    # run as ultralytics runs it (OpenVINO sees this setting's pinned CPUs).
+    peer = YOLO(str(args.peer_int8 or onnx), task="detect")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         peer_dets = ultralytics_detections(
             peer.predict([str(p) for p in paths], stream=True, verbose=False, imgsz=imgsz)
         )
-    peer.predictor.model.backend.session = backend.session  # one session, the same threads, both sides
+    if args.peer_int8 is None:  # one session, the same threads, both sides
+        peer.predictor.model.backend.session = backend.session
     names = tuple(peer.names[i] for i in sorted(peer.names))
     if args.recommended is None:
         spec = Pipeline(
@@ -266,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from detbench.data.photos import photo_dataset
     from detbench.model.baseline import resolve_weights, synthetic_dataset
     from detbench.perf.machine import cpu_model
+    from detbench.runtimes.backends import REGISTRY
 
     imgsz = 128
     data = photo_dataset() if args.images == "photos" else synthetic_dataset()
@@ -274,6 +294,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = [1] if len(usable) == 1 else [1, len(usable)]
     with tempfile.TemporaryDirectory() as tmp:
         onnx = export_onnx(resolve_weights(None), imgsz, Path(tmp))
+        args.peer_int8 = None
+        if args.recommended is not None and REGISTRY[args.recommended.config.backend].precision == "int8":
+            args.peer_int8 = export_openvino_int8(
+                resolve_weights(None), imgsz, Path(tmp), synthetic_dataset()
+            )
+            print(f"peer: ultralytics' own int8=True OpenVINO export ({args.peer_int8.name}), same precision")
         results = [measure_cores(args, k, usable[:k], onnx, paths, imgsz) for k in settings]
         pin(usable)
     doc = {
