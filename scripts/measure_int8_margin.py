@@ -1,12 +1,19 @@
 """Measure how far INT8 moves detection scores near the confidence threshold (the INT8 unmatched margin).
 
     python scripts/measure_int8_margin.py [--images N] [--backend onnxruntime-int8|openvino-int8]
+    python scripts/measure_int8_margin.py --drawn 500 [--backend ...]   # the suite's drawn scenes
 
 A detection may go unmatched between eager PyTorch and INT8 only because INT8 moved its score across
 the threshold; it can do that only if the score moved by at least its distance to the threshold. So
 we postprocess both at a low threshold, match same-class boxes (IoU >= the INT8 row's det_iou) and
 print the score shift of every matched pair whose reference score lies within 0.15 of the threshold:
 its maximum (x 1.5, for images not in this split) is ``det_threshold_margin`` in verify/compare.py.
+
+``--drawn N``: instead, N scenes drawn as ``test_detections_match_pytorch`` draws them (the
+``images`` strategy with the suite's sides, modes and contents; seeded, so a rerun draws the same),
+each preprocessed alone and postprocessed at the suite's threshold, as the test does; prints the
+matched pairs' score differences (p50, p99, max) and the worst scenes: what ``det_score`` of the
+INT8 rows must hold on this CPU.
 """
 
 from __future__ import annotations
@@ -38,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         choices=[n for n, t in TOLERANCES.items() if n.endswith("int8")],
         help="the INT8 backend to measure (default: onnxruntime-int8)",
     )
+    ap.add_argument("--drawn", type=int, help="N drawn scenes instead of the val images")
     args = ap.parse_args(argv)
+    if args.drawn:
+        return drawn(args.backend, args.drawn)
     weights = resolve_weights(None)
     info = load_detection_model(weights)[1]
     ds = load_dataset(synthetic_dataset())
@@ -70,6 +80,62 @@ def main(argv: list[str] | None = None) -> int:
         f"p99 {np.percentile(near_arr, 99):.4f}, max {near_arr.max():.4f}"
     )
     print(f"suggested det_threshold_margin = 1.5 x max = {1.5 * near_arr.max():.3f}")
+    return 0
+
+
+def drawn(backend: str, n: int) -> int:
+    """Score differences of matched pairs on ``n`` drawn scenes, one image per call, at ``CONF``."""
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    from detbench.perf.machine import cpu_model
+    from detbench.testing.strategies import images
+    from detbench.verify.reference import reference_detections
+
+    weights = resolve_weights(None)
+    info = load_detection_model(weights)[1]
+    bench = Workbench.from_options(weights, threads=1)
+    ref, q = bench.load("pytorch"), bench.load(backend)
+    tol = TOLERANCES[backend]
+    # test_equivalence's _SCENES.
+    scenes = images(min_side=48, max_side=320, modes=("RGB", "L", "P"), contents=("scene",))
+    diffs: list[float] = []
+    worst: list[tuple[float, str]] = []
+
+    @settings(
+        max_examples=n,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(scenes)
+    def one(image) -> None:
+        x, infos = preprocess([image], info.imgsz)
+        (r,) = reference_detections(ref.run_batched(x, batch=1), infos, info.names, output=ref.output)
+        (o,) = postprocess(q.run(x), infos, info.names)
+        for ri, oi, _iou, d in match_detections(r, o, iou=tol.det_iou).pairs:
+            diffs.append(d)
+            worst.append(
+                (
+                    d,
+                    f"{image.mode} {image.size}: {r.names[r.class_ids[ri]]} "
+                    f"{r.scores[ri]:.3f} vs {o.scores[oi]:.3f}",
+                )
+            )
+
+    one()
+    arr = np.array(diffs)
+    print(
+        f"{backend} on {cpu_model()}: {n} drawn scenes, {len(arr)} matched pairs "
+        f"(conf {CONF}, IoU >= {tol.det_iou})"
+    )
+    print(
+        f"|score diff| p50 {np.median(arr):.4f}, p99 {np.percentile(arr, 99):.4f}, max {arr.max():.4f}; "
+        f"the row's det_score {tol.det_score}; over it: {int((arr > tol.det_score).sum())}"
+    )
+    for d, text in sorted(worst, reverse=True)[:5]:
+        print(f"  {d:.4f}  {text}")
     return 0
 
 
