@@ -44,7 +44,6 @@ import dataclasses
 import io
 import json
 import os
-import shutil
 import tempfile
 import time
 import warnings
@@ -107,29 +106,14 @@ def set_threads(n: int) -> None:
     cv2.setNumThreads(n)
 
 
-def export_onnx(weights: Path, imgsz: int, out: Path) -> Path:
-    """ultralytics' own ONNX export of ``weights`` (it writes beside the file, so a copy in ``out``)."""
-    from ultralytics import YOLO
+def export_peer(weights: Path, imgsz: int, folder: Path, fmt: str, **kwargs) -> Path:
+    """ultralytics' own export of ``weights`` into ``folder`` (``runtimes.export.export_ultralytics``),
+    quietly."""
+    from detbench.runtimes.export import export_ultralytics
 
-    local = out / weights.name
-    shutil.copy2(weights, local)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.chdir(out):
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        return Path(YOLO(str(local)).export(format="onnx", imgsz=imgsz))
-
-
-def export_openvino_int8(weights: Path, imgsz: int, out: Path, data: Path) -> Path:
-    """ultralytics' own ``int8=True`` OpenVINO export of ``weights`` (NNCF, calibrated on ``data``), in
-    a folder of its own under ``out``."""
-    from ultralytics import YOLO
-
-    folder = out / "openvino-int8"
-    folder.mkdir()
-    local = folder / weights.name
-    shutil.copy2(weights, local)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.chdir(folder):
-        warnings.simplefilter("ignore")
-        return Path(YOLO(str(local)).export(format="openvino", imgsz=imgsz, int8=True, data=str(data)))
+        return export_ultralytics(weights, folder, fmt, imgsz, **kwargs)
 
 
 def ultralytics_detections(results) -> list:
@@ -292,12 +276,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     paths = load_dataset(data).images("val")[: args.limit]
     usable = sorted(os.sched_getaffinity(0))
     settings = [1] if len(usable) == 1 else [1, len(usable)]
+    weights = resolve_weights(None)
     with tempfile.TemporaryDirectory() as tmp:
-        onnx = export_onnx(resolve_weights(None), imgsz, Path(tmp))
+        onnx = export_peer(weights, imgsz, Path(tmp) / "onnx", "onnx")
         args.peer_int8 = None
         if args.recommended is not None and REGISTRY[args.recommended.config.backend].precision == "int8":
-            args.peer_int8 = export_openvino_int8(
-                resolve_weights(None), imgsz, Path(tmp), synthetic_dataset()
+            # NNCF, calibrated on the synthetic dataset.
+            data_yaml = str(synthetic_dataset())
+            args.peer_int8 = export_peer(
+                weights, imgsz, Path(tmp) / "openvino-int8", "openvino", int8=True, data=data_yaml
             )
             print(f"peer: ultralytics' own int8=True OpenVINO export ({args.peer_int8.name}), same precision")
         results = [measure_cores(args, k, usable[:k], onnx, paths, imgsz) for k in settings]

@@ -287,26 +287,18 @@ def ultralytics_exports(
     """``YOLO(weights).export(format=...)`` for E2E_FORMATS that run here, in ``tmp`` (offline); with
     ``int8_data`` (a data.yaml to calibrate on) also each with ``int8=True`` (ultralytics quantizes
     ONNX with ONNX Runtime and OpenVINO with NNCF), so an INT8 pipeline meets the peer's INT8 too."""
-    from ultralytics import YOLO
-
-    from detbench._compat import quiet_torch_exporters
-    from detbench.runtimes.export import openvino_available
+    from detbench.runtimes import export as exporter
 
     out = []
     for fmt in E2E_FORMATS:
-        if fmt == "openvino" and not openvino_available():
+        if fmt == "openvino" and not exporter.openvino_available():
             continue
         for int8 in (False, True) if int8_data is not None else (False,):
-            # ultralytics writes an export beside the weights, and its ONNX int8 export deletes the
-            # fp32 file it quantized: one folder per export.
-            folder = tmp / f"{fmt}-int8" if int8 else tmp / fmt
-            folder.mkdir()
-            local = folder / weights.name
-            shutil.copy2(weights, local)
             kw = {"int8": True, "data": str(int8_data)} if int8 else {}
-            with contextlib.chdir(folder), quiet_torch_exporters(), contextlib.redirect_stdout(io.StringIO()):
-                path = YOLO(str(local)).export(format=fmt, imgsz=imgsz, device="cpu", **kw)
-            out.append(PeerExport(fmt, int8, Path(path)))
+            folder = tmp / f"{fmt}-int8" if int8 else tmp / fmt
+            with contextlib.redirect_stdout(io.StringIO()):
+                path = exporter.export_ultralytics(weights, folder, fmt, imgsz, **kw)
+            out.append(PeerExport(fmt, int8, path))
     return out
 
 

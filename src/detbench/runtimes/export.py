@@ -645,18 +645,26 @@ class Exporter:
         return self.cache.get_or_build(fmt, self.fields(fmt), FILENAMES[fmt], builders[fmt])
 
 
-def export_onnx_ultralytics(weights: Path, out_dir: Path, imgsz: int, opset: int = 17) -> Path:
-    """ultralytics' own ONNX exporter, for the cross-check test (never the primary artifact)."""
+def export_ultralytics(weights: Path, out_dir: Path, fmt: str, imgsz: int, **kwargs: object) -> Path:
+    """``YOLO(weights).export(format=fmt, imgsz=imgsz, device="cpu", **kwargs)``: ultralytics' own
+    exporter (the peer's artifacts, never detbench's), run from ``out_dir`` on a copy of the weights
+    there. It writes its export beside the weights, and with ``int8=True`` on ONNX deletes the fp32 file
+    it quantized: give each export a folder of its own."""
     from ultralytics import YOLO
 
+    out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     local = out_dir / weights.name
-    shutil.copy2(weights, local)  # ultralytics writes the export next to the weights
-    with quiet_torch_exporters():
-        path = YOLO(str(local)).export(
-            format="onnx", imgsz=imgsz, opset=opset, simplify=True, dynamic=False, device="cpu", verbose=False
-        )
-    return Path(path)
+    shutil.copy2(weights, local)
+    with contextlib.chdir(out_dir), quiet_torch_exporters():
+        return Path(YOLO(str(local)).export(format=fmt, imgsz=imgsz, device="cpu", **kwargs))
+
+
+def export_onnx_ultralytics(weights: Path, out_dir: Path, imgsz: int, opset: int = 17) -> Path:
+    """ultralytics' own ONNX exporter, for the cross-check test (never the primary artifact)."""
+    return export_ultralytics(
+        weights, out_dir, "onnx", imgsz, opset=opset, simplify=True, dynamic=False, verbose=False
+    )
 
 
 def untrained_checkpoint(
