@@ -9,8 +9,8 @@ we postprocess both at a low threshold, match same-class boxes (IoU >= the INT8 
 print the score shift of every matched pair whose reference score lies within 0.15 of the threshold:
 its maximum (x 1.5, for images not in this split) is ``det_threshold_margin`` in verify/compare.py.
 
-``--drawn N``: instead, N scenes drawn as ``test_detections_match_pytorch`` draws them (the
-``images`` strategy with the suite's sides, modes and contents; seeded, so a rerun draws the same),
+``--drawn N``: instead, N scenes drawn as ``test_detections_match_pytorch`` draws them
+(``testing.strategies.suite_scenes``; seeded, so a rerun draws the same),
 each preprocessed alone and postprocessed at the suite's threshold, as the test does; prints the
 matched pairs' score differences (p50, p99, max) and the worst scenes: what ``det_score`` of the
 INT8 rows must hold on this CPU.
@@ -88,7 +88,7 @@ def drawn(backend: str, n: int) -> int:
     from hypothesis import HealthCheck, Phase, given, settings
 
     from detbench.perf.machine import cpu_model
-    from detbench.testing.strategies import images
+    from detbench.testing.strategies import suite_scenes
     from detbench.verify.reference import reference_detections
 
     weights = resolve_weights(None)
@@ -96,8 +96,6 @@ def drawn(backend: str, n: int) -> int:
     bench = Workbench.from_options(weights, threads=1)
     ref, q = bench.load("pytorch"), bench.load(backend)
     tol = TOLERANCES[backend]
-    # test_equivalence's _SCENES.
-    scenes = images(min_side=48, max_side=320, modes=("RGB", "L", "P"), contents=("scene",))
     diffs: list[float] = []
     worst: list[tuple[float, str]] = []
 
@@ -109,7 +107,7 @@ def drawn(backend: str, n: int) -> int:
         phases=[Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    @given(scenes)
+    @given(suite_scenes())
     def one(image) -> None:
         x, infos = preprocess([image], info.imgsz)
         (r,) = reference_detections(ref.run_batched(x, batch=1), infos, info.names, output=ref.output)

@@ -17,7 +17,7 @@ from detbench.runtimes.backends import REGISTRY, BaseBackend
 from detbench.runtimes.end2end import to_detections
 from detbench.runtimes.preprocess import preprocess
 from detbench.testing.drawn import DrawnCount, drawn_set, floor_shortfall
-from detbench.testing.strategies import image_batches, images, perturbed_images
+from detbench.testing.strategies import SCENE_SIDES, image_batches, perturbed_images, suite_scenes
 from detbench.verify.compare import TOLERANCES, assert_detections_match, assert_outputs_close
 from detbench.verify.reference import reference_detections
 
@@ -45,8 +45,7 @@ def test_raw_head_matches_pytorch(raw_backend: BaseBackend, reference: BaseBacke
 # Drawn examples per backend and set (detbench.testing.drawn): an example without detections checks
 # nothing, so the test after the @given one requires a share of hits in the set that fits the model.
 _DRAWN: dict[str, dict[str, DrawnCount]] = {}
-_SIDES = {"min_side": 48, "max_side": 320}
-_SCENES = images(**_SIDES, modes=("RGB", "L", "P"), contents=("scene",))
+_SCENES = suite_scenes()
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,7 @@ def drawn_images(user_val_images):
     """Synthetic scenes, and with --detbench-data also the user's val images, perturbed."""
     if not user_val_images:
         return _SCENES
-    return st.one_of(_SCENES, perturbed_images(user_val_images, **_SIDES))
+    return st.one_of(_SCENES, perturbed_images(user_val_images, **SCENE_SIDES))
 
 
 def _detections(backend: BaseBackend, reference: BaseBackend, x, infos, names, *, batch: int | None = None):

@@ -129,6 +129,17 @@ VAL_CONTENT = "val"  # img.info["detbench.content"] of an image drawn by perturb
 PERTURBED_MODES = ("RGB", "L", "RGBA", "P")  # what preprocess takes and a photo plausibly is
 
 
+# The sides of the scenes the shipped suite draws for detections (test_equivalence) and of the user's
+# val images it perturbs there.
+SCENE_SIDES = {"min_side": 48, "max_side": 320}
+
+
+def suite_scenes() -> st.SearchStrategy[Image.Image]:
+    """The synthetic scenes ``test_detections_match_pytorch`` draws (RGB, L and P), so a measuring
+    script draws the same ones."""
+    return images(**SCENE_SIDES, modes=("RGB", "L", "P"), contents=("scene",))
+
+
 def _perturb(
     source: Image.Image,
     path: str,
